@@ -1,0 +1,52 @@
+use crate::{Labels, SeriesRef, Timestamp};
+
+/// Why an append was refused. Every variant is a per-sample or per-batch
+/// condition the caller counts and reports; none of them is fatal to the
+/// process.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The reference is not (or no longer) known to the storage, e.g. after
+    /// the series was garbage-collected. The caller resolves the series again
+    /// by labels.
+    #[error("unknown series reference {0}")]
+    UnknownSeries(SeriesRef),
+    #[error("out of order sample")]
+    OutOfOrder,
+    #[error("empty label set")]
+    EmptyLabels,
+    #[error("label set has duplicate label name {0:?}")]
+    DuplicateLabelName(String),
+    /// The storage could not persist the batch (I/O error, disk full, closed).
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// A batch of appends that becomes visible (and durable in the WAL) on
+/// [`Appender::commit`] and disappears on [`Appender::rollback`].
+///
+/// Series are resolved once by labels ([`Appender::series`]) and then
+/// addressed by reference, so the hot path of a steady-state scrape never
+/// touches label sets.
+pub trait Appender: Send {
+    /// Returns the reference of the series with these labels, creating it if
+    /// it does not exist yet. The labels must be sorted and unique (which
+    /// [`Labels`] guarantees) and not empty.
+    fn series(&mut self, labels: &Labels) -> Result<SeriesRef, AppendError>;
+
+    /// Appends a float sample to a series obtained from [`Appender::series`].
+    fn append(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<(), AppendError>;
+
+    /// Makes every append since the last commit/rollback durable and visible
+    /// to readers (remote write).
+    fn commit(&mut self) -> Result<(), AppendError>;
+
+    /// Discards every sample appended since the last commit/rollback.
+    /// Series created meanwhile stay known.
+    fn rollback(&mut self);
+}
+
+/// Something that hands out appenders: the WAL in production, an in-memory
+/// recorder in tests.
+pub trait Storage: Send + Sync + 'static {
+    fn appender(&self) -> Box<dyn Appender>;
+}

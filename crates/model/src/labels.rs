@@ -1,0 +1,346 @@
+//! Label sets, stored packed.
+//!
+//! A [`Labels`] is one immutable, reference-counted allocation holding the
+//! sorted name/value pairs as `varint(len) bytes` runs. One allocation per
+//! series (instead of two per label) is what keeps bytes-per-series low, and
+//! equality and hashing work on the bytes directly. Clones share the buffer,
+//! so the WAL's series table and the remote-write queues hold the same set.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// The reserved label that carries the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// One name/value pair borrowed from a [`Labels`] or a builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Label<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// An immutable, sorted set of labels with unique names and non-empty values.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Labels {
+    packed: Arc<[u8]>,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.packed);
+    }
+}
+
+fn put_uvarint(buf: &mut Vec<u8>, mut v: usize) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Decodes a varint written by `put_uvarint`; the buffer is always one this
+/// module wrote, so a malformed varint cannot occur and yields `None`.
+fn get_uvarint(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut v: usize = 0;
+    for (i, b) in buf.iter().enumerate().take(10) {
+        v |= ((b & 0x7f) as usize) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+impl Labels {
+    pub fn empty() -> Self {
+        Labels {
+            packed: Arc::from(&[][..]),
+        }
+    }
+
+    /// Builds a label set from pairs in any order. Pairs with an empty value
+    /// are left out (an empty value means "no such label"); when a name
+    /// repeats, the last value wins.
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
+        let mut b = LabelsBuilder::new();
+        for (n, v) in pairs {
+            b.set(n.as_ref(), v.as_ref());
+        }
+        b.labels()
+    }
+
+    /// Builds from pairs that are already sorted by name, unique and
+    /// non-empty (e.g. decoded from the WAL, which only stores such sets).
+    /// Returns `None` if that promise is broken.
+    pub fn from_sorted<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
+        let mut buf = Vec::new();
+        let mut prev: Option<&str> = None;
+        for (n, v) in pairs {
+            if n.is_empty() || v.is_empty() || prev.is_some_and(|p| p >= n) {
+                return None;
+            }
+            prev = Some(n);
+            put_uvarint(&mut buf, n.len());
+            buf.extend_from_slice(n.as_bytes());
+            put_uvarint(&mut buf, v.len());
+            buf.extend_from_slice(v.as_bytes());
+        }
+        Some(Labels {
+            packed: Arc::from(buf),
+        })
+    }
+
+    pub fn iter(&self) -> LabelsIter<'_> {
+        LabelsIter { rest: &self.packed }
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packed.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|l| l.name == name).map(|l| l.value)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The value of `__name__`.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    /// The packed representation (stable within a process; used for hashing
+    /// and as a map key).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.packed
+    }
+
+    /// A 64-bit hash of the label set, stable across processes and releases
+    /// (xxh3 of the packed bytes). Used for target identity, scrape offsets
+    /// and shard selection.
+    pub fn stable_hash(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&self.packed)
+    }
+
+    /// Heap bytes held by this set (shared between clones).
+    pub fn heap_size(&self) -> usize {
+        self.packed.len() + 2 * std::mem::size_of::<usize>()
+    }
+
+    /// A builder pre-filled with these labels, for relabeling.
+    pub fn to_builder(&self) -> LabelsBuilder {
+        let mut b = LabelsBuilder::new();
+        b.reset(self);
+        b
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Prometheus's `Labels.String()` form: `{a="1", b="2"}`.
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, l) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = Label<'a>;
+    type IntoIter = LabelsIter<'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterates the labels of a [`Labels`] in name order.
+pub struct LabelsIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> LabelsIter<'a> {
+    fn take_str(&mut self) -> Option<&'a str> {
+        let (len, n) = get_uvarint(self.rest)?;
+        let bytes = self.rest.get(n..n + len)?;
+        self.rest = &self.rest[n + len..];
+        // Only valid UTF-8 ever enters a packed buffer (it is built from &str).
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+impl<'a> Iterator for LabelsIter<'a> {
+    type Item = Label<'a>;
+
+    fn next(&mut self) -> Option<Label<'a>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let name = self.take_str()?;
+        let value = self.take_str()?;
+        Some(Label { name, value })
+    }
+}
+
+/// A mutable label set used by relabeling and label merging. Setting a label
+/// to the empty string deletes it, as in Prometheus's `labels.Builder`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelsBuilder {
+    pairs: Vec<(String, String)>,
+}
+
+impl LabelsBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the contents with `labels`, reusing the allocation.
+    pub fn reset(&mut self, labels: &Labels) {
+        self.pairs.clear();
+        self.pairs.extend(
+            labels
+                .iter()
+                .map(|l| (l.name.to_owned(), l.value.to_owned())),
+        );
+    }
+
+    pub fn clear(&mut self) {
+        self.pairs.clear();
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets `name` to `value`; an empty value deletes the label.
+    pub fn set(&mut self, name: &str, value: &str) {
+        if value.is_empty() {
+            self.del(name);
+            return;
+        }
+        match self.pairs.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => {
+                v.clear();
+                v.push_str(value);
+            }
+            None => self.pairs.push((name.to_owned(), value.to_owned())),
+        }
+    }
+
+    pub fn del(&mut self, name: &str) {
+        self.pairs.retain(|(n, _)| n != name);
+    }
+
+    /// Keeps only the labels for which `keep(name, value)` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.pairs.retain(|(n, v)| keep(n, v));
+    }
+
+    /// The current labels in insertion order (not sorted).
+    pub fn iter(&self) -> impl Iterator<Item = Label<'_>> {
+        self.pairs.iter().map(|(n, v)| Label { name: n, value: v })
+    }
+
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The finished, sorted label set.
+    pub fn labels(&self) -> Labels {
+        let mut sorted: Vec<(&str, &str)> = self
+            .pairs
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut buf = Vec::with_capacity(sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+        for (n, v) in sorted {
+            put_uvarint(&mut buf, n.len());
+            buf.extend_from_slice(n.as_bytes());
+            put_uvarint(&mut buf, v.len());
+            buf.extend_from_slice(v.as_bytes());
+        }
+        Labels {
+            packed: Arc::from(buf),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sorted_and_empty_values_dropped() {
+        let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("c", "")]);
+        let got: Vec<_> = l.iter().map(|l| (l.name, l.value)).collect();
+        assert_eq!(got, vec![("a", "1"), ("b", "2")]);
+        assert_eq!(l.to_string(), r#"{a="1", b="2"}"#);
+    }
+
+    #[test]
+    fn builder_set_empty_deletes() {
+        let mut b = Labels::from_pairs([("a", "1"), ("b", "2")]).to_builder();
+        b.set("a", "");
+        b.set("c", "3");
+        assert_eq!(b.labels(), Labels::from_pairs([("b", "2"), ("c", "3")]));
+    }
+
+    #[test]
+    fn from_sorted_rejects_unsorted_and_duplicates() {
+        assert!(Labels::from_sorted([("b", "1"), ("a", "2")]).is_none());
+        assert!(Labels::from_sorted([("a", "1"), ("a", "2")]).is_none());
+        assert!(Labels::from_sorted([("a", "")]).is_none());
+        assert!(Labels::from_sorted([("a", "1"), ("b", "2")]).is_some());
+    }
+
+    #[test]
+    fn long_values_round_trip() {
+        let long = "x".repeat(100_000);
+        let l = Labels::from_pairs([("k", long.as_str())]);
+        assert_eq!(l.get("k"), Some(long.as_str()));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(pairs in proptest::collection::btree_map("[a-z_]{1,12}", "\\PC{1,20}", 0..12)) {
+            let l = Labels::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let back: Vec<(String, String)> = l.iter().map(|l| (l.name.to_owned(), l.value.to_owned())).collect();
+            let want: Vec<(String, String)> = pairs.into_iter().collect();
+            prop_assert_eq!(back, want);
+        }
+    }
+}

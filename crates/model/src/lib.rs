@@ -1,0 +1,20 @@
+//! The data model every other Tributary crate speaks: label sets, samples,
+//! series references, metric metadata and the [`Appender`] trait through
+//! which scraped samples reach storage.
+//!
+//! Nothing here does I/O. The crate sits at the root of the dependency graph
+//! so that parsers, relabeling, scraping, the WAL and remote write agree on
+//! one representation without depending on each other.
+
+mod appender;
+mod labels;
+mod metadata;
+mod protocol;
+mod sample;
+pub mod testing;
+
+pub use appender::{AppendError, Appender, Storage};
+pub use labels::{Label, Labels, LabelsBuilder, LabelsIter, METRIC_NAME};
+pub use metadata::MetricType;
+pub use protocol::ScrapeProtocol;
+pub use sample::{is_stale_nan, SeriesRef, Timestamp, STALE_NAN, STALE_NAN_BITS};
