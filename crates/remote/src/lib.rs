@@ -1,1 +1,19 @@
-//! placeholder until this crate lands.
+//! Remote write 1.0: one queue manager per `remote_write` entry, tailing the
+//! WAL from a durable per-queue cursor and delivering to the endpoint.
+//!
+//! Data flow: WAL records → watcher (series cache with external labels and
+//! write_relabel applied once per series) → shards (`ref % n`, so per-series
+//! order is kept) → batches → hand-written protobuf + snappy → HTTP with
+//! unbounded retries on recoverable errors. Every sample is accounted in an
+//! in-order [`ack::AckTracker`]; the WAL cursor is advanced only to the end
+//! of the last record whose samples (and all earlier ones) were delivered or
+//! dropped on purpose, so a crash re-sends (duplicates) but never loses.
+
+pub mod ack;
+pub mod client;
+pub mod encode;
+pub mod metrics;
+
+pub use client::{SendError, WriteClient, WriteClientSettings};
+pub use encode::{EncodableSample, EncodeError, WriteRequestEncoder};
+pub use metrics::{DropReason, QueueMetrics, RemoteMetrics};

@@ -1,1 +1,25 @@
-//! placeholder until this crate lands.
+//! Scraping: per-job [`ScrapePool`]s of per-target scrape loops that fetch
+//! an exposition, parse it, attach target labels, apply
+//! `metric_relabel_configs`, and append samples (plus `up`, `scrape_*` and
+//! staleness markers) to a [`tributary_model::Storage`].
+//!
+//! Data flow for one scrape: [`fetch`] (HTTP, gzip, size cap) → parser
+//! (`tributary-exposition`) → [`cache`] hit: append by reference; miss:
+//! labels → merge → relabel → limits → `Appender::series` → append.
+
+mod cache;
+pub mod fetch;
+mod manager;
+mod metrics;
+mod pool;
+mod scrape_loop;
+mod status;
+pub mod target;
+
+pub use cache::ScrapeCache;
+pub use manager::{PoolSnapshot, ScrapeManager};
+pub use metrics::ScrapeMetrics;
+pub use pool::{ActiveTarget, PoolError, ScrapePool};
+pub use scrape_loop::{LoopOptions, ScrapeError};
+pub use status::{Health, LastScrape, TargetHealth};
+pub use target::{DropReason, DroppedTarget, Target};

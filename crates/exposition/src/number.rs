@@ -1,0 +1,266 @@
+//! Number syntax of the exposition formats.
+//!
+//! Prometheus parses sample values with Go's `strconv.ParseFloat` after
+//! refusing any input containing `p`, `P` or `_` (so hex floats and digit
+//! separators are rejected). What remains is the plain decimal grammar plus
+//! the case-insensitive specials `inf`/`infinity` (with an optional sign) and
+//! `nan` (no sign). Rust's `f64::from_str` is close but differs in three
+//! places we care about: it accepts a signed `nan`, it turns out-of-range
+//! decimals into infinity where Go reports an error, and it accepts `inf`
+//! spellings Go does not. So specials are recognised here and only a
+//! syntax-checked decimal string is handed to the standard library.
+
+/// The NaN bit pattern Prometheus stores for every parsed NaN value.
+pub const NORMAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0001;
+
+/// Parses a sample value the way Prometheus's text parsers do.
+pub fn parse_value(s: &[u8]) -> Option<f64> {
+    let v = parse_go_float(s)?;
+    Some(if v.is_nan() {
+        f64::from_bits(NORMAL_NAN_BITS)
+    } else {
+        v
+    })
+}
+
+/// Go `strconv.ParseFloat(s, 64)` restricted to the spellings Prometheus
+/// accepts (no hex, no underscores). Out-of-range values are errors.
+pub fn parse_go_float(s: &[u8]) -> Option<f64> {
+    if let Some(v) = parse_special(s) {
+        return Some(v);
+    }
+    if !is_decimal_syntax(s) {
+        return None;
+    }
+    // The syntax check guarantees ASCII.
+    let text = std::str::from_utf8(s).ok()?;
+    let v: f64 = text.parse().ok()?;
+    // Go reports a range error for values beyond f64; Rust saturates.
+    if v.is_infinite() {
+        return None;
+    }
+    Some(v)
+}
+
+/// `[+-]inf`, `[+-]infinity`, `nan`, case-insensitively (Go's `special`).
+fn parse_special(s: &[u8]) -> Option<f64> {
+    let (negative, rest) = match s.first() {
+        Some(b'+') => (false, &s[1..]),
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if rest.eq_ignore_ascii_case(b"inf") || rest.eq_ignore_ascii_case(b"infinity") {
+        return Some(if negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    if rest.len() == s.len() && s.eq_ignore_ascii_case(b"nan") {
+        return Some(f64::NAN);
+    }
+    None
+}
+
+/// `[+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?`
+fn is_decimal_syntax(s: &[u8]) -> bool {
+    let mut i = 0;
+    if matches!(s.first(), Some(b'+' | b'-')) {
+        i = 1;
+    }
+    let int_digits = count_digits(&s[i..]);
+    i += int_digits;
+    let mut frac_digits = 0;
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        frac_digits = count_digits(&s[i..]);
+        i += frac_digits;
+    }
+    if int_digits + frac_digits == 0 {
+        return false;
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(s.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp_digits = count_digits(&s[i..]);
+        if exp_digits == 0 {
+            return false;
+        }
+        i += exp_digits;
+    }
+    i == s.len()
+}
+
+fn count_digits(s: &[u8]) -> usize {
+    s.iter().take_while(|b| b.is_ascii_digit()).count()
+}
+
+/// A text-format timestamp: one or more ASCII digits, integer milliseconds
+/// (Prometheus's lexer has no sign for timestamps). Overflow is an error.
+pub fn parse_int_timestamp(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// An OpenMetrics timestamp: a float in seconds, converted to milliseconds
+/// (truncated toward zero, saturating). NaN and infinities are errors.
+pub fn parse_om_timestamp(s: &[u8]) -> Option<i64> {
+    let secs = parse_go_float(s)?;
+    if !secs.is_finite() {
+        return None;
+    }
+    Some((secs * 1000.0) as i64)
+}
+
+/// Formats a float as Go's `strconv.FormatFloat(f, 'g', -1, 64)` and then
+/// appends `.0` when the result has neither `.` nor `e`; this is how
+/// Prometheus normalises `le` and `quantile` label values.
+pub fn format_om_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".to_owned();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+    }
+    let mut out = format_go_g(v);
+    if !out.contains(['.', 'e']) {
+        out.push_str(".0");
+    }
+    out
+}
+
+/// Go's shortest `%g`: scientific notation when the decimal exponent is
+/// below -4 or at least 6 (Go uses precision 6 for that decision when the
+/// shortest representation is requested), plain notation otherwise.
+fn format_go_g(v: f64) -> String {
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    // Rust's `{:e}` yields the shortest round-tripping digits, e.g. "-1.5e-7".
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = match sci.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (sci.as_str(), 0),
+    };
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let mut out = String::with_capacity(digits.len() + 8);
+    if negative {
+        out.push('-');
+    }
+    if !(-4..6).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        let abs = exp.unsigned_abs();
+        if abs < 10 {
+            out.push('0');
+        }
+        out.push_str(&abs.to_string());
+        return out;
+    }
+    // Plain notation: place the decimal point `exp + 1` digits in.
+    let point = exp + 1;
+    if point <= 0 {
+        out.push_str("0.");
+        for _ in 0..(-point) {
+            out.push('0');
+        }
+        out.push_str(&digits);
+    } else {
+        let point = point as usize;
+        if digits.len() <= point {
+            out.push_str(&digits);
+            for _ in digits.len()..point {
+                out.push('0');
+            }
+        } else {
+            out.push_str(&digits[..point]);
+            out.push('.');
+            out.push_str(&digits[point..]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_float_spellings() {
+        let ok: &[(&str, f64)] = &[
+            ("1", 1.0),
+            ("-3e3", -3000.0),
+            ("08", 8.0),
+            (".3", 0.3),
+            ("1.", 1.0),
+            ("+Inf", f64::INFINITY),
+            ("-inf", f64::NEG_INFINITY),
+            ("INFINITY", f64::INFINITY),
+            ("1.7560473e+06", 1_756_047.3),
+            ("9223372036854775808", 9_223_372_036_854_775_808.0),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_value(s.as_bytes()), Some(*want), "{s}");
+        }
+        for s in ["nan", "NaN", "NAN"] {
+            let v = parse_value(s.as_bytes()).map(f64::to_bits);
+            assert_eq!(v, Some(NORMAL_NAN_BITS), "{s}");
+        }
+        let bad = [
+            "", "1_2", "0x1p-3", "0x1P-3", "0B1", "0O1", "0X1", "0x1", "0b1", "0o1", "true",
+            "+nan", "-NaN", "infin", "1e", ".", "1e400", "1.1.1", "1z", "--1", "1 ",
+        ];
+        for s in bad {
+            assert_eq!(parse_value(s.as_bytes()), None, "{s:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_int_timestamp(b"1234567890"), Some(1_234_567_890));
+        assert_eq!(parse_int_timestamp(b"-2"), None);
+        assert_eq!(parse_int_timestamp(b"2.72"), None);
+        assert_eq!(parse_int_timestamp(b"99999999999999999999"), None);
+        assert_eq!(parse_om_timestamp(b"123.123"), Some(123_123));
+        assert_eq!(parse_om_timestamp(b"1.5e3"), Some(1_500_000));
+        assert_eq!(parse_om_timestamp(b"-1.1"), Some(-1100));
+        for s in ["NaN", "Inf", "-Inf", "0x1p-3", "1_2"] {
+            assert_eq!(parse_om_timestamp(s.as_bytes()), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn om_float_formatting_matches_go() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0.0"),
+            (1.0, "1.0"),
+            (0.25, "0.25"),
+            (100_000.0, "100000.0"),
+            (1e6, "1e+06"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (1.555_555_555_555_52e6, "1.55555555555552e+06"),
+            (1e23, "1e+23"),
+            (-12.34, "-12.34"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(format_om_float(*v), *want, "{v}");
+        }
+    }
+}

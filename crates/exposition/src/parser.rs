@@ -1,0 +1,723 @@
+//! The pull parser.
+//!
+//! The body is split into lines with `memchr`; each call to
+//! [`Parser::next`] consumes lines until it can yield an [`Entry`]. For a
+//! series line the whole line is validated (name, label block, value,
+//! timestamp, exemplar) but only byte offsets are kept: [`Parser::series`]
+//! hands out the raw `name{labels}` bytes as a scrape-cache key, and the
+//! label block is walked a second time, unescaped and copied, only when the
+//! caller asks through [`Parser::labels`] (a cache miss).
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use tributary_model::{Labels, LabelsBuilder, MetricType, METRIC_NAME};
+
+use crate::error::ParseError;
+use crate::format::Format;
+use crate::number::{format_om_float, parse_go_float, parse_int_timestamp, parse_om_timestamp, parse_value};
+use crate::scan::{metric_name_len, quoted_end, scan_name, unescape_help, unescape_label, LabelItem, LabelScanner, ScanError};
+
+/// Labels allowed on one series before the line is rejected: it bounds the
+/// quadratic cost of duplicate detection on hostile input.
+pub const DEFAULT_MAX_LABELS_PER_SERIES: usize = 2048;
+
+/// How many following lines [`Parser::created_timestamp`] inspects.
+const CREATED_LOOKAHEAD_LINES: usize = 4096;
+
+/// Tuning knobs; the defaults match a Prometheus scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParserOptions {
+    /// OpenMetrics only: do not yield `<family>_created` lines of counter,
+    /// summary and histogram families as series (Prometheus does this when
+    /// created-timestamp ingestion is on; they are then only visible through
+    /// [`Parser::created_timestamp`]).
+    pub skip_created_series: bool,
+    /// Series with more labels than this are a parse error.
+    pub max_labels_per_series: usize,
+}
+
+impl Default for ParserOptions {
+    fn default() -> Self {
+        ParserOptions {
+            skip_created_series: false,
+            max_labels_per_series: DEFAULT_MAX_LABELS_PER_SERIES,
+        }
+    }
+}
+
+/// One parsed line (or, for OpenMetrics, the terminating `# EOF`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry<'a> {
+    /// A sample; read it with [`Parser::series`], [`Parser::labels`] etc.
+    Series,
+    Type { name: Cow<'a, str>, kind: MetricType },
+    /// HELP with its text unescaped.
+    Help { name: Cow<'a, str>, text: Cow<'a, str> },
+    Unit { name: Cow<'a, str>, unit: &'a str },
+    /// Any other comment line, verbatim (Prometheus text only).
+    Comment(&'a [u8]),
+    /// `# EOF` (OpenMetrics only); `next` returns `Ok(None)` afterwards.
+    Eof,
+}
+
+/// An OpenMetrics exemplar attached to the current series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub labels: Labels,
+    pub value: f64,
+    /// Milliseconds.
+    pub timestamp: Option<i64>,
+}
+
+/// Byte range of a name in the body, with whether it came from a quoted
+/// string (and so may need unescaping).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct NameSpan {
+    range: Range<usize>,
+    quoted: bool,
+}
+
+#[derive(Debug, Clone)]
+struct ExemplarSpan {
+    /// Offset of the first byte after `{` in the body.
+    labels_start: usize,
+    value: f64,
+    timestamp: Option<i64>,
+}
+
+/// A zero-copy pull parser over one exposition body.
+#[derive(Clone)]
+pub struct Parser<'a> {
+    body: &'a [u8],
+    format: Format,
+    options: ParserOptions,
+    /// Offset of the next unread line.
+    pos: usize,
+    /// 1-based number of the line last read.
+    line_no: usize,
+    /// Offset of the line last read.
+    line_start: usize,
+    finished: bool,
+    series: Range<usize>,
+    name: NameSpan,
+    /// Offset just after `{` of the series label block, if any.
+    labels_start: Option<usize>,
+    value: f64,
+    timestamp: Option<i64>,
+    exemplar: Option<ExemplarSpan>,
+    family: NameSpan,
+    family_type: MetricType,
+}
+
+impl<'a> Parser<'a> {
+    pub fn new(format: Format, body: &'a [u8]) -> Self {
+        Self::with_options(format, body, ParserOptions::default())
+    }
+
+    pub fn with_options(format: Format, body: &'a [u8], options: ParserOptions) -> Self {
+        Parser {
+            body,
+            format,
+            options,
+            pos: 0,
+            line_no: 0,
+            line_start: 0,
+            finished: false,
+            series: 0..0,
+            name: NameSpan::default(),
+            labels_start: None,
+            value: 0.0,
+            timestamp: None,
+            exemplar: None,
+            family: NameSpan::default(),
+            family_type: MetricType::Unknown,
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// 1-based number of the line the last entry came from.
+    pub fn line_number(&self) -> usize {
+        self.line_no
+    }
+
+    /// Advances to the next entry. `Ok(None)` at the end of the body. After
+    /// an error the parser is finished.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let result = self.advance();
+        if !matches!(result, Ok(Some(_))) {
+            self.finished = true;
+        }
+        result
+    }
+
+    fn advance(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
+        loop {
+            if self.pos >= self.body.len() {
+                return match self.format {
+                    Format::PrometheusText => Ok(None),
+                    Format::OpenMetrics => Err(self.error_at(0, "data does not end with # EOF")),
+                };
+            }
+            let (line, next_pos) = self.take_line();
+            let entry = match self.format {
+                Format::PrometheusText => self.prom_line(line)?,
+                Format::OpenMetrics => self.om_line(line, next_pos)?,
+            };
+            self.pos = next_pos;
+            match entry {
+                LineResult::Entry(e) => return Ok(Some(e)),
+                LineResult::Skip => continue,
+                LineResult::End => return Ok(None),
+            }
+        }
+    }
+
+    fn take_line(&mut self) -> (&'a [u8], usize) {
+        let rest = &self.body[self.pos..];
+        self.line_no += 1;
+        self.line_start = self.pos;
+        match memchr::memchr(b'\n', rest) {
+            Some(n) => (&rest[..n], self.pos + n + 1),
+            None => (rest, self.body.len()),
+        }
+    }
+
+    fn error_at(&self, column_offset: usize, message: impl Into<String>) -> ParseError {
+        ParseError {
+            line: self.line_no.max(1),
+            column: column_offset + 1,
+            message: message.into(),
+        }
+    }
+
+    fn scan_error(&self, (offset, message): ScanError) -> ParseError {
+        self.error_at(offset, message)
+    }
+
+    // ----- Prometheus text -------------------------------------------------
+
+    fn prom_line(&mut self, line: &'a [u8]) -> Result<LineResult<'a>, ParseError> {
+        let start = skip_blanks(line, 0);
+        match line.get(start) {
+            None => Ok(LineResult::Skip),
+            // Prometheus's lexer treats a NUL at the start of a token as the
+            // end of the input.
+            Some(0) => Ok(LineResult::End),
+            Some(b'#') => self.prom_comment(line, start),
+            Some(_) => {
+                self.prom_series(line, start)?;
+                Ok(LineResult::Entry(Entry::Series))
+            }
+        }
+    }
+
+    fn prom_comment(&mut self, line: &'a [u8], hash: usize) -> Result<LineResult<'a>, ParseError> {
+        let after_ws = skip_blanks(line, hash + 1);
+        let is_help = keyword_then_blank(line, after_ws, b"HELP");
+        let is_type = keyword_then_blank(line, after_ws, b"TYPE");
+        if after_ws == hash + 1 || !(is_help || is_type) {
+            return Ok(LineResult::Entry(Entry::Comment(&line[hash..])));
+        }
+        let name_at = skip_blanks(line, after_ws + 4);
+        let (name, rest_at) = self.meta_name(line, name_at, if is_help { "HELP" } else { "TYPE" })?;
+        let rest = &line[rest_at..];
+        // The lexer hands over the rest of the line minus its first byte; a
+        // rest made only of blanks lexes as whitespace and yields no text.
+        let text = if rest.iter().all(|b| matches!(b, b' ' | b'\t')) {
+            &rest[rest.len()..]
+        } else {
+            &rest[1..]
+        };
+        if is_type {
+            let kind = match text {
+                b"counter" => MetricType::Counter,
+                b"gauge" => MetricType::Gauge,
+                b"histogram" => MetricType::Histogram,
+                b"summary" => MetricType::Summary,
+                b"untyped" => MetricType::Unknown,
+                _ => {
+                    return Err(self.error_at(rest_at, format!("invalid metric type {:?}", String::from_utf8_lossy(text))))
+                }
+            };
+            self.set_family(name.clone(), kind);
+            return Ok(LineResult::Entry(Entry::Type { name: self.span_str(&name), kind }));
+        }
+        if std::str::from_utf8(text).is_err() {
+            return Err(self.error_at(rest_at, "help text is not valid UTF-8"));
+        }
+        Ok(LineResult::Entry(Entry::Help {
+            name: self.span_str(&name),
+            text: unescape_help(text, false),
+        }))
+    }
+
+    fn prom_series(&mut self, line: &'a [u8], start: usize) -> Result<(), ParseError> {
+        self.reset_series();
+        let mut i = start;
+        let name_len = metric_name_len(&line[i..]);
+        if name_len > 0 {
+            self.name = self.span(i..i + name_len, false);
+            i = skip_blanks(line, i + name_len);
+        } else if line[i] != b'{' {
+            return Err(self.error_at(i, "expected a valid start token"));
+        }
+        let mut series_end = start + name_len;
+        if line.get(i) == Some(&b'{') {
+            i = self.label_block(line, i, false, name_len == 0)?;
+            series_end = i;
+        }
+        if self.name.range.is_empty() {
+            return Err(self.error_at(i, "metric name not set"));
+        }
+        self.series = self.line_start + start..self.line_start + series_end;
+        let i = skip_blanks(line, i);
+        let value_len = line[i..]
+            .iter()
+            .take_while(|&&b| !matches!(b, b' ' | b'\t' | b'{'))
+            .count();
+        if value_len == 0 {
+            return Err(self.error_at(i, "expected value after metric"));
+        }
+        self.value = parse_value(&line[i..i + value_len])
+            .ok_or_else(|| self.error_at(i, "expected a valid float value"))?;
+        let i = skip_blanks(line, i + value_len);
+        if i == line.len() {
+            return Ok(());
+        }
+        let ts_len = line[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if ts_len == 0 {
+            return Err(self.error_at(i, "expected timestamp or new record"));
+        }
+        self.timestamp = Some(
+            parse_int_timestamp(&line[i..i + ts_len])
+                .ok_or_else(|| self.error_at(i, "timestamp out of range"))?,
+        );
+        let end = skip_blanks(line, i + ts_len);
+        if end != line.len() {
+            return Err(self.error_at(end, "expected next entry after timestamp"));
+        }
+        Ok(())
+    }
+
+    // ----- OpenMetrics -----------------------------------------------------
+
+    fn om_line(&mut self, line: &'a [u8], next_pos: usize) -> Result<LineResult<'a>, ParseError> {
+        match line.first() {
+            Some(b'#') => self.om_comment(line, next_pos),
+            Some(&b) if b == b'{' || crate::scan::is_metric_name_start(b) || b == b'"' => {
+                self.om_series(line)?;
+                if self.options.skip_created_series && self.is_created_series_of_family() {
+                    return Ok(LineResult::Skip);
+                }
+                Ok(LineResult::Entry(Entry::Series))
+            }
+            _ => Err(self.error_at(0, "expected a valid start token")),
+        }
+    }
+
+    fn om_comment(&mut self, line: &'a [u8], next_pos: usize) -> Result<LineResult<'a>, ParseError> {
+        if line == b"# EOF" {
+            if next_pos < self.body.len() || (next_pos == self.body.len() && self.line_start + line.len() < self.body.len() && next_pos != self.line_start + line.len() + 1) {
+                return Err(self.error_at(line.len(), "unexpected data after # EOF"));
+            }
+            return Ok(LineResult::Entry(Entry::Eof));
+        }
+        let keyword = line.get(2..6).unwrap_or_default();
+        let known = matches!(keyword, b"HELP" | b"TYPE" | b"UNIT");
+        if !line.starts_with(b"# ") || !known || line.get(6) != Some(&b' ') {
+            return Err(self.error_at(0, "expected HELP, TYPE, UNIT or EOF after '# '"));
+        }
+        let label = match keyword {
+            b"HELP" => "HELP",
+            b"TYPE" => "TYPE",
+            _ => "UNIT",
+        };
+        let (name, rest_at) = self.meta_name(line, 7, label)?;
+        if line.get(rest_at) != Some(&b' ') {
+            return Err(self.error_at(rest_at, format!("expected text in {label}")));
+        }
+        let text = &line[rest_at + 1..];
+        match keyword {
+            b"TYPE" => {
+                let kind = std::str::from_utf8(text)
+                    .ok()
+                    .filter(|t| *t != "untyped")
+                    .and_then(MetricType::from_type_word)
+                    .ok_or_else(|| {
+                        self.error_at(rest_at + 1, format!("invalid metric type {:?}", String::from_utf8_lossy(text)))
+                    })?;
+                self.set_family(name.clone(), kind);
+                Ok(LineResult::Entry(Entry::Type { name: self.span_str(&name), kind }))
+            }
+            b"HELP" => {
+                if std::str::from_utf8(text).is_err() {
+                    return Err(self.error_at(rest_at + 1, "help text is not valid UTF-8"));
+                }
+                Ok(LineResult::Entry(Entry::Help {
+                    name: self.span_str(&name),
+                    text: unescape_help(text, true),
+                }))
+            }
+            _ => {
+                let unit = std::str::from_utf8(text)
+                    .map_err(|_| self.error_at(rest_at + 1, "unit is not valid UTF-8"))?;
+                let metric = self.span_str(&name);
+                if !unit.is_empty() && !metric.strip_suffix(unit).is_some_and(|m| m.ends_with('_') && m.len() > 1) {
+                    return Err(self.error_at(rest_at + 1, format!("unit {unit:?} not a suffix of metric {metric:?}")));
+                }
+                Ok(LineResult::Entry(Entry::Unit { name: metric, unit }))
+            }
+        }
+    }
+
+    fn om_series(&mut self, line: &'a [u8]) -> Result<(), ParseError> {
+        self.reset_series();
+        let name_len = metric_name_len(line);
+        if name_len > 0 {
+            self.name = self.span(0..name_len, false);
+        } else if line.first() != Some(&b'{') {
+            return Err(self.error_at(0, "expected a valid start token"));
+        }
+        let mut i = name_len;
+        if line.get(i) == Some(&b'{') {
+            i = self.label_block(line, i, true, name_len == 0)?;
+        }
+        if self.name.range.is_empty() {
+            return Err(self.error_at(i, "metric name not set"));
+        }
+        self.series = self.line_start..self.line_start + i;
+        let (value, i) = self.om_token(line, i, "expected value after metric")?;
+        self.value = parse_value(value).ok_or_else(|| self.error_at(i - value.len(), "expected a valid float value"))?;
+        if i == line.len() {
+            return Ok(());
+        }
+        if line[i..].starts_with(b" # {") {
+            return self.om_exemplar(line, i + 4);
+        }
+        let (ts, i) = self.om_token(line, i, "expected timestamp")?;
+        self.timestamp = Some(parse_om_timestamp(ts).ok_or_else(|| self.error_at(i - ts.len(), "invalid timestamp"))?);
+        if i == line.len() {
+            return Ok(());
+        }
+        if line[i..].starts_with(b" # {") {
+            return self.om_exemplar(line, i + 4);
+        }
+        Err(self.error_at(i, "expected end of line or exemplar after timestamp"))
+    }
+
+    /// `' ' [^ ]+` at `i`: returns the token and the offset after it.
+    fn om_token(&self, line: &'a [u8], i: usize, what: &str) -> Result<(&'a [u8], usize), ParseError> {
+        if line.get(i) != Some(&b' ') {
+            return Err(self.error_at(i, what));
+        }
+        let len = line[i + 1..].iter().take_while(|&&b| b != b' ').count();
+        if len == 0 {
+            return Err(self.error_at(i + 1, what));
+        }
+        Ok((&line[i + 1..i + 1 + len], i + 1 + len))
+    }
+
+    fn om_exemplar(&mut self, line: &'a [u8], after_brace: usize) -> Result<(), ParseError> {
+        let mut scanner = LabelScanner::new(line, after_brace, true);
+        let mut count = 0usize;
+        while let Some(item) = scanner.next_item().map_err(|e| self.scan_error(e))? {
+            if let LabelItem::MetricName(_) = item {
+                return Err(self.error_at(scanner.pos, "metric name not allowed in exemplar labels"));
+            }
+            count += 1;
+            if count > self.options.max_labels_per_series {
+                return Err(self.error_at(scanner.pos, "too many exemplar labels"));
+            }
+        }
+        let (value, i) = self.om_token(line, scanner.pos, "expected exemplar value")?;
+        let value = parse_value(value).ok_or_else(|| self.error_at(i - value.len(), "invalid exemplar value"))?;
+        let mut timestamp = None;
+        if i < line.len() {
+            let (ts, end) = self.om_token(line, i, "expected exemplar timestamp")?;
+            timestamp = Some(parse_om_timestamp(ts).ok_or_else(|| self.error_at(i + 1, "invalid exemplar timestamp"))?);
+            if end != line.len() {
+                return Err(self.error_at(end, "expected end of line after exemplar timestamp"));
+            }
+        }
+        self.exemplar = Some(ExemplarSpan {
+            labels_start: self.line_start + after_brace,
+            value,
+            timestamp,
+        });
+        Ok(())
+    }
+
+    // ----- shared pieces ---------------------------------------------------
+
+    /// The metric name of a HELP/TYPE/UNIT line at `at`; returns it and the
+    /// offset after it.
+    fn meta_name(&self, line: &'a [u8], at: usize, keyword: &str) -> Result<(NameSpan, usize), ParseError> {
+        match scan_name(&line[at.min(line.len())..], metric_name_len) {
+            Ok(Some((raw, len, quoted))) => {
+                let offset = if quoted { at + 1 } else { at };
+                Ok((self.span(offset..offset + raw.len(), quoted), at + len))
+            }
+            Ok(None) => Err(self.error_at(at, format!("expected metric name after {keyword}"))),
+            Err((off, msg)) => Err(self.error_at(at + off, msg)),
+        }
+    }
+
+    /// Validates a label block whose `{` is at `brace`; records a quoted
+    /// metric name if `name_inside`. Returns the offset after `}`.
+    fn label_block(&mut self, line: &'a [u8], brace: usize, strict: bool, name_inside: bool) -> Result<usize, ParseError> {
+        self.labels_start = Some(self.line_start + brace + 1);
+        let mut scanner = LabelScanner::new(line, brace + 1, strict);
+        let mut count = 0usize;
+        while let Some(item) = scanner.next_item().map_err(|e| self.scan_error(e))? {
+            match item {
+                LabelItem::MetricName(raw) => {
+                    if !name_inside || !self.name.range.is_empty() {
+                        return Err(self.error_at(scanner.pos, "metric name already set"));
+                    }
+                    let offset = raw.as_ptr() as usize - line.as_ptr() as usize;
+                    self.name = self.span(offset..offset + raw.len(), true);
+                }
+                LabelItem::Pair { .. } => {
+                    count += 1;
+                    if count > self.options.max_labels_per_series {
+                        return Err(self.error_at(scanner.pos, "too many labels"));
+                    }
+                }
+            }
+        }
+        Ok(scanner.pos)
+    }
+
+    fn span(&self, in_line: Range<usize>, quoted: bool) -> NameSpan {
+        NameSpan {
+            range: self.line_start + in_line.start..self.line_start + in_line.end,
+            quoted,
+        }
+    }
+
+    fn span_str(&self, span: &NameSpan) -> Cow<'a, str> {
+        let raw = &self.body[span.range.clone()];
+        if span.quoted {
+            unescape_label(raw)
+        } else {
+            // Legacy names are ASCII.
+            String::from_utf8_lossy(raw)
+        }
+    }
+
+    fn reset_series(&mut self) {
+        self.name = NameSpan::default();
+        self.labels_start = None;
+        self.timestamp = None;
+        self.exemplar = None;
+    }
+
+    fn set_family(&mut self, name: NameSpan, kind: MetricType) {
+        self.family = name;
+        self.family_type = kind;
+    }
+
+    // ----- accessors for the current series ------------------------------
+
+    /// The raw series bytes (name and label block exactly as on the wire),
+    /// the timestamp in milliseconds and the value of the current series.
+    pub fn series(&self) -> (&'a [u8], Option<i64>, f64) {
+        (&self.body[self.series.clone()], self.timestamp, self.value)
+    }
+
+    /// The metric name of the current series, unescaped.
+    pub fn metric_name(&self) -> Cow<'a, str> {
+        self.span_str(&self.name)
+    }
+
+    /// Writes the labels of the current series, `__name__` included and all
+    /// values unescaped, into `out` (cleared first). `le` of histogram and
+    /// `quantile` of summary families are normalised like Prometheus does
+    /// (`1` becomes `1.0`). Errors on a repeated label name.
+    pub fn labels(&self, out: &mut LabelsBuilder) -> Result<(), ParseError> {
+        out.clear();
+        out.set(METRIC_NAME, &self.metric_name());
+        let Some(start) = self.labels_start else {
+            return Ok(());
+        };
+        let strict = self.format == Format::OpenMetrics;
+        let kind = self.metric_type();
+        let mut scanner = LabelScanner::new(self.body, start, strict);
+        while let Ok(Some(item)) = scanner.next_item() {
+            let LabelItem::Pair { name, value } = item else {
+                continue;
+            };
+            let name = unescape_label(name);
+            if name == METRIC_NAME || out.get(&name).is_some() {
+                return Err(ParseError {
+                    line: self.line_no,
+                    column: 1,
+                    message: format!("label name {name:?} is not unique"),
+                });
+            }
+            let value = unescape_label(value);
+            match normalized_float_label(kind, &name, &value) {
+                Some(normal) => out.set(&name, &normal),
+                None => out.set(&name, &value),
+            }
+        }
+        Ok(())
+    }
+
+    /// The exemplar of the current series (OpenMetrics), if any.
+    pub fn exemplar(&self) -> Option<Exemplar> {
+        let span = self.exemplar.as_ref()?;
+        let mut builder = LabelsBuilder::new();
+        let mut scanner = LabelScanner::new(self.body, span.labels_start, true);
+        while let Ok(Some(item)) = scanner.next_item() {
+            if let LabelItem::Pair { name, value } = item {
+                builder.set(&unescape_label(name), &unescape_label(value));
+            }
+        }
+        Some(Exemplar {
+            labels: builder.labels(),
+            value: span.value,
+            timestamp: span.timestamp,
+        })
+    }
+
+    /// The type of the family the current series belongs to: the last
+    /// `# TYPE` if the series name is that family's name plus a suffix the
+    /// type allows, otherwise unknown.
+    pub fn metric_type(&self) -> MetricType {
+        match self.family_suffix() {
+            Some(_) => self.family_type,
+            None => MetricType::Unknown,
+        }
+    }
+
+    /// The suffix of the current series name relative to the current
+    /// family (`""` for the family name itself), if it belongs to it.
+    fn family_suffix(&self) -> Option<&'static str> {
+        if self.family.range.is_empty() || self.name.range.is_empty() {
+            return None;
+        }
+        let family = self.span_str(&self.family);
+        let name = self.metric_name();
+        let rest = name.strip_prefix(family.as_ref())?;
+        allowed_suffixes(self.family_type, self.format)
+            .iter()
+            .copied()
+            .find(|s| *s == rest)
+    }
+
+    fn is_created_series_of_family(&self) -> bool {
+        matches!(self.family_type, MetricType::Counter | MetricType::Summary | MetricType::Histogram)
+            && self.family_suffix() == Some("_created")
+    }
+
+    /// OpenMetrics: the `<family>_created` value (in milliseconds) that
+    /// belongs to the current series, found by looking ahead within the
+    /// family for a `_created` line with the same labels (ignoring `le` and
+    /// `quantile`). `None` for other formats, types, or when absent.
+    pub fn created_timestamp(&self) -> Option<i64> {
+        if self.format != Format::OpenMetrics
+            || !matches!(self.family_type, MetricType::Counter | MetricType::Summary | MetricType::Histogram)
+        {
+            return None;
+        }
+        match self.family_suffix()? {
+            "_created" => return None,
+            _ => {}
+        }
+        let mut ahead = self.clone();
+        ahead.options.skip_created_series = false;
+        for _ in 0..CREATED_LOOKAHEAD_LINES {
+            match ahead.next() {
+                Ok(Some(Entry::Series)) => {}
+                _ => return None,
+            }
+            match ahead.family_suffix() {
+                None => return None,
+                Some("_created") => {
+                    if self.same_labels_ignoring_bucket(&ahead) {
+                        let ms = ahead.value * 1000.0;
+                        return ms.is_finite().then_some(ms as i64);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        None
+    }
+
+    fn same_labels_ignoring_bucket(&self, created: &Parser<'a>) -> bool {
+        let pairs = |p: &Parser<'a>| {
+            let mut scanner = p.labels_start.map(|s| LabelScanner::new(p.body, s, true));
+            std::iter::from_fn(move || loop {
+                match scanner.as_mut()?.next_item() {
+                    Ok(Some(LabelItem::Pair { name, value })) if name != b"le" && name != b"quantile" => {
+                        return Some((name, value))
+                    }
+                    Ok(Some(_)) => continue,
+                    _ => return None,
+                }
+            })
+        };
+        pairs(self).eq(pairs(created))
+    }
+}
+
+enum LineResult<'a> {
+    Entry(Entry<'a>),
+    Skip,
+    End,
+}
+
+fn skip_blanks(line: &[u8], mut i: usize) -> usize {
+    while matches!(line.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+fn keyword_then_blank(line: &[u8], at: usize, keyword: &[u8]) -> bool {
+    line.get(at..).is_some_and(|r| r.starts_with(keyword))
+        && matches!(line.get(at + keyword.len()), Some(b' ' | b'\t'))
+}
+
+/// Sample-name suffixes a family of the given type owns.
+pub(crate) fn allowed_suffixes(kind: MetricType, format: Format) -> &'static [&'static str] {
+    let om = format == Format::OpenMetrics;
+    match kind {
+        MetricType::Counter if om => &["_total", "_created"],
+        MetricType::Counter => &["", "_total"],
+        MetricType::Histogram if om => &["_bucket", "_count", "_sum", "_created"],
+        MetricType::Histogram => &["_bucket", "_count", "_sum"],
+        MetricType::GaugeHistogram => &["_bucket", "_gcount", "_gsum"],
+        MetricType::Summary if om => &["", "_count", "_sum", "_created"],
+        MetricType::Summary => &["", "_count", "_sum"],
+        MetricType::Info => &["_info"],
+        MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => &[""],
+    }
+}
+
+/// Prometheus rewrites `le` (histograms) and `quantile` (summaries) to the
+/// OpenMetrics float spelling so that `1` and `1.0` are one series.
+fn normalized_float_label(kind: MetricType, name: &str, value: &str) -> Option<String> {
+    let applies = (kind == MetricType::Histogram && name == "le")
+        || (kind == MetricType::Summary && name == "quantile");
+    if !applies {
+        return None;
+    }
+    parse_go_float(value.as_bytes()).map(format_om_float)
+}
+
+/// Exposed for the checker: the quoted-string scanner.
+#[allow(dead_code)]
+pub(crate) fn quoted_len(line: &[u8]) -> Option<usize> {
+    quoted_end(line, 0).ok()
+}

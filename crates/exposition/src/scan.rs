@@ -1,0 +1,279 @@
+//! Byte-level scanning shared by both formats: identifiers, quoted strings,
+//! label blocks and unescaping.
+//!
+//! Everything here works on one line (the parser splits on `\n` first) and
+//! returns borrowed, still-escaped slices; unescaping happens only when a
+//! caller asks for labels, so the cache-hit path never copies.
+
+use std::borrow::Cow;
+
+/// A scanning failure: byte offset in the line and a static description.
+pub(crate) type ScanError = (usize, &'static str);
+
+pub(crate) fn is_metric_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+}
+
+fn is_metric_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+}
+
+fn is_label_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+
+fn is_label_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Length of the legacy metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) at `s`.
+pub(crate) fn metric_name_len(s: &[u8]) -> usize {
+    match s.first() {
+        Some(&b) if is_metric_name_start(b) => {
+            1 + s[1..].iter().take_while(|&&b| is_metric_name_char(b)).count()
+        }
+        _ => 0,
+    }
+}
+
+fn label_name_len(s: &[u8]) -> usize {
+    match s.first() {
+        Some(&b) if is_label_name_start(b) => {
+            1 + s[1..].iter().take_while(|&&b| is_label_name_char(b)).count()
+        }
+        _ => 0,
+    }
+}
+
+/// Scans a double-quoted string starting at `line[start] == '"'`. Returns the
+/// offset just past the closing quote. A backslash escapes any next byte
+/// (which escapes are meaningful is decided when unescaping).
+pub(crate) fn quoted_end(line: &[u8], start: usize) -> Result<usize, ScanError> {
+    let mut i = start + 1;
+    loop {
+        match memchr::memchr2(b'"', b'\\', line.get(i..).unwrap_or_default()) {
+            None => return Err((line.len(), "unterminated quoted string")),
+            Some(off) => {
+                i += off;
+                if line.get(i) == Some(&b'"') {
+                    return Ok(i + 1);
+                }
+                if i + 1 >= line.len() {
+                    return Err((line.len(), "unterminated quoted string"));
+                }
+                i += 2;
+            }
+        }
+    }
+}
+
+/// Unescapes a label value or quoted name: `\\`, `\"` and `\n` are
+/// replaced; any other backslash sequence is kept verbatim (Prometheus's
+/// replacer semantics). Borrows when there is nothing to replace.
+pub(crate) fn unescape_label(raw: &[u8]) -> Cow<'_, str> {
+    unescape(raw, true)
+}
+
+/// Unescapes HELP text. The Prometheus text format knows `\\` and `\n`;
+/// OpenMetrics additionally `\"`.
+pub(crate) fn unescape_help(raw: &[u8], with_quote: bool) -> Cow<'_, str> {
+    unescape(raw, with_quote)
+}
+
+fn unescape(raw: &[u8], with_quote: bool) -> Cow<'_, str> {
+    // Callers only pass slices already checked to be UTF-8.
+    let text = String::from_utf8_lossy(raw);
+    if memchr::memchr(b'\\', raw).is_none() {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('"') if with_quote => out.push('"'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A name at the start of `s`: either a legacy identifier or a quoted
+/// UTF-8 string. Returns (raw name without quotes, consumed length, quoted).
+pub(crate) fn scan_name(
+    s: &[u8],
+    legacy_len: fn(&[u8]) -> usize,
+) -> Result<Option<(&[u8], usize, bool)>, ScanError> {
+    if s.first() == Some(&b'"') {
+        let end = quoted_end(s, 0)?;
+        let inner = &s[1..end - 1];
+        if inner.is_empty() {
+            return Err((0, "empty quoted name"));
+        }
+        if std::str::from_utf8(inner).is_err() {
+            return Err((0, "invalid UTF-8 in quoted name"));
+        }
+        return Ok(Some((inner, end, true)));
+    }
+    let n = legacy_len(s);
+    if n == 0 {
+        return Ok(None);
+    }
+    Ok(Some((&s[..n], n, false)))
+}
+
+/// One item of a label block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LabelItem<'a> {
+    /// A bare quoted string: the metric name in the UTF-8 syntax.
+    MetricName(&'a [u8]),
+    /// A `name="value"` pair, both still escaped.
+    Pair { name: &'a [u8], value: &'a [u8] },
+}
+
+/// Iterates the label block of one line, starting just after `{`.
+///
+/// Lenient mode follows Prometheus's text parser (whitespace anywhere,
+/// optional commas, trailing comma); strict mode follows OpenMetrics (no
+/// whitespace, exactly one comma between items, no trailing comma).
+#[derive(Clone)]
+pub(crate) struct LabelScanner<'a> {
+    line: &'a [u8],
+    pub(crate) pos: usize,
+    strict: bool,
+    after_comma: bool,
+    done: bool,
+}
+
+impl<'a> LabelScanner<'a> {
+    pub(crate) fn new(line: &'a [u8], after_brace: usize, strict: bool) -> Self {
+        LabelScanner {
+            line,
+            pos: after_brace,
+            strict,
+            after_comma: false,
+            done: false,
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        if !self.strict {
+            while matches!(self.line.get(self.pos), Some(b' ' | b'\t')) {
+                self.pos += 1;
+            }
+        }
+    }
+
+    /// The next item, `Ok(None)` after the closing brace (then `pos` is
+    /// just past it).
+    pub(crate) fn next_item(&mut self) -> Result<Option<LabelItem<'a>>, ScanError> {
+        if self.done {
+            return Ok(None);
+        }
+        self.skip_ws();
+        let rest = self.line.get(self.pos..).unwrap_or_default();
+        if rest.first() == Some(&b'}') {
+            if self.strict && self.after_comma {
+                return Err((self.pos, "unexpected '}' after ','"));
+            }
+            self.pos += 1;
+            self.done = true;
+            return Ok(None);
+        }
+        let (name, len, quoted) = match scan_name(rest, label_name_len) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err((self.pos, "expected label name")),
+            Err((off, msg)) => return Err((self.pos + off, msg)),
+        };
+        self.pos += len;
+        self.skip_ws();
+        let next = self.line.get(self.pos).copied();
+        if quoted && matches!(next, Some(b',' | b'}')) {
+            self.after_separator();
+            return Ok(Some(LabelItem::MetricName(name)));
+        }
+        if next != Some(b'=') {
+            return Err((self.pos, "expected '=' after label name"));
+        }
+        self.pos += 1;
+        self.skip_ws();
+        if self.line.get(self.pos) != Some(&b'"') {
+            return Err((self.pos, "expected quoted label value"));
+        }
+        let end = quoted_end(self.line, self.pos)?;
+        let value = &self.line[self.pos + 1..end - 1];
+        if std::str::from_utf8(value).is_err() {
+            return Err((self.pos, "invalid UTF-8 label value"));
+        }
+        self.pos = end;
+        self.skip_ws();
+        if self.strict && !matches!(self.line.get(self.pos), Some(b',' | b'}')) {
+            return Err((self.pos, "expected ',' or '}' after label value"));
+        }
+        self.after_separator();
+        Ok(Some(LabelItem::Pair { name, value }))
+    }
+
+    /// Consumes one optional comma after an item.
+    fn after_separator(&mut self) {
+        self.after_comma = false;
+        if self.line.get(self.pos) == Some(&b',') {
+            self.pos += 1;
+            self.after_comma = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(block: &str, strict: bool) -> Result<Vec<LabelItem<'_>>, ScanError> {
+        let mut s = LabelScanner::new(block.as_bytes(), 0, strict);
+        let mut out = Vec::new();
+        while let Some(item) = s.next_item()? {
+            out.push(item);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn lenient_and_strict_label_blocks() {
+        assert_eq!(items(r#" a = "1" b="2" , }"#, false).map(|v| v.len()), Ok(2));
+        assert!(items(r#" a = "1"}"#, true).is_err());
+        assert!(items(r#"a="1",}"#, true).is_err());
+        assert!(items(r#"a="1",}"#, false).is_ok());
+        assert!(items(r#",a="1"}"#, false).is_err());
+        assert!(items(r#"a="1",,b="2"}"#, false).is_err());
+        assert!(items(r#"a="1"b="2"}"#, true).is_err());
+        assert_eq!(
+            items(r#""x.y",a="1"}"#, true),
+            Ok(vec![
+                LabelItem::MetricName(b"x.y"),
+                LabelItem::Pair { name: b"a", value: b"1" }
+            ])
+        );
+        assert!(items(r#"a="unterminated}"#, false).is_err());
+        assert!(items(r#"a='1'}"#, false).is_err());
+        assert!(items(r#"A}"#, false).is_err());
+        assert!(items(r#"=""}"#, false).is_err());
+    }
+
+    #[test]
+    fn unescaping() {
+        assert_eq!(unescape_label(br#"base\"v\\al\nue"#), "base\"v\\al\nue");
+        assert_eq!(unescape_label(br#"b\\a\z"#), "b\\a\\z");
+        assert_eq!(unescape_help(br#"a\"b"#, false), "a\\\"b");
+        assert_eq!(unescape_help(br#"a\"b"#, true), "a\"b");
+        assert!(matches!(unescape_label(b"plain"), Cow::Borrowed("plain")));
+    }
+}

@@ -1,0 +1,127 @@
+//! Per-request authentication and configured headers.
+//!
+//! Built once from the config; applied to every request. Secrets that come
+//! from files are read at request time (not cached) so a rotated token is
+//! picked up by the next request, matching Prometheus's `*_file` semantics.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use reqwest::RequestBuilder;
+
+use crate::HttpClientError;
+
+/// Where a secret value comes from.
+#[derive(Clone, Debug)]
+pub enum SecretSource {
+    Inline(String),
+    /// Re-read on every request; surrounding whitespace is trimmed.
+    File(PathBuf),
+}
+
+impl SecretSource {
+    fn read(&self) -> Result<String, HttpClientError> {
+        match self {
+            SecretSource::Inline(s) => Ok(s.clone()),
+            SecretSource::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim().to_owned())
+                .map_err(|source| HttpClientError::ReadSecret {
+                    path: p.clone(),
+                    source,
+                }),
+        }
+    }
+}
+
+/// One configured header (`http_headers`): all values are sent, in order.
+#[derive(Clone, Debug)]
+pub struct HeaderSource {
+    pub name: HeaderName,
+    pub values: Vec<SecretSource>,
+}
+
+/// The authentication applied to each request.
+#[derive(Clone, Debug, Default)]
+pub struct AuthStep {
+    pub(crate) authorization: Option<Authorization>,
+    pub(crate) headers: Vec<HeaderSource>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Authorization {
+    Basic {
+        username: SecretSource,
+        password: Option<SecretSource>,
+    },
+    Credentials {
+        scheme: String,
+        credentials: SecretSource,
+    },
+}
+
+impl AuthStep {
+    /// Basic auth with optional password.
+    pub fn basic(username: SecretSource, password: Option<SecretSource>) -> Self {
+        Self {
+            authorization: Some(Authorization::Basic { username, password }),
+            headers: Vec::new(),
+        }
+    }
+
+    /// `Authorization: <scheme> <credentials>`.
+    pub fn credentials(scheme: impl Into<String>, credentials: SecretSource) -> Self {
+        Self {
+            authorization: Some(Authorization::Credentials {
+                scheme: scheme.into(),
+                credentials,
+            }),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, header: HeaderSource) -> Self {
+        self.headers.push(header);
+        self
+    }
+
+    /// Adds the configured headers and the `Authorization` header.
+    pub fn apply(&self, mut rb: RequestBuilder) -> Result<RequestBuilder, HttpClientError> {
+        for h in &self.headers {
+            for v in &h.values {
+                let value = header_value(&v.read()?, h.name.as_str())?;
+                rb = rb.header(h.name.clone(), value);
+            }
+        }
+        if let Some(auth) = &self.authorization {
+            rb = rb.header(AUTHORIZATION, authorization_value(auth)?);
+        }
+        Ok(rb)
+    }
+}
+
+fn header_value(v: &str, name: &str) -> Result<HeaderValue, HttpClientError> {
+    HeaderValue::from_str(v).map_err(|_| HttpClientError::InvalidHeaderValue(name.to_owned()))
+}
+
+fn authorization_value(auth: &Authorization) -> Result<HeaderValue, HttpClientError> {
+    let text = match auth {
+        Authorization::Basic { username, password } => {
+            let user = username.read()?;
+            let pass = match password {
+                Some(p) => p.read()?,
+                None => String::new(),
+            };
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            format!("Basic {encoded}")
+        }
+        Authorization::Credentials {
+            scheme,
+            credentials,
+        } => format!("{scheme} {}", credentials.read()?),
+    };
+    let mut value = header_value(&text, AUTHORIZATION.as_str())?;
+    value.set_sensitive(true);
+    Ok(value)
+}

@@ -1,0 +1,90 @@
+//! Shared HTTP client factory (scrape, remote write, HTTP SD).
+//!
+//! [`build_client`] turns a Prometheus `<http_config>` into a reqwest client
+//! (TLS, proxy, redirects, HTTP/2) plus an [`AuthStep`] that is applied to
+//! every request: credentials given as `*_file` are re-read on each request,
+//! as Prometheus does, so rotated secrets take effect without a reload.
+
+mod auth;
+
+pub use auth::{AuthStep, HeaderSource, SecretSource};
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a client could not be built or a request not prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpClientError {
+    #[error("reading secret file {path:?}: {source}")]
+    ReadSecret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading TLS file {path:?}: {source}")]
+    ReadTlsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid value for header {0:?}")]
+    InvalidHeaderValue(String),
+    #[error("invalid header name {0:?}")]
+    InvalidHeaderName(String),
+    #[error("invalid proxy configuration: {0}")]
+    Proxy(String),
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
+    #[error("{0} is not supported yet")]
+    Unsupported(&'static str),
+    #[error("building HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+/// Settings that come from the caller rather than the `<http_config>`.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Whole-request timeout (connect + send + receive). `None` = no limit;
+    /// callers with a per-request deadline set it on the request instead.
+    pub timeout: Option<Duration>,
+    /// Sent as `User-Agent` on every request.
+    pub user_agent: String,
+    /// How long idle pooled connections are kept.
+    pub idle_pool_timeout: Option<Duration>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: None,
+            user_agent: "Prometheus/3.0.0".to_owned(),
+            idle_pool_timeout: Some(Duration::from_secs(90)),
+        }
+    }
+}
+
+/// A reqwest client plus the auth step to apply to each request.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    auth: AuthStep,
+}
+
+impl HttpClient {
+    /// Assembles a client from parts (tests, or callers with special needs).
+    pub fn from_parts(client: reqwest::Client, auth: AuthStep) -> Self {
+        Self { client, auth }
+    }
+
+    /// The underlying reqwest client (connection pool, TLS, proxy).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Adds configured headers and credentials to a request. Fails when a
+    /// credentials file cannot be read.
+    pub fn apply_auth(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, HttpClientError> {
+        self.auth.apply(rb)
+    }
+}

@@ -1,0 +1,189 @@
+//! One remote-write HTTP attempt and the classification of its outcome.
+//!
+//! The client only knows how to POST one compressed body with the exact
+//! remote-write 1.0 headers and to tell the caller whether a failure is worth
+//! retrying (transport errors, 5xx, and 429 when enabled) and for how long
+//! the receiver asked us to wait (`Retry-After`). The retry loop itself
+//! lives with the shards, which own the batch and its accounting.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use reqwest::{StatusCode, Url};
+use tributary_http::HttpClient;
+
+/// At most this much of an error response body is kept for the log.
+const MAX_ERROR_BODY: usize = 1024;
+
+const REMOTE_WRITE_VERSION: HeaderName = HeaderName::from_static("x-prometheus-remote-write-version");
+const RETRY_ATTEMPT: HeaderName = HeaderName::from_static("retry-attempt");
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying; `retry_after` is the receiver's requested delay.
+    #[error("{message}")]
+    Recoverable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The batch must be dropped (4xx, or a request we cannot build).
+    #[error("{0}")]
+    NonRecoverable(String),
+}
+
+/// Sends remote-write 1.0 requests to one endpoint.
+#[derive(Clone, Debug)]
+pub struct WriteClient {
+    http: HttpClient,
+    url: Url,
+    timeout: Duration,
+    headers: HeaderMap,
+    retry_on_http_429: bool,
+}
+
+/// Static settings of a [`WriteClient`].
+#[derive(Clone, Debug)]
+pub struct WriteClientSettings {
+    pub url: Url,
+    /// Per-request timeout (`remote_timeout`).
+    pub timeout: Duration,
+    /// `User-Agent`, e.g. `Prometheus/3.0.0`.
+    pub user_agent: String,
+    /// Configured `headers` of the remote_write entry.
+    pub headers: Vec<(String, String)>,
+    pub retry_on_http_429: bool,
+}
+
+impl WriteClient {
+    pub fn new(http: HttpClient, settings: WriteClientSettings) -> Result<Self, SendError> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &settings.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| SendError::NonRecoverable(format!("invalid header name {name:?}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| SendError::NonRecoverable(format!("invalid value for header {name}")))?;
+            headers.append(name, value);
+        }
+        // Protocol headers are set last so configured headers cannot override
+        // them (config validation forbids that too).
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        headers.insert(REMOTE_WRITE_VERSION, HeaderValue::from_static("0.1.0"));
+        let ua = HeaderValue::from_str(&settings.user_agent)
+            .map_err(|_| SendError::NonRecoverable("invalid user agent".to_owned()))?;
+        headers.insert(USER_AGENT, ua);
+        Ok(Self {
+            http,
+            url: settings.url,
+            timeout: settings.timeout,
+            headers,
+            retry_on_http_429: settings.retry_on_http_429,
+        })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// POSTs `body` once. `attempt` is 0 for the first try; later tries carry
+    /// `Retry-Attempt: <attempt>`.
+    pub async fn send(&self, body: Bytes, attempt: u32) -> Result<(), SendError> {
+        let mut rb = self
+            .http
+            .client()
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .timeout(self.timeout)
+            .body(body);
+        if attempt > 0 {
+            rb = rb.header(RETRY_ATTEMPT, attempt);
+        }
+        // A credentials file that cannot be read is an operator problem that
+        // may be fixed at any moment: retry rather than drop data.
+        let rb = self.http.apply_auth(rb).map_err(|e| SendError::Recoverable {
+            message: e.to_string(),
+            retry_after: None,
+        })?;
+        let resp = rb.send().await.map_err(|e| SendError::Recoverable {
+            message: format!("sending request: {e}"),
+            retry_after: None,
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let body = error_body(resp).await;
+        let message = format!("server returned HTTP status {status}: {body}");
+        if is_recoverable(status, self.retry_on_http_429) {
+            Err(SendError::Recoverable {
+                message,
+                retry_after,
+            })
+        } else {
+            Err(SendError::NonRecoverable(message))
+        }
+    }
+}
+
+fn is_recoverable(status: StatusCode, retry_on_http_429: bool) -> bool {
+    status.is_server_error() || (retry_on_http_429 && status == StatusCode::TOO_MANY_REQUESTS)
+}
+
+async fn error_body(mut resp: reqwest::Response) -> String {
+    let mut out = Vec::new();
+    while out.len() < MAX_ERROR_BODY {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(MAX_ERROR_BODY - out.len());
+                out.extend_from_slice(chunk.get(..take).unwrap_or_default());
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).trim().to_owned()
+}
+
+/// Parses `Retry-After` as integer seconds or an HTTP-date (relative to
+/// `now`). Zero, past dates and garbage yield `None` (use normal backoff).
+pub(crate) fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    at.duration_since(now).ok().filter(|d| !d.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("0", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(7)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(7));
+        assert_eq!(parse_retry_after(&earlier, now), None);
+    }
+
+    #[test]
+    fn recoverable_statuses() {
+        assert!(is_recoverable(StatusCode::INTERNAL_SERVER_ERROR, false));
+        assert!(is_recoverable(StatusCode::SERVICE_UNAVAILABLE, false));
+        assert!(!is_recoverable(StatusCode::BAD_REQUEST, false));
+        assert!(!is_recoverable(StatusCode::TOO_MANY_REQUESTS, false));
+        assert!(is_recoverable(StatusCode::TOO_MANY_REQUESTS, true));
+        assert!(!is_recoverable(StatusCode::REQUEST_TIMEOUT, true));
+    }
+}

@@ -1,0 +1,229 @@
+//! One scrape request: headers as Prometheus sends them, the body read
+//! chunk by chunk under a byte cap, gzip inflated through the same cap.
+//!
+//! The cap is what makes a hostile target (gzip bomb, endless body) cost
+//! bounded memory: `body_size_limit` when configured, otherwise
+//! [`DEFAULT_BODY_CAP`] — a Tributary safety net Prometheus does not have.
+
+use std::io::Write;
+use std::time::Duration;
+
+use tributary_model::ScrapeProtocol;
+
+/// Cap on the decompressed body when `body_size_limit` is 0 (unlimited in
+/// Prometheus). Far above any real exposition, far below what would hurt.
+pub const DEFAULT_BODY_CAP: u64 = 128 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0}")]
+    Http(String),
+    #[error("server returned HTTP status {0}")]
+    Status(String),
+    #[error("body size limit exceeded")]
+    BodySizeLimit,
+    #[error("decompressing gzip body: {0}")]
+    Gzip(String),
+    #[error("context deadline exceeded")]
+    Timeout,
+}
+
+/// Everything the scrape loop keeps from a response.
+#[derive(Debug, Default)]
+pub struct FetchedBody {
+    pub content_type: String,
+    /// Bytes received on the wire (compressed when gzip).
+    pub wire_bytes: u64,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The `Accept` header for the configured protocols, weights as Prometheus
+/// assigns them (0.6, 0.5, … then `*/*`).
+pub fn accept_header(protocols: &[ScrapeProtocol], escaping: &str) -> String {
+    let mut weight = ScrapeProtocol::ALL.len() + 1;
+    let mut parts = Vec::with_capacity(protocols.len() + 1);
+    for p in protocols {
+        let mut v = p.media_type().to_string();
+        if matches!(
+            p,
+            ScrapeProtocol::PrometheusText1_0_0 | ScrapeProtocol::OpenMetricsText1_0_0 | ScrapeProtocol::PrometheusProto
+        ) {
+            v.push_str(";escaping=");
+            v.push_str(escaping);
+        }
+        v.push_str(&format!(";q=0.{weight}"));
+        parts.push(v);
+        weight = weight.saturating_sub(1);
+    }
+    parts.push(format!("*/*;q=0.{weight}"));
+    parts.join(",")
+}
+
+/// Request parameters fixed for the lifetime of a scrape loop.
+pub struct ScrapeRequest {
+    pub url: String,
+    pub accept: String,
+    pub accept_encoding: &'static str,
+    pub user_agent: String,
+    pub timeout: Duration,
+    pub body_limit: u64,
+}
+
+/// A writer that refuses to grow `buf` past `cap` bytes.
+struct CappedWriter<'a> {
+    buf: &'a mut Vec<u8>,
+    cap: u64,
+    exceeded: bool,
+}
+
+impl Write for CappedWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() as u64 + data.len() as u64 >= self.cap {
+            self.exceeded = true;
+            return Err(std::io::Error::other("body size limit exceeded"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Performs the request and leaves the (decompressed) body in `body`.
+pub async fn fetch(
+    client: &tributary_http::HttpClient,
+    req: &ScrapeRequest,
+    body: &mut Vec<u8>,
+) -> Result<FetchedBody, FetchError> {
+    body.clear();
+    match tokio::time::timeout(req.timeout, fetch_inner(client, req, body)).await {
+        Ok(r) => r,
+        Err(_) => Err(FetchError::Timeout),
+    }
+}
+
+async fn fetch_inner(
+    client: &tributary_http::HttpClient,
+    req: &ScrapeRequest,
+    body: &mut Vec<u8>,
+) -> Result<FetchedBody, FetchError> {
+    let builder = client
+        .get(&req.url)
+        .header("Accept", &req.accept)
+        .header("Accept-Encoding", req.accept_encoding)
+        .header("User-Agent", &req.user_agent)
+        .header(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            format_seconds(req.timeout),
+        );
+    let mut resp = client
+        .send(builder)
+        .await
+        .map_err(|e| FetchError::Http(e.to_string()))?;
+    let status = resp.status();
+    if status.as_u16() != 200 {
+        return Err(FetchError::Status(status.to_string()));
+    }
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let content_type = header("content-type");
+    let gzip = header("content-encoding").eq_ignore_ascii_case("gzip");
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let cap = req.body_limit;
+    let mut wire_bytes = 0u64;
+    let mut writer = CappedWriter {
+        buf: body,
+        cap,
+        exceeded: false,
+    };
+    if gzip {
+        let mut dec = flate2::write::MultiGzDecoder::new(writer);
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| FetchError::Http(e.to_string()))?
+        {
+            wire_bytes += chunk.len() as u64;
+            if let Err(e) = dec.write_all(&chunk) {
+                return Err(if dec.get_ref().exceeded {
+                    FetchError::BodySizeLimit
+                } else {
+                    FetchError::Gzip(e.to_string())
+                });
+            }
+        }
+        if let Err(e) = dec.try_finish() {
+            return Err(if dec.get_ref().exceeded {
+                FetchError::BodySizeLimit
+            } else {
+                FetchError::Gzip(e.to_string())
+            });
+        }
+        writer = dec.finish().map_err(|e| FetchError::Gzip(e.to_string()))?;
+    } else {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| FetchError::Http(e.to_string()))?
+        {
+            wire_bytes += chunk.len() as u64;
+            if writer.write_all(&chunk).is_err() {
+                return Err(FetchError::BodySizeLimit);
+            }
+        }
+    }
+    let _ = writer;
+    Ok(FetchedBody {
+        content_type,
+        wire_bytes,
+        status: status.as_u16(),
+        headers,
+    })
+}
+
+/// Seconds as Go's `strconv.FormatFloat(s, 'f', -1, 64)` prints them.
+fn format_seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}", s as u64)
+    } else {
+        format!("{s}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_accept_header_matches_prometheus() {
+        let protos = [
+            ScrapeProtocol::OpenMetricsText1_0_0,
+            ScrapeProtocol::OpenMetricsText0_0_1,
+            ScrapeProtocol::PrometheusText1_0_0,
+            ScrapeProtocol::PrometheusText0_0_4,
+        ];
+        assert_eq!(
+            accept_header(&protos, "allow-utf-8"),
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        );
+    }
+
+    #[test]
+    fn timeout_header_is_shortest_float() {
+        assert_eq!(format_seconds(Duration::from_secs(10)), "10");
+        assert_eq!(format_seconds(Duration::from_millis(800)), "0.8");
+    }
+}

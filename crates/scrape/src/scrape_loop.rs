@@ -1,0 +1,559 @@
+//! One target's scrape loop: scheduled on Prometheus's offset grid, fetches
+//! the target, appends its samples through the scrape cache, writes the
+//! synthetic series and staleness markers, and publishes its health.
+//!
+//! A loop is one tokio task. Parsing and appending run synchronously inside
+//! it (a scrape is a few milliseconds of CPU); the fetch is bounded by
+//! `scrape_timeout`, so a slow or hostile target delays nobody else.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tributary_config::ScrapeConfig;
+use tributary_exposition::{Entry, Format, Parser};
+use tributary_model::{AppendError, Appender, Labels, LabelsBuilder, ScrapeProtocol, SeriesRef, Storage, STALE_NAN};
+
+use crate::cache::{self, CacheEntry, ScrapeCache};
+use crate::fetch::{fetch, FetchError, ScrapeRequest};
+use crate::metrics::ScrapeMetrics;
+use crate::status::{Health, TargetHealth, BODY_HEAD_BYTES};
+use crate::target::Target;
+
+/// Samples more than this far in the future are dropped (out of bounds).
+const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{0}")]
+    Parse(String),
+    #[error("{0}")]
+    ContentType(String),
+    #[error("sample limit exceeded")]
+    SampleLimit,
+    #[error("{0}")]
+    LabelLimit(String),
+    #[error("append: {0}")]
+    Append(#[from] AppendError),
+    #[error("{0}")]
+    Forced(String),
+}
+
+/// Counts of one scrape, reported as the synthetic series.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    scraped: u64,
+    post_relabel: u64,
+    added: u64,
+}
+
+/// Options shared by all loops of the process.
+#[derive(Debug, Clone)]
+pub struct LoopOptions {
+    pub offset_seed: u64,
+    pub adjust_timestamps: bool,
+    pub timestamp_tolerance: Duration,
+}
+
+/// Synthetic series names, in the order they are written.
+const REPORT_NAMES: [&str; 8] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+    "scrape_timeout_seconds",
+    "scrape_sample_limit",
+    "scrape_body_size_bytes",
+];
+
+pub(crate) struct ScrapeLoop {
+    pub target: Target,
+    pub cfg: Arc<ScrapeConfig>,
+    pub client: tributary_http::HttpClient,
+    pub storage: Arc<dyn Storage>,
+    pub request: ScrapeRequest,
+    pub options: LoopOptions,
+    pub status: Arc<Mutex<TargetHealth>>,
+    pub metrics: ScrapeMetrics,
+    /// Set by the pool: `target_limit` exceeded, scrape fails with this.
+    pub forced_error: Arc<Mutex<Option<String>>>,
+    pub cache: ScrapeCache,
+    body: Vec<u8>,
+    builder: LabelsBuilder,
+    stale: Vec<SeriesRef>,
+    report_refs: [SeriesRef; 8],
+}
+
+fn wall_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl ScrapeLoop {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        target: Target,
+        cfg: Arc<ScrapeConfig>,
+        client: tributary_http::HttpClient,
+        storage: Arc<dyn Storage>,
+        request: ScrapeRequest,
+        options: LoopOptions,
+        status: Arc<Mutex<TargetHealth>>,
+        metrics: ScrapeMetrics,
+        forced_error: Arc<Mutex<Option<String>>>,
+    ) -> Self {
+        ScrapeLoop {
+            target,
+            cfg,
+            client,
+            storage,
+            request,
+            options,
+            status,
+            metrics,
+            forced_error,
+            cache: ScrapeCache::new(),
+            body: Vec::new(),
+            builder: LabelsBuilder::new(),
+            stale: Vec::new(),
+            report_refs: [SeriesRef::NONE; 8],
+        }
+    }
+
+    /// The first scrape time on the grid: `offset` into each interval, where
+    /// the offset spreads targets evenly and stays stable across restarts.
+    fn first_slot(&self, now_ms: i64) -> i64 {
+        let interval = self.target.interval.as_millis().max(1) as i64;
+        let offset = ((self.target.hash ^ self.options.offset_seed) % interval as u64) as i64;
+        let base = now_ms - now_ms.rem_euclid(interval) + offset;
+        if base < now_ms {
+            base + interval
+        } else {
+            base
+        }
+    }
+
+    /// Runs until `stop` (process shutdown or pool reload: no staleness
+    /// markers) or `removed` (target gone from discovery: end-of-run markers).
+    /// Returns the cache so a successor loop can continue staleness tracking.
+    pub(crate) async fn run(
+        mut self,
+        stop: CancellationToken,
+        removed: CancellationToken,
+        predecessor: Option<tokio::task::JoinHandle<ScrapeCache>>,
+    ) -> ScrapeCache {
+        if let Some(p) = predecessor {
+            if let Ok(c) = p.await {
+                self.cache = c;
+            }
+        }
+        let interval_ms = self.target.interval.as_millis().max(1) as i64;
+        let start_wall = wall_ms(SystemTime::now());
+        let start_instant = Instant::now();
+        let at = |slot: i64| start_instant + Duration::from_millis((slot - start_wall).max(0) as u64);
+        let mut slot = self.first_slot(start_wall);
+        let mut last_slot: Option<i64> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return self.cache,
+                _ = removed.cancelled() => break,
+                _ = tokio::time::sleep_until(at(slot)) => {}
+            }
+            let now = wall_ms(SystemTime::now());
+            let tolerance = (self.options.timestamp_tolerance.as_millis() as i64).min(interval_ms / 100);
+            let ts = if self.options.adjust_timestamps && (now - slot).abs() <= tolerance {
+                slot
+            } else {
+                now
+            };
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return self.cache,
+                _ = self.scrape_once(ts) => {}
+            }
+            last_slot = Some(slot);
+            // Next slot strictly in the future (skipping missed ones).
+            let now = wall_ms(SystemTime::now());
+            slot += interval_ms;
+            if slot <= now {
+                slot += ((now - slot) / interval_ms + 1) * interval_ms;
+            }
+        }
+        if let Some(last) = last_slot {
+            self.end_of_run_staleness(last, interval_ms, &stop).await;
+        }
+        self.cache
+    }
+
+    /// A removed target's series go stale at the time of its first missed
+    /// scrape, written after two more intervals (+10%) in case the target
+    /// comes back meanwhile under a new loop.
+    async fn end_of_run_staleness(&mut self, last_slot: i64, interval_ms: i64, stop: &CancellationToken) {
+        let wait_until_ms = last_slot + 2 * interval_ms + interval_ms / 10;
+        let wait = (wait_until_ms - wall_ms(SystemTime::now())).max(0) as u64;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+        }
+        let ts = last_slot + interval_ms;
+        let mut stale = std::mem::take(&mut self.stale);
+        stale.clear();
+        self.cache.current_series(&mut stale);
+        let mut app = self.storage.appender();
+        for r in stale.iter().copied().chain(self.report_refs.iter().copied()) {
+            if !r.is_none() {
+                let _ = app.append(r, ts, STALE_NAN);
+            }
+        }
+        if let Err(e) = app.commit() {
+            tracing::warn!(target = %self.target.url, err = %e, "Appending end-of-run staleness markers failed");
+        }
+        self.stale = stale;
+    }
+
+    /// One scrape: fetch, append, report. Never fails: a failure becomes
+    /// `up` = 0, staleness markers and the target's last error.
+    pub(crate) async fn scrape_once(&mut self, ts: i64) {
+        let started = Instant::now();
+        let forced = self.forced_error.lock().clone();
+        let fetched = match forced {
+            Some(msg) => Err(ScrapeError::Forced(msg)),
+            None => fetch(&self.client, &self.request, &mut self.body)
+                .await
+                .map_err(ScrapeError::from),
+        };
+        if matches!(fetched, Err(ScrapeError::Fetch(FetchError::BodySizeLimit))) {
+            self.metrics.exceeded_body_size_limit.inc();
+        }
+        let mut app = self.storage.appender();
+        let mut counts = Counts::default();
+        let result = match &fetched {
+            Ok(f) => match self.format_for(&f.content_type) {
+                Ok(format) => self.append_body(app.as_mut(), format, ts, &mut counts),
+                Err(e) => Err(e),
+            },
+            Err(_) => Ok(()),
+        };
+        let result = match (fetched, result) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(f), Ok(())) => Ok(f),
+        };
+        let duration = started.elapsed();
+        let (up, body_size) = match &result {
+            Ok(_) => {
+                self.cache.finish_success(&mut self.stale);
+                (1.0, self.body.len() as f64)
+            }
+            Err(e) => {
+                app.rollback();
+                app = self.storage.appender();
+                self.cache.finish_failure(&mut self.stale);
+                counts.added = 0;
+                let size = if matches!(e, ScrapeError::Fetch(FetchError::BodySizeLimit)) { -1.0 } else { 0.0 };
+                (0.0, size)
+            }
+        };
+        for r in self.stale.iter().copied() {
+            // A marker for a series the storage already forgot is moot.
+            let _ = app.append(r, ts, STALE_NAN);
+        }
+        let sample_limit = self.cfg.sample_limit as f64;
+        let values = [
+            up,
+            duration.as_secs_f64(),
+            counts.scraped as f64,
+            counts.post_relabel as f64,
+            counts.added as f64,
+            self.target.timeout.as_secs_f64(),
+            sample_limit,
+            body_size,
+        ];
+        let n = if self.cfg.extra_scrape_metrics { 8 } else { 5 };
+        let mut report_result = Ok(());
+        for i in 0..n {
+            if let Err(e) = self.append_report(app.as_mut(), i, ts, values[i]) {
+                report_result = Err(e);
+            }
+        }
+        let commit = app.commit();
+        self.publish(ts, duration, &result, counts, commit.err().map(|e| e.to_string()).or(report_result.err().map(|e| e.to_string())));
+    }
+
+    fn publish(
+        &mut self,
+        ts: i64,
+        duration: Duration,
+        result: &Result<crate::fetch::FetchedBody, ScrapeError>,
+        counts: Counts,
+        storage_error: Option<String>,
+    ) {
+        let mut st = self.status.lock();
+        let was = st.health;
+        st.last_scrape = Some(UNIX_EPOCH + Duration::from_millis(ts.max(0) as u64));
+        st.last_duration = duration;
+        match result {
+            Ok(f) => {
+                st.health = Health::Up;
+                st.last_error = storage_error.unwrap_or_default();
+                st.last.http_status = f.status;
+                st.last.content_type = f.content_type.clone();
+                st.last.headers = f.headers.clone();
+                st.last.wire_bytes = f.wire_bytes;
+            }
+            Err(e) => {
+                st.health = Health::Down;
+                st.last_error = e.to_string();
+                if let ScrapeError::Fetch(_) | ScrapeError::Forced(_) = e {
+                    st.last.http_status = 0;
+                    st.last.headers.clear();
+                }
+            }
+        }
+        st.last.body_bytes = self.body.len() as u64;
+        let head = &self.body[..self.body.len().min(BODY_HEAD_BYTES)];
+        st.last.body_head = String::from_utf8_lossy(head).into_owned();
+        st.last.samples = counts.scraped;
+        st.last.series_added = counts.added;
+        if was != st.health {
+            if st.health == Health::Down {
+                tracing::warn!(scrape_pool = %self.cfg.job_name, target = %self.target.url, err = %st.last_error, "Target went down");
+            } else if was == Health::Down {
+                tracing::info!(scrape_pool = %self.cfg.job_name, target = %self.target.url, "Target is up again");
+            }
+        }
+        // Large bodies are rare: do not keep their buffer between scrapes.
+        if self.body.capacity() > 4 * (self.body.len() + (64 << 10)) {
+            self.body = Vec::new();
+        }
+    }
+
+    fn format_for(&self, content_type: &str) -> Result<Format, ScrapeError> {
+        match Format::from_content_type(content_type) {
+            Ok(f) => Ok(f),
+            Err(e) => match self.cfg.fallback_scrape_protocol {
+                Some(p) => protocol_format(p).ok_or_else(|| {
+                    ScrapeError::ContentType(format!("fallback protocol {p} is not supported yet"))
+                }),
+                None => Err(ScrapeError::ContentType(format!(
+                    "{e}; set fallback_scrape_protocol to scrape it anyway"
+                ))),
+            },
+        }
+    }
+
+    fn append_report(&mut self, app: &mut dyn Appender, i: usize, ts: i64, v: f64) -> Result<(), AppendError> {
+        if self.report_refs[i].is_none() {
+            self.report_refs[i] = app.series(&self.report_labels(i))?;
+        }
+        match app.append(self.report_refs[i], ts, v) {
+            Err(AppendError::UnknownSeries(_)) => {
+                self.report_refs[i] = app.series(&self.report_labels(i))?;
+                app.append(self.report_refs[i], ts, v)
+            }
+            Err(AppendError::OutOfOrder) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn report_labels(&self, i: usize) -> Labels {
+        let mut b = self.target.labels.to_builder();
+        b.set("__name__", REPORT_NAMES[i]);
+        b.labels()
+    }
+
+    /// Parses the body and appends every sample through the cache.
+    fn append_body(&mut self, app: &mut dyn Appender, format: Format, ts: i64, counts: &mut Counts) -> Result<(), ScrapeError> {
+        let body = std::mem::take(&mut self.body);
+        let r = self.append_parsed(app, format, &body, ts, counts);
+        self.body = body;
+        r
+    }
+
+    fn append_parsed(&mut self, app: &mut dyn Appender, format: Format, body: &[u8], ts: i64, counts: &mut Counts) -> Result<(), ScrapeError> {
+        let iter = self.cache.begin();
+        let now = wall_ms(SystemTime::now());
+        let honor_ts = self.cfg.honor_timestamps;
+        let track_ts_staleness = self.cfg.track_timestamps_staleness;
+        let mut parser = Parser::new(format, body);
+        loop {
+            let entry = parser.next().map_err(|e| ScrapeError::Parse(e.to_string()))?;
+            match entry {
+                None => break,
+                Some(Entry::Series) => {}
+                Some(_) => continue,
+            }
+            let (raw, exposed_ts, v) = parser.series();
+            counts.scraped += 1;
+            let k = cache::key(raw);
+            let series = match self.cache.get_mut(k) {
+                Some(e) if e.last_iter == iter => {
+                    // The same series twice in one exposition.
+                    self.metrics.sample_duplicate_timestamp.inc();
+                    continue;
+                }
+                Some(e) => {
+                    e.prev_iter = e.last_iter;
+                    e.last_iter = iter;
+                    if e.series.is_none() {
+                        continue;
+                    }
+                    e.series
+                }
+                None => {
+                    let stale_tracked = exposed_ts.is_none() || !honor_ts || track_ts_staleness;
+                    let series = match self.build_labels(&parser)? {
+                        Some(labels) => {
+                            counts.added += 1;
+                            app.series(&labels)?
+                        }
+                        None => SeriesRef::NONE,
+                    };
+                    self.cache.insert(k, CacheEntry { series, last_iter: iter, prev_iter: 0, stale_tracked });
+                    if series.is_none() {
+                        continue;
+                    }
+                    series
+                }
+            };
+            counts.post_relabel += 1;
+            let t = match exposed_ts {
+                Some(t) if honor_ts => t,
+                _ => ts,
+            };
+            if t > now + MAX_FUTURE_MS {
+                self.metrics.sample_out_of_bounds.inc();
+                continue;
+            }
+            match app.append(series, t, v) {
+                Ok(()) => {}
+                Err(AppendError::OutOfOrder) => self.metrics.sample_out_of_order.inc(),
+                Err(AppendError::UnknownSeries(_)) => {
+                    // The storage garbage-collected the series: resolve again.
+                    let Some(labels) = self.build_labels(&parser)? else { continue };
+                    let series = app.series(&labels)?;
+                    if let Some(e) = self.cache.get_mut(k) {
+                        e.series = series;
+                    }
+                    if let Err(AppendError::OutOfOrder) = app.append(series, t, v) {
+                        self.metrics.sample_out_of_order.inc();
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let limit = self.cfg.sample_limit;
+        if limit > 0 && counts.post_relabel > limit {
+            self.metrics.exceeded_sample_limit.inc();
+            return Err(ScrapeError::SampleLimit);
+        }
+        Ok(())
+    }
+
+    /// Labels of the parser's current series after merging the target's
+    /// labels and metric relabeling; `None` when relabeling drops it.
+    fn build_labels(&mut self, parser: &Parser<'_>) -> Result<Option<Labels>, ScrapeError> {
+        let b = &mut self.builder;
+        b.clear();
+        parser.labels(b);
+        merge_target_labels(b, &self.target.labels, self.cfg.honor_labels);
+        if !tributary_relabel::relabel(&self.cfg.metric_relabel_configs, b) || b.is_empty() {
+            return Ok(None);
+        }
+        check_label_limits(b, &self.cfg).inspect_err(|_| self.metrics.exceeded_label_limits.inc())?;
+        Ok(Some(b.labels()))
+    }
+}
+
+/// Attaches the target's labels to a scraped series. With `honor_labels`
+/// the exposed value wins; otherwise the target's does and a conflicting
+/// exposed value moves to `exported_<name>` (prefixed again until free).
+pub(crate) fn merge_target_labels(b: &mut LabelsBuilder, target: &Labels, honor_labels: bool) {
+    if honor_labels {
+        for l in target {
+            if b.get(l.name).is_none() {
+                b.set(l.name, l.value);
+            }
+        }
+        return;
+    }
+    let mut conflicts: Vec<(String, String)> = Vec::new();
+    for l in target {
+        if let Some(exposed) = b.get(l.name) {
+            if !exposed.is_empty() {
+                conflicts.push((l.name.to_string(), exposed.to_string()));
+            }
+        }
+        b.set(l.name, l.value);
+    }
+    conflicts.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then(a.0.cmp(&b.0)));
+    for (name, value) in conflicts {
+        let mut new_name = format!("exported_{name}");
+        while b.get(&new_name).is_some() {
+            new_name.insert_str(0, "exported_");
+        }
+        b.set(&new_name, &value);
+    }
+}
+
+fn check_label_limits(b: &LabelsBuilder, cfg: &ScrapeConfig) -> Result<(), ScrapeError> {
+    let name = || b.get("__name__").unwrap_or("").chars().take(50).collect::<String>();
+    if cfg.label_limit > 0 && b.len() as u64 > cfg.label_limit {
+        return Err(ScrapeError::LabelLimit(format!(
+            "label_limit exceeded (metric: {}, number of labels: {}, limit: {})",
+            name(), b.len(), cfg.label_limit
+        )));
+    }
+    for l in b.iter() {
+        if cfg.label_name_length_limit > 0 && l.name.len() as u64 > cfg.label_name_length_limit {
+            return Err(ScrapeError::LabelLimit(format!(
+                "label_name_length_limit exceeded (metric: {}, label name: {}, length: {}, limit: {})",
+                name(), l.name, l.name.len(), cfg.label_name_length_limit
+            )));
+        }
+        if cfg.label_value_length_limit > 0 && l.value.len() as u64 > cfg.label_value_length_limit {
+            return Err(ScrapeError::LabelLimit(format!(
+                "label_value_length_limit exceeded (metric: {}, label name: {}, value: {:?}, length: {}, limit: {})",
+                name(), l.name, l.value, l.value.len(), cfg.label_value_length_limit
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn protocol_format(p: ScrapeProtocol) -> Option<Format> {
+    match p {
+        ScrapeProtocol::PrometheusText0_0_4 | ScrapeProtocol::PrometheusText1_0_0 => Some(Format::PrometheusText),
+        ScrapeProtocol::OpenMetricsText0_0_1 | ScrapeProtocol::OpenMetricsText1_0_0 => Some(Format::OpenMetrics),
+        ScrapeProtocol::PrometheusProto => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_prefixing_matches_prometheus() {
+        let mut b = Labels::from_pairs([("__name__", "m"), ("job", "exposed"), ("exported_job", "x")]).to_builder();
+        merge_target_labels(&mut b, &Labels::from_pairs([("job", "j"), ("instance", "i")]), false);
+        let l = b.labels();
+        assert_eq!(l.get("job"), Some("j"));
+        assert_eq!(l.get("instance"), Some("i"));
+        assert_eq!(l.get("exported_job"), Some("x"));
+        assert_eq!(l.get("exported_exported_job"), Some("exposed"));
+    }
+
+    #[test]
+    fn honor_labels_keeps_exposed_values() {
+        let mut b = Labels::from_pairs([("__name__", "m"), ("job", "exposed")]).to_builder();
+        merge_target_labels(&mut b, &Labels::from_pairs([("job", "j"), ("instance", "i")]), true);
+        let l = b.labels();
+        assert_eq!(l.get("job"), Some("exposed"));
+        assert_eq!(l.get("instance"), Some("i"));
+    }
+}

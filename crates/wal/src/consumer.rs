@@ -1,0 +1,157 @@
+//! Durable per-consumer cursors.
+//!
+//! Every remote-write endpoint owns a named cursor: the WAL position up to
+//! which it has delivered (acknowledged) data. Cursors live in memory as
+//! atomics-free small mutexes and are persisted together in
+//! `<storage dir>/cursors.json` via write-temp + fsync + rename + directory
+//! fsync, so a crash leaves either the old or the new file, never a torn one.
+//! A cursor persisted past the durable end of the WAL (power loss lost the
+//! tail) is harmless: the reader finds a finished segment shorter than the
+//! offset and moves on to the next segment.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use serde::{Deserialize, Serialize};
+
+use crate::error::WalError;
+use crate::reader::Position;
+use crate::writer::sync_dir;
+
+/// Samples a consumer lost to forced truncation, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DroppedCounts {
+    /// Deleted because older than `max_time`.
+    pub max_time: u64,
+    /// Deleted because the WAL exceeded `max_bytes`.
+    pub max_bytes: u64,
+}
+
+pub(crate) struct ConsumerState {
+    pub name: String,
+    pub position: Mutex<Position>,
+    pub dropped_max_time: Counter,
+    pub dropped_max_bytes: Counter,
+    /// Bumped on every change so persistence can skip unchanged cursors.
+    generation: Arc<AtomicU64>,
+}
+
+impl ConsumerState {
+    pub(crate) fn new(
+        name: &str,
+        position: Position,
+        dropped_max_time: Counter,
+        dropped_max_bytes: Counter,
+        generation: Arc<AtomicU64>,
+    ) -> ConsumerState {
+        ConsumerState {
+            name: name.to_owned(),
+            position: Mutex::new(position),
+            dropped_max_time,
+            dropped_max_bytes,
+            generation,
+        }
+    }
+
+    /// Moves the cursor forward (never back).
+    pub(crate) fn advance(&self, to: Position) {
+        let mut p = self.position.lock();
+        if to > *p {
+            *p = to;
+            self.generation.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A durable cursor over the WAL for one consumer (remote-write endpoint).
+#[derive(Clone)]
+pub struct Consumer {
+    pub(crate) state: Arc<ConsumerState>,
+}
+
+impl Consumer {
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// The last acknowledged position: where a reader resumes.
+    pub fn position(&self) -> Position {
+        *self.state.position.lock()
+    }
+
+    /// Declares everything before `upto` delivered. Positions only move
+    /// forward. Persisted by the maintenance task (about every second) and on
+    /// close.
+    pub fn ack(&self, upto: Position) {
+        self.state.advance(upto);
+    }
+
+    /// Samples this consumer lost because forced truncation deleted them
+    /// before they were acknowledged.
+    pub fn dropped(&self) -> DroppedCounts {
+        DroppedCounts {
+            max_time: self.state.dropped_max_time.get(),
+            max_bytes: self.state.dropped_max_bytes.get(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.name())
+            .field("position", &self.position())
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct CursorFile {
+    version: u32,
+    consumers: BTreeMap<String, Position>,
+}
+
+pub(crate) const CURSOR_FILE: &str = "cursors.json";
+
+/// Reads persisted cursors; a missing file means none. An unreadable file is
+/// logged and treated as empty (consumers then start at the WAL's end, which
+/// is what Prometheus always does).
+pub(crate) fn load_cursors(dir: &Path) -> BTreeMap<String, Position> {
+    let path = dir.join(CURSOR_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice::<CursorFile>(&bytes) {
+            Ok(f) => f.consumers,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable consumer cursor file");
+                BTreeMap::new()
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable consumer cursor file");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Atomically replaces the cursor file.
+pub(crate) fn store_cursors(dir: &Path, cursors: BTreeMap<String, Position>) -> Result<(), WalError> {
+    let path = dir.join(CURSOR_FILE);
+    let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
+    let body = serde_json::to_vec_pretty(&CursorFile { version: 1, consumers: cursors })
+        .map_err(|e| WalError::io("encode cursors", &path)(std::io::Error::other(e)))?;
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()
+    };
+    write().map_err(WalError::io("write cursor file", &tmp))?;
+    fs::rename(&tmp, &path).map_err(WalError::io("rename cursor file", &path))?;
+    sync_dir(dir)
+}
