@@ -37,6 +37,16 @@ impl<'a> Ctx<'a> {
         });
     }
 
+    /// An error value at `pos`/`path` in this file (message filled later).
+    pub(crate) fn located(&self, pos: Position, path: &str) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            position: pos,
+            path: path.to_string(),
+            message: String::new(),
+        }
+    }
+
     /// Makes a relative file path relative to the configuration directory,
     /// as Prometheus's `SetDirectory` does.
     pub(crate) fn resolve_path(&self, path: &str) -> String {

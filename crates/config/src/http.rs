@@ -15,23 +15,6 @@ use crate::types::{
 };
 use crate::yaml::Node;
 
-/// Every key `decode_inline` consumes, for callers that need the list.
-pub(crate) const HTTP_CLIENT_KEYS: &[&str] = &[
-    "basic_auth",
-    "authorization",
-    "oauth2",
-    "tls_config",
-    "proxy_url",
-    "no_proxy",
-    "proxy_from_environment",
-    "proxy_connect_header",
-    "http_headers",
-    "follow_redirects",
-    "enable_http2",
-    "bearer_token",
-    "bearer_token_file",
-];
-
 pub(crate) fn secret(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Secret> {
     string(ctx, node, path).map(Secret::new)
 }

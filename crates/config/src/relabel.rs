@@ -82,3 +82,20 @@ mod spec {
         Ok(spec)
     }
 }
+
+/// Renders a rule for the effective-config YAML.
+pub(crate) fn relabel_yaml(rule: &RelabelConfig) -> crate::emit::Y {
+    let mut m = crate::emit::MapY::default();
+    if let Some(src) = &rule.source_labels {
+        m.list("source_labels", src);
+    }
+    m.opt_str("separator", rule.separator.as_deref())
+        .opt_str("regex", rule.regex.as_deref());
+    if let Some(modulus) = rule.modulus {
+        m.raw("modulus", modulus);
+    }
+    m.opt_str("target_label", rule.target_label.as_deref())
+        .opt_str("replacement", rule.replacement.as_deref())
+        .opt_str("action", rule.action.as_deref());
+    m.build()
+}

@@ -12,7 +12,7 @@ use crate::global::{
     default_scrape_protocols, is_valid_label_name, resolve_escaping_scheme,
     scrape_protocol_by_name, scrape_protocols,
 };
-use crate::http::{decode_inline, HTTP_CLIENT_KEYS};
+use crate::http::decode_inline;
 use crate::relabel::relabel_list;
 use crate::types::{
     FileSdConfig, GlobalConfig, HttpClientConfig, HttpSdConfig, ScrapeConfig, TargetGroup,
@@ -192,7 +192,6 @@ pub(crate) fn decode_scrape_config(
         file_sd_configs,
         http_sd_configs,
     };
-    debug_assert!(HTTP_CLIENT_KEYS.iter().all(|k| !k.is_empty()));
     f.finish(ctx);
     Some(cfg)
 }

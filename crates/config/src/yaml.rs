@@ -321,6 +321,7 @@ fn is_null_literal(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn map_keys(node: &Node) -> Vec<String> {

@@ -28,6 +28,7 @@ pub(crate) async fn fetch_groups(
     refresh: Duration,
 ) -> Result<Vec<TargetGroup>, HttpSdError> {
     let req = client
+        .client()
         .get(url)
         .header("Accept", "application/json")
         .header(
@@ -35,7 +36,9 @@ pub(crate) async fn fetch_groups(
             refresh.as_secs_f64().to_string(),
         );
     let mut resp = client
-        .send(req)
+        .apply_auth(req)
+        .map_err(|e| HttpSdError::Request(e.to_string()))?
+        .send()
         .await
         .map_err(|e| HttpSdError::Request(e.to_string()))?;
     let status = resp.status().as_u16();

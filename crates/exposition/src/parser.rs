@@ -16,7 +16,7 @@ use tributary_model::{Labels, LabelsBuilder, MetricType, METRIC_NAME};
 use crate::error::ParseError;
 use crate::format::Format;
 use crate::number::{format_om_float, parse_go_float, parse_int_timestamp, parse_om_timestamp, parse_value};
-use crate::scan::{metric_name_len, quoted_end, scan_name, unescape_help, unescape_label, LabelItem, LabelScanner, ScanError};
+use crate::scan::{metric_name_len, scan_name, unescape_help, unescape_label, LabelItem, LabelScanner, ScanError};
 
 /// Labels allowed on one series before the line is rejected: it bounds the
 /// quadratic cost of duplicate detection on hostile input.
@@ -152,7 +152,7 @@ impl<'a> Parser<'a> {
             return Ok(None);
         }
         let result = self.advance();
-        if !matches!(result, Ok(Some(_))) {
+        if !matches!(result, Ok(Some(ref e)) if *e != Entry::Eof) {
             self.finished = true;
         }
         result
@@ -325,7 +325,7 @@ impl<'a> Parser<'a> {
 
     fn om_comment(&mut self, line: &'a [u8], next_pos: usize) -> Result<LineResult<'a>, ParseError> {
         if line == b"# EOF" {
-            if next_pos < self.body.len() || (next_pos == self.body.len() && self.line_start + line.len() < self.body.len() && next_pos != self.line_start + line.len() + 1) {
+            if next_pos < self.body.len() {
                 return Err(self.error_at(line.len(), "unexpected data after # EOF"));
             }
             return Ok(LineResult::Entry(Entry::Eof));
@@ -543,13 +543,19 @@ impl<'a> Parser<'a> {
     /// `quantile` of summary families are normalised like Prometheus does
     /// (`1` becomes `1.0`). Errors on a repeated label name.
     pub fn labels(&self, out: &mut LabelsBuilder) -> Result<(), ParseError> {
+        self.fill_labels(out, true)
+    }
+
+    /// [`Parser::labels`] with the `le`/`quantile` normalisation optional
+    /// (the checker needs the values as written).
+    pub(crate) fn fill_labels(&self, out: &mut LabelsBuilder, normalize: bool) -> Result<(), ParseError> {
         out.clear();
         out.set(METRIC_NAME, &self.metric_name());
         let Some(start) = self.labels_start else {
             return Ok(());
         };
         let strict = self.format == Format::OpenMetrics;
-        let kind = self.metric_type();
+        let kind = if normalize { self.metric_type() } else { MetricType::Unknown };
         let mut scanner = LabelScanner::new(self.body, start, strict);
         while let Ok(Some(item)) = scanner.next_item() {
             let LabelItem::Pair { name, value } = item else {
@@ -714,10 +720,4 @@ fn normalized_float_label(kind: MetricType, name: &str, value: &str) -> Option<S
         return None;
     }
     parse_go_float(value.as_bytes()).map(format_om_float)
-}
-
-/// Exposed for the checker: the quoted-string scanner.
-#[allow(dead_code)]
-pub(crate) fn quoted_len(line: &[u8]) -> Option<usize> {
-    quoted_end(line, 0).ok()
 }

@@ -6,8 +6,10 @@
 //! as Prometheus does, so rotated secrets take effect without a reload.
 
 mod auth;
+mod build;
 
 pub use auth::{AuthStep, HeaderSource, SecretSource};
+pub use build::build_client;
 
 use std::path::PathBuf;
 use std::time::Duration;

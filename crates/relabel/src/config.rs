@@ -480,7 +480,9 @@ impl RelabelConfigBuilder {
         };
         let config = RelabelConfig::assemble(RelabelParts {
             source_labels: self.source_labels,
-            separator: self.separator.unwrap_or_else(|| DEFAULT_SEPARATOR.to_owned()),
+            separator: self
+                .separator
+                .unwrap_or_else(|| DEFAULT_SEPARATOR.to_owned()),
             regex,
             modulus: self.modulus.unwrap_or(0),
             target_label: self.target_label.unwrap_or_default(),
@@ -526,10 +528,30 @@ mod tests {
 
     #[test]
     fn legacy_templated_names() {
-        for ok in ["label", "label${1}", "${1}label", "${1}", "$1", "asd$2asd", "_${1}_", "foo${bar}foo"] {
+        for ok in [
+            "label",
+            "label${1}",
+            "${1}label",
+            "${1}",
+            "$1",
+            "asd$2asd",
+            "_${1}_",
+            "foo${bar}foo",
+        ] {
             assert!(is_legacy_templated_name(ok), "{ok:?} should be valid");
         }
-        for bad in ["-label", "${", "$", "${}", "foo${", "-foo${1}bar-", "bar.foo${1}bar", "", "0${3}", "-${3}"] {
+        for bad in [
+            "-label",
+            "${",
+            "$",
+            "${}",
+            "foo${",
+            "-foo${1}bar-",
+            "bar.foo${1}bar",
+            "",
+            "0${3}",
+            "-${3}",
+        ] {
             assert!(!is_legacy_templated_name(bad), "{bad:?} should be invalid");
         }
     }

@@ -31,7 +31,9 @@ pub struct Step {
 /// drops the set (the builder then holds the labels as that rule saw them).
 pub fn relabel(rules: &[RelabelConfig], labels: &mut LabelsBuilder) -> bool {
     let mut scratch = String::new();
-    rules.iter().all(|rule| apply_rule(rule, labels, &mut scratch))
+    rules
+        .iter()
+        .all(|rule| apply_rule(rule, labels, &mut scratch))
 }
 
 /// Applies `rules` to `labels`, returning the result, or `None` if dropped.
@@ -158,7 +160,11 @@ impl LabelStore for CowLabels<'_> {
 
 /// The source labels' values joined by the separator; missing labels
 /// contribute "". Borrows the label's value when there is one source label.
-fn source_value<'a>(rule: &RelabelConfig, store: &'a impl LabelStore, scratch: &'a mut String) -> &'a str {
+fn source_value<'a>(
+    rule: &RelabelConfig,
+    store: &'a impl LabelStore,
+    scratch: &'a mut String,
+) -> &'a str {
     match rule.source_labels() {
         [] => "",
         [only] => store.get(only).unwrap_or(""),
@@ -222,7 +228,10 @@ fn apply_rule(rule: &RelabelConfig, store: &mut impl LabelStore, scratch: &mut S
 /// The (target, value) a `replace` rule writes, or `None` when it does
 /// nothing (no match, or the expanded target is not a valid name). An empty
 /// value means "delete the target".
-fn replace_result<'r>(rule: &'r RelabelConfig, value: &str) -> Option<(Cow<'r, str>, Cow<'r, str>)> {
+fn replace_result<'r>(
+    rule: &'r RelabelConfig,
+    value: &str,
+) -> Option<(Cow<'r, str>, Cow<'r, str>)> {
     let target_template = rule.target_template();
     let replacement_template = rule.replacement_template();
     let (target, replacement) = match (target_template.literal(), replacement_template.literal()) {
@@ -235,7 +244,10 @@ fn replace_result<'r>(rule: &'r RelabelConfig, value: &str) -> Option<(Cow<'r, s
         }
         _ => {
             let caps = rule.regex().captures(value)?;
-            (target_template.expand(&caps), replacement_template.expand(&caps))
+            (
+                target_template.expand(&caps),
+                replacement_template.expand(&caps),
+            )
         }
     };
     if !rule.name_validation().is_valid_label_name(&target) {

@@ -25,8 +25,8 @@ mod regex;
 mod template;
 
 pub use config::{
-    Action, NameValidation, RelabelConfig, RelabelConfigBuilder, RelabelError,
-    DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR,
+    Action, NameValidation, RelabelConfig, RelabelConfigBuilder, RelabelError, DEFAULT_REPLACEMENT,
+    DEFAULT_SEPARATOR,
 };
 pub use engine::{relabel, relabel_labels, relabel_steps, Step};
 pub use regex::{Regex, RegexError};

@@ -138,8 +138,7 @@ fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .next_back()
+        .rfind(|l| !l.is_empty())
         .unwrap_or(message)
         .to_owned()
 }
@@ -238,7 +237,9 @@ fn check_flags(flags: &ast::Flags) -> Result<(), String> {
                 | Flag::DotMatchesNewLine
                 | Flag::SwapGreed => {}
                 Flag::Unicode | Flag::CRLF | Flag::IgnoreWhitespace => {
-                    return Err("invalid or unsupported Perl syntax: flag not supported by RE2".into())
+                    return Err(
+                        "invalid or unsupported Perl syntax: flag not supported by RE2".into(),
+                    )
                 }
             }
         }
@@ -269,7 +270,9 @@ fn check_repetition(kind: &RepetitionKind) -> Result<(), String> {
         RepetitionKind::Range(RepetitionRange::Exactly(n) | RepetitionRange::AtLeast(n)) => {
             *n > MAX_REPEAT
         }
-        RepetitionKind::Range(RepetitionRange::Bounded(lo, hi)) => *lo > MAX_REPEAT || *hi > MAX_REPEAT,
+        RepetitionKind::Range(RepetitionRange::Bounded(lo, hi)) => {
+            *lo > MAX_REPEAT || *hi > MAX_REPEAT
+        }
         _ => false,
     };
     if too_large {
@@ -315,7 +318,9 @@ impl ast::Visitor for Translator {
             // In Go a `[` inside a class is a literal; Rust reads a nested
             // class. Refuse rather than match something else.
             ClassSetItem::Bracketed(_) => {
-                return Err("nested character classes are not RE2 syntax (escape '[' as '\\[')".into())
+                return Err(
+                    "nested character classes are not RE2 syntax (escape '[' as '\\[')".into(),
+                )
             }
             _ => {}
         }
@@ -397,7 +402,15 @@ mod tests {
 
     #[test]
     fn rust_only_syntax_is_rejected() {
-        for p in [r"[a&&b]", r"[a[b]]", r"(?x)a", r"(?u)a", r"\u0041", r"a{1001}", r"(?P<a.b>x)"] {
+        for p in [
+            r"[a&&b]",
+            r"[a[b]]",
+            r"(?x)a",
+            r"(?u)a",
+            r"\u0041",
+            r"a{1001}",
+            r"(?P<a.b>x)",
+        ] {
             assert!(Regex::new(p).is_err(), "{p:?} must be rejected");
         }
         assert!(Regex::new("a{1000}").is_ok());
@@ -410,7 +423,9 @@ mod tests {
             Ok(_) => panic!("unclosed group must fail"),
         };
         assert_eq!(err.pattern, "(abc");
-        assert!(err.to_string().starts_with("error parsing regexp \"(abc\": "));
+        assert!(err
+            .to_string()
+            .starts_with("error parsing regexp \"(abc\": "));
         assert!(!err.to_string().contains('\n'));
     }
 
@@ -421,5 +436,17 @@ mod tests {
         assert_eq!(r.to_string(), r"\d+");
         assert!(Regex::default().is_default_pattern());
         assert!(Regex::default().is_match("anything\nat all"));
+    }
+
+    #[test]
+    fn go_punctuation_escapes_compile() {
+        // Go accepts an escaped ASCII non-word character as itself.
+        for c in "_/-:@# %='~`,!&".chars() {
+            let pattern = format!("\\{c}");
+            match Regex::new(&pattern) {
+                Ok(re) => assert!(re.is_match(&c.to_string()), "{pattern:?} must match {c:?}"),
+                Err(e) => panic!("{pattern:?}: {e}"),
+            }
+        }
     }
 }

@@ -199,7 +199,11 @@ mod tests {
         assert_eq!(expand("$99999999999999999999", p, "abc"), "");
         assert_eq!(expand("${1}${3}", p, "abc"), "ac");
         assert_eq!(expand("plain", p, "abc"), "plain");
-        assert_eq!(expand("$é", p, "abc"), "", "unicode letters continue a name");
+        assert_eq!(
+            expand("$é", p, "abc"),
+            "",
+            "unicode letters continue a name"
+        );
     }
 
     #[test]

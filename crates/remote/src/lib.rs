@@ -13,7 +13,11 @@ pub mod ack;
 pub mod client;
 pub mod encode;
 pub mod metrics;
+pub mod queue;
+pub mod source;
 
 pub use client::{SendError, WriteClient, WriteClientSettings};
 pub use encode::{EncodableSample, EncodeError, WriteRequestEncoder};
 pub use metrics::{DropReason, QueueMetrics, RemoteMetrics};
+pub use queue::{QueueManager, QueueSettings, QueueStatus, SeriesTransform};
+pub use source::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};

@@ -20,6 +20,9 @@ pub struct DecodedRecord {
     pub kind: RecordKind,
     pub series: Vec<(SeriesRef, Labels)>,
     pub samples: Vec<(SeriesRef, Timestamp, f64)>,
+    /// Set when the record could not be decoded: it is skipped (counted in
+    /// `record_decode_failures_total`) but its position still advances.
+    pub decode_error: Option<String>,
 }
 
 impl DecodedRecord {
@@ -27,6 +30,7 @@ impl DecodedRecord {
         self.kind = RecordKind::Other;
         self.series.clear();
         self.samples.clear();
+        self.decode_error = None;
     }
 }
 

@@ -111,6 +111,7 @@ async fn fetch_inner(
     body: &mut Vec<u8>,
 ) -> Result<FetchedBody, FetchError> {
     let builder = client
+        .client()
         .get(&req.url)
         .header("Accept", &req.accept)
         .header("Accept-Encoding", req.accept_encoding)
@@ -120,7 +121,9 @@ async fn fetch_inner(
             format_seconds(req.timeout),
         );
     let mut resp = client
-        .send(builder)
+        .apply_auth(builder)
+        .map_err(|e| FetchError::Http(e.to_string()))?
+        .send()
         .await
         .map_err(|e| FetchError::Http(e.to_string()))?;
     let status = resp.status();

@@ -431,7 +431,9 @@ impl ScrapeLoop {
             }
             match app.append(series, t, v) {
                 Ok(()) => {}
-                Err(AppendError::OutOfOrder) => self.metrics.sample_out_of_order.inc(),
+                Err(AppendError::OutOfOrder) => {
+                    self.metrics.sample_out_of_order.inc();
+                }
                 Err(AppendError::UnknownSeries(_)) => {
                     // The storage garbage-collected the series: resolve again.
                     let Some(labels) = self.build_labels(&parser)? else { continue };
@@ -459,12 +461,15 @@ impl ScrapeLoop {
     fn build_labels(&mut self, parser: &Parser<'_>) -> Result<Option<Labels>, ScrapeError> {
         let b = &mut self.builder;
         b.clear();
-        parser.labels(b);
+        parser.labels(b).map_err(|e| ScrapeError::Parse(e.to_string()))?;
         merge_target_labels(b, &self.target.labels, self.cfg.honor_labels);
         if !tributary_relabel::relabel(&self.cfg.metric_relabel_configs, b) || b.is_empty() {
             return Ok(None);
         }
-        check_label_limits(b, &self.cfg).inspect_err(|_| self.metrics.exceeded_label_limits.inc())?;
+        if let Err(e) = check_label_limits(b, &self.cfg) {
+            self.metrics.exceeded_label_limits.inc();
+            return Err(e);
+        }
         Ok(Some(b.labels()))
     }
 }

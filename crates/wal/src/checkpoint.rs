@@ -42,16 +42,11 @@ pub(crate) fn write_checkpoint(
     let scratch_metrics = Arc::new(Metrics::new());
     let mut w = SegmentWriter::create(&tmp_dir, 0, u64::MAX, compress, scratch_metrics)?;
     let mut buf = Vec::with_capacity(BATCH_BYTES + 4096);
-    for chunk in series.chunks(4096) {
+    for (r, l) in series {
         if buf.is_empty() {
             buf.push(RecordType::Series as u8);
         }
-        for (r, l) in chunk {
-            // encode_series writes its own type byte; append bodies only.
-            let before = buf.len();
-            record::encode_series([(*r, l)], &mut buf);
-            buf.remove(before);
-        }
+        record::encode_series_entry(*r, l, &mut buf);
         if buf.len() >= BATCH_BYTES {
             w.write_records(&[&buf])?;
             buf.clear();

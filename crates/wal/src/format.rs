@@ -257,6 +257,7 @@ pub(crate) fn peek_snappy_first_byte(data: &[u8]) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

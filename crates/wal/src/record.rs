@@ -80,14 +80,19 @@ pub fn record_type(payload: &[u8]) -> Option<RecordType> {
 pub fn encode_series<'a>(series: impl IntoIterator<Item = (SeriesRef, &'a Labels)>, out: &mut Vec<u8>) {
     out.push(RecordType::Series as u8);
     for (r, labels) in series {
-        out.extend_from_slice(&r.0.to_be_bytes());
-        put_uvarint(out, labels.len() as u64);
-        for l in labels.iter() {
-            put_uvarint(out, l.name.len() as u64);
-            out.extend_from_slice(l.name.as_bytes());
-            put_uvarint(out, l.value.len() as u64);
-            out.extend_from_slice(l.value.as_bytes());
-        }
+        encode_series_entry(r, labels, out);
+    }
+}
+
+/// Appends one series to a Series record body (after its type byte).
+pub(crate) fn encode_series_entry(r: SeriesRef, labels: &Labels, out: &mut Vec<u8>) {
+    out.extend_from_slice(&r.0.to_be_bytes());
+    put_uvarint(out, labels.len() as u64);
+    for l in labels.iter() {
+        put_uvarint(out, l.name.len() as u64);
+        out.extend_from_slice(l.name.as_bytes());
+        put_uvarint(out, l.value.len() as u64);
+        out.extend_from_slice(l.value.as_bytes());
     }
 }
 
@@ -244,6 +249,7 @@ impl<'a> Decoder<'a> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use proptest::prelude::*;
 

@@ -1,0 +1,865 @@
+//! The queue manager of one `remote_write` entry.
+//!
+//! Tasks:
+//! - the **watcher** reads WAL records from the consumer cursor, keeps the
+//!   series cache (final labels per ref, or "dropped"), registers each record
+//!   with the [`AckTracker`] and enqueues its samples to shard `ref % n`.
+//!   A full shard makes it sleep and retry (`enqueue_retries_total`), so a
+//!   dead endpoint stops WAL reading instead of growing memory.
+//! - **shards** batch up to `max_samples_per_send` samples (or whatever
+//!   arrived within `batch_send_deadline` of the first sample of the batch),
+//!   send with unbounded retries on recoverable errors, then report the
+//!   batch's samples done to the tracker, which acknowledges the WAL cursor.
+//! - the **resharder** recomputes the desired shard count every
+//!   `shard_update_interval` from EWMA rates (Prometheus's formula); the
+//!   watcher applies it between records by closing all shards, letting them
+//!   flush, and starting the new set, so no sample is lost or reordered.
+//!
+//! On stop the watcher stops reading, shards flush until the deadline and
+//! are then cancelled; cancelled samples are never acknowledged, so the
+//! next start re-reads them from the WAL.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tributary_model::{Labels, SeriesRef, Timestamp};
+
+use crate::ack::{AckTracker, RecordRuns};
+use crate::client::{SendError, WriteClient};
+use crate::encode::{EncodableSample, WriteRequestEncoder};
+use crate::metrics::{raise, DropReason, QueueMetrics};
+use crate::source::{Acker, DecodedRecord, RecordKind, RecordSource};
+
+/// First sleep when a shard queue is full; doubles up to `max_backoff`.
+const ENQUEUE_FIRST_BACKOFF: Duration = Duration::from_millis(5);
+/// Fallback re-read interval when no commit notification arrives.
+const IDLE_READ_INTERVAL: Duration = Duration::from_secs(15);
+/// Wait after a WAL read error before trying again.
+const READ_ERROR_BACKOFF: Duration = Duration::from_secs(5);
+/// Resharding is skipped when the last successful send is older than this.
+const RESHARD_STALE_SEND: Duration = Duration::from_secs(10);
+const EWMA_ALPHA: f64 = 0.2;
+const SHARD_TOLERANCE: f64 = 0.3;
+const BACKLOG_CATCHUP: f64 = 0.05;
+/// Never reduce shards while the queue is this far behind (seconds).
+const DOWNSHARD_MAX_DELAY_SECS: f64 = 10.0;
+
+/// Maps a series' stored labels to the labels sent (external labels,
+/// write_relabel_configs); `None` drops the series.
+pub type SeriesTransform = Arc<dyn Fn(&Labels) -> Option<Labels> + Send + Sync>;
+
+/// The queue_config of one remote_write entry, validated.
+#[derive(Clone, Debug)]
+pub struct QueueSettings {
+    /// `remote_name` label and WAL consumer name.
+    pub name: String,
+    /// Samples buffered per shard.
+    pub capacity: usize,
+    pub min_shards: usize,
+    pub max_shards: usize,
+    pub max_samples_per_send: usize,
+    pub batch_send_deadline: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Samples older than this are dropped (`None` = keep everything).
+    pub sample_age_limit: Option<Duration>,
+    /// How often the shard count is recomputed (Prometheus: 10s).
+    pub shard_update_interval: Duration,
+}
+
+impl QueueSettings {
+    fn normalized(mut self) -> Self {
+        self.capacity = self.capacity.max(1);
+        self.min_shards = self.min_shards.max(1);
+        self.max_shards = self.max_shards.max(self.min_shards);
+        self.max_samples_per_send = self.max_samples_per_send.max(1);
+        self.max_backoff = self.max_backoff.max(self.min_backoff);
+        self
+    }
+}
+
+/// A point-in-time view of a queue, for the web UI.
+#[derive(Clone, Debug)]
+pub struct QueueStatus {
+    pub name: String,
+    pub url: String,
+    pub shards: usize,
+    pub desired_shards: f64,
+    pub pending_samples: i64,
+    pub last_send: Option<SystemTime>,
+    pub last_error: Option<String>,
+    /// Highest timestamp (ms) delivered, 0 if nothing yet.
+    pub highest_sent_timestamp_ms: Timestamp,
+    /// The acknowledged WAL position, formatted.
+    pub acked_position: Option<String>,
+    pub wal_backlog_bytes: Option<u64>,
+}
+
+/// A sample on its way to the endpoint.
+#[derive(Clone, Debug)]
+struct QueuedSample {
+    labels: Labels,
+    t: Timestamp,
+    v: f64,
+    /// Ack-tracker sequence of the record it came from.
+    seq: u64,
+}
+
+impl EncodableSample for QueuedSample {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn timestamp(&self) -> Timestamp {
+        self.t
+    }
+    fn value(&self) -> f64 {
+        self.v
+    }
+}
+
+#[derive(Default)]
+struct Outcome {
+    last_send: Option<SystemTime>,
+    last_error: Option<String>,
+    last_success: Option<Instant>,
+    no_reshard_until: Option<Instant>,
+}
+
+/// State shared by the watcher, the shards and the resharder.
+struct Shared<P> {
+    settings: QueueSettings,
+    client: WriteClient,
+    metrics: QueueMetrics,
+    tracker: Mutex<AckTracker<P>>,
+    acker: Acker<P>,
+    outcome: Mutex<Outcome>,
+    pending: AtomicI64,
+    highest_enqueued_ms: AtomicI64,
+    highest_sent_ms: AtomicI64,
+    /// Cumulative counters feeding the resharding EWMAs.
+    samples_in: AtomicU64,
+    samples_out: AtomicU64,
+    samples_dropped: AtomicU64,
+    send_nanos: AtomicU64,
+    shards: AtomicUsize,
+    desired_shards: AtomicUsize,
+    desired_unrounded: Mutex<f64>,
+    backlog_bytes: AtomicU64,
+}
+
+/// One running queue: watcher, shards and resharder.
+pub struct QueueManager {
+    status: Box<dyn Fn() -> QueueStatus + Send + Sync>,
+    stop_tx: watch::Sender<Option<Instant>>,
+    watcher: JoinHandle<()>,
+    resharder: JoinHandle<()>,
+}
+
+impl QueueManager {
+    /// Starts the queue's tasks on the current tokio runtime.
+    pub fn start<S: RecordSource>(
+        settings: QueueSettings,
+        client: WriteClient,
+        source: S,
+        transform: SeriesTransform,
+        metrics: QueueMetrics,
+    ) -> Self {
+        let settings = settings.normalized();
+        metrics.shards_min.set(settings.min_shards as i64);
+        metrics.shards_max.set(settings.max_shards as i64);
+        metrics.shard_capacity.set(settings.capacity as i64);
+        metrics.max_samples_per_send.set(settings.max_samples_per_send as i64);
+        metrics.shards_desired.set(settings.min_shards as f64);
+        let shared = Arc::new(Shared {
+            acker: source.acker(),
+            tracker: Mutex::new(AckTracker::new()),
+            outcome: Mutex::new(Outcome::default()),
+            pending: AtomicI64::new(0),
+            highest_enqueued_ms: AtomicI64::new(0),
+            highest_sent_ms: AtomicI64::new(0),
+            samples_in: AtomicU64::new(0),
+            samples_out: AtomicU64::new(0),
+            samples_dropped: AtomicU64::new(0),
+            send_nanos: AtomicU64::new(0),
+            shards: AtomicUsize::new(settings.min_shards),
+            desired_shards: AtomicUsize::new(settings.min_shards),
+            desired_unrounded: Mutex::new(settings.min_shards as f64),
+            backlog_bytes: AtomicU64::new(u64::MAX),
+            settings,
+            client,
+            metrics,
+        });
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let watcher = tokio::spawn(run_watcher(source, shared.clone(), transform, stop_rx.clone()));
+        let resharder = tokio::spawn(run_resharder(shared.clone(), stop_rx));
+        let status_shared = shared;
+        Self {
+            status: Box::new(move || status_of(&status_shared)),
+            stop_tx,
+            watcher,
+            resharder,
+        }
+    }
+
+    pub fn status(&self) -> QueueStatus {
+        (self.status)()
+    }
+
+    /// Stops reading, lets shards flush for up to `flush_deadline`, then
+    /// cancels what is left (it stays unacknowledged in the WAL).
+    pub async fn stop(self, flush_deadline: Duration) {
+        let _ = self.stop_tx.send(Some(Instant::now() + flush_deadline));
+        if let Err(e) = self.watcher.await {
+            tracing::error!(error = %e, "remote write watcher task failed");
+        }
+        self.resharder.abort();
+        let _ = self.resharder.await;
+    }
+}
+
+fn status_of<P: Copy + std::fmt::Debug>(shared: &Shared<P>) -> QueueStatus {
+    let outcome = shared.outcome.lock();
+    let backlog = shared.backlog_bytes.load(Ordering::Relaxed);
+    QueueStatus {
+        name: shared.settings.name.clone(),
+        url: shared.client.url().to_string(),
+        shards: shared.shards.load(Ordering::Relaxed),
+        desired_shards: *shared.desired_unrounded.lock(),
+        pending_samples: shared.pending.load(Ordering::Relaxed),
+        last_send: outcome.last_send,
+        last_error: outcome.last_error.clone(),
+        highest_sent_timestamp_ms: shared.highest_sent_ms.load(Ordering::Relaxed),
+        acked_position: shared.tracker.lock().watermark().map(|p| format!("{p:?}")),
+        wal_backlog_bytes: (backlog != u64::MAX).then_some(backlog),
+    }
+}
+
+fn is_stopping(stop: &watch::Receiver<Option<Instant>>) -> bool {
+    stop.borrow().is_some()
+}
+
+/// Waits until stop is requested; returns the flush deadline.
+async fn stop_requested(stop: &mut watch::Receiver<Option<Instant>>) -> Instant {
+    match stop.wait_for(|v| v.is_some()).await {
+        Ok(v) => v.unwrap_or_else(Instant::now),
+        // The manager was dropped without stop(): flush nothing, exit now.
+        Err(_) => Instant::now(),
+    }
+}
+
+// ---------------------------------------------------------------- watcher
+
+async fn run_watcher<S: RecordSource>(
+    mut source: S,
+    shared: Arc<Shared<S::Position>>,
+    transform: SeriesTransform,
+    mut stop: watch::Receiver<Option<Instant>>,
+) {
+    let mut series: HashMap<SeriesRef, Option<Labels>> = HashMap::new();
+    let mut shards = ShardSet::start(&shared, shared.settings.min_shards);
+    let mut record = DecodedRecord::default();
+    let mut stop_deadline = None;
+    while stop_deadline.is_none() {
+        if is_stopping(&stop) {
+            stop_deadline = Some(stop_requested(&mut stop).await);
+            break;
+        }
+        let desired = shared.desired_shards.load(Ordering::Relaxed);
+        if desired != shards.len() {
+            match shards.reshard(&shared, desired, &mut stop).await {
+                Ok(new) => shards = new,
+                Err((old, deadline)) => {
+                    shards = old;
+                    stop_deadline = Some(deadline);
+                    break;
+                }
+            }
+        }
+        record.clear();
+        match source.next_record(&mut record) {
+            Ok(Some(pos)) => {
+                if let Some(segment) = source.current_segment() {
+                    shared.metrics.current_segment.set(segment as i64);
+                }
+                let ok = handle_record(&shared, &transform, &mut series, &record, pos, &mut shards, &mut stop).await;
+                if !ok {
+                    stop_deadline = Some(stop_requested(&mut stop).await);
+                }
+            }
+            Ok(None) => {
+                if let Some(b) = source.backlog_bytes() {
+                    shared.backlog_bytes.store(b, Ordering::Relaxed);
+                }
+                tokio::select! {
+                    _ = source.wait_for_data(IDLE_READ_INTERVAL) => {}
+                    d = stop_requested(&mut stop) => stop_deadline = Some(d),
+                }
+            }
+            Err(e) => {
+                tracing::error!(remote_name = %shared.settings.name, error = %e, "error tailing WAL");
+                tokio::select! {
+                    _ = tokio::time::sleep(READ_ERROR_BACKOFF) => {}
+                    d = stop_requested(&mut stop) => stop_deadline = Some(d),
+                }
+            }
+        }
+    }
+    let deadline = stop_deadline.unwrap_or_else(Instant::now);
+    shards.shutdown(deadline).await;
+}
+
+/// Applies one record; returns false if a stop interrupted enqueueing.
+async fn handle_record<P: Copy + Send + Sync + 'static>(
+    shared: &Shared<P>,
+    transform: &SeriesTransform,
+    series: &mut HashMap<SeriesRef, Option<Labels>>,
+    record: &DecodedRecord,
+    pos: P,
+    shards: &mut ShardSet,
+    stop: &mut watch::Receiver<Option<Instant>>,
+) -> bool {
+    let m = &shared.metrics;
+    if let Some(e) = &record.decode_error {
+        m.decode_failures.inc();
+        tracing::warn!(remote_name = %shared.settings.name, error = %e, "skipping undecodable WAL record");
+    }
+    match record.kind {
+        RecordKind::Series => {
+            m.records_series.inc();
+            for (r, labels) in &record.series {
+                series.insert(*r, transform(labels));
+            }
+        }
+        RecordKind::Samples => {
+            m.records_samples.inc();
+        }
+        RecordKind::Other => {
+            m.records_other.inc();
+        }
+    }
+    let min_ts = min_allowed_timestamp(&shared.settings);
+    // First pass: decide what gets enqueued, so the record is registered
+    // with its exact count before any shard can complete part of it.
+    let mut keep = 0usize;
+    let mut highest = i64::MIN;
+    for &(r, t, _) in &record.samples {
+        match series.get(&r) {
+            Some(Some(_)) if t >= min_ts => {
+                keep += 1;
+                highest = highest.max(t);
+            }
+            Some(Some(_)) => {
+                m.dropped(DropReason::TooOld).inc();
+            }
+            Some(None) => {
+                m.dropped(DropReason::DroppedSeries).inc();
+            }
+            None => {
+                m.dropped(DropReason::UnintentionallyDroppedSeries).inc();
+                tracing::debug!(remote_name = %shared.settings.name, series = %r, "dropped sample for unknown series reference");
+            }
+        }
+    }
+    let total = record.samples.len() as u64;
+    m.samples_in.inc_by(total);
+    shared.samples_in.fetch_add(total, Ordering::Relaxed);
+    shared.samples_dropped.fetch_add(total - keep as u64, Ordering::Relaxed);
+    if keep > 0 {
+        shared.highest_enqueued_ms.fetch_max(highest, Ordering::Relaxed);
+        let secs = highest as f64 / 1000.0;
+        raise(&m.queue_highest_timestamp, secs);
+        raise(&m.highest_timestamp_in_seconds, secs);
+    }
+    shared.pending.fetch_add(keep as i64, Ordering::Relaxed);
+    m.samples_pending.set(shared.pending.load(Ordering::Relaxed));
+    let (seq, moved) = shared.tracker.lock().register(pos, keep);
+    if let Some(p) = moved {
+        (shared.acker)(p);
+    }
+    for &(r, t, v) in &record.samples {
+        let Some(Some(labels)) = series.get(&r) else { continue };
+        if t < min_ts {
+            continue;
+        }
+        let sample = QueuedSample { labels: labels.clone(), t, v, seq };
+        if !shards.enqueue(shared, r, sample, stop).await {
+            return false;
+        }
+    }
+    true
+}
+
+fn min_allowed_timestamp(settings: &QueueSettings) -> Timestamp {
+    match settings.sample_age_limit {
+        Some(limit) => now_ms().saturating_sub(limit.as_millis() as i64),
+        None => i64::MIN,
+    }
+}
+
+fn now_ms() -> Timestamp {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+// ----------------------------------------------------------------- shards
+
+struct ShardSet {
+    senders: Vec<mpsc::Sender<QueuedSample>>,
+    handles: Vec<JoinHandle<()>>,
+    hard_stop: watch::Sender<bool>,
+}
+
+impl ShardSet {
+    fn start<P: Copy + Send + Sync + 'static>(shared: &Arc<Shared<P>>, n: usize) -> Self {
+        let n = n.max(1);
+        let (hard_stop, hard_rx) = watch::channel(false);
+        let mut senders = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel(shared.settings.capacity);
+            senders.push(tx);
+            handles.push(tokio::spawn(run_shard(shared.clone(), rx, hard_rx.clone())));
+        }
+        shared.shards.store(n, Ordering::Relaxed);
+        shared.metrics.shards.set(n as i64);
+        Self {
+            senders,
+            handles,
+            hard_stop,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Puts a sample on its series' shard, waiting (with growing sleeps)
+    /// while that shard is full. False if a stop was requested meanwhile.
+    async fn enqueue<P>(
+        &self,
+        shared: &Shared<P>,
+        series: SeriesRef,
+        mut sample: QueuedSample,
+        stop: &mut watch::Receiver<Option<Instant>>,
+    ) -> bool {
+        let idx = (series.0 % self.senders.len() as u64) as usize;
+        let Some(tx) = self.senders.get(idx) else {
+            return false;
+        };
+        let mut backoff = ENQUEUE_FIRST_BACKOFF;
+        loop {
+            match tx.try_send(sample) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Full(s)) => {
+                    sample = s;
+                    shared.metrics.enqueue_retries.inc();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop_requested(stop) => return false,
+                    }
+                    backoff = (backoff * 2).min(shared.settings.max_backoff);
+                }
+            }
+        }
+    }
+
+    /// Flushes every shard completely, then starts `n` new ones. If a stop
+    /// arrives while flushing, returns the old (closing) set and the
+    /// deadline so the caller can shut it down.
+    async fn reshard<P: Copy + Send + Sync + 'static>(
+        mut self,
+        shared: &Arc<Shared<P>>,
+        n: usize,
+        stop: &mut watch::Receiver<Option<Instant>>,
+    ) -> Result<ShardSet, (ShardSet, Instant)> {
+        tracing::info!(remote_name = %shared.settings.name, from = self.len(), to = n, "remote storage resharding");
+        self.senders.clear();
+        while let Some(h) = self.handles.last_mut() {
+            tokio::select! {
+                _ = h => { self.handles.pop(); }
+                d = stop_requested(stop) => return Err((self, d)),
+            }
+        }
+        Ok(ShardSet::start(shared, n))
+    }
+
+    /// Closes the queues, waits for shards to flush until `deadline`, then
+    /// cancels the rest.
+    async fn shutdown(mut self, deadline: Instant) {
+        self.senders.clear();
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let mut handles = std::mem::take(&mut self.handles);
+        let all = futures_join_all(&mut handles);
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
+            tracing::warn!("failed to flush all samples on shutdown; the rest stays in the WAL");
+            let _ = self.hard_stop.send(true);
+            futures_join_all(&mut handles).await;
+        }
+    }
+}
+
+/// Awaits every handle in turn (finished ones are removed), so the call can
+/// be timed out and resumed.
+async fn futures_join_all(handles: &mut Vec<JoinHandle<()>>) {
+    while let Some(h) = handles.last_mut() {
+        if let Err(e) = h.await {
+            tracing::error!(error = %e, "remote write shard task failed");
+        }
+        handles.pop();
+    }
+}
+
+async fn run_shard<P: Copy + Send + Sync + 'static>(
+    shared: Arc<Shared<P>>,
+    mut rx: mpsc::Receiver<QueuedSample>,
+    mut hard_stop: watch::Receiver<bool>,
+) {
+    let max = shared.settings.max_samples_per_send;
+    let mut batch = Batch {
+        samples: Vec::with_capacity(max),
+        runs: RecordRuns::default(),
+        encoder: WriteRequestEncoder::new(),
+    };
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let flush_timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            biased;
+            _ = hard_stop.wait_for(|v| *v) => return,
+            msg = rx.recv() => match msg {
+                Some(s) => ShardEvent::Sample(s),
+                None => ShardEvent::Closed,
+            },
+            _ = flush_timer => ShardEvent::Deadline,
+        };
+        let flush = match event {
+            ShardEvent::Sample(s) => {
+                if batch.samples.is_empty() {
+                    deadline = Some(tokio::time::Instant::now() + shared.settings.batch_send_deadline);
+                }
+                batch.runs.push(s.seq);
+                batch.samples.push(s);
+                batch.samples.len() >= max
+            }
+            ShardEvent::Deadline => true,
+            ShardEvent::Closed => {
+                if !batch.samples.is_empty() {
+                    batch.send(&shared, &mut hard_stop).await;
+                }
+                return;
+            }
+        };
+        if flush {
+            deadline = None;
+            if !batch.send(&shared, &mut hard_stop).await {
+                return;
+            }
+        }
+    }
+}
+
+enum ShardEvent {
+    Sample(QueuedSample),
+    Deadline,
+    Closed,
+}
+
+struct Batch {
+    samples: Vec<QueuedSample>,
+    runs: RecordRuns,
+    encoder: WriteRequestEncoder,
+}
+
+enum Delivery {
+    Sent,
+    Dropped,
+    Cancelled,
+}
+
+impl Batch {
+    /// Sends the batch (retrying recoverable failures forever) and marks its
+    /// samples done. False if cancelled by a hard stop (nothing acked).
+    async fn send<P: Copy + Send + Sync + 'static>(
+        &mut self,
+        shared: &Shared<P>,
+        hard_stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let count = self.samples.len();
+        let delivery = self.deliver(shared, hard_stop).await;
+        if matches!(delivery, Delivery::Cancelled) {
+            return false;
+        }
+        if matches!(delivery, Delivery::Dropped) {
+            shared.samples_dropped.fetch_add(count as u64, Ordering::Relaxed);
+        }
+        let mut moved = None;
+        {
+            let mut tracker = shared.tracker.lock();
+            for (seq, n) in self.runs.iter() {
+                if let Some(p) = tracker.complete(seq, n) {
+                    moved = Some(p);
+                }
+            }
+        }
+        if let Some(p) = moved {
+            (shared.acker)(p);
+        }
+        let pending = shared.pending.fetch_sub(count as i64, Ordering::Relaxed) - count as i64;
+        shared.metrics.samples_pending.set(pending);
+        self.samples.clear();
+        self.runs.clear();
+        true
+    }
+
+    async fn deliver<P>(&mut self, shared: &Shared<P>, hard_stop: &mut watch::Receiver<bool>) -> Delivery {
+        let s = &shared.settings;
+        let m = &shared.metrics;
+        let mut attempt = 0u32;
+        let mut backoff = s.min_backoff;
+        loop {
+            if attempt > 0 {
+                self.drop_too_old(shared);
+            }
+            if self.samples.is_empty() {
+                return Delivery::Dropped;
+            }
+            let body = match self.encoder.encode(self.samples.iter()) {
+                Ok(b) => Bytes::copy_from_slice(b),
+                Err(e) => {
+                    m.samples_failed.inc_by(self.samples.len() as u64);
+                    record_error(shared, format!("encoding batch: {e}"));
+                    return Delivery::Dropped;
+                }
+            };
+            let started = Instant::now();
+            let result = tokio::select! {
+                biased;
+                _ = hard_stop.wait_for(|v| *v) => return Delivery::Cancelled,
+                r = shared.client.send(body.clone(), attempt) => r,
+            };
+            let took = started.elapsed();
+            m.sent_batch_duration.observe(took.as_secs_f64());
+            match result {
+                Ok(()) => {
+                    self.record_success(shared, body.len(), took);
+                    return Delivery::Sent;
+                }
+                Err(SendError::NonRecoverable(msg)) => {
+                    m.samples_failed.inc_by(self.samples.len() as u64);
+                    tracing::error!(remote_name = %s.name, url = %shared.client.url(), samples = self.samples.len(), error = %msg, "non-recoverable error, dropping batch");
+                    record_error(shared, msg);
+                    return Delivery::Dropped;
+                }
+                Err(SendError::Recoverable { message, retry_after }) => {
+                    m.samples_retried.inc_by(self.samples.len() as u64);
+                    let sleep = retry_after.unwrap_or(backoff);
+                    tracing::warn!(remote_name = %s.name, url = %shared.client.url(), error = %message, retry_in = ?sleep, "failed to send batch, retrying");
+                    record_error(shared, message);
+                    shared.outcome.lock().no_reshard_until = Some(Instant::now() + sleep * 2);
+                    tokio::select! {
+                        biased;
+                        _ = hard_stop.wait_for(|v| *v) => return Delivery::Cancelled,
+                        _ = tokio::time::sleep(sleep) => {}
+                    }
+                    backoff = (sleep * 2).min(s.max_backoff);
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    fn drop_too_old<P>(&mut self, shared: &Shared<P>) {
+        let min_ts = min_allowed_timestamp(&shared.settings);
+        let before = self.samples.len();
+        self.samples.retain(|s| s.t >= min_ts);
+        let dropped = before - self.samples.len();
+        if dropped > 0 {
+            shared.metrics.dropped(DropReason::TooOld).inc_by(dropped as u64);
+        }
+    }
+
+    fn record_success<P>(&self, shared: &Shared<P>, bytes: usize, took: Duration) {
+        let m = &shared.metrics;
+        let n = self.samples.len() as u64;
+        m.samples.inc_by(n);
+        m.bytes.inc_by(bytes as u64);
+        shared.samples_out.fetch_add(n, Ordering::Relaxed);
+        shared.send_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        if let Some(max_t) = self.samples.iter().map(|s| s.t).max() {
+            shared.highest_sent_ms.fetch_max(max_t, Ordering::Relaxed);
+            raise(&m.queue_highest_sent_timestamp, max_t as f64 / 1000.0);
+        }
+        let mut o = shared.outcome.lock();
+        o.last_send = Some(SystemTime::now());
+        o.last_success = Some(Instant::now());
+    }
+}
+
+fn record_error<P>(shared: &Shared<P>, msg: String) {
+    shared.outcome.lock().last_error = Some(msg);
+}
+
+// -------------------------------------------------------------- resharder
+
+/// An exponentially weighted per-second rate.
+#[derive(Default)]
+struct Ewma {
+    last_total: u64,
+    rate: Option<f64>,
+}
+
+impl Ewma {
+    fn tick(&mut self, total: u64, interval: Duration) -> f64 {
+        let delta = total.saturating_sub(self.last_total) as f64;
+        self.last_total = total;
+        let instant = delta / interval.as_secs_f64().max(f64::EPSILON);
+        let rate = match self.rate {
+            Some(r) => r + EWMA_ALPHA * (instant - r),
+            None => instant,
+        };
+        self.rate = Some(rate);
+        rate
+    }
+}
+
+async fn run_resharder<P: Copy + Send + Sync + 'static>(
+    shared: Arc<Shared<P>>,
+    mut stop: watch::Receiver<Option<Instant>>,
+) {
+    let interval = shared.settings.shard_update_interval;
+    let mut rates = [Ewma::default(), Ewma::default(), Ewma::default(), Ewma::default()];
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop_requested(&mut stop) => return,
+        }
+        let [r_in, r_out, r_dropped, r_nanos] = &mut rates;
+        let inputs = RateInputs {
+            rate_in: r_in.tick(shared.samples_in.load(Ordering::Relaxed), interval),
+            rate_out: r_out.tick(shared.samples_out.load(Ordering::Relaxed), interval),
+            rate_dropped: r_dropped.tick(shared.samples_dropped.load(Ordering::Relaxed), interval),
+            send_seconds_rate: r_nanos.tick(shared.send_nanos.load(Ordering::Relaxed), interval) / 1e9,
+            delay_secs: (shared.highest_enqueued_ms.load(Ordering::Relaxed)
+                - shared.highest_sent_ms.load(Ordering::Relaxed)) as f64
+                / 1000.0,
+        };
+        if !reshard_allowed(&shared) {
+            continue;
+        }
+        let current = shared.shards.load(Ordering::Relaxed);
+        if let Some((desired, unrounded)) = desired_shards(&inputs, current, &shared.settings) {
+            *shared.desired_unrounded.lock() = unrounded;
+            shared.metrics.shards_desired.set(unrounded);
+            shared.desired_shards.store(desired, Ordering::Relaxed);
+        }
+    }
+}
+
+fn reshard_allowed<P>(shared: &Shared<P>) -> bool {
+    let o = shared.outcome.lock();
+    let now = Instant::now();
+    if o.no_reshard_until.is_some_and(|t| now < t) {
+        return false;
+    }
+    match o.last_success {
+        Some(t) => now.duration_since(t) <= RESHARD_STALE_SEND,
+        None => false,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RateInputs {
+    rate_in: f64,
+    rate_out: f64,
+    rate_dropped: f64,
+    send_seconds_rate: f64,
+    delay_secs: f64,
+}
+
+/// Prometheus's shard calculation: enough shards to keep up with the input
+/// rate plus 5% of the backlog per second, with a ±30% dead band, no
+/// downsharding while more than 10s behind, clamped to [min, max].
+/// Returns the shard count to run and the unrounded estimate.
+fn desired_shards(r: &RateInputs, current: usize, s: &QueueSettings) -> Option<(usize, f64)> {
+    if r.rate_out <= 0.0 {
+        return None;
+    }
+    let kept_ratio = r.rate_out / (r.rate_dropped + r.rate_out);
+    let pending = r.delay_secs.max(0.0) * r.rate_in * kept_ratio;
+    let time_per_sample = r.send_seconds_rate / r.rate_out;
+    let unrounded = time_per_sample * (r.rate_in * kept_ratio + BACKLOG_CATCHUP * pending);
+    let cur = current as f64;
+    let mut desired = unrounded.ceil().max(0.0) as usize;
+    let within_band = unrounded.ceil() >= cur * (1.0 - SHARD_TOLERANCE)
+        && unrounded.ceil() <= cur * (1.0 + SHARD_TOLERANCE);
+    if within_band || (desired < current && r.delay_secs > DOWNSHARD_MAX_DELAY_SECS) {
+        desired = current;
+    }
+    Some((desired.clamp(s.min_shards, s.max_shards), unrounded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> QueueSettings {
+        QueueSettings {
+            name: "t".into(),
+            capacity: 100,
+            min_shards: 1,
+            max_shards: 10,
+            max_samples_per_send: 10,
+            batch_send_deadline: Duration::from_millis(50),
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(100),
+            sample_age_limit: None,
+            shard_update_interval: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn shard_calculation_scales_with_send_time() {
+        // 1000 samples/s in and out, each sample costs 5ms of send time → 5 shards.
+        let r = RateInputs { rate_in: 1000.0, rate_out: 1000.0, rate_dropped: 0.0, send_seconds_rate: 5.0, delay_secs: 0.0 };
+        assert_eq!(desired_shards(&r, 1, &settings()).map(|d| d.0), Some(5));
+        // Within ±30% of the current count: unchanged.
+        assert_eq!(desired_shards(&r, 4, &settings()).map(|d| d.0), Some(4));
+        // Clamped to max.
+        let heavy = RateInputs { send_seconds_rate: 50.0, ..r };
+        assert_eq!(desired_shards(&heavy, 1, &settings()).map(|d| d.0), Some(10));
+        // No output yet: no decision.
+        let idle = RateInputs { rate_out: 0.0, ..r };
+        assert!(desired_shards(&idle, 1, &settings()).is_none());
+    }
+
+    #[test]
+    fn no_downshard_while_behind() {
+        let r = RateInputs { rate_in: 10.0, rate_out: 10.0, rate_dropped: 0.0, send_seconds_rate: 0.01, delay_secs: 30.0 };
+        assert_eq!(desired_shards(&r, 8, &settings()).map(|d| d.0), Some(8));
+        let caught_up = RateInputs { delay_secs: 0.0, ..r };
+        assert_eq!(desired_shards(&caught_up, 8, &settings()).map(|d| d.0), Some(1));
+    }
+
+    #[test]
+    fn ewma_smooths_rates() {
+        let mut e = Ewma::default();
+        assert_eq!(e.tick(100, Duration::from_secs(10)), 10.0);
+        let r = e.tick(100, Duration::from_secs(10));
+        assert!((r - 8.0).abs() < 1e-9);
+    }
+}

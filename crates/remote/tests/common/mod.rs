@@ -1,0 +1,233 @@
+//! Test doubles: a loopback remote-write receiver with scripted faults and
+//! an in-memory WAL.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use prost::Message;
+use tributary_model::{Labels, SeriesRef};
+use tributary_remote::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PbWriteRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<PbTimeSeries>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PbTimeSeries {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<PbLabel>,
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<PbSample>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PbLabel {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PbSample {
+    #[prost(double, tag = "1")]
+    pub value: f64,
+    #[prost(int64, tag = "2")]
+    pub timestamp: i64,
+}
+
+/// One received request.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub at: Instant,
+    pub headers: HeaderMap,
+    /// (labels as "a=1,b=2", timestamp, value) per sample.
+    pub samples: Vec<(String, i64, f64)>,
+    /// The status we answered.
+    pub status: StatusCode,
+}
+
+#[derive(Default)]
+pub struct ReceiverState {
+    /// Scripted answers for the next requests; empty = 200.
+    pub script: Mutex<VecDeque<(StatusCode, Option<String>)>>,
+    /// Answer used when the script is empty.
+    pub default_status: Mutex<Option<StatusCode>>,
+    pub requests: Mutex<Vec<Received>>,
+}
+
+impl ReceiverState {
+    pub fn accepted_samples(&self) -> Vec<(String, i64, f64)> {
+        self.requests
+            .lock()
+            .iter()
+            .filter(|r| r.status.is_success())
+            .flat_map(|r| r.samples.clone())
+            .collect()
+    }
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub state: Arc<ReceiverState>,
+}
+
+pub fn label_string(labels: &[PbLabel]) -> String {
+    labels
+        .iter()
+        .map(|l| format!("{}={}", l.name, l.value))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn handle(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("snappy block body");
+    let req = PbWriteRequest::decode(raw.as_slice()).expect("protobuf body");
+    let samples = req
+        .timeseries
+        .iter()
+        .flat_map(|ts| {
+            let l = label_string(&ts.labels);
+            ts.samples.iter().map(move |s| (l.clone(), s.timestamp, s.value))
+        })
+        .collect();
+    let (status, retry_after) = state
+        .script
+        .lock()
+        .pop_front()
+        .unwrap_or((state.default_status.lock().unwrap_or(StatusCode::OK), None));
+    state.requests.lock().push(Received {
+        at: Instant::now(),
+        headers,
+        samples,
+        status,
+    });
+    let mut resp = (status, "scripted").into_response();
+    if let Some(ra) = retry_after {
+        resp.headers_mut().insert("retry-after", ra.parse().unwrap());
+    }
+    resp
+}
+
+pub async fn start_receiver() -> Receiver {
+    let state = Arc::new(ReceiverState::default());
+    let app = axum::Router::new()
+        .route("/push", axum::routing::post(handle))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Receiver { addr, state }
+}
+
+/// What the in-memory WAL holds per record.
+#[derive(Clone)]
+pub enum MemRecord {
+    Series(Vec<(u64, Labels)>),
+    Samples(Vec<(u64, i64, f64)>),
+}
+
+/// A WAL in memory: positions are record indexes (end = index + 1).
+#[derive(Clone, Default)]
+pub struct MemWal {
+    pub records: Arc<Mutex<Vec<MemRecord>>>,
+    pub acked: Arc<AtomicUsize>,
+    pub notify: Arc<tokio::sync::Notify>,
+}
+
+impl MemWal {
+    pub fn push(&self, r: MemRecord) {
+        self.records.lock().push(r);
+        self.notify.notify_one();
+    }
+
+    /// A reader resuming at the acknowledged position, with the series
+    /// defined before it replayed first (like `load_series_before`).
+    pub fn source(&self) -> MemSource {
+        let start = self.acked.load(Ordering::SeqCst);
+        let series = self
+            .records
+            .lock()
+            .iter()
+            .take(start)
+            .filter_map(|r| match r {
+                MemRecord::Series(s) => Some(s.clone()),
+                MemRecord::Samples(_) => None,
+            })
+            .flatten()
+            .collect();
+        MemSource {
+            wal: self.clone(),
+            next: start,
+            bootstrap: Some(series),
+        }
+    }
+}
+
+pub struct MemSource {
+    wal: MemWal,
+    next: usize,
+    bootstrap: Option<Vec<(u64, Labels)>>,
+}
+
+impl RecordSource for MemSource {
+    type Position = usize;
+
+    fn next_record(&mut self, out: &mut DecodedRecord) -> Result<Option<usize>, SourceError> {
+        if let Some(series) = self.bootstrap.take() {
+            out.kind = RecordKind::Series;
+            out.series.extend(series.into_iter().map(|(r, l)| (SeriesRef(r), l)));
+            // Position of the bootstrap = where we start (already acked).
+            return Ok(Some(self.next));
+        }
+        let records = self.wal.records.lock();
+        let Some(r) = records.get(self.next) else {
+            return Ok(None);
+        };
+        match r {
+            MemRecord::Series(s) => {
+                out.kind = RecordKind::Series;
+                out.series.extend(s.iter().map(|(r, l)| (SeriesRef(*r), l.clone())));
+            }
+            MemRecord::Samples(s) => {
+                out.kind = RecordKind::Samples;
+                out.samples.extend(s.iter().map(|(r, t, v)| (SeriesRef(*r), *t, *v)));
+            }
+        }
+        self.next += 1;
+        Ok(Some(self.next))
+    }
+
+    fn acker(&self) -> Acker<usize> {
+        let acked = self.wal.acked.clone();
+        Arc::new(move |p| {
+            acked.fetch_max(p, Ordering::SeqCst);
+        })
+    }
+
+    async fn wait_for_data(&mut self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.wal.notify.notified()).await;
+    }
+}
+
+/// Polls `cond` every 10ms for at most `limit`.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}

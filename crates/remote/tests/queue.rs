@@ -1,0 +1,252 @@
+//! End-to-end queue tests against a real loopback receiver.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::*;
+use prometheus_client::registry::Registry;
+use tributary_http::{AuthStep, HttpClient};
+use tributary_model::Labels;
+use tributary_remote::{
+    QueueManager, QueueMetrics, QueueSettings, RemoteMetrics, SeriesTransform, WriteClient,
+    WriteClientSettings,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn settings(shards: usize) -> QueueSettings {
+    QueueSettings {
+        name: "test".into(),
+        capacity: 50,
+        min_shards: shards,
+        max_shards: shards,
+        max_samples_per_send: 10,
+        batch_send_deadline: Duration::from_millis(20),
+        min_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        sample_age_limit: None,
+        shard_update_interval: Duration::from_secs(3600),
+    }
+}
+
+fn client(rx: &Receiver, retry_429: bool) -> WriteClient {
+    WriteClient::new(
+        HttpClient::from_parts(reqwest::Client::new(), AuthStep::default()),
+        WriteClientSettings {
+            url: format!("http://{}/push", rx.addr).parse().unwrap(),
+            timeout: Duration::from_secs(5),
+            user_agent: "Prometheus/3.5.0".into(),
+            headers: vec![("X-Tenant".into(), "team-a".into())],
+            retry_on_http_429: retry_429,
+        },
+    )
+    .unwrap()
+}
+
+/// External label `cluster="c1"` added when absent; series with
+/// `drop="yes"` removed (a stand-in for write_relabel_configs).
+fn transform() -> SeriesTransform {
+    Arc::new(|l: &Labels| {
+        if l.get("drop") == Some("yes") {
+            return None;
+        }
+        let mut b = l.to_builder();
+        if !l.has("cluster") {
+            b.set("cluster", "c1");
+        }
+        Some(b.labels())
+    })
+}
+
+fn metrics() -> QueueMetrics {
+    RemoteMetrics::register(&mut Registry::default()).for_queue("test", "http://x")
+}
+
+fn series(n: u64) -> MemRecord {
+    MemRecord::Series(
+        (1..=n)
+            .map(|i| (i, Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())])))
+            .collect(),
+    )
+}
+
+/// `per_series` samples for each of `n` series at timestamps 1000, 1001, …
+/// spread over several records.
+fn fill(wal: &MemWal, n: u64, per_series: i64) {
+    wal.push(series(n));
+    for t in 0..per_series {
+        wal.push(MemRecord::Samples((1..=n).map(|i| (i, 1000 + t, t as f64)).collect()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_everything_with_exact_labels_and_headers() {
+    let rx = start_receiver().await;
+    let wal = MemWal::default();
+    wal.push(MemRecord::Series(vec![
+        (1, Labels::from_pairs([("__name__", "up"), ("job", "a")])),
+        (2, Labels::from_pairs([("__name__", "up"), ("cluster", "own")])),
+        (3, Labels::from_pairs([("__name__", "up"), ("drop", "yes")])),
+    ]));
+    wal.push(MemRecord::Samples(vec![(1, 10, 1.0), (2, 10, 2.0), (3, 10, 3.0), (99, 10, 4.0)]));
+    let m = metrics();
+    let q = QueueManager::start(settings(1), client(&rx, false), wal.source(), transform(), m.clone());
+    assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 2).await);
+    let mut got = rx.state.accepted_samples();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            ("__name__=up,cluster=c1,job=a".to_owned(), 10, 1.0),
+            ("__name__=up,cluster=own".to_owned(), 10, 2.0),
+        ]
+    );
+    let reqs = rx.state.requests.lock().clone();
+    let h = &reqs[0].headers;
+    assert_eq!(h["content-encoding"], "snappy");
+    assert_eq!(h["content-type"], "application/x-protobuf");
+    assert_eq!(h["x-prometheus-remote-write-version"], "0.1.0");
+    assert_eq!(h["user-agent"], "Prometheus/3.5.0");
+    assert_eq!(h["x-tenant"], "team-a");
+    assert!(h.get("retry-attempt").is_none());
+    assert_eq!(m.samples.get(), 2);
+    assert_eq!(m.dropped_series.get(), 1);
+    assert_eq!(m.dropped_unknown.get(), 1);
+    q.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_until_delivered() {
+    let rx = start_receiver().await;
+    rx.state.script.lock().extend([
+        (StatusCode::INTERNAL_SERVER_ERROR, None),
+        (StatusCode::SERVICE_UNAVAILABLE, None),
+    ]);
+    let wal = MemWal::default();
+    fill(&wal, 5, 4);
+    let m = metrics();
+    let q = QueueManager::start(settings(1), client(&rx, false), wal.source(), transform(), m.clone());
+    assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 5).await);
+    let got = rx.state.accepted_samples();
+    assert_eq!(got.len(), 20, "every sample delivered exactly once after retries");
+    assert!(m.samples_retried.get() >= 2);
+    assert_eq!(m.samples_failed.get(), 0);
+    let reqs = rx.state.requests.lock().clone();
+    assert_eq!(reqs[1].headers["retry-attempt"], "1");
+    assert_eq!(reqs[2].headers["retry-attempt"], "2");
+    assert_eq!(reqs[0].samples, reqs[2].samples, "the same batch is re-sent");
+    q.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_drop_the_batch_without_resending() {
+    let rx = start_receiver().await;
+    rx.state.script.lock().push_back((StatusCode::BAD_REQUEST, None));
+    let wal = MemWal::default();
+    fill(&wal, 5, 4);
+    let m = metrics();
+    let q = QueueManager::start(settings(1), client(&rx, false), wal.source(), transform(), m.clone());
+    assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 5).await);
+    let reqs = rx.state.requests.lock().clone();
+    let rejected = reqs[0].samples.clone();
+    assert_eq!(rejected.len(), 10);
+    let accepted = rx.state.accepted_samples();
+    assert_eq!(accepted.len(), 10);
+    assert!(rejected.iter().all(|s| !accepted.contains(s)), "400 batch never re-sent");
+    assert_eq!(m.samples_failed.get(), 10);
+    assert_eq!(m.samples_retried.get(), 0);
+    q.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_requests_honours_retry_after_only_when_enabled() {
+    for retry in [true, false] {
+        let rx = start_receiver().await;
+        rx.state.script.lock().push_back((StatusCode::TOO_MANY_REQUESTS, Some("1".into())));
+        let wal = MemWal::default();
+        fill(&wal, 3, 1);
+        let m = metrics();
+        let q = QueueManager::start(settings(1), client(&rx, retry), wal.source(), transform(), m.clone());
+        assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 2).await);
+        let reqs = rx.state.requests.lock().clone();
+        if retry {
+            assert_eq!(reqs.len(), 2);
+            let gap = reqs[1].at - reqs[0].at;
+            assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
+            assert_eq!(rx.state.accepted_samples().len(), 3);
+        } else {
+            assert_eq!(reqs.len(), 1);
+            assert_eq!(m.samples_failed.get(), 3);
+        }
+        q.stop(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_series_order_is_kept_across_shards() {
+    let rx = start_receiver().await;
+    // Some failures to force retries interleaving between shards.
+    rx.state.script.lock().extend([
+        (StatusCode::INTERNAL_SERVER_ERROR, None),
+        (StatusCode::OK, None),
+        (StatusCode::BAD_GATEWAY, None),
+    ]);
+    let wal = MemWal::default();
+    fill(&wal, 40, 25);
+    let q = QueueManager::start(settings(4), client(&rx, false), wal.source(), transform(), metrics());
+    assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 26).await);
+    let got = rx.state.accepted_samples();
+    assert_eq!(got.len(), 40 * 25);
+    let mut last: std::collections::HashMap<String, i64> = Default::default();
+    for (l, t, _) in got {
+        let prev = last.insert(l.clone(), t);
+        assert!(prev.is_none_or(|p| p < t), "{l}: {prev:?} then {t}");
+    }
+    assert_eq!(q.status().shards, 4);
+    q.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_down_holds_the_cursor_and_bounds_memory() {
+    let rx = start_receiver().await;
+    *rx.state.default_status.lock() = Some(StatusCode::SERVICE_UNAVAILABLE);
+    let wal = MemWal::default();
+    fill(&wal, 20, 50); // 1000 samples, capacity 50 per shard
+    let m = metrics();
+    let q = QueueManager::start(settings(1), client(&rx, false), wal.source(), transform(), m.clone());
+    assert!(eventually(WAIT, || m.enqueue_retries.get() > 0).await, "watcher back-pressured");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Only the series record (nothing to deliver) may be acknowledged.
+    assert!(wal.acked.load(Ordering::SeqCst) <= 1);
+    let st = q.status();
+    assert!(st.pending_samples <= 50 + 10 + 20, "pending {}", st.pending_samples);
+    assert!(st.last_error.is_some());
+    q.stop(Duration::from_millis(100)).await;
+    assert!(wal.acked.load(Ordering::SeqCst) <= 1);
+    assert_eq!(rx.state.accepted_samples().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_delivers_everything_not_acknowledged() {
+    let rx = start_receiver().await;
+    *rx.state.default_status.lock() = Some(StatusCode::SERVICE_UNAVAILABLE);
+    let wal = MemWal::default();
+    fill(&wal, 10, 10);
+    let q = QueueManager::start(settings(2), client(&rx, false), wal.source(), transform(), metrics());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    q.stop(Duration::from_millis(50)).await;
+    // Endpoint recovers; a new queue resumes from the cursor.
+    *rx.state.default_status.lock() = None;
+    wal.push(MemRecord::Samples((1..=10).map(|i| (i, 5000, 1.0)).collect()));
+    let q = QueueManager::start(settings(2), client(&rx, false), wal.source(), transform(), metrics());
+    assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 12).await);
+    let got: std::collections::HashSet<(String, i64)> =
+        rx.state.accepted_samples().into_iter().map(|(l, t, _)| (l, t)).collect();
+    assert_eq!(got.len(), 10 * 11, "every sample delivered after the restart");
+    q.stop(Duration::from_secs(1)).await;
+}

@@ -1,0 +1,43 @@
+//! Append throughput: 2000 series per commit, the shape of one large scrape.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use prometheus_client::registry::Registry;
+use tributary_model::{Labels, SeriesRef, Storage};
+use tributary_wal::{AgentStorage, WalOptions};
+
+const SERIES: usize = 2000;
+
+fn bench_append(c: &mut Criterion) {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let mut registry = Registry::default();
+    let Ok(storage) = AgentStorage::open(dir.path(), WalOptions::default(), &mut registry) else {
+        return;
+    };
+    let labels: Vec<Labels> = (0..SERIES)
+        .map(|i| {
+            Labels::from_pairs([
+                ("__name__", "http_requests_total"),
+                ("instance", "10.0.0.1:9100"),
+                ("job", "node"),
+                ("path", &format!("/api/v1/item/{i}")),
+            ])
+        })
+        .collect();
+    let mut app = storage.appender();
+    let refs: Vec<SeriesRef> = labels.iter().filter_map(|l| app.series(l).ok()).collect();
+    let mut t = 1_000i64;
+    c.bench_function("commit_2000_series", |b| {
+        b.iter(|| {
+            t += 1;
+            for r in &refs {
+                let _ = app.append(*r, t, black_box(t as f64));
+            }
+            black_box(app.commit().is_ok())
+        })
+    });
+}
+
+criterion_group!(benches, bench_append);
+criterion_main!(benches);

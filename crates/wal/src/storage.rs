@@ -1,0 +1,971 @@
+//! [`AgentStorage`]: the WAL-backed [`Storage`] with series table, replay,
+//! consumers, truncation and maintenance.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tributary_model::{AppendError, Appender, Labels, SeriesRef, Storage, Timestamp};
+
+use crate::checkpoint;
+use crate::consumer::{self, Consumer, ConsumerState};
+use crate::error::WalError;
+use crate::format;
+use crate::metrics::Metrics;
+use crate::reader::{Position, SkipReason, WalReader};
+use crate::record::{self, RecordType, RefSample};
+use crate::writer::SegmentWriter;
+
+/// Options of the agent WAL (`--storage.agent.*` flags).
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// Soft size limit of one segment; a multiple of 32 KiB.
+    pub segment_size: u64,
+    /// Snappy-compress records (when that makes them smaller).
+    pub compression: bool,
+    /// Data younger than this is never deleted by regular truncation.
+    pub min_time: Duration,
+    /// Data older than this is deleted even if a consumer has not sent it.
+    pub max_time: Duration,
+    /// How often truncation runs.
+    pub truncate_frequency: Duration,
+    /// Cap on the WAL directory size; oldest segments are deleted (even if
+    /// unsent) to stay under it.
+    pub max_bytes: Option<u64>,
+    /// Do not create `<dir>/lock`.
+    pub no_lockfile: bool,
+    /// Period of the background fsync (and cursor persistence).
+    pub fsync_interval: Duration,
+    /// Accept samples up to this much older than the series' newest one.
+    pub out_of_order_window: Duration,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_size: 128 << 20,
+            compression: true,
+            min_time: Duration::from_secs(5 * 60),
+            max_time: Duration::from_secs(4 * 3600),
+            truncate_frequency: Duration::from_secs(2 * 3600),
+            max_bytes: None,
+            no_lockfile: false,
+            fsync_interval: Duration::from_secs(1),
+            out_of_order_window: Duration::ZERO,
+        }
+    }
+}
+
+impl WalOptions {
+    fn validate(&self) -> Result<(), WalError> {
+        if self.segment_size < format::PAGE_SIZE || (self.segment_size / format::PAGE_SIZE) * format::PAGE_SIZE != self.segment_size {
+            return Err(WalError::InvalidOptions(format!(
+                "segment size {} is not a positive multiple of {} bytes",
+                self.segment_size,
+                format::PAGE_SIZE
+            )));
+        }
+        if self.fsync_interval.is_zero() || self.truncate_frequency.is_zero() {
+            return Err(WalError::InvalidOptions("fsync interval and truncate frequency must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What one truncation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TruncateStats {
+    pub segments_deleted: u32,
+    /// The checkpoint written, if any (`checkpoint.N`).
+    pub checkpoint: Option<u32>,
+    pub series_removed: usize,
+    /// Unsent samples deleted because of `max_time` / `max_bytes`, summed
+    /// over consumers.
+    pub dropped_max_time: u64,
+    pub dropped_max_bytes: u64,
+}
+
+/// A snapshot for the web UI.
+#[derive(Debug, Clone, Default)]
+pub struct WalStats {
+    pub first_segment: Option<u32>,
+    pub current_segment: u32,
+    pub segments: usize,
+    /// Segments plus checkpoint bytes.
+    pub bytes: u64,
+    pub active_series: usize,
+    pub consumers: Vec<ConsumerStats>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerStats {
+    pub name: String,
+    pub position: Position,
+    /// WAL bytes written after the consumer's position.
+    pub backlog_bytes: u64,
+    pub dropped: consumer::DroppedCounts,
+}
+
+/// Per-series state: the label set (shared `Arc` buffer) plus what the
+/// out-of-order check and truncation need.
+struct SeriesEntry {
+    labels: Labels,
+    last_ts: Timestamp,
+    /// Newest segment holding the Series record or a sample of this series.
+    last_segment: u32,
+    /// Whether its Series record has been written.
+    logged: bool,
+}
+
+#[derive(Default)]
+struct SeriesTable {
+    by_labels: HashMap<Labels, SeriesRef>,
+    by_ref: HashMap<SeriesRef, SeriesEntry>,
+    next_ref: u64,
+}
+
+#[derive(Clone, Copy)]
+struct SegmentMeta {
+    max_t: Timestamp,
+    samples: u64,
+}
+
+impl Default for SegmentMeta {
+    fn default() -> Self {
+        SegmentMeta { max_t: Timestamp::MIN, samples: 0 }
+    }
+}
+
+struct WriterState {
+    writer: SegmentWriter,
+    segments: BTreeMap<u32, SegmentMeta>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    wal_dir: PathBuf,
+    opts: WalOptions,
+    ooo_window_ms: i64,
+    /// Lock order: `writer` before `series`.
+    writer: Mutex<WriterState>,
+    series: Mutex<SeriesTable>,
+    consumers: Mutex<BTreeMap<String, Arc<ConsumerState>>>,
+    cursor_generation: Arc<AtomicU64>,
+    persisted_generation: AtomicU64,
+    commit_tx: watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+    lock_file: Mutex<Option<File>>,
+    closed: AtomicBool,
+    truncating: Mutex<()>,
+}
+
+/// The agent's WAL-backed storage. See the crate docs for the design.
+pub struct AgentStorage {
+    shared: Arc<Shared>,
+}
+
+fn now_ms() -> Timestamp {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Timestamp)
+        .unwrap_or(0)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl AgentStorage {
+    /// Opens (creating if needed) the storage in `dir`, WAL in `dir/wal`:
+    /// takes the lock, replays checkpoint + segments, repairs a torn tail and
+    /// starts a fresh segment.
+    pub fn open(dir: &Path, opts: WalOptions, registry: &mut Registry) -> Result<Arc<AgentStorage>, WalError> {
+        opts.validate()?;
+        let wal_dir = dir.join("wal");
+        fs::create_dir_all(&wal_dir).map_err(WalError::io("create WAL directory", &wal_dir))?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.register(registry);
+        let lock_file = acquire_lock(dir, opts.no_lockfile, &metrics)?;
+
+        let started = Instant::now();
+        let replayed = replay(&wal_dir, &metrics)?;
+        metrics.replay_duration.set(started.elapsed().as_secs_f64());
+        let writer = SegmentWriter::create(
+            &wal_dir,
+            replayed.next_segment,
+            opts.segment_size,
+            opts.compression,
+            Arc::clone(&metrics),
+        )?;
+        let mut segments = replayed.segments;
+        segments.insert(writer.segment(), SegmentMeta::default());
+        metrics.active_series.set(replayed.series.by_ref.len() as i64);
+
+        let generation = Arc::new(AtomicU64::new(0));
+        let mut consumers = BTreeMap::new();
+        for (name, pos) in consumer::load_cursors(dir) {
+            let st = ConsumerState::new(
+                &name,
+                pos,
+                metrics.dropped_counter(&name, "max_time"),
+                metrics.dropped_counter(&name, "max_bytes"),
+                Arc::clone(&generation),
+            );
+            consumers.insert(name, Arc::new(st));
+        }
+        let (commit_tx, _) = watch::channel(0);
+        let shared = Shared {
+            dir: dir.to_path_buf(),
+            wal_dir,
+            ooo_window_ms: duration_ms(opts.out_of_order_window),
+            opts,
+            writer: Mutex::new(WriterState { writer, segments }),
+            series: Mutex::new(replayed.series),
+            consumers: Mutex::new(consumers),
+            cursor_generation: generation,
+            persisted_generation: AtomicU64::new(0),
+            commit_tx,
+            metrics,
+            lock_file: Mutex::new(lock_file),
+            closed: AtomicBool::new(false),
+            truncating: Mutex::new(()),
+        };
+        shared.update_size_gauge();
+        Ok(Arc::new(AgentStorage { shared: Arc::new(shared) }))
+    }
+
+    pub fn wal_dir(&self) -> &Path {
+        &self.shared.wal_dir
+    }
+
+    /// A receiver whose value is bumped after every successful commit.
+    pub fn commit_watch(&self) -> watch::Receiver<u64> {
+        self.shared.commit_tx.subscribe()
+    }
+
+    /// The label set of a live series (shares its buffer).
+    pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
+        self.shared.series.lock().by_ref.get(&r).map(|e| e.labels.clone())
+    }
+
+    /// The durable cursor `name`, created at the current end of the WAL if
+    /// it does not exist yet.
+    pub fn consumer(&self, name: &str) -> Result<Consumer, WalError> {
+        let s = &self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return Err(WalError::Closed);
+        }
+        let mut consumers = s.consumers.lock();
+        if let Some(st) = consumers.get(name) {
+            return Ok(Consumer { state: Arc::clone(st) });
+        }
+        let end = s.writer.lock().writer.end();
+        let st = Arc::new(ConsumerState::new(
+            name,
+            end,
+            s.metrics.dropped_counter(name, "max_time"),
+            s.metrics.dropped_counter(name, "max_bytes"),
+            Arc::clone(&s.cursor_generation),
+        ));
+        consumers.insert(name.to_owned(), Arc::clone(&st));
+        s.cursor_generation.fetch_add(1, Ordering::Relaxed);
+        Ok(Consumer { state: st })
+    }
+
+    /// Forgets a consumer's cursor (its endpoint left the configuration), so
+    /// it no longer holds back truncation.
+    pub fn remove_consumer(&self, name: &str) -> Result<(), WalError> {
+        let removed = self.shared.consumers.lock().remove(name).is_some();
+        if removed {
+            self.shared.cursor_generation.fetch_add(1, Ordering::Relaxed);
+            self.shared.persist_cursors(true)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one truncation now (what the periodic task does).
+    pub fn truncate_now(&self) -> Result<TruncateStats, WalError> {
+        self.shared.truncate(now_ms())
+    }
+
+    /// Truncation as if the wall clock read `now` (ms): for tests of the
+    /// time-based rules.
+    pub fn truncate_at(&self, now: Timestamp) -> Result<TruncateStats, WalError> {
+        self.shared.truncate(now)
+    }
+
+    /// Periodic fsync + cursor persistence (every `fsync_interval`, which
+    /// also enforces `max_bytes`) and truncation (every
+    /// `truncate_frequency`, first one period after start). Returns after
+    /// `shutdown` is cancelled, with the WAL fsynced and cursors persisted;
+    /// [`AgentStorage::close`] is still the caller's job.
+    pub async fn run_maintenance(self: Arc<Self>, shutdown: CancellationToken) {
+        {
+            let shared = Arc::clone(&self.shared);
+            let mut tick = tokio::time::interval(shared.opts.fsync_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let freq = shared.opts.truncate_frequency;
+            let mut trunc = tokio::time::interval_at(tokio::time::Instant::now() + freq, freq);
+            trunc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let truncate = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => false,
+                    _ = trunc.tick() => true,
+                };
+                let s = Arc::clone(&shared);
+                let job = tokio::task::spawn_blocking(move || s.maintenance_pass(truncate));
+                if let Err(e) = job.await {
+                    tracing::error!(error = %e, "WAL maintenance task panicked");
+                }
+            }
+            let s = Arc::clone(&shared);
+            let _ = tokio::task::spawn_blocking(move || s.flush_and_persist()).await;
+        }
+    }
+
+    /// Flushes and fsyncs the WAL, persists cursors and releases the lock.
+    /// Appends fail afterwards. Idempotent.
+    pub fn close(&self) -> Result<(), WalError> {
+        let s = &self.shared;
+        if s.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let synced = s.writer.lock().writer.sync();
+        let persisted = s.persist_cursors(true);
+        if let Some(f) = s.lock_file.lock().take() {
+            drop(f);
+            let _ = fs::remove_file(s.dir.join("lock"));
+        }
+        synced.and(persisted)
+    }
+
+    pub fn stats(&self) -> WalStats {
+        self.shared.stats()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fail_next_writes(&self, n: u32) {
+        self.shared.writer.lock().writer.fail_writes = n;
+    }
+}
+
+impl Drop for AgentStorage {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(error = %e, "closing WAL on drop failed");
+        }
+    }
+}
+
+impl Storage for AgentStorage {
+    fn appender(&self) -> Box<dyn Appender> {
+        Box::new(WalAppender {
+            shared: Arc::clone(&self.shared),
+            new_series: Vec::new(),
+            samples: Vec::new(),
+            series_buf: Vec::new(),
+            samples_buf: Vec::new(),
+        })
+    }
+}
+
+fn acquire_lock(dir: &Path, disabled: bool, metrics: &Metrics) -> Result<Option<File>, WalError> {
+    if disabled {
+        metrics.clean_start.set(-1);
+        return Ok(None);
+    }
+    let path = dir.join("lock");
+    let existed = path.exists();
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(WalError::io("open lock file", &path))?;
+    match fs4::FileExt::try_lock(&f) {
+        Ok(()) => {}
+        Err(fs4::TryLockError::WouldBlock) => return Err(WalError::Locked(dir.to_path_buf())),
+        Err(fs4::TryLockError::Error(e)) => return Err(WalError::io("lock", &path)(e)),
+    }
+    metrics.clean_start.set(if existed { 0 } else { 1 });
+    Ok(Some(f))
+}
+
+struct Replayed {
+    series: SeriesTable,
+    segments: BTreeMap<u32, SegmentMeta>,
+    next_segment: u32,
+}
+
+/// Rebuilds the series table from the latest checkpoint and the segments
+/// after it, and cuts a torn tail off the newest segment.
+fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
+    let mut table = SeriesTable::default();
+    let mut corruptions = 0u64;
+    let mut max_ref = 0u64;
+    // Duplicate refs for one label set (possible after a crash between
+    // creating and logging a series) are folded into the first ref.
+    let mut aliases: HashMap<SeriesRef, SeriesRef> = HashMap::new();
+    let cp = checkpoint::read_latest_checkpoint(wal_dir, &mut corruptions, |r, l| {
+        insert_replayed(&mut table, &mut aliases, &mut max_ref, r, l, 0);
+    })?;
+    if let Some(c) = cp {
+        for e in table.by_ref.values_mut() {
+            e.last_segment = c;
+        }
+    }
+    let segs = format::list_segments(wal_dir).map_err(WalError::io("list WAL segments", wal_dir))?;
+    let mut segments = BTreeMap::new();
+    let live: Vec<(u32, u64)> = segs.into_iter().filter(|(i, _)| cp.is_none_or(|c| *i > c)).collect();
+    let next_segment = match (live.last(), cp) {
+        (Some((last, _)), _) => last.saturating_add(1),
+        (None, Some(c)) => c.saturating_add(1),
+        (None, None) => 0,
+    };
+    if let (Some(&(first, _)), Some(&(last, last_len))) = (live.first(), live.last()) {
+        let mut reader = WalReader::open(wal_dir, Position::new(first, 0))?;
+        let mut series = Vec::new();
+        let mut samples = Vec::new();
+        while let Some(rec) = reader.next_record()? {
+            if let Some(skip) = rec.skipped {
+                if skip.reason == SkipReason::Corruption {
+                    corruptions += 1;
+                }
+                continue;
+            }
+            let seg = rec.start.segment;
+            match record::record_type(rec.payload) {
+                Some(RecordType::Series) => {
+                    series.clear();
+                    if let Err(e) = record::decode_series(rec.payload, &mut series) {
+                        corruptions += 1;
+                        tracing::warn!(position = %rec.start, error = %e, "undecodable Series record skipped during replay");
+                    }
+                    for (r, l) in series.drain(..) {
+                        insert_replayed(&mut table, &mut aliases, &mut max_ref, r, l, seg);
+                    }
+                }
+                Some(RecordType::Samples) => {
+                    samples.clear();
+                    if let Err(e) = record::decode_samples(rec.payload, &mut samples) {
+                        corruptions += 1;
+                        tracing::warn!(position = %rec.start, error = %e, "undecodable Samples record skipped during replay");
+                    }
+                    let meta: &mut SegmentMeta = segments.entry(seg).or_default();
+                    for s in &samples {
+                        meta.samples += 1;
+                        meta.max_t = meta.max_t.max(s.t);
+                        let r = aliases.get(&s.series).copied().unwrap_or(s.series);
+                        if let Some(e) = table.by_ref.get_mut(&r) {
+                            e.last_ts = e.last_ts.max(s.t);
+                            e.last_segment = e.last_segment.max(seg);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Whatever follows the last good record of the newest segment is a
+        // torn write: cut it so the segment ends cleanly.
+        let end = reader.position();
+        if end.segment == last && end.offset < last_len {
+            corruptions += 1;
+            let path = format::segment_path(wal_dir, last);
+            tracing::warn!(segment = last, offset = end.offset, size = last_len, "cutting torn tail of WAL segment");
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| {
+                    f.set_len(end.offset)?;
+                    f.sync_all()
+                })
+                .map_err(WalError::io("repair WAL segment", &path))?;
+        }
+        for (i, _) in &live {
+            segments.entry(*i).or_default();
+        }
+    }
+    table.next_ref = max_ref + 1;
+    metrics.corruptions.inc_by(corruptions);
+    Ok(Replayed { series: table, segments, next_segment })
+}
+
+fn insert_replayed(
+    table: &mut SeriesTable,
+    aliases: &mut HashMap<SeriesRef, SeriesRef>,
+    max_ref: &mut u64,
+    r: SeriesRef,
+    labels: Labels,
+    segment: u32,
+) {
+    *max_ref = (*max_ref).max(r.0);
+    if r.is_none() || labels.is_empty() {
+        return;
+    }
+    if let Some(&existing) = table.by_labels.get(&labels) {
+        if existing != r {
+            aliases.insert(r, existing);
+        }
+        if let Some(e) = table.by_ref.get_mut(&existing) {
+            e.last_segment = e.last_segment.max(segment);
+        }
+        return;
+    }
+    table.by_labels.insert(labels.clone(), r);
+    table.by_ref.insert(
+        r,
+        SeriesEntry { labels, last_ts: Timestamp::MIN, last_segment: segment, logged: true },
+    );
+}
+
+/// The segments a truncation deletes and why.
+#[derive(Default)]
+struct DeletePlan {
+    /// (segment, reason) oldest first; reason `None` = fully consumed.
+    segments: Vec<(u32, Option<DropReason>)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DropReason {
+    MaxTime,
+    MaxBytes,
+}
+
+impl Shared {
+    fn truncate(&self, now: Timestamp) -> Result<TruncateStats, WalError> {
+        let _one_at_a_time = self.truncating.lock();
+        self.metrics.truncations.inc();
+        let r = self.truncate_inner(now);
+        if let Err(e) = &r {
+            self.metrics.truncations_failed.inc();
+            tracing::error!(error = %e, "WAL truncation failed; retrying next period");
+        }
+        self.update_size_gauge();
+        r
+    }
+
+    fn truncate_inner(&self, now: Timestamp) -> Result<TruncateStats, WalError> {
+        let mut stats = TruncateStats::default();
+        // Start a new segment so that everything written so far becomes
+        // eligible; never delete the segment being written.
+        let (current, metas) = {
+            let mut w = self.writer.lock();
+            if w.writer.end().offset > 0 {
+                w.writer.rotate()?;
+                let seg = w.writer.segment();
+                w.segments.insert(seg, SegmentMeta::default());
+            }
+            (w.writer.segment(), w.segments.clone())
+        };
+        let plan = self.plan_deletion(now, current, &metas)?;
+        let Some(&(last, _)) = plan.segments.last() else {
+            return Ok(stats);
+        };
+
+        // GC series with no data left in kept segments and not seen within
+        // min_time, then checkpoint the rest.
+        let keep_after = now.saturating_sub(duration_ms(self.opts.min_time));
+        let live: Vec<(SeriesRef, Labels)> = {
+            let mut t = self.series.lock();
+            let mut removed = Vec::new();
+            for (r, e) in &t.by_ref {
+                if e.logged && e.last_segment <= last && e.last_ts < keep_after {
+                    removed.push(*r);
+                }
+            }
+            for r in &removed {
+                if let Some(e) = t.by_ref.remove(r) {
+                    t.by_labels.remove(&e.labels);
+                }
+            }
+            stats.series_removed = removed.len();
+            self.metrics.active_series.set(t.by_ref.len() as i64);
+            t.by_ref.iter().map(|(r, e)| (*r, e.labels.clone())).collect()
+        };
+        self.metrics.checkpoint_creations.inc();
+        if let Err(e) = checkpoint::write_checkpoint(&self.wal_dir, last, &live, self.opts.compression) {
+            self.metrics.checkpoint_creations_failed.inc();
+            return Err(e);
+        }
+        drop(live);
+        stats.checkpoint = Some(last);
+
+        self.count_drops(&plan, &mut stats);
+        for &(seg, _) in &plan.segments {
+            let path = format::segment_path(&self.wal_dir, seg);
+            match fs::remove_file(&path) {
+                Ok(()) => stats.segments_deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(WalError::io("delete WAL segment", path)(e)),
+            }
+        }
+        {
+            let mut w = self.writer.lock();
+            w.segments.retain(|s, _| *s > last);
+        }
+        let (deleted, failed) = checkpoint::delete_checkpoints_before(&self.wal_dir, last);
+        self.metrics.checkpoint_deletions.inc_by(deleted + failed);
+        self.metrics.checkpoint_deletions_failed.inc_by(failed);
+        self.persist_cursors(false)?;
+        Ok(stats)
+    }
+
+    fn plan_deletion(
+        &self,
+        now: Timestamp,
+        current: u32,
+        metas: &BTreeMap<u32, SegmentMeta>,
+    ) -> Result<DeletePlan, WalError> {
+        let min_cursor = self
+            .consumers
+            .lock()
+            .values()
+            .map(|c| c.position.lock().segment)
+            .min()
+            .unwrap_or(u32::MAX);
+        let min_time_cut = now.saturating_sub(duration_ms(self.opts.min_time));
+        let max_time_cut = now.saturating_sub(duration_ms(self.opts.max_time));
+        let segs = format::list_segments(&self.wal_dir).map_err(WalError::io("list WAL segments", &self.wal_dir))?;
+        let mut total = self.dir_size(&segs);
+        let mut plan = DeletePlan::default();
+        for (seg, size) in segs {
+            if seg >= current {
+                break;
+            }
+            let max_t = metas.get(&seg).map_or(Timestamp::MIN, |m| m.max_t);
+            let over_cap = self.opts.max_bytes.is_some_and(|cap| total > cap);
+            let reason = if seg < min_cursor && max_t < min_time_cut {
+                None
+            } else if max_t < max_time_cut {
+                Some(DropReason::MaxTime)
+            } else if over_cap {
+                Some(DropReason::MaxBytes)
+            } else {
+                break;
+            };
+            plan.segments.push((seg, reason));
+            total = total.saturating_sub(size);
+        }
+        Ok(plan)
+    }
+
+    /// Counts, per consumer, the samples in force-deleted segments it had not
+    /// acknowledged; moves its cursor past the deleted range; logs once per
+    /// consumer.
+    fn count_drops(&self, plan: &DeletePlan, stats: &mut TruncateStats) {
+        let Some(&(last, _)) = plan.segments.last() else { return };
+        let after = Position::new(last.saturating_add(1), 0);
+        let consumers: Vec<Arc<ConsumerState>> = self.consumers.lock().values().cloned().collect();
+        for c in consumers {
+            let pos = *c.position.lock();
+            if pos >= after {
+                continue;
+            }
+            let (mut by_time, mut by_bytes) = (0u64, 0u64);
+            for &(seg, reason) in &plan.segments {
+                let Some(reason) = reason else { continue };
+                if seg < pos.segment {
+                    continue;
+                }
+                let from = if seg == pos.segment { pos.offset } else { 0 };
+                let n = count_samples_in_segment(&self.wal_dir, seg, from);
+                match reason {
+                    DropReason::MaxTime => by_time += n,
+                    DropReason::MaxBytes => by_bytes += n,
+                }
+            }
+            c.dropped_max_time.inc_by(by_time);
+            c.dropped_max_bytes.inc_by(by_bytes);
+            stats.dropped_max_time += by_time;
+            stats.dropped_max_bytes += by_bytes;
+            if by_time + by_bytes > 0 {
+                tracing::warn!(
+                    consumer = %c.name,
+                    from = %pos,
+                    to = %after,
+                    dropped_max_time = by_time,
+                    dropped_max_bytes = by_bytes,
+                    "WAL truncation deleted samples this consumer had not sent"
+                );
+            }
+            c.advance(after);
+        }
+    }
+
+    fn dir_size(&self, segs: &[(u32, u64)]) -> u64 {
+        let seg_bytes: u64 = segs.iter().map(|(_, s)| *s).sum();
+        let cp_bytes: u64 = format::list_checkpoints(&self.wal_dir)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, p)| format::list_segments(p).ok())
+            .flatten()
+            .map(|(_, s)| s)
+            .sum();
+        seg_bytes + cp_bytes
+    }
+
+    fn update_size_gauge(&self) {
+        if let Ok(segs) = format::list_segments(&self.wal_dir) {
+            let size = self.dir_size(&segs);
+            self.metrics.storage_size.set(i64::try_from(size).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// One maintenance tick: fsync, persist cursors, enforce the byte cap,
+    /// and truncate when due.
+    fn maintenance_pass(&self, truncate_due: bool) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        self.flush_and_persist();
+        let over_cap = self.opts.max_bytes.is_some_and(|cap| {
+            format::list_segments(&self.wal_dir).is_ok_and(|segs| self.dir_size(&segs) > cap)
+        });
+        if truncate_due || over_cap {
+            // Errors are logged and counted inside.
+            let _ = self.truncate(now_ms());
+        } else {
+            self.update_size_gauge();
+        }
+    }
+
+    /// fsyncs the current segment (outside the writer lock) and then
+    /// persists changed cursors: cursor files never get ahead of data
+    /// durability by more than one tick.
+    fn flush_and_persist(&self) {
+        let dirty = self.writer.lock().writer.take_dirty();
+        if let Some(f) = dirty {
+            if let Err(e) = crate::writer::sync_file(&f, &self.metrics) {
+                tracing::error!(error = %e, "WAL fsync failed");
+                self.writer.lock().writer.mark_dirty();
+            }
+        }
+        if let Err(e) = self.persist_cursors(false) {
+            tracing::error!(error = %e, "persisting WAL consumer cursors failed");
+        }
+    }
+
+    fn persist_cursors(&self, force: bool) -> Result<(), WalError> {
+        let gen = self.cursor_generation.load(Ordering::Acquire);
+        if !force && gen == self.persisted_generation.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let snapshot: BTreeMap<String, Position> = self
+            .consumers
+            .lock()
+            .iter()
+            .map(|(n, c)| (n.clone(), *c.position.lock()))
+            .collect();
+        consumer::store_cursors(&self.dir, snapshot)?;
+        self.persisted_generation.store(gen, Ordering::Release);
+        Ok(())
+    }
+
+    fn stats(&self) -> WalStats {
+        let segs = format::list_segments(&self.wal_dir).unwrap_or_default();
+        let current_segment = self.writer.lock().writer.segment();
+        let bytes = self.dir_size(&segs);
+        let consumers = self
+            .consumers
+            .lock()
+            .values()
+            .map(|c| {
+                let pos = *c.position.lock();
+                let backlog_bytes = segs
+                    .iter()
+                    .filter(|(i, _)| *i >= pos.segment)
+                    .map(|(i, s)| if *i == pos.segment { s.saturating_sub(pos.offset) } else { *s })
+                    .sum();
+                ConsumerStats {
+                    name: c.name.clone(),
+                    position: pos,
+                    backlog_bytes,
+                    dropped: Consumer { state: Arc::clone(c) }.dropped(),
+                }
+            })
+            .collect();
+        WalStats {
+            first_segment: segs.first().map(|(i, _)| *i),
+            current_segment,
+            segments: segs.len(),
+            bytes,
+            active_series: self.series.lock().by_ref.len(),
+            consumers,
+        }
+    }
+}
+
+/// Samples in `segment` from `offset` on (reading stops at its end).
+fn count_samples_in_segment(wal_dir: &Path, segment: u32, offset: u64) -> u64 {
+    let Ok(mut r) = WalReader::open(wal_dir, Position::new(segment, offset)) else {
+        return 0;
+    };
+    let mut n = 0;
+    while let Ok(Some(rec)) = r.next_filtered(|t| t == Some(RecordType::Samples)) {
+        if rec.start.segment != segment {
+            break;
+        }
+        if rec.skipped.is_none() {
+            n += record::count_samples(rec.payload).unwrap_or(0);
+        }
+    }
+    n
+}
+
+/// The appender handed to scrape loops: buffers one batch and writes it on
+/// commit.
+struct WalAppender {
+    shared: Arc<Shared>,
+    /// Series this appender created; their Series records go out with the
+    /// next commit or rollback.
+    new_series: Vec<SeriesRef>,
+    samples: Vec<RefSample>,
+    series_buf: Vec<u8>,
+    samples_buf: Vec<u8>,
+}
+
+impl Appender for WalAppender {
+    fn series(&mut self, labels: &Labels) -> Result<SeriesRef, AppendError> {
+        if labels.is_empty() {
+            return Err(AppendError::EmptyLabels);
+        }
+        let mut t = self.shared.series.lock();
+        if let Some(&r) = t.by_labels.get(labels) {
+            return Ok(r);
+        }
+        let r = SeriesRef(t.next_ref);
+        t.next_ref += 1;
+        t.by_labels.insert(labels.clone(), r);
+        t.by_ref.insert(
+            r,
+            SeriesEntry { labels: labels.clone(), last_ts: Timestamp::MIN, last_segment: 0, logged: false },
+        );
+        self.shared.metrics.active_series.set(t.by_ref.len() as i64);
+        drop(t);
+        self.new_series.push(r);
+        Ok(r)
+    }
+
+    fn append(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<(), AppendError> {
+        let mut table = self.shared.series.lock();
+        let Some(e) = table.by_ref.get_mut(&series) else {
+            return Err(AppendError::UnknownSeries(series));
+        };
+        if e.last_ts != Timestamp::MIN && t <= e.last_ts.saturating_sub(self.shared.ooo_window_ms) {
+            drop(table);
+            self.shared.metrics.out_of_order.inc();
+            return Err(AppendError::OutOfOrder);
+        }
+        // Advanced at append time so duplicates within one batch are caught;
+        // a rolled-back sample still moves the watermark (as the next scrape
+        // is later anyway).
+        e.last_ts = e.last_ts.max(t);
+        drop(table);
+        self.samples.push(RefSample { series, t, v });
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), AppendError> {
+        let r = self.write_batch(true);
+        self.samples.clear();
+        self.new_series.clear();
+        r
+    }
+
+    fn rollback(&mut self) {
+        self.samples.clear();
+        if let Err(e) = self.write_batch(false) {
+            tracing::warn!(error = %e, "logging series on rollback failed");
+        }
+        self.new_series.clear();
+    }
+}
+
+impl WalAppender {
+    /// Writes Series records for series not logged yet and (if
+    /// `with_samples`) the pending samples, in one write.
+    fn write_batch(&mut self, with_samples: bool) -> Result<(), AppendError> {
+        if self.samples.is_empty() && self.new_series.is_empty() {
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(AppendError::Storage(WalError::Closed.to_string()));
+        }
+        let mut w = shared.writer.lock();
+        let mut t = shared.series.lock();
+        self.series_buf.clear();
+        self.samples_buf.clear();
+        let mut to_log: Vec<SeriesRef> = Vec::new();
+        let mut max_t = Timestamp::MIN;
+        for &r in &self.new_series {
+            if t.by_ref.get(&r).is_some_and(|e| !e.logged) {
+                to_log.push(r);
+            }
+        }
+        if with_samples {
+            // Samples may refer to series another appender created and has
+            // not logged yet: log them here so a record never precedes its
+            // series. Samples of series GC'd meanwhile are dropped.
+            self.samples.retain(|s| match t.by_ref.get(&s.series) {
+                Some(e) => {
+                    if !e.logged && !to_log.contains(&s.series) {
+                        to_log.push(s.series);
+                    }
+                    max_t = max_t.max(s.t);
+                    true
+                }
+                None => false,
+            });
+        }
+        if !to_log.is_empty() {
+            self.series_buf.push(RecordType::Series as u8);
+            for r in &to_log {
+                if let Some(e) = t.by_ref.get(r) {
+                    record::encode_series_entry(*r, &e.labels, &mut self.series_buf);
+                }
+            }
+        }
+        let have_samples = with_samples && !self.samples.is_empty();
+        if have_samples {
+            record::encode_samples(&self.samples, &mut self.samples_buf);
+        }
+        let records: [&[u8]; 2] = [&self.series_buf, &self.samples_buf];
+        let records: &[&[u8]] = match (to_log.is_empty(), have_samples) {
+            (true, false) => return Ok(()),
+            (false, false) => &records[..1],
+            (true, true) => &records[1..],
+            (false, true) => &records[..],
+        };
+        let end = w.writer.write_records(records).map_err(|e| AppendError::Storage(e.to_string()))?;
+        for r in &to_log {
+            if let Some(e) = t.by_ref.get_mut(r) {
+                e.logged = true;
+                e.last_segment = end.segment;
+            }
+        }
+        if have_samples {
+            for s in &self.samples {
+                if let Some(e) = t.by_ref.get_mut(&s.series) {
+                    e.last_segment = end.segment;
+                }
+            }
+            let meta = w.segments.entry(end.segment).or_default();
+            meta.samples += self.samples.len() as u64;
+            meta.max_t = meta.max_t.max(max_t);
+            shared.metrics.samples_appended.inc_by(self.samples.len() as u64);
+        }
+        drop(t);
+        drop(w);
+        shared.commit_tx.send_modify(|v| *v = v.wrapping_add(1));
+        Ok(())
+    }
+}
