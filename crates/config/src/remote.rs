@@ -1,7 +1,7 @@
 //! `remote_write` entries: decoding, defaults, validation and the default
 //! queue name.
 
-use crate::decode::{boolean, duration, string, string_map, unsigned, Ctx, Fields};
+use crate::decode::{boolean, child, duration, map_entries, string, unsigned, Ctx, Fields};
 use crate::http::decode_inline;
 use crate::relabel::relabel_list;
 use crate::types::{
@@ -83,19 +83,18 @@ pub(crate) fn decode_remote_write(ctx: &mut Ctx, node: &Node, path: &str) -> Opt
 }
 
 fn remote_headers(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<(String, String)>> {
-    let mut headers = string_map(ctx, node, path, string)?;
-    headers.retain(|(name, _)| {
-        let p = crate::decode::child(path, name);
-        if name.eq_ignore_ascii_case("authorization") {
-            ctx.error(node.pos, &p, "authorization header must be changed via the basic_auth, authorization, oauth2, sigv4, azuread or google_iam parameter");
-            return false;
+    let entries = map_entries(ctx, node, path)?;
+    let mut headers = Vec::with_capacity(entries.len());
+    for e in entries {
+        let p = child(path, &e.key);
+        if e.key.eq_ignore_ascii_case("authorization") {
+            ctx.error(e.key_pos, &p, "authorization header must be changed via the basic_auth, authorization, oauth2, sigv4, azuread or google_iam parameter");
+        } else if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(&e.key)) {
+            ctx.error(e.key_pos, &p, format!("{} is a reserved header. It must not be changed", e.key));
+        } else if let Some(value) = string(ctx, &e.value, &p) {
+            headers.push((e.key.clone(), value));
         }
-        if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-            ctx.error(node.pos, &p, format!("{name} is a reserved header. It must not be changed"));
-            return false;
-        }
-        true
-    });
+    }
     headers.sort();
     Some(headers)
 }

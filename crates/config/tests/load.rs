@@ -86,10 +86,10 @@ fn scrape_errors_are_all_reported_with_lines() {
     let errs = errors(
         "global:\n  scrape_interval: 10s\n  scrape_timeout: 20s\n\
 scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 6s\n\
-  - job_name: ''\n\
-  - job_name: a\n    scheme: ftp\n\
-  - job_name: d\n    relabel_configs:\n      - null\n    metric_relabel_configs: [~]\n\
-  - job_name: e\n    static_configs:\n      - targets: ['host:80/path']\n    bogus: 1\n",
+\x20 - job_name: ''\n\
+\x20 - job_name: a\n    scheme: ftp\n\
+\x20 - job_name: d\n    relabel_configs:\n      - null\n    metric_relabel_configs: [~]\n\
+\x20 - job_name: e\n    static_configs:\n      - targets: ['host:80/path']\n    bogus: 1\n",
     );
     assert_error(&errs, 3, "global.scrape_timeout", "global scrape timeout greater than scrape interval");
     assert_error(&errs, 7, "scrape_configs[0].scrape_timeout", "scrape timeout greater than scrape interval for scrape config with job name \"a\"");
@@ -179,9 +179,9 @@ fn external_labels_expand_environment() {
 fn http_client_validation() {
     let errs = errors(
         "scrape_configs:\n  - job_name: a\n    basic_auth: {username: u, password: p}\n    authorization: {credentials: t}\n\
-  - job_name: b\n    oauth2: {client_id: x}\n\
-  - job_name: c\n    tls_config: {ca: x, ca_file: y, min_version: TLS9}\n\
-  - job_name: d\n    no_proxy: localhost\n    authorization: {type: Basic, credentials: z}\n",
+\x20 - job_name: b\n    oauth2: {client_id: x}\n\
+\x20 - job_name: c\n    tls_config: {ca: x, ca_file: y, min_version: TLS9}\n\
+\x20 - job_name: d\n    no_proxy: localhost\n    authorization: {type: Basic, credentials: z}\n",
     );
     assert_error(&errs, 4, "scrape_configs[0].authorization", "at most one of basic_auth, oauth2 & authorization must be configured");
     assert_error(&errs, 6, "scrape_configs[1].oauth2", "either oauth2 client_secret or client_secret_file must be configured");
@@ -217,15 +217,15 @@ fn remote_write_defaults_and_names() {
 fn remote_write_errors() {
     let errs = errors(
         "remote_write:\n  - url: ''\n\
-  - url: http://a\n    headers:\n      Authorization: x\n      User-Agent: y\n\
-  - url: http://b\n    name: n\n  - url: http://c\n    name: n\n\
-  - url: http://d\n    sigv4: {region: eu}\n\
-  - url: http://e\n    queue_config: {min_shards: 10, max_shards: 5, min_backoff: 1s, max_backoff: 10ms, capacity: 0}\n\
-  - url: http://b\n    name: n2\n  - url: http://b\n    name: n2\n",
+\x20 - url: http://a\n    headers:\n      Authorization: x\n      User-Agent: y\n\
+\x20 - url: http://b\n    name: n\n  - url: http://c\n    name: n\n\
+\x20 - url: http://d\n    sigv4: {region: eu}\n\
+\x20 - url: http://e\n    queue_config: {min_shards: 10, max_shards: 5, min_backoff: 1s, max_backoff: 10ms, capacity: 0}\n\
+\x20 - url: http://b\n    name: n2\n  - url: http://b\n    name: n2\n",
     );
     assert_error(&errs, 2, "remote_write[0].url", "url for remote_write is empty");
-    assert_error(&errs, 4, "remote_write[1].headers.Authorization", "authorization header must be changed via the basic_auth");
-    assert_error(&errs, 4, "remote_write[1].headers.User-Agent", "User-Agent is a reserved header. It must not be changed");
+    assert_error(&errs, 5, "remote_write[1].headers.Authorization", "authorization header must be changed via the basic_auth");
+    assert_error(&errs, 6, "remote_write[1].headers.User-Agent", "User-Agent is a reserved header. It must not be changed");
     assert_error(&errs, 9, "remote_write[3].name", "found multiple remote write configs with job name \"n\"");
     assert_error(&errs, 12, "remote_write[4].sigv4", "sigv4 is not supported yet by Tributary");
     assert_error(&errs, 14, "remote_write[5].queue_config.min_shards", "must not be greater than max_shards");
@@ -276,7 +276,7 @@ fn scrape_config_files_are_loaded_relative_to_config_dir() {
     std::fs::write(&main, "scrape_config_files: ['jobs/*.yml']\nscrape_configs:\n  - job_name: main\n").unwrap();
     let errs = load_file(&main).unwrap_err();
     let text = errs.to_string();
-    assert!(text.contains("b.yml:3:5: scrape_configs[0].scrape_timeout: scrape timeout greater"), "{text}");
+    assert!(text.contains("b.yml:3:21: scrape_configs[0].scrape_timeout: scrape timeout greater"), "{text}");
     assert!(text.contains("b.yml:2:5: scrape_configs[0]: found multiple scrape configs with job name \"main\""), "{text}");
 
     std::fs::write(dir.path().join("jobs/b.yml"), "scrape_configs:\n  - job_name: from_b\n").unwrap();

@@ -67,10 +67,27 @@ impl CheckReport {
     }
 }
 
-/// Guesses the format: a body whose last line is `# EOF` is OpenMetrics.
+/// Guesses the format of a body when no `Content-Type` is known.
+///
+/// OpenMetrics when the body is empty (an empty OpenMetrics body is invalid,
+/// which is the more useful verdict for a checker) or has a line starting
+/// with `# EOF`, unless a `# TYPE` line declares a counter named `*_total`
+/// (only Prometheus text names counters that way; some Prometheus text
+/// pages end in a `# EOF` comment).
 pub fn sniff_format(input: &[u8]) -> Format {
-    let trimmed = input.strip_suffix(b"\n").unwrap_or(input);
-    if trimmed == b"# EOF" || trimmed.ends_with(b"\n# EOF") {
+    if input.is_empty() {
+        return Format::OpenMetrics;
+    }
+    let mut has_eof = false;
+    for line in input.split(|&b| b == b'\n') {
+        if line.starts_with(b"# EOF") {
+            has_eof = true;
+        }
+        if line.starts_with(b"# TYPE ") && line.ends_with(b"_total counter") {
+            return Format::PrometheusText;
+        }
+    }
+    if has_eof {
         Format::OpenMetrics
     } else {
         Format::PrometheusText

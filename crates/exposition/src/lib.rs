@@ -28,7 +28,7 @@ mod number;
 mod parser;
 mod scan;
 
-pub use check::{check_metrics, CheckReport, Problem, Severity};
+pub use check::{check_metrics, sniff_format, CheckReport, Problem, Severity};
 pub use error::{ParseError, UnsupportedContentType};
 pub use format::Format;
 pub use number::NORMAL_NAN_BITS;

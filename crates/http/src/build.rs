@@ -17,7 +17,10 @@ const MAX_REDIRECTS: usize = 10;
 /// Settings this crate cannot honour yet (`oauth2`, `tls_config.server_name`,
 /// `proxy_connect_header`) are refused with [`HttpClientError::Unsupported`]
 /// rather than silently ignored.
-pub fn build_client(cfg: &HttpClientConfig, opts: ClientOptions) -> Result<HttpClient, HttpClientError> {
+pub fn build_client(
+    cfg: &HttpClientConfig,
+    opts: ClientOptions,
+) -> Result<HttpClient, HttpClientError> {
     if cfg.oauth2.is_some() {
         return Err(HttpClientError::Unsupported("oauth2"));
     }
@@ -52,20 +55,28 @@ fn tls_version(v: TlsVersion) -> reqwest::tls::Version {
     }
 }
 
-fn inline_or_file(inline: Option<&str>, file: Option<&String>) -> Result<Option<Vec<u8>>, HttpClientError> {
+fn inline_or_file(
+    inline: Option<&str>,
+    file: Option<&String>,
+) -> Result<Option<Vec<u8>>, HttpClientError> {
     if let Some(s) = inline {
         return Ok(Some(s.as_bytes().to_vec()));
     }
     match file {
-        Some(p) => std::fs::read(p).map(Some).map_err(|source| HttpClientError::ReadTlsFile {
-            path: PathBuf::from(p),
-            source,
-        }),
+        Some(p) => std::fs::read(p)
+            .map(Some)
+            .map_err(|source| HttpClientError::ReadTlsFile {
+                path: PathBuf::from(p),
+                source,
+            }),
         None => Ok(None),
     }
 }
 
-fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::ClientBuilder, HttpClientError> {
+fn apply_tls(
+    mut b: reqwest::ClientBuilder,
+    tls: &TlsConfig,
+) -> Result<reqwest::ClientBuilder, HttpClientError> {
     if tls.server_name.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(HttpClientError::Unsupported("tls_config.server_name"));
     }
@@ -77,7 +88,9 @@ fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::
         b = b.danger_accept_invalid_certs(true);
     }
     if let Some(ca) = inline_or_file(tls.ca.as_deref(), tls.ca_file.as_ref())? {
-        for cert in reqwest::Certificate::from_pem_bundle(&ca).map_err(|e| HttpClientError::Tls(format!("CA: {e}")))? {
+        for cert in reqwest::Certificate::from_pem_bundle(&ca)
+            .map_err(|e| HttpClientError::Tls(format!("CA: {e}")))?
+        {
             b = b.add_root_certificate(cert);
         }
     }
@@ -87,19 +100,28 @@ fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::
         (Some(mut cert), Some(key)) => {
             cert.push(b'\n');
             cert.extend_from_slice(&key);
-            let id = reqwest::Identity::from_pem(&cert).map_err(|e| HttpClientError::Tls(format!("client certificate: {e}")))?;
+            let id = reqwest::Identity::from_pem(&cert)
+                .map_err(|e| HttpClientError::Tls(format!("client certificate: {e}")))?;
             b = b.identity(id);
         }
         (None, None) => {}
-        _ => return Err(HttpClientError::Tls("client cert and key must be configured together".into())),
+        _ => {
+            return Err(HttpClientError::Tls(
+                "client cert and key must be configured together".into(),
+            ))
+        }
     }
     Ok(b)
 }
 
-fn apply_proxy(b: reqwest::ClientBuilder, cfg: &HttpClientConfig) -> Result<reqwest::ClientBuilder, HttpClientError> {
+fn apply_proxy(
+    b: reqwest::ClientBuilder,
+    cfg: &HttpClientConfig,
+) -> Result<reqwest::ClientBuilder, HttpClientError> {
     match cfg.proxy_url.as_deref().filter(|u| !u.is_empty()) {
         Some(url) => {
-            let mut p = reqwest::Proxy::all(url).map_err(|e| HttpClientError::Proxy(e.to_string()))?;
+            let mut p =
+                reqwest::Proxy::all(url).map_err(|e| HttpClientError::Proxy(e.to_string()))?;
             if let Some(np) = cfg.no_proxy.as_deref() {
                 p = p.no_proxy(reqwest::NoProxy::from_string(np));
             }
@@ -124,7 +146,11 @@ fn auth_step(cfg: &HttpClientConfig) -> Result<AuthStep, HttpClientError> {
         };
         AuthStep::basic(username, password)
     } else if let Some(a) = &cfg.authorization {
-        let scheme = if a.type_.is_empty() { "Bearer" } else { a.type_.as_str() };
+        let scheme = if a.type_.is_empty() {
+            "Bearer"
+        } else {
+            a.type_.as_str()
+        };
         let creds = match (&a.credentials, &a.credentials_file) {
             (_, Some(f)) if !f.is_empty() => SecretSource::File(f.into()),
             (Some(c), _) => SecretSource::Inline(c.expose().to_owned()),
@@ -135,11 +161,25 @@ fn auth_step(cfg: &HttpClientConfig) -> Result<AuthStep, HttpClientError> {
         AuthStep::default()
     };
     for (name, values) in &cfg.http_headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| HttpClientError::InvalidHeaderName(name.clone()))?;
-        let mut sources: Vec<SecretSource> = values.values.iter().cloned().map(SecretSource::Inline).collect();
-        sources.extend(values.secrets.iter().map(|s| SecretSource::Inline(s.expose().to_owned())));
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| HttpClientError::InvalidHeaderName(name.clone()))?;
+        let mut sources: Vec<SecretSource> = values
+            .values
+            .iter()
+            .cloned()
+            .map(SecretSource::Inline)
+            .collect();
+        sources.extend(
+            values
+                .secrets
+                .iter()
+                .map(|s| SecretSource::Inline(s.expose().to_owned())),
+        );
         sources.extend(values.files.iter().map(|f| SecretSource::File(f.into())));
-        step = step.with_header(HeaderSource { name, values: sources });
+        step = step.with_header(HeaderSource {
+            name,
+            values: sources,
+        });
     }
     Ok(step)
 }

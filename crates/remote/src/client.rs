@@ -9,14 +9,17 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT,
+};
 use reqwest::{StatusCode, Url};
 use tributary_http::HttpClient;
 
 /// At most this much of an error response body is kept for the log.
 const MAX_ERROR_BODY: usize = 1024;
 
-const REMOTE_WRITE_VERSION: HeaderName = HeaderName::from_static("x-prometheus-remote-write-version");
+const REMOTE_WRITE_VERSION: HeaderName =
+    HeaderName::from_static("x-prometheus-remote-write-version");
 const RETRY_ATTEMPT: HeaderName = HeaderName::from_static("retry-attempt");
 
 /// Why an attempt failed.
@@ -62,14 +65,18 @@ impl WriteClient {
         for (name, value) in &settings.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| SendError::NonRecoverable(format!("invalid header name {name:?}")))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| SendError::NonRecoverable(format!("invalid value for header {name}")))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                SendError::NonRecoverable(format!("invalid value for header {name}"))
+            })?;
             headers.append(name, value);
         }
         // Protocol headers are set last so configured headers cannot override
         // them (config validation forbids that too).
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
         headers.insert(REMOTE_WRITE_VERSION, HeaderValue::from_static("0.1.0"));
         let ua = HeaderValue::from_str(&settings.user_agent)
             .map_err(|_| SendError::NonRecoverable("invalid user agent".to_owned()))?;
@@ -102,10 +109,13 @@ impl WriteClient {
         }
         // A credentials file that cannot be read is an operator problem that
         // may be fixed at any moment: retry rather than drop data.
-        let rb = self.http.apply_auth(rb).map_err(|e| SendError::Recoverable {
-            message: e.to_string(),
-            retry_after: None,
-        })?;
+        let rb = self
+            .http
+            .apply_auth(rb)
+            .map_err(|e| SendError::Recoverable {
+                message: e.to_string(),
+                retry_after: None,
+            })?;
         let resp = rb.send().await.map_err(|e| SendError::Recoverable {
             message: format!("sending request: {e}"),
             retry_after: None,

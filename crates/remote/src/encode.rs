@@ -167,7 +167,11 @@ fn write_timeseries(buf: &mut Vec<u8>, labels: &Labels, t: Timestamp, v: f64) {
     buf.reserve(len_field_size(series_len));
     put_len_field(buf, KEY_WRITE_REQUEST_TIMESERIES, series_len);
     for l in labels {
-        put_len_field(buf, KEY_TIMESERIES_LABEL, label_message_len(l.name, l.value));
+        put_len_field(
+            buf,
+            KEY_TIMESERIES_LABEL,
+            label_message_len(l.name, l.value),
+        );
         put_string_field(buf, KEY_LABEL_NAME, l.name);
         put_string_field(buf, KEY_LABEL_VALUE, l.value);
     }
@@ -183,6 +187,7 @@ fn write_timeseries(buf: &mut Vec<u8>, labels: &Labels, t: Timestamp, v: f64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -174,7 +174,9 @@ impl QueueManager {
         metrics.shards_min.set(settings.min_shards as i64);
         metrics.shards_max.set(settings.max_shards as i64);
         metrics.shard_capacity.set(settings.capacity as i64);
-        metrics.max_samples_per_send.set(settings.max_samples_per_send as i64);
+        metrics
+            .max_samples_per_send
+            .set(settings.max_samples_per_send as i64);
         metrics.shards_desired.set(settings.min_shards as f64);
         let shared = Arc::new(Shared {
             acker: source.acker(),
@@ -196,7 +198,12 @@ impl QueueManager {
             metrics,
         });
         let (stop_tx, stop_rx) = watch::channel(None);
-        let watcher = tokio::spawn(run_watcher(source, shared.clone(), transform, stop_rx.clone()));
+        let watcher = tokio::spawn(run_watcher(
+            source,
+            shared.clone(),
+            transform,
+            stop_rx.clone(),
+        ));
         let resharder = tokio::spawn(run_resharder(shared.clone(), stop_rx));
         let status_shared = shared;
         Self {
@@ -287,7 +294,16 @@ async fn run_watcher<S: RecordSource>(
                 if let Some(segment) = source.current_segment() {
                     shared.metrics.current_segment.set(segment as i64);
                 }
-                let ok = handle_record(&shared, &transform, &mut series, &record, pos, &mut shards, &mut stop).await;
+                let ok = handle_record(
+                    &shared,
+                    &transform,
+                    &mut series,
+                    &record,
+                    pos,
+                    &mut shards,
+                    &mut stop,
+                )
+                .await;
                 if !ok {
                     stop_deadline = Some(stop_requested(&mut stop).await);
                 }
@@ -369,25 +385,37 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     let total = record.samples.len() as u64;
     m.samples_in.inc_by(total);
     shared.samples_in.fetch_add(total, Ordering::Relaxed);
-    shared.samples_dropped.fetch_add(total - keep as u64, Ordering::Relaxed);
+    shared
+        .samples_dropped
+        .fetch_add(total - keep as u64, Ordering::Relaxed);
     if keep > 0 {
-        shared.highest_enqueued_ms.fetch_max(highest, Ordering::Relaxed);
+        shared
+            .highest_enqueued_ms
+            .fetch_max(highest, Ordering::Relaxed);
         let secs = highest as f64 / 1000.0;
         raise(&m.queue_highest_timestamp, secs);
         raise(&m.highest_timestamp_in_seconds, secs);
     }
     shared.pending.fetch_add(keep as i64, Ordering::Relaxed);
-    m.samples_pending.set(shared.pending.load(Ordering::Relaxed));
+    m.samples_pending
+        .set(shared.pending.load(Ordering::Relaxed));
     let (seq, moved) = shared.tracker.lock().register(pos, keep);
     if let Some(p) = moved {
         (shared.acker)(p);
     }
     for &(r, t, v) in &record.samples {
-        let Some(Some(labels)) = series.get(&r) else { continue };
+        let Some(Some(labels)) = series.get(&r) else {
+            continue;
+        };
         if t < min_ts {
             continue;
         }
-        let sample = QueuedSample { labels: labels.clone(), t, v, seq };
+        let sample = QueuedSample {
+            labels: labels.clone(),
+            t,
+            v,
+            seq,
+        };
         if !shards.enqueue(shared, r, sample, stop).await {
             return false;
         }
@@ -549,7 +577,8 @@ async fn run_shard<P: Copy + Send + Sync + 'static>(
         let flush = match event {
             ShardEvent::Sample(s) => {
                 if batch.samples.is_empty() {
-                    deadline = Some(tokio::time::Instant::now() + shared.settings.batch_send_deadline);
+                    deadline =
+                        Some(tokio::time::Instant::now() + shared.settings.batch_send_deadline);
                 }
                 batch.runs.push(s.seq);
                 batch.samples.push(s);
@@ -604,7 +633,9 @@ impl Batch {
             return false;
         }
         if matches!(delivery, Delivery::Dropped) {
-            shared.samples_dropped.fetch_add(count as u64, Ordering::Relaxed);
+            shared
+                .samples_dropped
+                .fetch_add(count as u64, Ordering::Relaxed);
         }
         let mut moved = None;
         {
@@ -625,7 +656,11 @@ impl Batch {
         true
     }
 
-    async fn deliver<P>(&mut self, shared: &Shared<P>, hard_stop: &mut watch::Receiver<bool>) -> Delivery {
+    async fn deliver<P>(
+        &mut self,
+        shared: &Shared<P>,
+        hard_stop: &mut watch::Receiver<bool>,
+    ) -> Delivery {
         let s = &shared.settings;
         let m = &shared.metrics;
         let mut attempt = 0u32;
@@ -664,7 +699,10 @@ impl Batch {
                     record_error(shared, msg);
                     return Delivery::Dropped;
                 }
-                Err(SendError::Recoverable { message, retry_after }) => {
+                Err(SendError::Recoverable {
+                    message,
+                    retry_after,
+                }) => {
                     m.samples_retried.inc_by(self.samples.len() as u64);
                     let sleep = retry_after.unwrap_or(backoff);
                     tracing::warn!(remote_name = %s.name, url = %shared.client.url(), error = %message, retry_in = ?sleep, "failed to send batch, retrying");
@@ -688,7 +726,10 @@ impl Batch {
         self.samples.retain(|s| s.t >= min_ts);
         let dropped = before - self.samples.len();
         if dropped > 0 {
-            shared.metrics.dropped(DropReason::TooOld).inc_by(dropped as u64);
+            shared
+                .metrics
+                .dropped(DropReason::TooOld)
+                .inc_by(dropped as u64);
         }
     }
 
@@ -698,7 +739,9 @@ impl Batch {
         m.samples.inc_by(n);
         m.bytes.inc_by(bytes as u64);
         shared.samples_out.fetch_add(n, Ordering::Relaxed);
-        shared.send_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        shared
+            .send_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
         if let Some(max_t) = self.samples.iter().map(|s| s.t).max() {
             shared.highest_sent_ms.fetch_max(max_t, Ordering::Relaxed);
             raise(&m.queue_highest_sent_timestamp, max_t as f64 / 1000.0);
@@ -741,7 +784,12 @@ async fn run_resharder<P: Copy + Send + Sync + 'static>(
     mut stop: watch::Receiver<Option<Instant>>,
 ) {
     let interval = shared.settings.shard_update_interval;
-    let mut rates = [Ewma::default(), Ewma::default(), Ewma::default(), Ewma::default()];
+    let mut rates = [
+        Ewma::default(),
+        Ewma::default(),
+        Ewma::default(),
+        Ewma::default(),
+    ];
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         tokio::select! {
@@ -753,7 +801,8 @@ async fn run_resharder<P: Copy + Send + Sync + 'static>(
             rate_in: r_in.tick(shared.samples_in.load(Ordering::Relaxed), interval),
             rate_out: r_out.tick(shared.samples_out.load(Ordering::Relaxed), interval),
             rate_dropped: r_dropped.tick(shared.samples_dropped.load(Ordering::Relaxed), interval),
-            send_seconds_rate: r_nanos.tick(shared.send_nanos.load(Ordering::Relaxed), interval) / 1e9,
+            send_seconds_rate: r_nanos.tick(shared.send_nanos.load(Ordering::Relaxed), interval)
+                / 1e9,
             delay_secs: (shared.highest_enqueued_ms.load(Ordering::Relaxed)
                 - shared.highest_sent_ms.load(Ordering::Relaxed)) as f64
                 / 1000.0,
@@ -835,13 +884,25 @@ mod tests {
     #[test]
     fn shard_calculation_scales_with_send_time() {
         // 1000 samples/s in and out, each sample costs 5ms of send time → 5 shards.
-        let r = RateInputs { rate_in: 1000.0, rate_out: 1000.0, rate_dropped: 0.0, send_seconds_rate: 5.0, delay_secs: 0.0 };
+        let r = RateInputs {
+            rate_in: 1000.0,
+            rate_out: 1000.0,
+            rate_dropped: 0.0,
+            send_seconds_rate: 5.0,
+            delay_secs: 0.0,
+        };
         assert_eq!(desired_shards(&r, 1, &settings()).map(|d| d.0), Some(5));
         // Within ±30% of the current count: unchanged.
         assert_eq!(desired_shards(&r, 4, &settings()).map(|d| d.0), Some(4));
         // Clamped to max.
-        let heavy = RateInputs { send_seconds_rate: 50.0, ..r };
-        assert_eq!(desired_shards(&heavy, 1, &settings()).map(|d| d.0), Some(10));
+        let heavy = RateInputs {
+            send_seconds_rate: 50.0,
+            ..r
+        };
+        assert_eq!(
+            desired_shards(&heavy, 1, &settings()).map(|d| d.0),
+            Some(10)
+        );
         // No output yet: no decision.
         let idle = RateInputs { rate_out: 0.0, ..r };
         assert!(desired_shards(&idle, 1, &settings()).is_none());
@@ -849,10 +910,22 @@ mod tests {
 
     #[test]
     fn no_downshard_while_behind() {
-        let r = RateInputs { rate_in: 10.0, rate_out: 10.0, rate_dropped: 0.0, send_seconds_rate: 0.01, delay_secs: 30.0 };
+        let r = RateInputs {
+            rate_in: 10.0,
+            rate_out: 10.0,
+            rate_dropped: 0.0,
+            send_seconds_rate: 0.01,
+            delay_secs: 30.0,
+        };
         assert_eq!(desired_shards(&r, 8, &settings()).map(|d| d.0), Some(8));
-        let caught_up = RateInputs { delay_secs: 0.0, ..r };
-        assert_eq!(desired_shards(&caught_up, 8, &settings()).map(|d| d.0), Some(1));
+        let caught_up = RateInputs {
+            delay_secs: 0.0,
+            ..r
+        };
+        assert_eq!(
+            desired_shards(&caught_up, 8, &settings()).map(|d| d.0),
+            Some(1)
+        );
     }
 
     #[test]

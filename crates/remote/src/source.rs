@@ -64,8 +64,10 @@ pub trait RecordSource: Send + 'static {
     /// the position just past it; `Ok(None)` at the current end of the log.
     /// The first records returned carry the series defined before the
     /// consumer's cursor, so sample refs resolve.
-    fn next_record(&mut self, out: &mut DecodedRecord)
-        -> Result<Option<Self::Position>, SourceError>;
+    fn next_record(
+        &mut self,
+        out: &mut DecodedRecord,
+    ) -> Result<Option<Self::Position>, SourceError>;
 
     /// A handle, callable from any shard, that persists "everything up to
     /// `pos` is done"; after a restart reading resumes from the last

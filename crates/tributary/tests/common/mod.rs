@@ -1,0 +1,219 @@
+//! Helpers for the binary's end-to-end tests: loopback HTTP targets, child
+//! processes stopped by PID on drop, bounded polling.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A minimal HTTP/1.1 GET returning (status, body); bounded by `timeout`.
+pub fn http_get(url: &str, timeout: Duration) -> Option<(u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, at most `limit`.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+/// A scrape target on 127.0.0.1 serving whatever `body` returns, counting scrapes.
+pub struct TestTarget {
+    pub addr: String,
+    pub scrapes: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TestTarget {
+    pub fn start(content_type: &'static str, body: impl Fn(u64) -> String + Send + 'static) -> TestTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let scrapes = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sc, st) = (scrapes.clone(), stop.clone());
+        let body = Arc::new(Mutex::new(body));
+        std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut req = [0u8; 4096];
+                        let _ = conn.read(&mut req);
+                        let n = sc.fetch_add(1, Ordering::SeqCst) + 1;
+                        let text = (body.lock().unwrap())(n);
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                            text.len()
+                        );
+                        let _ = conn.write_all(resp.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        TestTarget { addr, scrapes, stop }
+    }
+}
+
+impl Drop for TestTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A child process killed (by its PID, via `Child::kill`) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Proc {
+        let out = std::fs::File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc { child, name, log: log.to_path_buf() }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait (bounded); SIGKILL if it does not exit.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn tributary_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tributary")
+}
+
+/// The Prometheus binary from the Debian package (installed by .ci/run).
+pub fn prometheus_bin() -> String {
+    for p in ["/usr/bin/prometheus", "/usr/local/bin/prometheus"] {
+        if Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    panic!("the prometheus binary is required for this test (apt-get install prometheus; .ci/run does it)");
+}
+
+/// Starts Prometheus as a remote-write receiver on `port`.
+pub fn start_prometheus(dir: &Path, port: u16) -> Proc {
+    let cfg = dir.join("prom.yml");
+    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+    let data = dir.join("prom-data");
+    let mut cmd = Command::new(prometheus_bin());
+    cmd.arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .arg("--storage.tsdb.retention.time=1d");
+    let p = Proc::spawn("prometheus", &mut cmd, &dir.join(format!("prometheus-{port}.log")));
+    let ready = wait_for(Duration::from_secs(30), || {
+        http_get(&format!("http://127.0.0.1:{port}/-/ready"), Duration::from_secs(2)).filter(|(s, _)| *s == 200)
+    });
+    assert!(ready.is_some(), "prometheus did not become ready: {}", p.log_text());
+    p
+}
+
+/// Runs an instant query against Prometheus and returns the `result` array.
+pub fn prom_query(port: u16, query: &str) -> Option<serde_json::Value> {
+    let q: String = query
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let (status, body) = http_get(&format!("http://127.0.0.1:{port}/api/v1/query?query={q}"), Duration::from_secs(5))?;
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some(v["data"]["result"].clone())
+}
+
+pub fn start_tributary(dir: &Path, config: &str, listen_port: u16, extra: &[&str]) -> Proc {
+    let cfg = dir.join("tributary.yml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut cmd = Command::new(tributary_bin());
+    cmd.arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.agent.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{listen_port}"))
+        .args(extra);
+    let p = Proc::spawn("tributary", &mut cmd, &dir.join(format!("tributary-{listen_port}-{}.log", std::process::id())));
+    let ready = wait_for(Duration::from_secs(30), || {
+        http_get(&format!("http://127.0.0.1:{listen_port}/-/ready"), Duration::from_secs(2)).filter(|(s, _)| *s == 200)
+    });
+    assert!(ready.is_some(), "tributary did not become ready: {}", p.log_text());
+    p
+}

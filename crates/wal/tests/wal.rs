@@ -1,0 +1,483 @@
+//! End-to-end tests of the WAL on real files in temporary directories.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::registry::Registry;
+use proptest::prelude::*;
+use tributary_model::{AppendError, Labels, SeriesRef, Storage};
+use tributary_wal::record::{self, RecordType};
+use tributary_wal::{
+    load_series_before, AgentStorage, Position, RefSample, SkipReason, WalError, WalOptions, WalReader,
+};
+
+const SEG: u64 = 64 * 1024;
+
+fn small_opts() -> WalOptions {
+    WalOptions { segment_size: SEG, ..WalOptions::default() }
+}
+
+fn open(dir: &Path, opts: WalOptions) -> (Arc<AgentStorage>, Registry) {
+    let mut reg = Registry::default();
+    let s = AgentStorage::open(dir, opts, &mut reg).expect("open");
+    (s, reg)
+}
+
+fn metrics_text(reg: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, reg).unwrap();
+    out
+}
+
+fn metric_value(reg: &Registry, name: &str) -> f64 {
+    let text = metrics_text(reg);
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} not found in\n{text}"))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn labels(i: usize) -> Labels {
+    Labels::from_pairs([("__name__", "m"), ("i", &i.to_string()), ("pad", "some-longer-label-value-to-fill-pages")])
+}
+
+/// Commits one sample per series for `series` series at time `t`.
+fn commit_round(s: &AgentStorage, series: usize, t: i64) -> Vec<SeriesRef> {
+    let mut app = s.appender();
+    let mut refs = Vec::new();
+    for i in 0..series {
+        let r = app.series(&labels(i)).unwrap();
+        app.append(r, t, i as f64).unwrap();
+        refs.push(r);
+    }
+    app.commit().unwrap();
+    refs
+}
+
+#[derive(Default, Debug)]
+struct ReadAll {
+    series: Vec<(SeriesRef, Labels)>,
+    samples: Vec<RefSample>,
+    skipped: Vec<tributary_wal::Skipped>,
+    end: Position,
+}
+
+/// Reads from `start` to the current end.
+fn read_all(wal_dir: &Path, start: Position) -> ReadAll {
+    let mut r = WalReader::open(wal_dir, start).unwrap();
+    let mut out = ReadAll::default();
+    while let Some(rec) = r.next_record().unwrap() {
+        out.end = rec.end;
+        if let Some(s) = rec.skipped {
+            out.skipped.push(s);
+            continue;
+        }
+        match record::record_type(rec.payload) {
+            Some(RecordType::Series) => record::decode_series(rec.payload, &mut out.series).unwrap(),
+            Some(RecordType::Samples) => record::decode_samples(rec.payload, &mut out.samples).unwrap(),
+            other => panic!("unexpected record {other:?}"),
+        }
+    }
+    out
+}
+
+#[test]
+fn round_trip_append_commit_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, reg) = open(dir.path(), WalOptions::default());
+    let c = s.consumer("rw").unwrap();
+    let start = c.position();
+    let mut app = s.appender();
+    let a = app.series(&labels(1)).unwrap();
+    let b = app.series(&labels(2)).unwrap();
+    assert_eq!(app.series(&labels(1)).unwrap(), a, "dedup by label set");
+    assert!(b > a);
+    app.append(a, 1000, 1.5).unwrap();
+    app.append(b, 1000, f64::from_bits(tributary_model::STALE_NAN_BITS)).unwrap();
+    app.commit().unwrap();
+    assert!(matches!(app.series(&Labels::empty()), Err(AppendError::EmptyLabels)));
+
+    let got = read_all(s.wal_dir(), start);
+    assert_eq!(got.series, vec![(a, labels(1)), (b, labels(2))]);
+    assert_eq!(got.samples.len(), 2);
+    assert_eq!(got.samples[0], RefSample { series: a, t: 1000, v: 1.5 });
+    assert!(tributary_model::is_stale_nan(got.samples[1].v));
+    assert_eq!(s.series_labels(a), Some(labels(1)));
+    assert_eq!(metric_value(&reg, "prometheus_agent_samples_appended_total"), 2.0);
+    assert_eq!(metric_value(&reg, "prometheus_agent_active_series"), 2.0);
+    assert!(metrics_text(&reg).contains("prometheus_agent_samples_appended_total{type=\"float\"} 2"));
+    for name in [
+        "prometheus_agent_deleted_series",
+        "prometheus_agent_data_replay_duration_seconds",
+        "prometheus_agent_clean_start",
+        "prometheus_agent_out_of_order_samples_total",
+        "prometheus_agent_corruptions_total",
+        "prometheus_agent_checkpoint_creations_total",
+        "prometheus_agent_checkpoint_creations_failed_total",
+        "prometheus_agent_checkpoint_deletions_total",
+        "prometheus_tsdb_wal_fsync_duration_seconds",
+        "prometheus_tsdb_wal_page_flushes_total",
+        "prometheus_tsdb_wal_completed_pages_total",
+        "prometheus_tsdb_wal_truncations_total",
+        "prometheus_tsdb_wal_truncations_failed_total",
+        "prometheus_tsdb_wal_writes_failed_total",
+        "prometheus_tsdb_wal_segment_current",
+        "prometheus_tsdb_wal_storage_size_bytes",
+    ] {
+        assert!(metrics_text(&reg).contains(name), "missing {name}");
+    }
+}
+
+#[test]
+fn out_of_order_and_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, reg) = open(dir.path(), WalOptions { out_of_order_window: Duration::from_millis(100), ..small_opts() });
+    let mut app = s.appender();
+    let a = app.series(&labels(1)).unwrap();
+    app.append(a, 1000, 1.0).unwrap();
+    app.append(a, 950, 1.0).unwrap(); // inside the window
+    assert!(matches!(app.append(a, 900, 1.0), Err(AppendError::OutOfOrder)));
+    assert!(matches!(app.append(SeriesRef(999), 1, 1.0), Err(AppendError::UnknownSeries(_))));
+    app.commit().unwrap();
+    assert_eq!(metric_value(&reg, "prometheus_agent_out_of_order_samples_total"), 1.0);
+}
+
+#[test]
+fn reader_tails_concurrent_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _reg) = open(dir.path(), small_opts());
+    let start = s.consumer("tail").unwrap().position();
+    let mut watch = s.commit_watch();
+    let writer = {
+        let s = Arc::clone(&s);
+        std::thread::spawn(move || {
+            for t in 0..300 {
+                commit_round(&s, 20, t);
+            }
+        })
+    };
+    let mut r = WalReader::open(s.wal_dir(), start).unwrap();
+    let mut samples = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while samples.len() < 300 * 20 {
+        assert!(Instant::now() < deadline, "timed out with {} samples", samples.len());
+        match r.next_record().unwrap() {
+            Some(rec) => {
+                assert!(rec.skipped.is_none());
+                if record::record_type(rec.payload) == Some(RecordType::Samples) {
+                    record::decode_samples(rec.payload, &mut samples).unwrap();
+                }
+            }
+            None => {
+                let _ = watch.has_changed();
+                watch.mark_unchanged();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    writer.join().unwrap();
+    // Every commit's samples arrive whole and in order.
+    for (i, chunk) in samples.chunks(20).enumerate() {
+        assert!(chunk.iter().all(|x| x.t == i as i64));
+    }
+    assert!(s.stats().segments > 2, "test should cross segments");
+}
+
+#[test]
+fn reader_follows_segment_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, reg) = open(dir.path(), small_opts());
+    let start = s.consumer("c").unwrap().position();
+    for t in 0..200 {
+        commit_round(&s, 50, t);
+    }
+    let stats = s.stats();
+    assert!(stats.segments >= 4, "{stats:?}");
+    for entry in fs::read_dir(s.wal_dir()).unwrap() {
+        let e = entry.unwrap();
+        let len = e.metadata().unwrap().len();
+        let name = e.file_name().into_string().unwrap();
+        if name != format!("{:08}", stats.current_segment) {
+            assert!(len <= SEG, "segment {name} is {len} bytes");
+        }
+    }
+    let got = read_all(s.wal_dir(), start);
+    assert_eq!(got.samples.len(), 200 * 50);
+    assert!(got.skipped.is_empty());
+    assert_eq!(metric_value(&reg, "prometheus_tsdb_wal_segment_current"), f64::from(stats.current_segment));
+}
+
+#[test]
+fn segment_size_must_be_page_multiple() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [0, 1000, 32 * 1024 + 1] {
+        let r = AgentStorage::open(dir.path(), WalOptions { segment_size: bad, ..WalOptions::default() }, &mut Registry::default());
+        assert!(matches!(r, Err(WalError::InvalidOptions(_))), "{bad}");
+    }
+}
+
+#[test]
+fn restart_replays_series_and_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = {
+        let (s, reg) = open(dir.path(), small_opts());
+        assert_eq!(metric_value(&reg, "prometheus_agent_clean_start"), 1.0);
+        let second = AgentStorage::open(dir.path(), small_opts(), &mut Registry::default());
+        assert!(matches!(second, Err(WalError::Locked(_))));
+        let refs = commit_round(&s, 10, 5000);
+        s.close().unwrap();
+        refs
+    };
+    let (s, reg) = open(dir.path(), small_opts());
+    assert_eq!(metric_value(&reg, "prometheus_agent_clean_start"), 1.0);
+    assert_eq!(metric_value(&reg, "prometheus_agent_active_series"), 10.0);
+    let mut app = s.appender();
+    assert_eq!(app.series(&labels(3)).unwrap(), refs[3], "ref resumed");
+    let new = app.series(&labels(100)).unwrap();
+    assert!(new.0 > refs.iter().map(|r| r.0).max().unwrap(), "refs keep increasing");
+    assert!(matches!(app.append(refs[3], 5000, 1.0), Err(AppendError::OutOfOrder)));
+    app.append(refs[3], 5001, 1.0).unwrap();
+    app.commit().unwrap();
+}
+
+#[test]
+fn stale_lock_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("lock"), b"").unwrap();
+    let (_s, reg) = open(dir.path(), small_opts());
+    assert_eq!(metric_value(&reg, "prometheus_agent_clean_start"), 0.0);
+    let dir2 = tempfile::tempdir().unwrap();
+    let (_s2, reg2) = open(dir2.path(), WalOptions { no_lockfile: true, ..small_opts() });
+    assert_eq!(metric_value(&reg2, "prometheus_agent_clean_start"), -1.0);
+    assert!(!dir2.path().join("lock").exists());
+}
+
+/// Writes `rounds` commits and returns every commit's end position.
+fn write_commits(s: &AgentStorage, rounds: i64, series: usize) -> Vec<Position> {
+    let mut ends = Vec::new();
+    let c = s.consumer("probe").unwrap();
+    let mut pos = c.position();
+    for t in 0..rounds {
+        commit_round(s, series, t);
+        let got = read_all(s.wal_dir(), pos);
+        pos = got.end;
+        ends.push(pos);
+    }
+    s.remove_consumer("probe").unwrap();
+    ends
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn torn_tail_is_cut_and_prefix_survives(cut_frac in 0.0f64..1.0) {
+        let dir = tempfile::tempdir().unwrap();
+        let (ends, seg_path, len) = {
+            let (s, _reg) = open(dir.path(), WalOptions { segment_size: 1 << 20, ..WalOptions::default() });
+            let ends = write_commits(&s, 40, 30);
+            let seg = ends[0].segment;
+            s.close().unwrap();
+            let path = s.wal_dir().join(format!("{seg:08}"));
+            let len = fs::metadata(&path).unwrap().len();
+            (ends, path, len)
+        };
+        let cut = (len as f64 * cut_frac) as u64;
+        fs::OpenOptions::new().write(true).open(&seg_path).unwrap().set_len(cut).unwrap();
+        let (s, _reg) = open(dir.path(), WalOptions { segment_size: 1 << 20, ..WalOptions::default() });
+        let got = read_all(s.wal_dir(), Position::new(ends[0].segment, 0));
+        let complete = ends.iter().filter(|e| e.offset <= cut).count();
+        prop_assert_eq!(got.samples.len(), complete * 30);
+        prop_assert!(got.skipped.is_empty(), "{:?}", got.skipped);
+        prop_assert!(fs::metadata(&seg_path).unwrap().len() <= cut);
+        // New commits after the repair are readable too.
+        let mut app = s.appender();
+        let r = app.series(&labels(0)).unwrap();
+        app.append(r, 1_000_000, 1.0).unwrap();
+        app.commit().unwrap();
+        let again = read_all(s.wal_dir(), Position::new(ends[0].segment, 0));
+        prop_assert_eq!(again.samples.len(), complete * 30 + 1);
+    }
+}
+
+#[test]
+fn bit_flip_in_middle_segment_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let first;
+    {
+        let (s, _reg) = open(dir.path(), WalOptions { compression: false, ..small_opts() });
+        first = s.consumer("x").unwrap().position().segment;
+        for t in 0..150 {
+            commit_round(&s, 40, t);
+        }
+        assert!(s.stats().segments >= 4);
+        s.close().unwrap();
+    }
+    let victim = dir.path().join("wal").join(format!("{:08}", first + 1));
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[40_000] ^= 0x5a;
+    fs::write(&victim, &bytes).unwrap();
+
+    let (s, reg) = open(dir.path(), small_opts());
+    assert!(metric_value(&reg, "prometheus_agent_corruptions_total") >= 1.0);
+    let got = read_all(s.wal_dir(), Position::new(first, 0));
+    assert_eq!(got.skipped.len(), 1);
+    assert_eq!(got.skipped[0].reason, SkipReason::Corruption);
+    assert_eq!(got.skipped[0].from.segment, first + 1);
+    let lost = 150 * 40 - got.samples.len();
+    assert!(lost > 0 && lost <= 2 * 40, "lost {lost} samples: only the damaged page's records");
+    // The last round is intact.
+    assert!(got.samples.iter().filter(|x| x.t == 149).count() == 40);
+}
+
+#[test]
+fn cursors_persist_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let acked = {
+        let (s, _reg) = open(dir.path(), small_opts());
+        let c = s.consumer("remote-a").unwrap();
+        let start = c.position();
+        commit_round(&s, 5, 1);
+        let mid = read_all(s.wal_dir(), start).end;
+        commit_round(&s, 5, 2);
+        c.ack(mid);
+        c.ack(start); // never moves back
+        assert_eq!(c.position(), mid);
+        s.close().unwrap();
+        mid
+    };
+    let (s, _reg) = open(dir.path(), small_opts());
+    let c = s.consumer("remote-a").unwrap();
+    assert_eq!(c.position(), acked);
+    let rest = read_all(s.wal_dir(), c.position());
+    assert_eq!(rest.samples.len(), 5);
+    assert!(rest.samples.iter().all(|x| x.t == 2));
+    s.remove_consumer("remote-a").unwrap();
+    s.close().unwrap();
+    let (s, _reg) = open(dir.path(), small_opts());
+    assert!(s.consumer("remote-a").unwrap().position() > acked, "removed consumer restarts at the end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_persists_cursors_without_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _reg) = open(dir.path(), WalOptions { fsync_interval: Duration::from_millis(20), ..small_opts() });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(Arc::clone(&s).run_maintenance(stop.clone()));
+    let c = s.consumer("m").unwrap();
+    commit_round(&s, 3, 1);
+    let end = read_all(s.wal_dir(), c.position()).end;
+    c.ack(end);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = fs::read_to_string(dir.path().join("cursors.json")).unwrap_or_default();
+        if text.contains(&format!("\"offset\": {}", end.offset)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cursor not persisted: {text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+}
+
+#[test]
+fn truncation_respects_cursors_and_checkpoints_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions { min_time: Duration::ZERO, ..small_opts() };
+    let (s, reg) = open(dir.path(), opts);
+    let c = s.consumer("slow").unwrap();
+    let now = now_ms();
+    for t in 0..100 {
+        commit_round(&s, 40, now - 1000 + t);
+    }
+    let segs_before = s.stats().segments;
+    assert!(segs_before >= 4);
+    // The consumer has read up to somewhere in the third segment.
+    let first = s.stats().first_segment.unwrap();
+    c.ack(Position::new(first + 2, 100));
+    let st = s.truncate_at(now + 1000).unwrap();
+    assert_eq!(st.segments_deleted, 2, "{st:?}");
+    assert_eq!(st.checkpoint, Some(first + 1));
+    assert_eq!((st.dropped_max_time, st.dropped_max_bytes), (0, 0));
+    assert_eq!(s.stats().first_segment, Some(first + 2));
+    assert!(s.wal_dir().join(format!("checkpoint.{:08}", first + 1)).is_dir());
+    assert_eq!(metric_value(&reg, "prometheus_agent_checkpoint_creations_total"), 1.0);
+
+    // A reader resuming at the cursor learns every label it will meet.
+    let mut known = std::collections::HashMap::new();
+    load_series_before(s.wal_dir(), c.position(), |r, l| {
+        known.insert(r, l);
+    })
+    .unwrap();
+    let rest = read_all(s.wal_dir(), c.position());
+    for x in &rest.samples {
+        assert!(known.contains_key(&x.series) || rest.series.iter().any(|(r, _)| *r == x.series));
+    }
+    assert_eq!(known.len(), 40);
+
+    // Once everything is acknowledged, everything but the head can go.
+    c.ack(rest.end);
+    commit_round(&s, 40, now + 5000);
+    let st = s.truncate_at(now + 10_000).unwrap();
+    assert!(st.segments_deleted >= 1);
+    assert_eq!(s.stats().segments, 1);
+    assert_eq!(c.dropped(), tributary_wal::DroppedCounts::default());
+}
+
+#[test]
+fn byte_cap_forces_deletion_and_counts_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions { max_bytes: Some(3 * SEG), compression: false, ..small_opts() };
+    let (s, reg) = open(dir.path(), opts);
+    let lagging = s.consumer("lagging").unwrap();
+    let start = lagging.position();
+    let now = now_ms();
+    for t in 0..200 {
+        commit_round(&s, 40, now + t);
+    }
+    let total_before = read_all(s.wal_dir(), start).samples.len() as u64;
+    assert_eq!(total_before, 200 * 40);
+    let st = s.truncate_at(now + 300).unwrap();
+    assert!(st.segments_deleted > 0);
+    let kept = read_all(s.wal_dir(), Position::new(s.stats().first_segment.unwrap(), 0)).samples.len() as u64;
+    assert_eq!(lagging.dropped().max_bytes, total_before - kept);
+    assert_eq!(lagging.dropped().max_time, 0);
+    assert_eq!(st.dropped_max_bytes, total_before - kept);
+    assert!(s.stats().bytes <= 3 * SEG + SEG, "{:?}", s.stats());
+    assert!(lagging.position().segment >= s.stats().first_segment.unwrap());
+    let text = metrics_text(&reg);
+    assert!(text.contains(&format!(
+        "tributary_wal_consumer_dropped_samples_total{{consumer=\"lagging\",reason=\"max_bytes\"}} {}",
+        total_before - kept
+    )), "{text}");
+    // A reader still at the old position sees the gap, not an error.
+    let got = read_all(s.wal_dir(), start);
+    assert_eq!(got.skipped.first().map(|x| x.reason), Some(SkipReason::SegmentsDeleted));
+    assert_eq!(got.samples.len() as u64, kept);
+}
+
+#[test]
+fn max_time_deletes_unsent_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _reg) = open(dir.path(), small_opts());
+    let c = s.consumer("down").unwrap();
+    let now = now_ms();
+    for t in 0..100 {
+        commit_round(&s, 40, now + t);
+    }
+    // Nothing is old enough yet: the consumer pins everything.
+    assert_eq!(s.truncate_at(now + 1000).unwrap().segments_deleted, 0);
+    let st = s.truncate_at(now + 5 * 3600 * 1000).unwrap();
+    assert!(st.segments_deleted >= 3);
+    assert_eq!(c.dropped().max_time, 100 * 40);
+    assert_eq!(st.series_removed, 40);
+    assert_eq!(s.stats().active_series, 0);
+}
