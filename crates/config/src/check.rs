@@ -13,9 +13,16 @@ pub fn check_config_files(paths: &[PathBuf]) -> (String, bool) {
         let _ = writeln!(report, "Checking {name}");
         match crate::load_file(path) {
             Ok(config) => {
-                let _ = writeln!(report, "  SUCCESS: {name} is valid prometheus config file syntax");
+                let _ = writeln!(
+                    report,
+                    "  SUCCESS: {name} is valid prometheus config file syntax"
+                );
                 for extra in config.source_files.iter().skip(1) {
-                    let _ = writeln!(report, "  SUCCESS: scrape config file {} found", extra.display());
+                    let _ = writeln!(
+                        report,
+                        "  SUCCESS: scrape config file {} found",
+                        extra.display()
+                    );
                 }
             }
             Err(errors) => {

@@ -17,6 +17,9 @@ pub(crate) struct Ctx<'a> {
     file: String,
     pub base_dir: &'a Path,
     pub errors: Vec<ConfigError>,
+    /// Label-name rules for relabel rules being decoded (global scheme,
+    /// overridden per scrape job).
+    pub name_validation: crate::relabel::NameValidation,
 }
 
 impl<'a> Ctx<'a> {
@@ -25,6 +28,7 @@ impl<'a> Ctx<'a> {
             file: file.to_string(),
             base_dir,
             errors: Vec::new(),
+            name_validation: crate::relabel::NameValidation::Utf8,
         }
     }
 
@@ -93,7 +97,11 @@ impl<'n> Fields<'n> {
             Value::Map(entries) => entries,
             Value::Null => &[],
             _ => {
-                ctx.error(node.pos, path, format!("expected a mapping for {type_name}"));
+                ctx.error(
+                    node.pos,
+                    path,
+                    format!("expected a mapping for {type_name}"),
+                );
                 return None;
             }
         };
@@ -162,7 +170,11 @@ impl<'n> Fields<'n> {
 
     /// Takes every key ending in `suffix` that is not in `except`, with the
     /// key's position (used to reject unsupported `*_sd_configs`).
-    pub(crate) fn take_suffixed(&mut self, suffix: &str, except: &[&str]) -> Vec<(String, Position)> {
+    pub(crate) fn take_suffixed(
+        &mut self,
+        suffix: &str,
+        except: &[&str],
+    ) -> Vec<(String, Position)> {
         let mut out = Vec::new();
         for (entry, used) in self.entries.iter().zip(self.used.iter_mut()) {
             if !*used && entry.key.ends_with(suffix) && !except.contains(&entry.key.as_str()) {
@@ -212,7 +224,11 @@ pub(crate) fn boolean(ctx: &mut Ctx, node: &Node, path: &str) -> Option<bool> {
         None
     };
     if value.is_none() {
-        ctx.error(node.pos, path, format!("cannot unmarshal {text:?} into bool"));
+        ctx.error(
+            node.pos,
+            path,
+            format!("cannot unmarshal {text:?} into bool"),
+        );
     }
     value
 }
@@ -244,7 +260,11 @@ pub(crate) fn integer(ctx: &mut Ctx, node: &Node, path: &str) -> Option<i64> {
         .flatten()
         .and_then(|v| i64::try_from(v).ok());
     if value.is_none() {
-        ctx.error(node.pos, path, format!("cannot unmarshal {text:?} into int"));
+        ctx.error(
+            node.pos,
+            path,
+            format!("cannot unmarshal {text:?} into int"),
+        );
     }
     value
 }
@@ -256,7 +276,11 @@ pub(crate) fn unsigned(ctx: &mut Ctx, node: &Node, path: &str) -> Option<u64> {
         .flatten()
         .and_then(|v| u64::try_from(v).ok());
     if value.is_none() {
-        ctx.error(node.pos, path, format!("cannot unmarshal {text:?} into uint"));
+        ctx.error(
+            node.pos,
+            path,
+            format!("cannot unmarshal {text:?} into uint"),
+        );
     }
     value
 }
@@ -272,7 +296,11 @@ pub(crate) fn float(ctx: &mut Ctx, node: &Node, path: &str) -> Option<f64> {
         })
         .flatten();
     if value.is_none() {
-        ctx.error(node.pos, path, format!("cannot unmarshal {text:?} into float64"));
+        ctx.error(
+            node.pos,
+            path,
+            format!("cannot unmarshal {text:?} into float64"),
+        );
     }
     value
 }

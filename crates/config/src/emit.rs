@@ -68,7 +68,10 @@ impl MapY {
     }
     pub(crate) fn list(&mut self, key: &str, items: &[String]) -> &mut Self {
         if !items.is_empty() {
-            self.put(key, Y::Seq(items.iter().map(|s| Y::Str(s.clone())).collect()));
+            self.put(
+                key,
+                Y::Seq(items.iter().map(|s| Y::Str(s.clone())).collect()),
+            );
         }
         self
     }
@@ -89,8 +92,8 @@ fn needs_quotes(s: &str) -> bool {
     }
     let lower = s.to_ascii_lowercase();
     let reserved = [
-        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ".inf", "-.inf",
-        "+.inf", ".nan", "<<",
+        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ".inf", "-.inf", "+.inf",
+        ".nan", "<<",
     ];
     if reserved.contains(&lower.as_str()) || s.parse::<f64>().is_ok() {
         return true;
@@ -162,7 +165,11 @@ fn render_at(y: &Y, indent: usize, out: &mut String) {
                     }
                     None => {
                         out.push('\n');
-                        let child_indent = if matches!(value, Y::Seq(_)) { indent } else { indent + 2 };
+                        let child_indent = if matches!(value, Y::Seq(_)) {
+                            indent
+                        } else {
+                            indent + 2
+                        };
                         render_at(value, child_indent, out);
                     }
                 }
@@ -201,7 +208,10 @@ fn global_yaml(g: &GlobalConfig) -> Y {
     m.duration("scrape_interval", g.scrape_interval)
         .duration("scrape_timeout", g.scrape_timeout);
     if let Some(p) = &g.scrape_protocols {
-        m.put("scrape_protocols", Y::Seq(p.iter().map(|p| Y::Str(p.name().into())).collect()));
+        m.put(
+            "scrape_protocols",
+            Y::Seq(p.iter().map(|p| Y::Str(p.name().into())).collect()),
+        );
     }
     m.duration("evaluation_interval", g.evaluation_interval);
     if !g.rule_query_offset.is_zero() {
@@ -214,9 +224,18 @@ fn global_yaml(g: &GlobalConfig) -> Y {
         .collect();
     m.non_empty("external_labels", Y::Map(labels))
         .opt_str("query_log_file", g.query_log_file.as_deref())
-        .opt_str("scrape_failure_log_file", g.scrape_failure_log_file.as_deref())
-        .str("metric_name_validation_scheme", &g.metric_name_validation_scheme)
-        .str("metric_name_escaping_scheme", &g.metric_name_escaping_scheme);
+        .opt_str(
+            "scrape_failure_log_file",
+            g.scrape_failure_log_file.as_deref(),
+        )
+        .str(
+            "metric_name_validation_scheme",
+            &g.metric_name_validation_scheme,
+        )
+        .str(
+            "metric_name_escaping_scheme",
+            &g.metric_name_escaping_scheme,
+        );
     if g.body_size_limit != 0 {
         m.str("body_size_limit", &format_size(g.body_size_limit));
     }
@@ -227,8 +246,14 @@ fn global_yaml(g: &GlobalConfig) -> Y {
         .nonzero("target_limit", g.target_limit)
         .nonzero("keep_dropped_targets", g.keep_dropped_targets)
         .raw("scrape_native_histograms", g.scrape_native_histograms)
-        .raw("always_scrape_classic_histograms", g.always_scrape_classic_histograms)
-        .raw("convert_classic_histograms_to_nhcb", g.convert_classic_histograms_to_nhcb)
+        .raw(
+            "always_scrape_classic_histograms",
+            g.always_scrape_classic_histograms,
+        )
+        .raw(
+            "convert_classic_histograms_to_nhcb",
+            g.convert_classic_histograms_to_nhcb,
+        )
         .raw("extra_scrape_metrics", g.extra_scrape_metrics);
     m.build()
 }
@@ -263,7 +288,12 @@ fn proxy_yaml(
     }
     let headers: Vec<(String, Y)> = connect
         .iter()
-        .map(|(k, v)| (k.clone(), Y::Seq(v.iter().map(|_| Y::Str("<secret>".into())).collect())))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Y::Seq(v.iter().map(|_| Y::Str("<secret>".into())).collect()),
+            )
+        })
         .collect();
     m.non_empty("proxy_connect_header", Y::Map(headers));
 }
@@ -292,15 +322,30 @@ fn http_client_yaml(m: &mut MapY, h: &HttpClientConfig) {
             .opt_str("client_secret_file", o.client_secret_file.as_deref())
             .list("scopes", &o.scopes)
             .str("token_url", &o.token_url);
-        let params: Vec<(String, Y)> =
-            o.endpoint_params.iter().map(|(k, v)| (k.clone(), Y::Str(v.clone()))).collect();
+        let params: Vec<(String, Y)> = o
+            .endpoint_params
+            .iter()
+            .map(|(k, v)| (k.clone(), Y::Str(v.clone())))
+            .collect();
         om.non_empty("endpoint_params", Y::Map(params))
             .put("tls_config", tls_yaml(&o.tls_config));
-        proxy_yaml(&mut om, o.proxy_url.as_deref(), o.no_proxy.as_deref(), o.proxy_from_environment, &o.proxy_connect_header);
+        proxy_yaml(
+            &mut om,
+            o.proxy_url.as_deref(),
+            o.no_proxy.as_deref(),
+            o.proxy_from_environment,
+            &o.proxy_connect_header,
+        );
         m.put("oauth2", om.build());
     }
     m.put("tls_config", tls_yaml(&h.tls_config));
-    proxy_yaml(m, h.proxy_url.as_deref(), h.no_proxy.as_deref(), h.proxy_from_environment, &h.proxy_connect_header);
+    proxy_yaml(
+        m,
+        h.proxy_url.as_deref(),
+        h.no_proxy.as_deref(),
+        h.proxy_from_environment,
+        &h.proxy_connect_header,
+    );
     let headers: Vec<(String, Y)> = h
         .http_headers
         .iter()
@@ -308,7 +353,15 @@ fn http_client_yaml(m: &mut MapY, h: &HttpClientConfig) {
             let mut hm = MapY::default();
             hm.list("values", &v.values);
             if !v.secrets.is_empty() {
-                hm.put("secrets", Y::Seq(v.secrets.iter().map(|_| Y::Str("<secret>".into())).collect()));
+                hm.put(
+                    "secrets",
+                    Y::Seq(
+                        v.secrets
+                            .iter()
+                            .map(|_| Y::Str("<secret>".into()))
+                            .collect(),
+                    ),
+                );
             }
             hm.list("files", &v.files);
             (name.clone(), hm.build())
@@ -328,19 +381,41 @@ fn scrape_yaml(s: &ScrapeConfig) -> Y {
     let params: Vec<(String, Y)> = s
         .params
         .iter()
-        .map(|(k, v)| (k.clone(), Y::Seq(v.iter().map(|x| Y::Str(x.clone())).collect())))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Y::Seq(v.iter().map(|x| Y::Str(x.clone())).collect()),
+            )
+        })
         .collect();
     m.non_empty("params", Y::Map(params))
         .duration("scrape_interval", s.scrape_interval)
         .duration("scrape_timeout", s.scrape_timeout)
-        .put("scrape_protocols", Y::Seq(s.scrape_protocols.iter().map(|p| Y::Str(p.name().into())).collect()));
+        .put(
+            "scrape_protocols",
+            Y::Seq(
+                s.scrape_protocols
+                    .iter()
+                    .map(|p| Y::Str(p.name().into()))
+                    .collect(),
+            ),
+        );
     if let Some(p) = s.fallback_scrape_protocol {
         m.str("fallback_scrape_protocol", p.name());
     }
     m.raw("scrape_native_histograms", s.scrape_native_histograms)
-        .raw("always_scrape_classic_histograms", s.always_scrape_classic_histograms)
-        .raw("convert_classic_histograms_to_nhcb", s.convert_classic_histograms_to_nhcb)
-        .opt_str("scrape_failure_log_file", s.scrape_failure_log_file.as_deref())
+        .raw(
+            "always_scrape_classic_histograms",
+            s.always_scrape_classic_histograms,
+        )
+        .raw(
+            "convert_classic_histograms_to_nhcb",
+            s.convert_classic_histograms_to_nhcb,
+        )
+        .opt_str(
+            "scrape_failure_log_file",
+            s.scrape_failure_log_file.as_deref(),
+        )
         .str("metrics_path", &s.metrics_path)
         .str("scheme", &s.scheme)
         .raw("enable_compression", s.enable_compression);
@@ -352,13 +427,25 @@ fn scrape_yaml(s: &ScrapeConfig) -> Y {
         .nonzero("label_limit", s.label_limit)
         .nonzero("label_name_length_limit", s.label_name_length_limit)
         .nonzero("label_value_length_limit", s.label_value_length_limit)
-        .nonzero("native_histogram_bucket_limit", s.native_histogram_bucket_limit);
+        .nonzero(
+            "native_histogram_bucket_limit",
+            s.native_histogram_bucket_limit,
+        );
     if s.native_histogram_min_bucket_factor != 0.0 {
-        m.raw("native_histogram_min_bucket_factor", s.native_histogram_min_bucket_factor);
+        m.raw(
+            "native_histogram_min_bucket_factor",
+            s.native_histogram_min_bucket_factor,
+        );
     }
     m.nonzero("keep_dropped_targets", s.keep_dropped_targets)
-        .str("metric_name_validation_scheme", &s.metric_name_validation_scheme)
-        .str("metric_name_escaping_scheme", &s.metric_name_escaping_scheme)
+        .str(
+            "metric_name_validation_scheme",
+            &s.metric_name_validation_scheme,
+        )
+        .str(
+            "metric_name_escaping_scheme",
+            &s.metric_name_escaping_scheme,
+        )
         .raw("extra_scrape_metrics", s.extra_scrape_metrics);
     http_client_yaml(&mut m, &s.http_client);
     let file_sd: Vec<Y> = s
@@ -366,7 +453,8 @@ fn scrape_yaml(s: &ScrapeConfig) -> Y {
         .iter()
         .map(|f| {
             let mut fm = MapY::default();
-            fm.list("files", &f.files).duration("refresh_interval", f.refresh_interval);
+            fm.list("files", &f.files)
+                .duration("refresh_interval", f.refresh_interval);
             fm.build()
         })
         .collect();
@@ -377,7 +465,8 @@ fn scrape_yaml(s: &ScrapeConfig) -> Y {
         .map(|h| {
             let mut hm = MapY::default();
             http_client_yaml(&mut hm, &h.http_client);
-            hm.str("url", &h.url).duration("refresh_interval", h.refresh_interval);
+            hm.str("url", &h.url)
+                .duration("refresh_interval", h.refresh_interval);
             hm.build()
         })
         .collect();
@@ -387,15 +476,24 @@ fn scrape_yaml(s: &ScrapeConfig) -> Y {
         .iter()
         .map(|g| {
             let mut gm = MapY::default();
-            gm.put("targets", Y::Seq(g.targets.iter().map(|t| Y::Str(t.clone())).collect()));
-            let labels: Vec<(String, Y)> =
-                g.labels.iter().map(|(k, v)| (k.clone(), Y::Str(v.clone()))).collect();
+            gm.put(
+                "targets",
+                Y::Seq(g.targets.iter().map(|t| Y::Str(t.clone())).collect()),
+            );
+            let labels: Vec<(String, Y)> = g
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), Y::Str(v.clone())))
+                .collect();
             gm.non_empty("labels", Y::Map(labels));
             gm.build()
         })
         .collect();
     m.non_empty("static_configs", Y::Seq(statics))
-        .non_empty("relabel_configs", Y::Seq(s.relabel_configs.iter().map(relabel_yaml).collect()))
+        .non_empty(
+            "relabel_configs",
+            Y::Seq(s.relabel_configs.iter().map(relabel_yaml).collect()),
+        )
         .non_empty(
             "metric_relabel_configs",
             Y::Seq(s.metric_relabel_configs.iter().map(relabel_yaml).collect()),
@@ -434,8 +532,11 @@ pub(crate) fn remote_write_yaml(r: &RemoteWriteConfig) -> Y {
     let mut m = MapY::default();
     m.str("url", &r.url)
         .duration("remote_timeout", r.remote_timeout);
-    let headers: Vec<(String, Y)> =
-        r.headers.iter().map(|(k, v)| (k.clone(), Y::Str(v.clone()))).collect();
+    let headers: Vec<(String, Y)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), Y::Str(v.clone())))
+        .collect();
     m.non_empty("headers", Y::Map(headers))
         .non_empty(
             "write_relabel_configs",
@@ -460,11 +561,20 @@ pub(crate) fn config_yaml(c: &Config) -> Y {
     let mut runtime = MapY::default();
     runtime.raw("gogc", c.runtime.gogc);
     m.put("runtime", runtime.build());
-    m.non_empty("scrape_configs", Y::Seq(c.scrape_configs.iter().map(scrape_yaml).collect()))
-        .non_empty("remote_write", Y::Seq(c.remote_write.iter().map(remote_write_yaml).collect()));
+    m.non_empty(
+        "scrape_configs",
+        Y::Seq(c.scrape_configs.iter().map(scrape_yaml).collect()),
+    )
+    .non_empty(
+        "remote_write",
+        Y::Seq(c.remote_write.iter().map(remote_write_yaml).collect()),
+    );
     if !c.storage.out_of_order_time_window.is_zero() {
         let mut tsdb = MapY::default();
-        tsdb.duration("out_of_order_time_window", c.storage.out_of_order_time_window);
+        tsdb.duration(
+            "out_of_order_time_window",
+            c.storage.out_of_order_time_window,
+        );
         let mut storage = MapY::default();
         storage.put("tsdb", tsdb.build());
         m.put("storage", storage.build());
@@ -491,9 +601,13 @@ mod tests {
     #[test]
     fn renders_nested_block_yaml() {
         let mut inner = MapY::default();
-        inner.str("a", "1").put("b", Y::Seq(vec![Y::Str("x".into())]));
+        inner
+            .str("a", "1")
+            .put("b", Y::Seq(vec![Y::Str("x".into())]));
         let mut outer = MapY::default();
-        outer.put("list", Y::Seq(vec![inner.build()])).put("empty", Y::Map(vec![]));
+        outer
+            .put("list", Y::Seq(vec![inner.build()]))
+            .put("empty", Y::Map(vec![]));
         assert_eq!(
             render(&outer.build()),
             "list:\n- a: '1'\n  b:\n  - x\nempty: {}\n"

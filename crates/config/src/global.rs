@@ -13,7 +13,11 @@ use crate::yaml::Node;
 
 pub(crate) const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) fn decode_global(ctx: &mut Ctx, node: Option<&Node>, env: &dyn Fn(&str) -> Option<String>) -> GlobalConfig {
+pub(crate) fn decode_global(
+    ctx: &mut Ctx,
+    node: Option<&Node>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> GlobalConfig {
     let mut g = GlobalConfig::default();
     let Some(node) = node else {
         return g;
@@ -21,10 +25,15 @@ pub(crate) fn decode_global(ctx: &mut Ctx, node: Option<&Node>, env: &dyn Fn(&st
     let Some(mut f) = Fields::open(ctx, node, "global", "config.GlobalConfig") else {
         return g;
     };
-    if let Some(v) = f.get(ctx, "scrape_interval", duration).filter(|d| !d.is_zero()) {
+    if let Some(v) = f
+        .get(ctx, "scrape_interval", duration)
+        .filter(|d| !d.is_zero())
+    {
         g.scrape_interval = v;
     }
-    let explicit_timeout = f.get(ctx, "scrape_timeout", duration).filter(|d| !d.is_zero());
+    let explicit_timeout = f
+        .get(ctx, "scrape_timeout", duration)
+        .filter(|d| !d.is_zero());
     match explicit_timeout {
         Some(t) => {
             if t > g.scrape_interval {
@@ -38,7 +47,10 @@ pub(crate) fn decode_global(ctx: &mut Ctx, node: Option<&Node>, env: &dyn Fn(&st
         }
         None => g.scrape_timeout = DEFAULT_SCRAPE_TIMEOUT.min(g.scrape_interval),
     }
-    if let Some(v) = f.get(ctx, "evaluation_interval", duration).filter(|d| !d.is_zero()) {
+    if let Some(v) = f
+        .get(ctx, "evaluation_interval", duration)
+        .filter(|d| !d.is_zero())
+    {
         g.evaluation_interval = v;
     }
     if let Some(v) = f.get(ctx, "rule_query_offset", duration) {
@@ -59,11 +71,20 @@ pub(crate) fn decode_global(ctx: &mut Ctx, node: Option<&Node>, env: &dyn Fn(&st
             }
         };
     }
-    let escaping = f.get(ctx, "metric_name_escaping_scheme", string).unwrap_or_default();
-    g.metric_name_escaping_scheme =
-        resolve_escaping_scheme(ctx, &f, &escaping, &g.metric_name_validation_scheme, "global");
+    let escaping = f
+        .get(ctx, "metric_name_escaping_scheme", string)
+        .unwrap_or_default();
+    g.metric_name_escaping_scheme = resolve_escaping_scheme(
+        ctx,
+        &f,
+        &escaping,
+        &g.metric_name_validation_scheme,
+        "global",
+    );
     let legacy = g.metric_name_validation_scheme == "legacy";
-    if let Some(labels) = f.get(ctx, "external_labels", |c, n, p| external_labels(c, n, p, env, legacy)) {
+    if let Some(labels) = f.get(ctx, "external_labels", |c, n, p| {
+        external_labels(c, n, p, env, legacy)
+    }) {
         g.external_labels = labels;
     }
     macro_rules! limit {
@@ -84,9 +105,12 @@ pub(crate) fn decode_global(ctx: &mut Ctx, node: Option<&Node>, env: &dyn Fn(&st
     limit!(always_scrape_classic_histograms, boolean);
     limit!(convert_classic_histograms_to_nhcb, boolean);
     limit!(extra_scrape_metrics, boolean);
-    g.query_log_file = f.get(ctx, "query_log_file", file_path).filter(|s| !s.is_empty());
-    g.scrape_failure_log_file =
-        f.get(ctx, "scrape_failure_log_file", file_path).filter(|s| !s.is_empty());
+    g.query_log_file = f
+        .get(ctx, "query_log_file", file_path)
+        .filter(|s| !s.is_empty());
+    g.scrape_failure_log_file = f
+        .get(ctx, "scrape_failure_log_file", file_path)
+        .filter(|s| !s.is_empty());
     f.finish(ctx);
     g
 }
@@ -129,7 +153,11 @@ pub(crate) fn resolve_escaping_scheme(
     }
 }
 
-pub(crate) fn scrape_protocols(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<ScrapeProtocol>> {
+pub(crate) fn scrape_protocols(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+) -> Option<Vec<ScrapeProtocol>> {
     let items = seq(ctx, node, path)?;
     if items.is_empty() {
         ctx.error(node.pos, path, "scrape_protocols cannot be empty");
@@ -145,7 +173,11 @@ pub(crate) fn scrape_protocols(ctx: &mut Ctx, node: &Node, path: &str) -> Option
         };
         match scrape_protocol_by_name(ctx, item, &p, &name) {
             Some(proto) if out.contains(&proto) => {
-                ctx.error(item.pos, &p, format!("duplicated protocol in scrape_protocols, got {name}"));
+                ctx.error(
+                    item.pos,
+                    &p,
+                    format!("duplicated protocol in scrape_protocols, got {name}"),
+                );
                 ok = false;
             }
             Some(proto) => out.push(proto),
@@ -167,7 +199,10 @@ pub(crate) fn scrape_protocol_by_name(
         ctx.error(
             node.pos,
             path,
-            format!("unknown scrape protocol {name}, supported: [{}]", supported.join(" ")),
+            format!(
+                "unknown scrape protocol {name}, supported: [{}]",
+                supported.join(" ")
+            ),
         );
     }
     found
@@ -216,7 +251,11 @@ fn external_labels(
     for e in entries {
         let p = crate::decode::child(path, &e.key);
         if !is_valid_label_name(&e.key, legacy) || e.key == "__name__" {
-            ctx.error(e.key_pos, &p, format!("{:?} is not a valid label name", e.key));
+            ctx.error(
+                e.key_pos,
+                &p,
+                format!("{:?} is not a valid label name", e.key),
+            );
             continue;
         }
         let Some(raw) = string(ctx, &e.value, &p) else {

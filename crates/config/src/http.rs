@@ -10,8 +10,7 @@ use crate::decode::{
     Fields,
 };
 use crate::types::{
-    Authorization, BasicAuth, HeaderValues, HttpClientConfig, OAuth2, Secret, TlsConfig,
-    TlsVersion,
+    Authorization, BasicAuth, HeaderValues, HttpClientConfig, OAuth2, Secret, TlsConfig, TlsVersion,
 };
 use crate::yaml::Node;
 
@@ -185,7 +184,9 @@ fn oauth2(ctx: &mut Ctx, node: &Node, path: &str) -> Option<OAuth2> {
     }
     let proxy = decode_proxy(ctx, &mut f);
     let mut endpoint_params = f
-        .get(ctx, "endpoint_params", |c, n, p| string_map(c, n, p, string))
+        .get(ctx, "endpoint_params", |c, n, p| {
+            string_map(c, n, p, string)
+        })
         .unwrap_or_default();
     endpoint_params.sort();
     let cfg = OAuth2 {
@@ -251,9 +252,21 @@ pub(crate) fn tls_config(ctx: &mut Ctx, node: &Node, path: &str) -> Option<TlsCo
         max_version: f.get(ctx, "max_version", tls_version),
     };
     let pairs = [
-        (cfg.ca.is_some(), cfg.ca_file.is_some(), "at most one of ca and ca_file must be configured"),
-        (cfg.cert.is_some(), cfg.cert_file.is_some(), "at most one of cert and cert_file must be configured"),
-        (cfg.key.is_some(), cfg.key_file.is_some(), "at most one of key and key_file must be configured"),
+        (
+            cfg.ca.is_some(),
+            cfg.ca_file.is_some(),
+            "at most one of ca and ca_file must be configured",
+        ),
+        (
+            cfg.cert.is_some(),
+            cfg.cert_file.is_some(),
+            "at most one of cert and cert_file must be configured",
+        ),
+        (
+            cfg.key.is_some(),
+            cfg.key_file.is_some(),
+            "at most one of key and key_file must be configured",
+        ),
     ];
     for (inline, file, message) in pairs {
         if inline && file {
@@ -309,7 +322,9 @@ fn decode_proxy(ctx: &mut Ctx, f: &mut Fields) -> Proxy {
         }
     }
     let no_proxy = non_empty(f.get(ctx, "no_proxy", string));
-    let from_environment = f.get(ctx, "proxy_from_environment", boolean).unwrap_or(false);
+    let from_environment = f
+        .get(ctx, "proxy_from_environment", boolean)
+        .unwrap_or(false);
     let mut connect_header = f
         .get(ctx, "proxy_connect_header", |c, n, p| {
             string_map(c, n, p, |c, n, p| {
@@ -366,7 +381,11 @@ fn http_headers(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<(String, H
     for e in entries {
         let p = child(path, &e.key);
         if is_reserved_client_header(&e.key) {
-            ctx.error(e.key_pos, &p, format!("setting header {:?} is not allowed", e.key));
+            ctx.error(
+                e.key_pos,
+                &p,
+                format!("setting header {:?} is not allowed", e.key),
+            );
             continue;
         }
         let Some(mut f) = Fields::open(ctx, &e.value, &p, "config.Header") else {

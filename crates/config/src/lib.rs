@@ -37,7 +37,7 @@ use std::path::Path;
 
 pub use check::check_config_files;
 pub use error::{ConfigError, ConfigErrors, Position};
-pub use relabel::{RelabelConfig, RelabelSpec};
+pub use relabel::{NameValidation, RelabelConfig};
 pub use types::{
     Authorization, BasicAuth, Config, FileSdConfig, GlobalConfig, HeaderValues, HttpClientConfig,
     HttpSdConfig, MetadataConfig, OAuth2, QueueConfig, RemoteWriteConfig, RemoteWriteProtoMsg,

@@ -11,7 +11,9 @@ use crate::error::{ConfigError, ConfigErrors, Position};
 use crate::global::decode_global;
 use crate::remote::decode_remote_write;
 use crate::scrape::decode_scrape_config;
-use crate::types::{Config, GlobalConfig, RemoteWriteConfig, RuntimeConfig, ScrapeConfig, StorageConfig};
+use crate::types::{
+    Config, GlobalConfig, RemoteWriteConfig, RuntimeConfig, ScrapeConfig, StorageConfig,
+};
 use crate::yaml::{parse, Node};
 
 /// Environment lookup used for `external_labels` expansion.
@@ -58,6 +60,7 @@ fn decode_root(ctx: &mut Ctx, root: &Node, env: EnvLookup) -> Config {
         return config;
     };
     config.global = decode_global(ctx, f.take("global"), env);
+    ctx.name_validation = name_validation(&config.global.metric_name_validation_scheme);
     reject_agent_only(ctx, &mut f);
     if let Some(node) = f.take("runtime") {
         config.runtime = decode_runtime(ctx, node);
@@ -73,7 +76,9 @@ fn decode_root(ctx: &mut Ctx, root: &Node, env: EnvLookup) -> Config {
     let mut origins: Vec<ConfigError> = Vec::new();
     config.scrape_configs =
         decode_scrape_list(ctx, &mut f, "scrape_configs", &config.global, &mut origins);
-    let scrape_files = f.get(ctx, "scrape_config_files", string_list).unwrap_or_default();
+    let scrape_files = f
+        .get(ctx, "scrape_config_files", string_list)
+        .unwrap_or_default();
     let scrape_files_pos = f.pos_of("scrape_config_files");
     config.remote_write = decode_remote_list(ctx, &mut f);
     f.finish(ctx);
@@ -98,7 +103,16 @@ fn decode_root(ctx: &mut Ctx, root: &Node, env: EnvLookup) -> Config {
 const INERT_BLOCKS: &[(&str, &[&str])] = &[
     (
         "tracing",
-        &["client_type", "endpoint", "sampling_fraction", "insecure", "headers", "compression", "timeout", "tls_config"],
+        &[
+            "client_type",
+            "endpoint",
+            "sampling_fraction",
+            "insecure",
+            "headers",
+            "compression",
+            "timeout",
+            "tls_config",
+        ],
     ),
     (
         "otlp",
@@ -128,7 +142,11 @@ fn reject_agent_only(ctx: &mut Ctx, f: &mut Fields) {
                 .iter()
                 .any(|k| a.take(k).is_some_and(|n| !is_empty_seq(n)));
             if has_content {
-                ctx.error(node.pos, "alerting", "field alerting is not allowed in agent mode");
+                ctx.error(
+                    node.pos,
+                    "alerting",
+                    "field alerting is not allowed in agent mode",
+                );
             }
             a.finish(ctx);
         }
@@ -136,7 +154,11 @@ fn reject_agent_only(ctx: &mut Ctx, f: &mut Fields) {
     for key in ["rule_files", "remote_read"] {
         if let Some(node) = f.take(key) {
             if !is_empty_seq(node) {
-                ctx.error(f.pos_of(key), key, format!("field {key} is not allowed in agent mode"));
+                ctx.error(
+                    f.pos_of(key),
+                    key,
+                    format!("field {key} is not allowed in agent mode"),
+                );
             }
         }
     }
@@ -232,7 +254,10 @@ fn decode_remote_list(ctx: &mut Ctx, f: &mut Fields) -> Vec<RemoteWriteConfig> {
             ctx.error(
                 item.pos,
                 &p,
-                format!("duplicate remote write configs are not allowed, found duplicate for URL: {}", cfg.url),
+                format!(
+                    "duplicate remote write configs are not allowed, found duplicate for URL: {}",
+                    cfg.url
+                ),
             );
         }
         if cfg.name.is_empty() {
@@ -241,7 +266,10 @@ fn decode_remote_list(ctx: &mut Ctx, f: &mut Fields) -> Vec<RemoteWriteConfig> {
             ctx.error(
                 item.pos,
                 &crate::decode::child(&p, "name"),
-                format!("found multiple remote write configs with job name {:?}", cfg.name),
+                format!(
+                    "found multiple remote write configs with job name {:?}",
+                    cfg.name
+                ),
             );
         }
         hashes.push(hash);
@@ -265,7 +293,10 @@ fn check_unique_job_names(ctx: &mut Ctx, jobs: &[ScrapeConfig], origins: &[Confi
         }
         if jobs.iter().take(i).any(|j| j.job_name == job.job_name) {
             let mut e = origin.clone();
-            e.message = format!("found multiple scrape configs with job name {:?}", job.job_name);
+            e.message = format!(
+                "found multiple scrape configs with job name {:?}",
+                job.job_name
+            );
             ctx.errors.push(e);
         }
     }
@@ -288,7 +319,11 @@ fn load_scrape_config_files(
         let matches = match glob::glob(&resolved) {
             Ok(paths) => paths,
             Err(e) => {
-                ctx.error(pos, &path, format!("invalid scrape config file path {pattern:?}: {e}"));
+                ctx.error(
+                    pos,
+                    &path,
+                    format!("invalid scrape config file path {pattern:?}: {e}"),
+                );
                 continue;
             }
         };
@@ -330,6 +365,7 @@ fn load_one_scrape_file(
     };
     let base_dir = ctx.base_dir;
     let mut sub = Ctx::new(&name, base_dir);
+    sub.name_validation = name_validation(&global.metric_name_validation_scheme);
     if let Some(mut f) = Fields::open(&mut sub, &root, "", "config.ScrapeConfigs") {
         let loaded = decode_scrape_list(&mut sub, &mut f, "scrape_configs", global, origins);
         f.finish(&mut sub);
@@ -353,4 +389,12 @@ pub(crate) fn load_file_with_env(path: &Path, env: EnvLookup) -> Result<Config, 
     let mut config = load_with_env(&text, &name, base_dir, env)?;
     config.source_files.insert(0, path.to_path_buf());
     Ok(config)
+}
+
+pub(crate) fn name_validation(scheme: &str) -> crate::relabel::NameValidation {
+    if scheme == "legacy" {
+        crate::relabel::NameValidation::Legacy
+    } else {
+        crate::relabel::NameValidation::Utf8
+    }
 }

@@ -2,12 +2,12 @@
 //!
 //! The YAML side is decoded here (field names, types, the null-entry check
 //! with Prometheus's messages); the rule itself is built and validated by
-//! `tributary_relabel` so the relabel engine owns its semantics.
+//! `tributary_relabel`'s builder so the relabel engine owns its semantics.
 
 use crate::decode::{index, seq, string, string_list, unsigned, Ctx, Fields};
 use crate::yaml::Node;
 
-pub use spec::{RelabelConfig, RelabelSpec};
+pub use tributary_relabel::{NameValidation, RelabelConfig};
 
 /// Decodes the relabel rule list under `key`. `null_message` is reported for
 /// each `null` (or empty) entry, as Prometheus does.
@@ -40,62 +40,65 @@ pub(crate) fn relabel_list(
 
 fn relabel_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<RelabelConfig> {
     let mut f = Fields::open(ctx, node, path, "relabel.Config")?;
-    let spec = RelabelSpec {
-        source_labels: f.get(ctx, "source_labels", string_list),
-        separator: f.get(ctx, "separator", string),
-        regex: f.get(ctx, "regex", string),
-        modulus: f.get(ctx, "modulus", unsigned),
-        target_label: f.get(ctx, "target_label", string),
-        replacement: f.get(ctx, "replacement", string),
-        action: f.get(ctx, "action", string),
-    };
+    let mut b = RelabelConfig::builder().name_validation(ctx.name_validation);
+    if let Some(v) = f.get(ctx, "source_labels", string_list) {
+        b = b.source_labels(v);
+    }
+    if let Some(v) = f.get(ctx, "separator", string) {
+        b = b.separator(v);
+    }
+    if let Some(v) = f.get(ctx, "regex", string) {
+        b = b.regex(v);
+    }
+    if let Some(v) = f.get(ctx, "modulus", unsigned) {
+        b = b.modulus(v);
+    }
+    if let Some(v) = f.get(ctx, "target_label", string) {
+        b = b.target_label(v);
+    }
+    if let Some(v) = f.get(ctx, "replacement", string) {
+        b = b.replacement(v);
+    }
+    match f.get(ctx, "action", string) {
+        Some(v) => b = b.action(v),
+        // `action:` written with no value is an error in Prometheus.
+        None if f.has_key("action") => b = b.null_action(),
+        None => {}
+    }
     let pos = f.pos;
     f.finish(ctx);
-    match spec::build(spec) {
+    match b.build() {
         Ok(rule) => Some(rule),
-        Err(message) => {
-            ctx.error(pos, path, message);
+        Err(e) => {
+            ctx.error(pos, path, e.to_string());
             None
         }
-    }
-}
-
-mod spec {
-    /// The rule as written in YAML; `None` means "not set" so the engine can
-    /// apply Prometheus's defaults (separator `;`, regex `(.*)`,
-    /// replacement `$1`, action `replace`).
-    #[derive(Debug, Clone, PartialEq, Eq, Default)]
-    pub struct RelabelSpec {
-        pub source_labels: Option<Vec<String>>,
-        pub separator: Option<String>,
-        pub regex: Option<String>,
-        pub modulus: Option<u64>,
-        pub target_label: Option<String>,
-        pub replacement: Option<String>,
-        pub action: Option<String>,
-    }
-
-    /// Placeholder until `tributary_relabel` exposes its rule type.
-    pub type RelabelConfig = RelabelSpec;
-
-    pub(crate) fn build(spec: RelabelSpec) -> Result<RelabelConfig, String> {
-        Ok(spec)
     }
 }
 
 /// Renders a rule for the effective-config YAML.
 pub(crate) fn relabel_yaml(rule: &RelabelConfig) -> crate::emit::Y {
     let mut m = crate::emit::MapY::default();
-    if let Some(src) = &rule.source_labels {
-        m.list("source_labels", src);
+    if rule.source_labels_set() {
+        m.put(
+            "source_labels",
+            crate::emit::Y::Seq(
+                rule.source_labels()
+                    .iter()
+                    .map(|s| crate::emit::Y::Str(s.clone()))
+                    .collect(),
+            ),
+        );
     }
-    m.opt_str("separator", rule.separator.as_deref())
-        .opt_str("regex", rule.regex.as_deref());
-    if let Some(modulus) = rule.modulus {
-        m.raw("modulus", modulus);
+    m.str("separator", rule.separator());
+    if rule.regex_set() {
+        m.str("regex", rule.regex().as_str());
     }
-    m.opt_str("target_label", rule.target_label.as_deref())
-        .opt_str("replacement", rule.replacement.as_deref())
-        .opt_str("action", rule.action.as_deref());
+    if rule.modulus() != 0 {
+        m.raw("modulus", rule.modulus());
+    }
+    m.opt_str("target_label", Some(rule.target_label()))
+        .str("replacement", rule.replacement())
+        .str("action", rule.action().as_str());
     m.build()
 }

@@ -31,11 +31,19 @@ const RESERVED_HEADERS: &[&str] = &[
 /// silently would send unauthenticated requests.
 const UNSUPPORTED_AUTH: &[&str] = &["sigv4", "azuread", "google_iam"];
 
-pub(crate) fn decode_remote_write(ctx: &mut Ctx, node: &Node, path: &str) -> Option<RemoteWriteConfig> {
+pub(crate) fn decode_remote_write(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+) -> Option<RemoteWriteConfig> {
     let mut f = Fields::open(ctx, node, path, "config.RemoteWriteConfig")?;
     let url = f.get(ctx, "url", string).unwrap_or_default();
     if url.is_empty() {
-        ctx.error(f.pos_of("url"), &f.path_of("url"), "url for remote_write is empty");
+        ctx.error(
+            f.pos_of("url"),
+            &f.path_of("url"),
+            "url for remote_write is empty",
+        );
     } else if !(url.starts_with("http://") || url.starts_with("https://")) {
         ctx.error(
             f.pos_of("url"),
@@ -70,12 +78,16 @@ pub(crate) fn decode_remote_write(ctx: &mut Ctx, node: &Node, path: &str) -> Opt
             "empty or null relabeling rule in remote write config",
         ),
         send_exemplars: f.get(ctx, "send_exemplars", boolean).unwrap_or(false),
-        send_native_histograms: f.get(ctx, "send_native_histograms", boolean).unwrap_or(false),
+        send_native_histograms: f
+            .get(ctx, "send_native_histograms", boolean)
+            .unwrap_or(false),
         round_robin_dns: f.get(ctx, "round_robin_dns", boolean).unwrap_or(false),
         protobuf_message,
         http_client,
         queue_config: f.get(ctx, "queue_config", queue_config).unwrap_or_default(),
-        metadata_config: f.get(ctx, "metadata_config", metadata_config).unwrap_or_default(),
+        metadata_config: f
+            .get(ctx, "metadata_config", metadata_config)
+            .unwrap_or_default(),
         url,
     };
     f.finish(ctx);
@@ -89,8 +101,15 @@ fn remote_headers(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<(String,
         let p = child(path, &e.key);
         if e.key.eq_ignore_ascii_case("authorization") {
             ctx.error(e.key_pos, &p, "authorization header must be changed via the basic_auth, authorization, oauth2, sigv4, azuread or google_iam parameter");
-        } else if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(&e.key)) {
-            ctx.error(e.key_pos, &p, format!("{} is a reserved header. It must not be changed", e.key));
+        } else if RESERVED_HEADERS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(&e.key))
+        {
+            ctx.error(
+                e.key_pos,
+                &p,
+                format!("{} is a reserved header. It must not be changed", e.key),
+            );
         } else if let Some(value) = string(ctx, &e.value, &p) {
             headers.push((e.key.clone(), value));
         }
@@ -128,7 +147,11 @@ fn check_auth_blocks(ctx: &mut Ctx, f: &mut Fields, http: &HttpClientConfig) {
         );
     }
     for key in unsupported {
-        ctx.error(f.pos_of(key), &f.path_of(key), format!("{key} is not supported yet by Tributary"));
+        ctx.error(
+            f.pos_of(key),
+            &f.path_of(key),
+            format!("{key} is not supported yet by Tributary"),
+        );
     }
 }
 
@@ -142,8 +165,12 @@ fn queue_config(ctx: &mut Ctx, node: &Node, path: &str) -> Option<QueueConfig> {
     let d = QueueConfig::default();
     let q = QueueConfig {
         capacity: f.get(ctx, "capacity", positive_usize).unwrap_or(d.capacity),
-        max_shards: f.get(ctx, "max_shards", positive_usize).unwrap_or(d.max_shards),
-        min_shards: f.get(ctx, "min_shards", positive_usize).unwrap_or(d.min_shards),
+        max_shards: f
+            .get(ctx, "max_shards", positive_usize)
+            .unwrap_or(d.max_shards),
+        min_shards: f
+            .get(ctx, "min_shards", positive_usize)
+            .unwrap_or(d.min_shards),
         max_samples_per_send: f
             .get(ctx, "max_samples_per_send", positive_usize)
             .unwrap_or(d.max_samples_per_send),
@@ -164,14 +191,21 @@ fn queue_config(ctx: &mut Ctx, node: &Node, path: &str) -> Option<QueueConfig> {
         ("max_samples_per_send", q.max_samples_per_send),
     ] {
         if value == 0 {
-            ctx.error(f.pos_of(key), &f.path_of(key), format!("{key} must be positive"));
+            ctx.error(
+                f.pos_of(key),
+                &f.path_of(key),
+                format!("{key} must be positive"),
+            );
         }
     }
     if q.min_shards > q.max_shards {
         ctx.error(
             f.pos_of("min_shards"),
             &f.path_of("min_shards"),
-            format!("min_shards ({}) must not be greater than max_shards ({})", q.min_shards, q.max_shards),
+            format!(
+                "min_shards ({}) must not be greater than max_shards ({})",
+                q.min_shards, q.max_shards
+            ),
         );
     }
     if q.max_backoff < q.min_backoff {

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::decode::{
-    boolean, child, duration, file_path, float, index, map_entries, seq, size, string,
-    string_list, string_map, unsigned, Ctx, Fields,
+    boolean, child, duration, file_path, float, index, map_entries, seq, size, string, string_list,
+    string_map, unsigned, Ctx, Fields,
 };
 use crate::global::{
     default_scrape_protocols, is_valid_label_name, resolve_escaping_scheme,
@@ -33,14 +33,21 @@ pub(crate) fn decode_scrape_config(
     let mut f = Fields::open(ctx, node, path, "config.ScrapeConfig")?;
     let job_name = f.get(ctx, "job_name", string).unwrap_or_default();
     if job_name.is_empty() {
-        ctx.error(f.pos_of("job_name"), &f.path_of("job_name"), "job_name is empty");
+        ctx.error(
+            f.pos_of("job_name"),
+            &f.path_of("job_name"),
+            "job_name is empty",
+        );
     }
 
     let scrape_interval = f
         .get(ctx, "scrape_interval", duration)
         .filter(|d| !d.is_zero())
         .unwrap_or(global.scrape_interval);
-    let scrape_timeout = match f.get(ctx, "scrape_timeout", duration).filter(|d| !d.is_zero()) {
+    let scrape_timeout = match f
+        .get(ctx, "scrape_timeout", duration)
+        .filter(|d| !d.is_zero())
+    {
         Some(t) => {
             if t > scrape_interval {
                 ctx.error(
@@ -61,14 +68,13 @@ pub(crate) fn decode_scrape_config(
         .get(ctx, "scrape_protocols", scrape_protocols)
         .or_else(|| global.scrape_protocols.clone())
         .unwrap_or_else(|| default_scrape_protocols(scrape_native_histograms));
-    let fallback_scrape_protocol = f
-        .get(ctx, "fallback_scrape_protocol", |c, n, p| {
-            let name = string(c, n, p)?;
-            if name.is_empty() {
-                return None;
-            }
-            scrape_protocol_by_name(c, n, p, &name)
-        });
+    let fallback_scrape_protocol = f.get(ctx, "fallback_scrape_protocol", |c, n, p| {
+        let name = string(c, n, p)?;
+        if name.is_empty() {
+            return None;
+        }
+        scrape_protocol_by_name(c, n, p, &name)
+    });
 
     let scheme = decode_scheme(ctx, &mut f);
     let metrics_path = f
@@ -80,7 +86,10 @@ pub(crate) fn decode_scrape_config(
         .unwrap_or_default();
     params.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let validation = match f.get(ctx, "metric_name_validation_scheme", string).as_deref() {
+    let validation = match f
+        .get(ctx, "metric_name_validation_scheme", string)
+        .as_deref()
+    {
         None | Some("") => global.metric_name_validation_scheme.clone(),
         Some(v @ ("utf8" | "legacy")) => v.to_string(),
         Some(other) => {
@@ -92,14 +101,18 @@ pub(crate) fn decode_scrape_config(
             global.metric_name_validation_scheme.clone()
         }
     };
-    let escaping_raw = f.get(ctx, "metric_name_escaping_scheme", string).unwrap_or_default();
-    let escaping = if escaping_raw.is_empty() && validation == global.metric_name_validation_scheme {
+    let escaping_raw = f
+        .get(ctx, "metric_name_escaping_scheme", string)
+        .unwrap_or_default();
+    let escaping = if escaping_raw.is_empty() && validation == global.metric_name_validation_scheme
+    {
         global.metric_name_escaping_scheme.clone()
     } else {
         resolve_escaping_scheme(ctx, &f, &escaping_raw, &validation, "scrape config")
     };
 
-    let inherit = |own: Option<u64>, global_value: u64| own.filter(|v| *v != 0).unwrap_or(global_value);
+    let inherit =
+        |own: Option<u64>, global_value: u64| own.filter(|v| *v != 0).unwrap_or(global_value);
     let body_size_limit = inherit(f.get(ctx, "body_size_limit", size), global.body_size_limit);
     let sample_limit = inherit(f.get(ctx, "sample_limit", unsigned), global.sample_limit);
     let label_limit = inherit(f.get(ctx, "label_limit", unsigned), global.label_limit);
@@ -118,6 +131,8 @@ pub(crate) fn decode_scrape_config(
     );
 
     let http_client = decode_inline(ctx, &mut f, HttpClientConfig::default_for_scrape());
+    let outer_validation = ctx.name_validation;
+    ctx.name_validation = crate::load::name_validation(&validation);
     let relabel_configs = relabel_list(
         ctx,
         &mut f,
@@ -130,15 +145,26 @@ pub(crate) fn decode_scrape_config(
         "metric_relabel_configs",
         "empty or null metric relabeling rule in scrape config",
     );
+    ctx.name_validation = outer_validation;
     let legacy = validation == "legacy";
     let check_targets = !f.has_key("relabel_configs");
     let static_configs = f
-        .get(ctx, "static_configs", |c, n, p| static_configs(c, n, p, check_targets, legacy))
+        .get(ctx, "static_configs", |c, n, p| {
+            static_configs(c, n, p, check_targets, legacy)
+        })
         .unwrap_or_default();
-    let file_sd_configs = f.get(ctx, "file_sd_configs", file_sd_configs).unwrap_or_default();
-    let http_sd_configs = f.get(ctx, "http_sd_configs", http_sd_configs).unwrap_or_default();
+    let file_sd_configs = f
+        .get(ctx, "file_sd_configs", file_sd_configs)
+        .unwrap_or_default();
+    let http_sd_configs = f
+        .get(ctx, "http_sd_configs", http_sd_configs)
+        .unwrap_or_default();
     for (key, pos) in f.take_suffixed("_sd_configs", SUPPORTED_SD) {
-        ctx.error(pos, &f.path_of(&key), format!("{key} is not supported yet by Tributary"));
+        ctx.error(
+            pos,
+            &f.path_of(&key),
+            format!("{key} is not supported yet by Tributary"),
+        );
     }
 
     let cfg = ScrapeConfig {
@@ -230,11 +256,17 @@ fn static_configs(
             for (t, target) in targets.iter().enumerate() {
                 if target.contains('/') {
                     let target_path = index(&f.path_of("targets"), t);
-                    ctx.error(f.pos_of("targets"), &target_path, format!("{target:?} is not a valid hostname"));
+                    ctx.error(
+                        f.pos_of("targets"),
+                        &target_path,
+                        format!("{target:?} is not a valid hostname"),
+                    );
                 }
             }
         }
-        let labels = f.get(ctx, "labels", |c, n, p| group_labels(c, n, p, legacy)).unwrap_or_default();
+        let labels = f
+            .get(ctx, "labels", |c, n, p| group_labels(c, n, p, legacy))
+            .unwrap_or_default();
         f.finish(ctx);
         out.push(TargetGroup {
             targets,
@@ -245,13 +277,22 @@ fn static_configs(
     Some(out)
 }
 
-fn group_labels(ctx: &mut Ctx, node: &Node, path: &str, legacy: bool) -> Option<Vec<(String, String)>> {
+fn group_labels(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+    legacy: bool,
+) -> Option<Vec<(String, String)>> {
     let entries = map_entries(ctx, node, path)?;
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
         let p = child(path, &e.key);
         if !is_valid_label_name(&e.key, legacy) {
-            ctx.error(e.key_pos, &p, format!("{:?} is not a valid label name", e.key));
+            ctx.error(
+                e.key_pos,
+                &p,
+                format!("{:?} is not a valid label name", e.key),
+            );
             continue;
         }
         if let Some(v) = string(ctx, &e.value, &p) {
@@ -267,7 +308,11 @@ fn group_labels(ctx: &mut Ctx, node: &Node, path: &str, legacy: bool) -> Option<
 fn is_valid_file_sd_pattern(pattern: &str) -> bool {
     let lower_ext_ok = ["json", "yml", "yaml", "JSON", "YML", "YAML"]
         .iter()
-        .any(|ext| pattern.strip_suffix(ext).is_some_and(|rest| rest.ends_with('.')));
+        .any(|ext| {
+            pattern
+                .strip_suffix(ext)
+                .is_some_and(|rest| rest.ends_with('.'))
+        });
     if !lower_ext_ok {
         return false;
     }
@@ -290,7 +335,11 @@ fn file_sd_configs(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<FileSdC
         };
         let files = f.get(ctx, "files", string_list).unwrap_or_default();
         if files.is_empty() {
-            ctx.error(f.pos, &p, "file service discovery config must contain at least one path name");
+            ctx.error(
+                f.pos,
+                &p,
+                "file service discovery config must contain at least one path name",
+            );
         }
         for (n, file) in files.iter().enumerate() {
             if !is_valid_file_sd_pattern(file) {

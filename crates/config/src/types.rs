@@ -9,8 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tributary_model::{Labels, ScrapeProtocol};
 use crate::relabel::RelabelConfig;
+use tributary_model::{Labels, ScrapeProtocol};
 
 /// A sensitive string. `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq, Default)]

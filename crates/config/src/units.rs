@@ -64,7 +64,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         if i == digits_start {
             return Err(invalid());
         }
-        let number: u64 = text[digits_start..i].parse().map_err(|_| UnitError::DurationOutOfRange)?;
+        let number: u64 = text[digits_start..i]
+            .parse()
+            .map_err(|_| UnitError::DurationOutOfRange)?;
         let unit_start = i;
         while i < bytes.len() && !bytes[i].is_ascii_digit() {
             i += 1;
@@ -76,8 +78,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
             .ok_or_else(invalid)?;
         let (_, mult) = DURATION_UNITS[next_unit + offset];
         next_unit += offset + 1;
-        let term = number.checked_mul(mult).ok_or(UnitError::DurationOutOfRange)?;
-        total_ms = total_ms.checked_add(term).ok_or(UnitError::DurationOutOfRange)?;
+        let term = number
+            .checked_mul(mult)
+            .ok_or(UnitError::DurationOutOfRange)?;
+        total_ms = total_ms
+            .checked_add(term)
+            .ok_or(UnitError::DurationOutOfRange)?;
     }
     // Prometheus stores durations as int64 nanoseconds.
     if total_ms > (i64::MAX as u64) / 1_000_000 {
@@ -186,8 +192,14 @@ mod tests {
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(parse_duration("1y").unwrap(), Duration::from_secs(365 * 86_400));
-        assert_eq!(parse_duration("2w3d").unwrap(), Duration::from_secs(17 * 86_400));
+        assert_eq!(
+            parse_duration("1y").unwrap(),
+            Duration::from_secs(365 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("2w3d").unwrap(),
+            Duration::from_secs(17 * 86_400)
+        );
     }
 
     #[test]
@@ -196,7 +208,10 @@ mod tests {
         for bad in ["1", "1.5s", "s", "1s1m", "1m1m", "1x", "-1s", "1 m"] {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
-        assert_eq!(parse_duration("999999999999y"), Err(UnitError::DurationOutOfRange));
+        assert_eq!(
+            parse_duration("999999999999y"),
+            Err(UnitError::DurationOutOfRange)
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub(crate) enum Value {
     Null,
     /// Raw scalar text and whether it was written plain (unquoted, so it is
     /// subject to YAML type resolution: bools, ints, null).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<Entry>),
 }
@@ -166,7 +169,9 @@ impl<'a> Builder<'a> {
         }
         let (node, anchor) = match ev {
             Event::Scalar(text, style, anchor, tag) => {
-                let forced_str = tag.as_ref().is_some_and(|t| t.is_yaml_core_schema_tag("str"));
+                let forced_str = tag
+                    .as_ref()
+                    .is_some_and(|t| t.is_yaml_core_schema_tag("str"));
                 let plain = matches!(style, ScalarStyle::Plain) && !forced_str;
                 let value = if plain && is_null_literal(&text) {
                     Value::Null
@@ -366,7 +371,10 @@ mod tests {
         };
         assert!(matches!(entries[0].value.value, Value::Scalar { .. }));
         assert!(entries[1].value.is_null());
-        assert!(matches!(entries[2].value.value, Value::Scalar { plain: false, .. }));
+        assert!(matches!(
+            entries[2].value.value,
+            Value::Scalar { plain: false, .. }
+        ));
     }
 
     #[test]

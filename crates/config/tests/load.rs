@@ -23,7 +23,9 @@ fn errors(yaml: &str) -> Vec<String> {
 fn assert_error(errs: &[String], line: u32, path: &str, needle: &str) {
     let prefix = format!("prometheus.yml:{line}:");
     assert!(
-        errs.iter().any(|e| e.starts_with(&prefix) && e.contains(&format!(" {path}: ")) && e.contains(needle)),
+        errs.iter().any(|e| e.starts_with(&prefix)
+            && e.contains(&format!(" {path}: "))
+            && e.contains(needle)),
         "no error at line {line} for {path} containing {needle:?}; got:\n{}",
         errs.join("\n")
     );
@@ -71,11 +73,26 @@ fn jobs_inherit_global_values() {
 scrape_configs:\n  - job_name: a\n  - job_name: b\n    scrape_interval: 2s\n    sample_limit: 7\n  - job_name: c\n    scrape_interval: 1m\n",
     )
     .unwrap();
-    assert_eq!(cfg.global.scrape_timeout, Duration::from_secs(5), "min(10s, interval)");
-    let [a, b, c] = &cfg.scrape_configs[..] else { panic!() };
-    assert_eq!((a.scrape_interval, a.scrape_timeout), (Duration::from_secs(5), Duration::from_secs(5)));
-    assert_eq!((b.scrape_interval, b.scrape_timeout), (Duration::from_secs(2), Duration::from_secs(2)));
-    assert_eq!((c.scrape_interval, c.scrape_timeout), (Duration::from_secs(60), Duration::from_secs(5)));
+    assert_eq!(
+        cfg.global.scrape_timeout,
+        Duration::from_secs(5),
+        "min(10s, interval)"
+    );
+    let [a, b, c] = &cfg.scrape_configs[..] else {
+        panic!()
+    };
+    assert_eq!(
+        (a.scrape_interval, a.scrape_timeout),
+        (Duration::from_secs(5), Duration::from_secs(5))
+    );
+    assert_eq!(
+        (b.scrape_interval, b.scrape_timeout),
+        (Duration::from_secs(2), Duration::from_secs(2))
+    );
+    assert_eq!(
+        (c.scrape_interval, c.scrape_timeout),
+        (Duration::from_secs(60), Duration::from_secs(5))
+    );
     assert_eq!((a.sample_limit, b.sample_limit), (100, 7));
     assert_eq!(a.body_size_limit, 10 * 1024 * 1024);
     assert_eq!(a.scrape_protocols[0], ScrapeProtocol::PrometheusProto);
@@ -91,15 +108,50 @@ scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 6
 \x20 - job_name: d\n    relabel_configs:\n      - null\n    metric_relabel_configs: [~]\n\
 \x20 - job_name: e\n    static_configs:\n      - targets: ['host:80/path']\n    bogus: 1\n",
     );
-    assert_error(&errs, 3, "global.scrape_timeout", "global scrape timeout greater than scrape interval");
-    assert_error(&errs, 7, "scrape_configs[0].scrape_timeout", "scrape timeout greater than scrape interval for scrape config with job name \"a\"");
+    assert_error(
+        &errs,
+        3,
+        "global.scrape_timeout",
+        "global scrape timeout greater than scrape interval",
+    );
+    assert_error(
+        &errs,
+        7,
+        "scrape_configs[0].scrape_timeout",
+        "scrape timeout greater than scrape interval for scrape config with job name \"a\"",
+    );
     assert_error(&errs, 8, "scrape_configs[1].job_name", "job_name is empty");
-    assert_error(&errs, 9, "scrape_configs[2]", "found multiple scrape configs with job name \"a\"");
+    assert_error(
+        &errs,
+        9,
+        "scrape_configs[2]",
+        "found multiple scrape configs with job name \"a\"",
+    );
     assert_error(&errs, 10, "scrape_configs[2].scheme", "invalid scheme");
-    assert_error(&errs, 13, "scrape_configs[3].relabel_configs[0]", "empty or null target relabeling rule in scrape config");
-    assert_error(&errs, 14, "scrape_configs[3].metric_relabel_configs[0]", "empty or null metric relabeling rule in scrape config");
-    assert_error(&errs, 17, "scrape_configs[4].static_configs[0].targets[0]", "is not a valid hostname");
-    assert_error(&errs, 18, "scrape_configs[4].bogus", "field bogus not found");
+    assert_error(
+        &errs,
+        13,
+        "scrape_configs[3].relabel_configs[0]",
+        "empty or null target relabeling rule in scrape config",
+    );
+    assert_error(
+        &errs,
+        14,
+        "scrape_configs[3].metric_relabel_configs[0]",
+        "empty or null metric relabeling rule in scrape config",
+    );
+    assert_error(
+        &errs,
+        17,
+        "scrape_configs[4].static_configs[0].targets[0]",
+        "is not a valid hostname",
+    );
+    assert_error(
+        &errs,
+        18,
+        "scrape_configs[4].bogus",
+        "field bogus not found",
+    );
     assert_eq!(errs.len(), 9, "{}", errs.join("\n"));
 }
 
@@ -111,13 +163,23 @@ fn syntax_and_type_errors() {
     let errs = errors("scrape_configs:\n  - job_name: x\n    honor_labels: maybe\n    sample_limit: -1\n    scrape_interval: 10\n");
     assert_error(&errs, 3, "scrape_configs[0].honor_labels", "bool");
     assert_error(&errs, 4, "scrape_configs[0].sample_limit", "uint");
-    assert_error(&errs, 5, "scrape_configs[0].scrape_interval", "not a valid duration string");
+    assert_error(
+        &errs,
+        5,
+        "scrape_configs[0].scrape_interval",
+        "not a valid duration string",
+    );
 }
 
 #[test]
 fn unknown_top_level_field() {
     let errs = errors("global: {}\nscrape_config:\n  - job_name: x\n");
-    assert_error(&errs, 2, "scrape_config", "field scrape_config not found in type");
+    assert_error(
+        &errs,
+        2,
+        "scrape_config",
+        "field scrape_config not found in type",
+    );
 }
 
 #[test]
@@ -125,9 +187,24 @@ fn agent_mode_rejections() {
     let errs = errors(
         "alerting:\n  alertmanagers:\n    - static_configs: [{targets: ['a:1']}]\nrule_files: ['x.yml']\nremote_read:\n  - url: http://r\n",
     );
-    assert_error(&errs, 2, "alerting", "field alerting is not allowed in agent mode");
-    assert_error(&errs, 4, "rule_files", "field rule_files is not allowed in agent mode");
-    assert_error(&errs, 6, "remote_read", "field remote_read is not allowed in agent mode");
+    assert_error(
+        &errs,
+        2,
+        "alerting",
+        "field alerting is not allowed in agent mode",
+    );
+    assert_error(
+        &errs,
+        4,
+        "rule_files",
+        "field rule_files is not allowed in agent mode",
+    );
+    assert_error(
+        &errs,
+        6,
+        "remote_read",
+        "field remote_read is not allowed in agent mode",
+    );
     // Empty blocks are fine, as in Prometheus.
     load("alerting: {}\nrule_files: []\n").unwrap();
 }
@@ -135,8 +212,18 @@ fn agent_mode_rejections() {
 #[test]
 fn unsupported_sd_is_an_error_with_line() {
     let errs = errors("scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n    consul_sd_configs: []\n");
-    assert_error(&errs, 3, "scrape_configs[0].kubernetes_sd_configs", "kubernetes_sd_configs is not supported yet by Tributary");
-    assert_error(&errs, 5, "scrape_configs[0].consul_sd_configs", "consul_sd_configs is not supported yet by Tributary");
+    assert_error(
+        &errs,
+        3,
+        "scrape_configs[0].kubernetes_sd_configs",
+        "kubernetes_sd_configs is not supported yet by Tributary",
+    );
+    assert_error(
+        &errs,
+        5,
+        "scrape_configs[0].consul_sd_configs",
+        "consul_sd_configs is not supported yet by Tributary",
+    );
 }
 
 #[test]
@@ -146,14 +233,40 @@ fn file_and_http_sd() {
     )
     .unwrap();
     let job = &cfg.scrape_configs[0];
-    assert_eq!(job.file_sd_configs[0].files, vec!["/etc/prom/targets/*.json"]);
-    assert_eq!(job.file_sd_configs[0].refresh_interval, Duration::from_secs(300));
+    assert_eq!(
+        job.file_sd_configs[0].files,
+        vec!["/etc/prom/targets/*.json"]
+    );
+    assert_eq!(
+        job.file_sd_configs[0].refresh_interval,
+        Duration::from_secs(300)
+    );
     let http = &job.http_sd_configs[0];
     assert_eq!(http.refresh_interval, Duration::from_secs(30));
-    assert_eq!(http.http_client.basic_auth.as_ref().unwrap().password.as_ref().unwrap().expose(), "p");
+    assert_eq!(
+        http.http_client
+            .basic_auth
+            .as_ref()
+            .unwrap()
+            .password
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "p"
+    );
     let errs = errors("scrape_configs:\n  - job_name: f\n    file_sd_configs:\n      - files: ['a.txt']\n    http_sd_configs:\n      - url: ftp://x\n");
-    assert_error(&errs, 4, "scrape_configs[0].file_sd_configs[0].files[0]", "is not valid for file discovery");
-    assert_error(&errs, 6, "scrape_configs[0].http_sd_configs[0].url", "URL scheme must be 'http' or 'https'");
+    assert_error(
+        &errs,
+        4,
+        "scrape_configs[0].file_sd_configs[0].files[0]",
+        "is not valid for file discovery",
+    );
+    assert_error(
+        &errs,
+        6,
+        "scrape_configs[0].http_sd_configs[0].url",
+        "URL scheme must be 'http' or 'https'",
+    );
 }
 
 #[test]
@@ -183,26 +296,81 @@ fn http_client_validation() {
 \x20 - job_name: c\n    tls_config: {ca: x, ca_file: y, min_version: TLS9}\n\
 \x20 - job_name: d\n    no_proxy: localhost\n    authorization: {type: Basic, credentials: z}\n",
     );
-    assert_error(&errs, 4, "scrape_configs[0].authorization", "at most one of basic_auth, oauth2 & authorization must be configured");
-    assert_error(&errs, 6, "scrape_configs[1].oauth2", "either oauth2 client_secret or client_secret_file must be configured");
-    assert_error(&errs, 6, "scrape_configs[1].oauth2", "oauth2 token_url must be configured");
-    assert_error(&errs, 8, "scrape_configs[2].tls_config", "at most one of ca and ca_file must be configured");
-    assert_error(&errs, 8, "scrape_configs[2].tls_config.min_version", "unknown TLS version: TLS9");
-    assert_error(&errs, 9, "scrape_configs[3]", "if no_proxy is configured, proxy_url must also be configured");
-    assert_error(&errs, 11, "scrape_configs[3].authorization.type", "authorization type cannot be set to \"basic\"");
+    assert_error(
+        &errs,
+        4,
+        "scrape_configs[0].authorization",
+        "at most one of basic_auth, oauth2 & authorization must be configured",
+    );
+    assert_error(
+        &errs,
+        6,
+        "scrape_configs[1].oauth2",
+        "either oauth2 client_secret or client_secret_file must be configured",
+    );
+    assert_error(
+        &errs,
+        6,
+        "scrape_configs[1].oauth2",
+        "oauth2 token_url must be configured",
+    );
+    assert_error(
+        &errs,
+        8,
+        "scrape_configs[2].tls_config",
+        "at most one of ca and ca_file must be configured",
+    );
+    assert_error(
+        &errs,
+        8,
+        "scrape_configs[2].tls_config.min_version",
+        "unknown TLS version: TLS9",
+    );
+    assert_error(
+        &errs,
+        9,
+        "scrape_configs[3]",
+        "if no_proxy is configured, proxy_url must also be configured",
+    );
+    assert_error(
+        &errs,
+        11,
+        "scrape_configs[3].authorization.type",
+        "authorization type cannot be set to \"basic\"",
+    );
 }
 
 #[test]
 fn remote_write_defaults_and_names() {
-    let cfg = load("remote_write:\n  - url: http://a/push\n  - url: http://b/push\n    name: bee\n").unwrap();
+    let cfg =
+        load("remote_write:\n  - url: http://a/push\n  - url: http://b/push\n    name: bee\n")
+            .unwrap();
     let rw = &cfg.remote_write[0];
     assert_eq!(rw.remote_timeout, Duration::from_secs(30));
-    assert!(!rw.http_client.enable_http2, "remote write defaults enable_http2 to false");
+    assert!(
+        !rw.http_client.enable_http2,
+        "remote write defaults enable_http2 to false"
+    );
     assert!(rw.http_client.follow_redirects);
     assert_eq!(rw.protobuf_message, RemoteWriteProtoMsg::V1);
     let q = &rw.queue_config;
-    assert_eq!((q.capacity, q.max_shards, q.min_shards, q.max_samples_per_send), (10_000, 50, 1, 2_000));
-    assert_eq!((q.batch_send_deadline, q.min_backoff, q.max_backoff), (Duration::from_secs(5), Duration::from_millis(30), Duration::from_secs(5)));
+    assert_eq!(
+        (
+            q.capacity,
+            q.max_shards,
+            q.min_shards,
+            q.max_samples_per_send
+        ),
+        (10_000, 50, 1, 2_000)
+    );
+    assert_eq!(
+        (q.batch_send_deadline, q.min_backoff, q.max_backoff),
+        (
+            Duration::from_secs(5),
+            Duration::from_millis(30),
+            Duration::from_secs(5)
+        )
+    );
     assert!(rw.metadata_config.send);
     assert_eq!(rw.metadata_config.send_interval, Duration::from_secs(60));
     assert_eq!(rw.name.len(), 6);
@@ -223,15 +391,60 @@ fn remote_write_errors() {
 \x20 - url: http://e\n    queue_config: {min_shards: 10, max_shards: 5, min_backoff: 1s, max_backoff: 10ms, capacity: 0}\n\
 \x20 - url: http://b\n    name: n2\n  - url: http://b\n    name: n2\n",
     );
-    assert_error(&errs, 2, "remote_write[0].url", "url for remote_write is empty");
-    assert_error(&errs, 5, "remote_write[1].headers.Authorization", "authorization header must be changed via the basic_auth");
-    assert_error(&errs, 6, "remote_write[1].headers.User-Agent", "User-Agent is a reserved header. It must not be changed");
-    assert_error(&errs, 9, "remote_write[3].name", "found multiple remote write configs with job name \"n\"");
-    assert_error(&errs, 12, "remote_write[4].sigv4", "sigv4 is not supported yet by Tributary");
-    assert_error(&errs, 14, "remote_write[5].queue_config.min_shards", "must not be greater than max_shards");
-    assert_error(&errs, 14, "remote_write[5].queue_config.max_backoff", "max_backoff must be greater than or equal to min_backoff");
-    assert_error(&errs, 14, "remote_write[5].queue_config.capacity", "capacity must be positive");
-    assert_error(&errs, 17, "remote_write[7]", "duplicate remote write configs are not allowed, found duplicate for URL: http://b");
+    assert_error(
+        &errs,
+        2,
+        "remote_write[0].url",
+        "url for remote_write is empty",
+    );
+    assert_error(
+        &errs,
+        5,
+        "remote_write[1].headers.Authorization",
+        "authorization header must be changed via the basic_auth",
+    );
+    assert_error(
+        &errs,
+        6,
+        "remote_write[1].headers.User-Agent",
+        "User-Agent is a reserved header. It must not be changed",
+    );
+    assert_error(
+        &errs,
+        9,
+        "remote_write[3].name",
+        "found multiple remote write configs with job name \"n\"",
+    );
+    assert_error(
+        &errs,
+        12,
+        "remote_write[4].sigv4",
+        "sigv4 is not supported yet by Tributary",
+    );
+    assert_error(
+        &errs,
+        14,
+        "remote_write[5].queue_config.min_shards",
+        "must not be greater than max_shards",
+    );
+    assert_error(
+        &errs,
+        14,
+        "remote_write[5].queue_config.max_backoff",
+        "max_backoff must be greater than or equal to min_backoff",
+    );
+    assert_error(
+        &errs,
+        14,
+        "remote_write[5].queue_config.capacity",
+        "capacity must be positive",
+    );
+    assert_error(
+        &errs,
+        17,
+        "remote_write[7]",
+        "duplicate remote write configs are not allowed, found duplicate for URL: http://b",
+    );
 }
 
 #[test]
@@ -240,7 +453,10 @@ fn storage_and_inert_blocks() {
         "global:\n  evaluation_interval: 30s\nruntime:\n  gogc: 50\nstorage:\n  tsdb:\n    out_of_order_time_window: 10m\ntracing:\n  endpoint: x:4317\notlp:\n  promote_resource_attributes: [a]\n",
     )
     .unwrap();
-    assert_eq!(cfg.storage.out_of_order_time_window, Duration::from_secs(600));
+    assert_eq!(
+        cfg.storage.out_of_order_time_window,
+        Duration::from_secs(600)
+    );
     assert_eq!(cfg.runtime.gogc, 50);
     assert_eq!(cfg.global.evaluation_interval, Duration::from_secs(30));
     let errs = errors("tracing:\n  nonsense: 1\n");
@@ -253,35 +469,72 @@ fn redacted_yaml_hides_secrets_and_reloads() {
 remote_write:\n  - url: https://rw.example/api\n    authorization: {credentials: topsecret}\n    headers: {X-Scope-OrgID: tenant}\n";
     let cfg = load(yaml).unwrap();
     let out = cfg.to_redacted_yaml();
-    assert!(!out.contains("hunter2") && !out.contains("topsecret"), "{out}");
+    assert!(
+        !out.contains("hunter2") && !out.contains("topsecret"),
+        "{out}"
+    );
     assert!(out.contains("password: <secret>"), "{out}");
     assert!(out.contains("credentials: <secret>"), "{out}");
     assert!(out.contains("region: eu"), "{out}");
     assert!(out.contains("scrape_interval: 1m"), "{out}");
     // The rendered form is itself a valid config with the same structure.
     let reparsed = load(&out).unwrap();
-    assert_eq!(reparsed.scrape_configs[0].static_configs, cfg.scrape_configs[0].static_configs);
+    assert_eq!(
+        reparsed.scrape_configs[0].static_configs,
+        cfg.scrape_configs[0].static_configs
+    );
     assert_eq!(reparsed.remote_write[0].name, cfg.remote_write[0].name);
     assert_eq!(reparsed.global, cfg.global);
-    assert_eq!(format!("{:?}", cfg.remote_write[0].http_client.authorization), format!("{:?}", reparsed.remote_write[0].http_client.authorization));
+    assert_eq!(
+        format!("{:?}", cfg.remote_write[0].http_client.authorization),
+        format!("{:?}", reparsed.remote_write[0].http_client.authorization)
+    );
 }
 
 #[test]
 fn scrape_config_files_are_loaded_relative_to_config_dir() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("jobs")).unwrap();
-    std::fs::write(dir.path().join("jobs/a.yml"), "scrape_configs:\n  - job_name: from_a\n").unwrap();
-    std::fs::write(dir.path().join("jobs/b.yml"), "scrape_configs:\n  - job_name: main\n    scrape_timeout: 2m\n").unwrap();
+    std::fs::write(
+        dir.path().join("jobs/a.yml"),
+        "scrape_configs:\n  - job_name: from_a\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("jobs/b.yml"),
+        "scrape_configs:\n  - job_name: main\n    scrape_timeout: 2m\n",
+    )
+    .unwrap();
     let main = dir.path().join("prometheus.yml");
-    std::fs::write(&main, "scrape_config_files: ['jobs/*.yml']\nscrape_configs:\n  - job_name: main\n").unwrap();
+    std::fs::write(
+        &main,
+        "scrape_config_files: ['jobs/*.yml']\nscrape_configs:\n  - job_name: main\n",
+    )
+    .unwrap();
     let errs = load_file(&main).unwrap_err();
     let text = errs.to_string();
-    assert!(text.contains("b.yml:3:21: scrape_configs[0].scrape_timeout: scrape timeout greater"), "{text}");
-    assert!(text.contains("b.yml:2:5: scrape_configs[0]: found multiple scrape configs with job name \"main\""), "{text}");
+    assert!(
+        text.contains("b.yml:3:21: scrape_configs[0].scrape_timeout: scrape timeout greater"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "b.yml:2:5: scrape_configs[0]: found multiple scrape configs with job name \"main\""
+        ),
+        "{text}"
+    );
 
-    std::fs::write(dir.path().join("jobs/b.yml"), "scrape_configs:\n  - job_name: from_b\n").unwrap();
+    std::fs::write(
+        dir.path().join("jobs/b.yml"),
+        "scrape_configs:\n  - job_name: from_b\n",
+    )
+    .unwrap();
     let cfg = load_file(&main).unwrap();
-    let names: Vec<&str> = cfg.scrape_configs.iter().map(|s| s.job_name.as_str()).collect();
+    let names: Vec<&str> = cfg
+        .scrape_configs
+        .iter()
+        .map(|s| s.job_name.as_str())
+        .collect();
     assert_eq!(names, vec!["main", "from_a", "from_b"]);
     assert_eq!(cfg.source_files.len(), 3);
 }
@@ -290,7 +543,14 @@ fn scrape_config_files_are_loaded_relative_to_config_dir() {
 fn relative_credential_files_resolve_against_config_dir() {
     let cfg = load("scrape_configs:\n  - job_name: x\n    authorization: {credentials_file: token}\n    tls_config: {ca_file: /abs/ca.pem}\n").unwrap();
     let http = &cfg.scrape_configs[0].http_client;
-    assert_eq!(http.authorization.as_ref().unwrap().credentials_file.as_deref(), Some("/etc/prom/token"));
+    assert_eq!(
+        http.authorization
+            .as_ref()
+            .unwrap()
+            .credentials_file
+            .as_deref(),
+        Some("/etc/prom/token")
+    );
     assert_eq!(http.authorization.as_ref().unwrap().type_, "Bearer");
     assert_eq!(http.tls_config.ca_file.as_deref(), Some("/abs/ca.pem"));
 }
@@ -304,9 +564,50 @@ fn check_config_reports_like_promtool() {
     std::fs::write(&bad, "rule_files: [a.yml]\n").unwrap();
     let (report, ok) = tributary_config::check_config_files(&[good.clone(), bad.clone()]);
     assert!(!ok);
-    assert!(report.contains(&format!("Checking {}\n  SUCCESS: {} is valid prometheus config file syntax", good.display(), good.display())), "{report}");
+    assert!(
+        report.contains(&format!(
+            "Checking {}\n  SUCCESS: {} is valid prometheus config file syntax",
+            good.display(),
+            good.display()
+        )),
+        "{report}"
+    );
     assert!(report.contains("  FAILED:"), "{report}");
-    assert!(report.contains("field rule_files is not allowed in agent mode"), "{report}");
+    assert!(
+        report.contains("field rule_files is not allowed in agent mode"),
+        "{report}"
+    );
     let (_, ok) = tributary_config::check_config_files(&[good]);
     assert!(ok);
+}
+
+#[test]
+fn relabel_rules_are_built_and_validated() {
+    let cfg = load(
+        "scrape_configs:\n  - job_name: r\n    relabel_configs:\n      - source_labels: [__address__]\n        target_label: instance\n      - action: DROP\n        regex: 'x.*'\n        source_labels: [a]\n",
+    )
+    .unwrap();
+    let rules = &cfg.scrape_configs[0].relabel_configs;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].target_label(), "instance");
+    assert_eq!(rules[1].action(), tributary_relabel::Action::Drop);
+    let out = cfg.to_redacted_yaml();
+    let again = load(&out).unwrap();
+    assert_eq!(again.scrape_configs[0].relabel_configs, *rules, "{out}");
+
+    let errs = errors(
+        "scrape_configs:\n  - job_name: r\n    relabel_configs:\n      - action: hashmod\n        target_label: t\n      - action: explode\n",
+    );
+    assert_error(
+        &errs,
+        4,
+        "scrape_configs[0].relabel_configs[0]",
+        "requires non-zero modulus",
+    );
+    assert_error(
+        &errs,
+        6,
+        "scrape_configs[0].relabel_configs[1]",
+        "unknown relabel action",
+    );
 }

@@ -150,8 +150,10 @@ pub(crate) enum Parsed {
     /// The bytes end before the record does; `need` is the offset up to which
     /// bytes are required to make progress.
     Incomplete { need: u64 },
-    /// The bytes at `at` cannot start or continue a record.
-    Corrupt { at: u64, reason: &'static str },
+    /// The bytes at `at` cannot start or continue a record. `skip_to` is the
+    /// end of the offending fragment when its header looked sane (only the
+    /// data failed), the first place worth trying to resynchronise.
+    Corrupt { at: u64, reason: &'static str, skip_to: Option<u64> },
 }
 
 /// Parses the record starting at segment offset `start`. `buf` holds the
@@ -179,7 +181,7 @@ pub(crate) fn parse_record(buf: &[u8], base: u64, start: u64, scratch: &mut Vec<
         let kind = head[0] & TYPE_MASK;
         if kind == PAGE_TERM && !in_record {
             if head[0] != 0 {
-                return Parsed::Corrupt { at: off, reason: "invalid page terminator" };
+                return Parsed::Corrupt { at: off, reason: "invalid page terminator", skip_to: None };
             }
             // The rest of the page is padding.
             if available(buf, base, off) < page_left {
@@ -189,25 +191,28 @@ pub(crate) fn parse_record(buf: &[u8], base: u64, start: u64, scratch: &mut Vec<
             continue;
         }
         if head[0] & !(TYPE_MASK | FLAG_SNAPPY) != 0 || kind > LAST || kind == PAGE_TERM {
-            return Parsed::Corrupt { at: off, reason: "invalid fragment type" };
+            return Parsed::Corrupt { at: off, reason: "invalid fragment type", skip_to: None };
         }
+        let len = u64::from(u16::from_be_bytes([head[1], head[2]]));
+        if HEADER_SIZE + len > page_left {
+            return Parsed::Corrupt { at: off, reason: "fragment crosses page boundary", skip_to: None };
+        }
+        let fragment_end = Some(off + HEADER_SIZE + len);
         let this_compressed = head[0] & FLAG_SNAPPY != 0;
         match (in_record, kind) {
             (false, FULL | FIRST) => compressed = this_compressed,
             (true, MIDDLE | LAST) if this_compressed == compressed => {}
-            (false, _) => return Parsed::Corrupt { at: off, reason: "fragment continues no record" },
-            (true, _) => return Parsed::Corrupt { at: off, reason: "record not terminated" },
-        }
-        let len = u64::from(u16::from_be_bytes([head[1], head[2]]));
-        if HEADER_SIZE + len > page_left {
-            return Parsed::Corrupt { at: off, reason: "fragment crosses page boundary" };
+            (false, _) => {
+                return Parsed::Corrupt { at: off, reason: "fragment continues no record", skip_to: fragment_end }
+            }
+            (true, _) => return Parsed::Corrupt { at: off, reason: "record not terminated", skip_to: None },
         }
         let want_crc = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
         let Some(data) = slice(buf, base, off + HEADER_SIZE, len) else {
             return Parsed::Incomplete { need: off + HEADER_SIZE + len };
         };
         if crc32c::crc32c(data) != want_crc {
-            return Parsed::Corrupt { at: off, reason: "checksum mismatch" };
+            return Parsed::Corrupt { at: off, reason: "checksum mismatch", skip_to: fragment_end };
         }
         scratch.extend_from_slice(data);
         off += HEADER_SIZE + len;

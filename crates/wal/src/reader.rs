@@ -209,7 +209,9 @@ impl WalReader {
                 Parsed::Record { end, compressed } => {
                     return Ok(Step::Record { start: self.pos, end, compressed });
                 }
-                Parsed::Corrupt { at, reason } => return self.resync(at, reason).map(Step::Skip),
+                Parsed::Corrupt { at, reason, skip_to } => {
+                    return self.resync(at, reason, skip_to).map(Step::Skip)
+                }
                 Parsed::Incomplete { need } => {
                     if self.fill(need)? {
                         continue;
@@ -278,18 +280,22 @@ impl WalReader {
         self.file = None;
     }
 
-    /// Skips damaged bytes: tries each following page start until one parses
-    /// as (the start of) a record, or the data runs out.
-    fn resync(&mut self, at: u64, reason: &'static str) -> Result<Skipped, WalError> {
+    /// Skips damaged bytes: resumes right after a fragment whose data failed
+    /// its checksum (a following record then validates by its own CRC), else
+    /// at the next page start, until something parses as a record or the data
+    /// runs out.
+    fn resync(&mut self, at: u64, reason: &'static str, skip_to: Option<u64>) -> Result<Skipped, WalError> {
         tracing::warn!(segment = self.segment, offset = at, reason, "corrupt WAL record skipped");
         let from = self.position();
-        let mut candidate = format::next_page(at);
+        let mut candidate = skip_to.unwrap_or_else(|| format::next_page(at));
         loop {
             self.pos = candidate;
             self.compact();
             match format::parse_record(&self.buf, self.base, candidate, &mut self.scratch) {
                 Parsed::Record { .. } => break,
-                Parsed::Corrupt { at, .. } => candidate = format::next_page(at),
+                Parsed::Corrupt { at, skip_to, .. } => {
+                    candidate = skip_to.unwrap_or_else(|| format::next_page(at))
+                }
                 Parsed::Incomplete { need } => {
                     if !self.fill(need)? {
                         break;

@@ -624,16 +624,26 @@ impl Shared {
         current: u32,
         metas: &BTreeMap<u32, SegmentMeta>,
     ) -> Result<DeletePlan, WalError> {
+        let segs = format::list_segments(&self.wal_dir).map_err(WalError::io("list WAL segments", &self.wal_dir))?;
+        // A cursor at the very end of a finished segment has consumed it.
         let min_cursor = self
             .consumers
             .lock()
             .values()
-            .map(|c| c.position.lock().segment)
+            .map(|c| {
+                let p = *c.position.lock();
+                let finished = p.segment < current
+                    && segs.iter().any(|&(i, size)| i == p.segment && p.offset >= size);
+                if finished {
+                    p.segment.saturating_add(1)
+                } else {
+                    p.segment
+                }
+            })
             .min()
             .unwrap_or(u32::MAX);
         let min_time_cut = now.saturating_sub(duration_ms(self.opts.min_time));
         let max_time_cut = now.saturating_sub(duration_ms(self.opts.max_time));
-        let segs = format::list_segments(&self.wal_dir).map_err(WalError::io("list WAL segments", &self.wal_dir))?;
         let mut total = self.dir_size(&segs);
         let mut plan = DeletePlan::default();
         for (seg, size) in segs {

@@ -1,0 +1,202 @@
+//! Scrape pools against real loopback HTTP targets, recording into the
+//! in-memory storage: values, labels, synthetic series, staleness, limits.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+use tributary_discovery::TargetGroup;
+use tributary_model::testing::MemStorage;
+use tributary_model::{is_stale_nan, Storage};
+use tributary_scrape::{ScrapeManager, ScrapeMetrics};
+
+/// What the target answers, switched by the test.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Normal,
+    WithoutB,
+    Error500,
+    Garbage,
+}
+
+struct Target {
+    addr: String,
+    mode: Arc<AtomicUsize>,
+    scrapes: Arc<AtomicU64>,
+}
+
+const MODES: [Mode; 4] = [Mode::Normal, Mode::WithoutB, Mode::Error500, Mode::Garbage];
+
+async fn start_target() -> Target {
+    let mode = Arc::new(AtomicUsize::new(0));
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let (m, s) = (mode.clone(), scrapes.clone());
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = MODES[m.load(Ordering::SeqCst)];
+            let n = s.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let ct = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+                match m {
+                    Mode::Error500 => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, ct, String::from("boom")),
+                    Mode::Garbage => (axum::http::StatusCode::OK, ct, String::from("metric{ unterminated 1\n")),
+                    _ => {
+                        let mut body = format!("# TYPE t_seq counter\nt_seq {n}\nt_dyn{{id=\"a\"}} 1\nt_clash{{job=\"exposed\"}} 5\n");
+                        if m == Mode::Normal {
+                            body.push_str("t_dyn{id=\"b\"} 2\n");
+                        }
+                        (axum::http::StatusCode::OK, ct, body)
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Target { addr, mode, scrapes }
+}
+
+fn config(extra: &str) -> tributary_config::Config {
+    let yaml = format!("global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n  - job_name: j\n{extra}");
+    tributary_config::load_str(&yaml, "test.yml", std::path::Path::new(".")).unwrap()
+}
+
+fn manager(storage: &MemStorage, cfg: &tributary_config::Config, addr: &str) -> ScrapeManager {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut m = ScrapeManager::new(
+        Arc::new(storage.clone()) as Arc<dyn Storage>,
+        "test".into(),
+        true,
+        Duration::from_millis(2),
+        ScrapeMetrics::new(&mut registry),
+        CancellationToken::new(),
+    );
+    m.apply_config(cfg).map_err(|e| format!("{e:?}")).unwrap();
+    let groups = vec![TargetGroup::from_static("0".into(), &[addr.to_string()], &[("team".into(), "t1".into())])];
+    let mut map = std::collections::BTreeMap::new();
+    map.insert("j".to_string(), groups);
+    m.sync(Arc::new(map));
+    m
+}
+
+async fn wait_scrapes(t: &Target, n: u64) {
+    let start = tokio::time::Instant::now();
+    let target = t.scrapes.load(Ordering::SeqCst) + n;
+    while t.scrapes.load(Ordering::SeqCst) < target {
+        assert!(start.elapsed() < Duration::from_secs(10), "target not scraped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the loop finish appending the last scrape.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_append_values_labels_and_report_series() {
+    let t = start_target().await;
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    wait_scrapes(&t, 2).await;
+    m.stop();
+    let seq = storage.samples_named("t_seq");
+    assert!(seq.len() >= 2);
+    let l = &seq[0].labels;
+    assert_eq!(l.get("job"), Some("j"));
+    assert_eq!(l.get("instance"), Some(t.addr.as_str()));
+    assert_eq!(l.get("team"), Some("t1"));
+    // Values follow the target's sequence, timestamps increase.
+    assert!(seq.windows(2).all(|w| w[1].v > w[0].v && w[1].t > w[0].t));
+    // Conflicting exposed label moved to exported_job.
+    let clash = storage.samples_named("t_clash");
+    assert_eq!(clash[0].labels.get("job"), Some("j"));
+    assert_eq!(clash[0].labels.get("exported_job"), Some("exposed"));
+    // Synthetic series.
+    let up = storage.samples_named("up");
+    assert!(up.iter().all(|s| s.v == 1.0));
+    let scraped = storage.samples_named("scrape_samples_scraped");
+    assert_eq!(scraped[0].v, 4.0);
+    let added = storage.samples_named("scrape_series_added");
+    assert_eq!(added[0].v, 4.0);
+    assert_eq!(added.last().unwrap().v, 0.0, "known series are not re-added");
+    for name in ["scrape_duration_seconds", "scrape_samples_post_metric_relabeling"] {
+        assert!(!storage.samples_named(name).is_empty(), "{name}");
+    }
+    assert!(storage.samples_named("scrape_timeout_seconds").is_empty(), "extra metrics are opt-in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_series_and_failed_scrapes_get_staleness_markers() {
+    let t = start_target().await;
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    wait_scrapes(&t, 2).await;
+    t.mode.store(1, Ordering::SeqCst); // t_dyn{id="b"} disappears
+    wait_scrapes(&t, 2).await;
+    let b: Vec<_> = storage.samples_named("t_dyn").into_iter().filter(|s| s.labels.get("id") == Some("b")).collect();
+    assert!(is_stale_nan(b.last().unwrap().v), "no marker for the vanished series");
+    assert_eq!(b.iter().filter(|s| is_stale_nan(s.v)).count(), 1, "exactly one marker");
+    let a: Vec<_> = storage.samples_named("t_dyn").into_iter().filter(|s| s.labels.get("id") == Some("a")).collect();
+    assert!(a.iter().all(|s| !is_stale_nan(s.v)), "no marker while still exposed");
+
+    t.mode.store(2, Ordering::SeqCst); // HTTP 500
+    wait_scrapes(&t, 2).await;
+    m.stop();
+    let seq = storage.samples_named("t_seq");
+    assert!(is_stale_nan(seq.last().unwrap().v), "failed scrape must mark series stale");
+    assert_eq!(seq.iter().filter(|s| is_stale_nan(s.v)).count(), 1, "markers written once, not per failure");
+    let up = storage.samples_named("up");
+    assert_eq!(up.last().unwrap().v, 0.0);
+    let snap = m.snapshot();
+    assert!(snap[0].active[0].health.last_error.contains("500"), "{}", snap[0].active[0].health.last_error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_exposition_fails_the_scrape_with_a_reason() {
+    let t = start_target().await;
+    t.mode.store(3, Ordering::SeqCst);
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    wait_scrapes(&t, 1).await;
+    let snap = m.snapshot();
+    m.stop();
+    let h = &snap[0].active[0].health;
+    assert_eq!(h.health, tributary_scrape::Health::Down);
+    assert!(!h.last_error.is_empty());
+    assert!(storage.samples_named("up").iter().all(|s| s.v == 0.0));
+    assert!(storage.samples_named("metric").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_limit_rejects_the_whole_scrape() {
+    let t = start_target().await;
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    sample_limit: 2\n    static_configs: []\n"), &t.addr);
+    wait_scrapes(&t, 2).await;
+    let snap = m.snapshot();
+    m.stop();
+    assert!(storage.samples_named("t_seq").is_empty());
+    assert!(storage.samples_named("up").iter().all(|s| s.v == 0.0));
+    assert_eq!(snap[0].active[0].health.last_error, "sample limit exceeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_relabeling_and_honor_labels() {
+    let t = start_target().await;
+    let storage = MemStorage::new();
+    let extra = "    honor_labels: true\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: t_dyn\n        action: drop\n    static_configs: []\n";
+    let mut m = manager(&storage, &config(extra), &t.addr);
+    wait_scrapes(&t, 2).await;
+    m.stop();
+    assert!(storage.samples_named("t_dyn").is_empty());
+    let clash = storage.samples_named("t_clash");
+    assert_eq!(clash[0].labels.get("job"), Some("exposed"));
+    let post = storage.samples_named("scrape_samples_post_metric_relabeling");
+    assert_eq!(post[0].v, 2.0);
+}
