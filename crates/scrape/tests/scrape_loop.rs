@@ -147,13 +147,13 @@ async fn vanished_series_and_failed_scrapes_get_staleness_markers() {
 
     t.mode.store(2, Ordering::SeqCst); // HTTP 500
     wait_scrapes(&t, 2).await;
+    let snap = m.snapshot();
     m.stop();
     let seq = storage.samples_named("t_seq");
     assert!(is_stale_nan(seq.last().unwrap().v), "failed scrape must mark series stale");
     assert_eq!(seq.iter().filter(|s| is_stale_nan(s.v)).count(), 1, "markers written once, not per failure");
     let up = storage.samples_named("up");
     assert_eq!(up.last().unwrap().v, 0.0);
-    let snap = m.snapshot();
     assert!(snap[0].active[0].health.last_error.contains("500"), "{}", snap[0].active[0].health.last_error);
 }
 

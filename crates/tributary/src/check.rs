@@ -34,7 +34,7 @@ pub fn metrics(format: Option<&str>) -> ExitCode {
     }
     let report = tributary_exposition::check_metrics(&input, format);
     for p in &report.problems {
-        eprintln!("{p}");
+        eprintln!("{}:{}: {:?}: {}", p.line, p.column, p.severity, p.message);
     }
     if report.is_valid() {
         ExitCode::SUCCESS

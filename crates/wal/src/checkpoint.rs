@@ -61,7 +61,8 @@ pub(crate) fn write_checkpoint(
     drop(w);
     sync_dir(&tmp_dir)?;
     if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).map_err(WalError::io("remove old checkpoint", &final_dir))?;
+        fs::remove_dir_all(&final_dir)
+            .map_err(WalError::io("remove old checkpoint", &final_dir))?;
     }
     fs::rename(&tmp_dir, &final_dir).map_err(WalError::io("rename checkpoint", &final_dir))?;
     sync_dir(wal_dir)?;
@@ -78,7 +79,9 @@ pub(crate) fn delete_checkpoints_before(wal_dir: &Path, keep: u32) -> (u64, u64)
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(rest) = name.strip_prefix("checkpoint.") else { continue };
+        let Some(rest) = name.strip_prefix("checkpoint.") else {
+            continue;
+        };
         let is_tmp = rest.ends_with(".tmp");
         let idx = rest.trim_end_matches(".tmp").parse::<u32>().ok();
         if is_tmp || idx.is_some_and(|i| i < keep) {
@@ -102,7 +105,8 @@ pub(crate) fn read_latest_checkpoint(
     corruptions: &mut u64,
     mut f: impl FnMut(SeriesRef, Labels),
 ) -> Result<Option<u32>, WalError> {
-    let cps = format::list_checkpoints(wal_dir).map_err(WalError::io("list checkpoints", wal_dir))?;
+    let cps =
+        format::list_checkpoints(wal_dir).map_err(WalError::io("list checkpoints", wal_dir))?;
     let Some((idx, path)) = cps.last() else {
         return Ok(None);
     };
@@ -140,7 +144,8 @@ pub fn load_series_before(
 ) -> Result<(), WalError> {
     let mut corruptions = 0;
     let cp = read_latest_checkpoint(wal_dir, &mut corruptions, &mut f)?;
-    let segs = format::list_segments(wal_dir).map_err(WalError::io("list WAL segments", wal_dir))?;
+    let segs =
+        format::list_segments(wal_dir).map_err(WalError::io("list WAL segments", wal_dir))?;
     let first = segs
         .iter()
         .map(|(i, _)| *i)
@@ -166,7 +171,9 @@ pub fn load_series_before(
         series.clear();
         match record::decode_series(rec.payload, &mut series) {
             Ok(()) => series.drain(..).for_each(|(r, l)| f(r, l)),
-            Err(e) => tracing::warn!(position = %rec.start, error = %e, "undecodable Series record skipped"),
+            Err(e) => {
+                tracing::warn!(position = %rec.start, error = %e, "undecodable Series record skipped")
+            }
         }
     }
     Ok(())

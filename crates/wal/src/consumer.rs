@@ -141,11 +141,17 @@ pub(crate) fn load_cursors(dir: &Path) -> BTreeMap<String, Position> {
 }
 
 /// Atomically replaces the cursor file.
-pub(crate) fn store_cursors(dir: &Path, cursors: BTreeMap<String, Position>) -> Result<(), WalError> {
+pub(crate) fn store_cursors(
+    dir: &Path,
+    cursors: BTreeMap<String, Position>,
+) -> Result<(), WalError> {
     let path = dir.join(CURSOR_FILE);
     let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
-    let body = serde_json::to_vec_pretty(&CursorFile { version: 1, consumers: cursors })
-        .map_err(|e| WalError::io("encode cursors", &path)(std::io::Error::other(e)))?;
+    let body = serde_json::to_vec_pretty(&CursorFile {
+        version: 1,
+        consumers: cursors,
+    })
+    .map_err(|e| WalError::io("encode cursors", &path)(std::io::Error::other(e)))?;
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(&body)?;

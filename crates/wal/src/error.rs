@@ -30,7 +30,10 @@ pub enum WalError {
 }
 
 impl WalError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> WalError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> WalError {
         let path = path.into();
         move |source| WalError::Io { op, path, source }
     }

@@ -87,7 +87,12 @@ pub(crate) fn checkpoint_name(n: u32) -> String {
 
 /// Appends the framed form of `data` to `out`, as written at segment offset
 /// `offset`, and returns the offset after it.
-pub(crate) fn frame_record(out: &mut Vec<u8>, mut offset: u64, data: &[u8], compressed: bool) -> u64 {
+pub(crate) fn frame_record(
+    out: &mut Vec<u8>,
+    mut offset: u64,
+    data: &[u8],
+    compressed: bool,
+) -> u64 {
     let flag = if compressed { FLAG_SNAPPY } else { 0 };
     let mut rest = data;
     let mut first = true;
@@ -153,7 +158,11 @@ pub(crate) enum Parsed {
     /// The bytes at `at` cannot start or continue a record. `skip_to` is the
     /// end of the offending fragment when its header looked sane (only the
     /// data failed), the first place worth trying to resynchronise.
-    Corrupt { at: u64, reason: &'static str, skip_to: Option<u64> },
+    Corrupt {
+        at: u64,
+        reason: &'static str,
+        skip_to: Option<u64>,
+    },
 }
 
 /// Parses the record starting at segment offset `start`. `buf` holds the
@@ -170,32 +179,50 @@ pub(crate) fn parse_record(buf: &[u8], base: u64, start: u64, scratch: &mut Vec<
             // Padding at the end of a page; the writer zero-fills it only when
             // the next fragment is written, so it may not exist yet.
             if available(buf, base, off) < page_left {
-                return Parsed::Incomplete { need: off + page_left };
+                return Parsed::Incomplete {
+                    need: off + page_left,
+                };
             }
             off += page_left;
             continue;
         }
         let Some(head) = slice(buf, base, off, HEADER_SIZE) else {
-            return Parsed::Incomplete { need: off + HEADER_SIZE };
+            return Parsed::Incomplete {
+                need: off + HEADER_SIZE,
+            };
         };
         let kind = head[0] & TYPE_MASK;
         if kind == PAGE_TERM && !in_record {
             if head[0] != 0 {
-                return Parsed::Corrupt { at: off, reason: "invalid page terminator", skip_to: None };
+                return Parsed::Corrupt {
+                    at: off,
+                    reason: "invalid page terminator",
+                    skip_to: None,
+                };
             }
             // The rest of the page is padding.
             if available(buf, base, off) < page_left {
-                return Parsed::Incomplete { need: off + page_left };
+                return Parsed::Incomplete {
+                    need: off + page_left,
+                };
             }
             off += page_left;
             continue;
         }
         if head[0] & !(TYPE_MASK | FLAG_SNAPPY) != 0 || kind > LAST || kind == PAGE_TERM {
-            return Parsed::Corrupt { at: off, reason: "invalid fragment type", skip_to: None };
+            return Parsed::Corrupt {
+                at: off,
+                reason: "invalid fragment type",
+                skip_to: None,
+            };
         }
         let len = u64::from(u16::from_be_bytes([head[1], head[2]]));
         if HEADER_SIZE + len > page_left {
-            return Parsed::Corrupt { at: off, reason: "fragment crosses page boundary", skip_to: None };
+            return Parsed::Corrupt {
+                at: off,
+                reason: "fragment crosses page boundary",
+                skip_to: None,
+            };
         }
         let fragment_end = Some(off + HEADER_SIZE + len);
         let this_compressed = head[0] & FLAG_SNAPPY != 0;
@@ -203,21 +230,40 @@ pub(crate) fn parse_record(buf: &[u8], base: u64, start: u64, scratch: &mut Vec<
             (false, FULL | FIRST) => compressed = this_compressed,
             (true, MIDDLE | LAST) if this_compressed == compressed => {}
             (false, _) => {
-                return Parsed::Corrupt { at: off, reason: "fragment continues no record", skip_to: fragment_end }
+                return Parsed::Corrupt {
+                    at: off,
+                    reason: "fragment continues no record",
+                    skip_to: fragment_end,
+                }
             }
-            (true, _) => return Parsed::Corrupt { at: off, reason: "record not terminated", skip_to: None },
+            (true, _) => {
+                return Parsed::Corrupt {
+                    at: off,
+                    reason: "record not terminated",
+                    skip_to: None,
+                }
+            }
         }
         let want_crc = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
         let Some(data) = slice(buf, base, off + HEADER_SIZE, len) else {
-            return Parsed::Incomplete { need: off + HEADER_SIZE + len };
+            return Parsed::Incomplete {
+                need: off + HEADER_SIZE + len,
+            };
         };
         if crc32c::crc32c(data) != want_crc {
-            return Parsed::Corrupt { at: off, reason: "checksum mismatch", skip_to: fragment_end };
+            return Parsed::Corrupt {
+                at: off,
+                reason: "checksum mismatch",
+                skip_to: fragment_end,
+            };
         }
         scratch.extend_from_slice(data);
         off += HEADER_SIZE + len;
         if kind == FULL || kind == LAST {
-            return Parsed::Record { end: off, compressed };
+            return Parsed::Record {
+                end: off,
+                compressed,
+            };
         }
         in_record = true;
     }
@@ -267,7 +313,14 @@ mod tests {
 
     #[test]
     fn framed_len_matches_frame_record() {
-        for offset in [0, 5, PAGE_SIZE - 8, PAGE_SIZE - 7, PAGE_SIZE - 1, 3 * PAGE_SIZE + 100] {
+        for offset in [
+            0,
+            5,
+            PAGE_SIZE - 8,
+            PAGE_SIZE - 7,
+            PAGE_SIZE - 1,
+            3 * PAGE_SIZE + 100,
+        ] {
             for len in [1, 7, 100, PAGE_SIZE as usize, 3 * PAGE_SIZE as usize + 5] {
                 let data = vec![0xAB; len];
                 let mut out = Vec::new();
@@ -285,7 +338,13 @@ mod tests {
         let mut out = Vec::new();
         let end = frame_record(&mut out, start, &data, false);
         let mut scratch = Vec::new();
-        assert_eq!(parse_record(&out, start, start, &mut scratch), Parsed::Record { end, compressed: false });
+        assert_eq!(
+            parse_record(&out, start, start, &mut scratch),
+            Parsed::Record {
+                end,
+                compressed: false
+            }
+        );
         assert_eq!(scratch, data);
         for cut in [0, 3, 20, 40_000, out.len() - 1] {
             assert!(matches!(
@@ -295,7 +354,10 @@ mod tests {
         }
         let mut flipped = out.clone();
         flipped[50_000] ^= 0x10;
-        assert!(matches!(parse_record(&flipped, start, start, &mut scratch), Parsed::Corrupt { .. }));
+        assert!(matches!(
+            parse_record(&flipped, start, start, &mut scratch),
+            Parsed::Corrupt { .. }
+        ));
     }
 
     #[test]
@@ -303,7 +365,9 @@ mod tests {
         for len in [1usize, 50, 70, 400, 70_000] {
             let mut raw = vec![2u8];
             raw.extend((0..len).map(|i| (i % 7) as u8));
-            let c = snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default();
+            let c = snap::raw::Encoder::new()
+                .compress_vec(&raw)
+                .unwrap_or_default();
             assert_eq!(peek_snappy_first_byte(&c), Some(2), "len {len}");
         }
     }

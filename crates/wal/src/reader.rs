@@ -27,7 +27,19 @@ use crate::record::RecordType;
 
 /// A place in the WAL: a segment index and a byte offset in that segment.
 /// Positions order the way records were written.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Debug,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Position {
     pub segment: u32,
     pub offset: u64,
@@ -99,7 +111,11 @@ pub struct WalReader {
 }
 
 enum Step {
-    Record { start: u64, end: u64, compressed: bool },
+    Record {
+        start: u64,
+        end: u64,
+        compressed: bool,
+    },
     Skip(Skipped),
     AtEnd,
 }
@@ -154,7 +170,11 @@ impl WalReader {
                 payload: &[],
                 skipped: Some(s),
             })),
-            Step::Record { start, end, compressed } => {
+            Step::Record {
+                start,
+                end,
+                compressed,
+            } => {
                 let seg = self.segment;
                 self.pos = end;
                 let rec = |payload| Record {
@@ -164,7 +184,12 @@ impl WalReader {
                     skipped: None,
                 };
                 if !compressed {
-                    let wanted = want(self.scratch.first().copied().and_then(RecordType::from_byte));
+                    let wanted = want(
+                        self.scratch
+                            .first()
+                            .copied()
+                            .and_then(RecordType::from_byte),
+                    );
                     return Ok(Some(rec(if wanted { &self.scratch[..] } else { &[] })));
                 }
                 let peeked = format::peek_snappy_first_byte(&self.scratch);
@@ -176,7 +201,12 @@ impl WalReader {
                 match decompress(&mut self.decoder, &self.scratch, &mut self.decoded) {
                     Ok(()) => Ok(Some(rec(&self.decoded[..]))),
                     Err(reason) => {
-                        tracing::warn!(segment = seg, offset = start, reason, "undecodable WAL record skipped");
+                        tracing::warn!(
+                            segment = seg,
+                            offset = start,
+                            reason,
+                            "undecodable WAL record skipped"
+                        );
                         let s = Skipped {
                             from: Position::new(seg, start),
                             to: Position::new(seg, end),
@@ -207,11 +237,17 @@ impl WalReader {
             self.compact();
             match format::parse_record(&self.buf, self.base, self.pos, &mut self.scratch) {
                 Parsed::Record { end, compressed } => {
-                    return Ok(Step::Record { start: self.pos, end, compressed });
+                    return Ok(Step::Record {
+                        start: self.pos,
+                        end,
+                        compressed,
+                    });
                 }
-                Parsed::Corrupt { at, reason, skip_to } => {
-                    return self.resync(at, reason, skip_to).map(Step::Skip)
-                }
+                Parsed::Corrupt {
+                    at,
+                    reason,
+                    skip_to,
+                } => return self.resync(at, reason, skip_to).map(Step::Skip),
                 Parsed::Incomplete { need } => {
                     if self.fill(need)? {
                         continue;
@@ -228,7 +264,11 @@ impl WalReader {
                     let from = Position::new(self.segment, self.pos);
                     self.advance_segment(self.segment.saturating_add(1));
                     if end_of_data > from.offset {
-                        tracing::warn!(segment = from.segment, offset = from.offset, "torn record at end of finished WAL segment skipped");
+                        tracing::warn!(
+                            segment = from.segment,
+                            offset = from.offset,
+                            "torn record at end of finished WAL segment skipped"
+                        );
                         return Ok(Step::Skip(Skipped {
                             from,
                             to: self.position(),
@@ -253,7 +293,8 @@ impl WalReader {
                 Ok(None)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let segs = format::list_segments(&self.dir).map_err(WalError::io("list WAL segments", &self.dir))?;
+                let segs = format::list_segments(&self.dir)
+                    .map_err(WalError::io("list WAL segments", &self.dir))?;
                 match segs.iter().find(|(i, _)| *i > self.segment) {
                     Some(&(next, _)) => {
                         let from = self.position();
@@ -284,8 +325,18 @@ impl WalReader {
     /// its checksum (a following record then validates by its own CRC), else
     /// at the next page start, until something parses as a record or the data
     /// runs out.
-    fn resync(&mut self, at: u64, reason: &'static str, skip_to: Option<u64>) -> Result<Skipped, WalError> {
-        tracing::warn!(segment = self.segment, offset = at, reason, "corrupt WAL record skipped");
+    fn resync(
+        &mut self,
+        at: u64,
+        reason: &'static str,
+        skip_to: Option<u64>,
+    ) -> Result<Skipped, WalError> {
+        tracing::warn!(
+            segment = self.segment,
+            offset = at,
+            reason,
+            "corrupt WAL record skipped"
+        );
         let from = self.position();
         let mut candidate = skip_to.unwrap_or_else(|| format::next_page(at));
         loop {
@@ -316,7 +367,9 @@ impl WalReader {
         if consumed == 0 {
             return;
         }
-        let n = usize::try_from(consumed).unwrap_or(usize::MAX).min(self.buf.len());
+        let n = usize::try_from(consumed)
+            .unwrap_or(usize::MAX)
+            .min(self.buf.len());
         if n == self.buf.len() {
             // Keep the file offset consistent: a position past the buffered
             // bytes (e.g. a resync target) needs a seek.
@@ -358,7 +411,10 @@ impl WalReader {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
                 Err(e) => {
                     self.buf.truncate(old);
-                    return Err(WalError::io("read WAL segment", format::segment_path(&self.dir, self.segment))(e));
+                    return Err(WalError::io(
+                        "read WAL segment",
+                        format::segment_path(&self.dir, self.segment),
+                    )(e));
                 }
             };
             self.buf.truncate(old + n);
@@ -387,7 +443,11 @@ impl WalReader {
     }
 }
 
-fn decompress(dec: &mut snap::raw::Decoder, input: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+fn decompress(
+    dec: &mut snap::raw::Decoder,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), &'static str> {
     let len = snap::raw::decompress_len(input).map_err(|_| "bad snappy header")?;
     if len > MAX_RECORD_BYTES {
         return Err("record too large");

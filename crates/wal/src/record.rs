@@ -77,7 +77,10 @@ pub fn record_type(payload: &[u8]) -> Option<RecordType> {
 }
 
 /// Appends a Series record for `series` to `out`.
-pub fn encode_series<'a>(series: impl IntoIterator<Item = (SeriesRef, &'a Labels)>, out: &mut Vec<u8>) {
+pub fn encode_series<'a>(
+    series: impl IntoIterator<Item = (SeriesRef, &'a Labels)>,
+    out: &mut Vec<u8>,
+) {
     out.push(RecordType::Series as u8);
     for (r, labels) in series {
         encode_series_entry(r, labels, out);
@@ -113,7 +116,10 @@ pub fn encode_samples(samples: &[RefSample], out: &mut Vec<u8>) {
 }
 
 /// Decodes a Series record, appending to `out`.
-pub fn decode_series(payload: &[u8], out: &mut Vec<(SeriesRef, Labels)>) -> Result<(), DecodeError> {
+pub fn decode_series(
+    payload: &[u8],
+    out: &mut Vec<(SeriesRef, Labels)>,
+) -> Result<(), DecodeError> {
     let mut d = Decoder::for_type(payload, RecordType::Series)?;
     // Reused across series so decoding allocates once per label set only.
     let mut pairs: Vec<(&str, &str)> = Vec::new();
@@ -279,16 +285,32 @@ mod tests {
         encode_series([(SeriesRef(1), &a)], &mut buf);
         for cut in 2..buf.len() {
             let mut out = Vec::new();
-            assert!(decode_series(&buf[..cut], &mut out).is_err(), "cut at {cut}");
+            assert!(
+                decode_series(&buf[..cut], &mut out).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut s = Vec::new();
-        encode_samples(&[RefSample { series: SeriesRef(3), t: 5, v: 1.0 }], &mut s);
+        encode_samples(
+            &[RefSample {
+                series: SeriesRef(3),
+                t: 5,
+                v: 1.0,
+            }],
+            &mut s,
+        );
         for cut in 2..s.len() {
             let mut out = Vec::new();
             assert!(decode_samples(&s[..cut], &mut out).is_err(), "cut at {cut}");
         }
-        assert_eq!(decode_samples(&[], &mut Vec::new()), Err(DecodeError::Empty));
-        assert!(matches!(decode_samples(&buf, &mut Vec::new()), Err(DecodeError::WrongType { .. })));
+        assert_eq!(
+            decode_samples(&[], &mut Vec::new()),
+            Err(DecodeError::Empty)
+        );
+        assert!(matches!(
+            decode_samples(&buf, &mut Vec::new()),
+            Err(DecodeError::WrongType { .. })
+        ));
     }
 
     proptest! {

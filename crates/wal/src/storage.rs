@@ -65,7 +65,9 @@ impl Default for WalOptions {
 
 impl WalOptions {
     fn validate(&self) -> Result<(), WalError> {
-        if self.segment_size < format::PAGE_SIZE || (self.segment_size / format::PAGE_SIZE) * format::PAGE_SIZE != self.segment_size {
+        if self.segment_size < format::PAGE_SIZE
+            || (self.segment_size / format::PAGE_SIZE) * format::PAGE_SIZE != self.segment_size
+        {
             return Err(WalError::InvalidOptions(format!(
                 "segment size {} is not a positive multiple of {} bytes",
                 self.segment_size,
@@ -73,7 +75,9 @@ impl WalOptions {
             )));
         }
         if self.fsync_interval.is_zero() || self.truncate_frequency.is_zero() {
-            return Err(WalError::InvalidOptions("fsync interval and truncate frequency must be positive".into()));
+            return Err(WalError::InvalidOptions(
+                "fsync interval and truncate frequency must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -139,7 +143,10 @@ struct SegmentMeta {
 
 impl Default for SegmentMeta {
     fn default() -> Self {
-        SegmentMeta { max_t: Timestamp::MIN, samples: 0 }
+        SegmentMeta {
+            max_t: Timestamp::MIN,
+            samples: 0,
+        }
     }
 }
 
@@ -186,7 +193,11 @@ impl AgentStorage {
     /// Opens (creating if needed) the storage in `dir`, WAL in `dir/wal`:
     /// takes the lock, replays checkpoint + segments, repairs a torn tail and
     /// starts a fresh segment.
-    pub fn open(dir: &Path, opts: WalOptions, registry: &mut Registry) -> Result<Arc<AgentStorage>, WalError> {
+    pub fn open(
+        dir: &Path,
+        opts: WalOptions,
+        registry: &mut Registry,
+    ) -> Result<Arc<AgentStorage>, WalError> {
         opts.validate()?;
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(WalError::io("create WAL directory", &wal_dir))?;
@@ -206,7 +217,9 @@ impl AgentStorage {
         )?;
         let mut segments = replayed.segments;
         segments.insert(writer.segment(), SegmentMeta::default());
-        metrics.active_series.set(replayed.series.by_ref.len() as i64);
+        metrics
+            .active_series
+            .set(replayed.series.by_ref.len() as i64);
 
         let generation = Arc::new(AtomicU64::new(0));
         let mut consumers = BTreeMap::new();
@@ -238,7 +251,9 @@ impl AgentStorage {
             truncating: Mutex::new(()),
         };
         shared.update_size_gauge();
-        Ok(Arc::new(AgentStorage { shared: Arc::new(shared) }))
+        Ok(Arc::new(AgentStorage {
+            shared: Arc::new(shared),
+        }))
     }
 
     pub fn wal_dir(&self) -> &Path {
@@ -252,7 +267,12 @@ impl AgentStorage {
 
     /// The label set of a live series (shares its buffer).
     pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
-        self.shared.series.lock().by_ref.get(&r).map(|e| e.labels.clone())
+        self.shared
+            .series
+            .lock()
+            .by_ref
+            .get(&r)
+            .map(|e| e.labels.clone())
     }
 
     /// The durable cursor `name`, created at the current end of the WAL if
@@ -264,7 +284,9 @@ impl AgentStorage {
         }
         let mut consumers = s.consumers.lock();
         if let Some(st) = consumers.get(name) {
-            return Ok(Consumer { state: Arc::clone(st) });
+            return Ok(Consumer {
+                state: Arc::clone(st),
+            });
         }
         let end = s.writer.lock().writer.end();
         let st = Arc::new(ConsumerState::new(
@@ -284,7 +306,9 @@ impl AgentStorage {
     pub fn remove_consumer(&self, name: &str) -> Result<(), WalError> {
         let removed = self.shared.consumers.lock().remove(name).is_some();
         if removed {
-            self.shared.cursor_generation.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .cursor_generation
+                .fetch_add(1, Ordering::Relaxed);
             self.shared.persist_cursors(true)?;
         }
         Ok(())
@@ -422,9 +446,13 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
             e.last_segment = c;
         }
     }
-    let segs = format::list_segments(wal_dir).map_err(WalError::io("list WAL segments", wal_dir))?;
+    let segs =
+        format::list_segments(wal_dir).map_err(WalError::io("list WAL segments", wal_dir))?;
     let mut segments = BTreeMap::new();
-    let live: Vec<(u32, u64)> = segs.into_iter().filter(|(i, _)| cp.is_none_or(|c| *i > c)).collect();
+    let live: Vec<(u32, u64)> = segs
+        .into_iter()
+        .filter(|(i, _)| cp.is_none_or(|c| *i > c))
+        .collect();
     let next_segment = match (live.last(), cp) {
         (Some((last, _)), _) => last.saturating_add(1),
         (None, Some(c)) => c.saturating_add(1),
@@ -479,7 +507,12 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
         if end.segment == last && end.offset < last_len {
             corruptions += 1;
             let path = format::segment_path(wal_dir, last);
-            tracing::warn!(segment = last, offset = end.offset, size = last_len, "cutting torn tail of WAL segment");
+            tracing::warn!(
+                segment = last,
+                offset = end.offset,
+                size = last_len,
+                "cutting torn tail of WAL segment"
+            );
             OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -495,7 +528,11 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
     }
     table.next_ref = max_ref + 1;
     metrics.corruptions.inc_by(corruptions);
-    Ok(Replayed { series: table, segments, next_segment })
+    Ok(Replayed {
+        series: table,
+        segments,
+        next_segment,
+    })
 }
 
 fn insert_replayed(
@@ -522,7 +559,12 @@ fn insert_replayed(
     table.by_labels.insert(labels.clone(), r);
     table.by_ref.insert(
         r,
-        SeriesEntry { labels, last_ts: Timestamp::MIN, last_segment: segment, logged: true },
+        SeriesEntry {
+            labels,
+            last_ts: Timestamp::MIN,
+            last_segment: segment,
+            logged: true,
+        },
     );
 }
 
@@ -588,10 +630,15 @@ impl Shared {
             }
             stats.series_removed = removed.len();
             self.metrics.active_series.set(t.by_ref.len() as i64);
-            t.by_ref.iter().map(|(r, e)| (*r, e.labels.clone())).collect()
+            t.by_ref
+                .iter()
+                .map(|(r, e)| (*r, e.labels.clone()))
+                .collect()
         };
         self.metrics.checkpoint_creations.inc();
-        if let Err(e) = checkpoint::write_checkpoint(&self.wal_dir, last, &live, self.opts.compression) {
+        if let Err(e) =
+            checkpoint::write_checkpoint(&self.wal_dir, last, &live, self.opts.compression)
+        {
             self.metrics.checkpoint_creations_failed.inc();
             return Err(e);
         }
@@ -624,7 +671,8 @@ impl Shared {
         current: u32,
         metas: &BTreeMap<u32, SegmentMeta>,
     ) -> Result<DeletePlan, WalError> {
-        let segs = format::list_segments(&self.wal_dir).map_err(WalError::io("list WAL segments", &self.wal_dir))?;
+        let segs = format::list_segments(&self.wal_dir)
+            .map_err(WalError::io("list WAL segments", &self.wal_dir))?;
         // A cursor at the very end of a finished segment has consumed it.
         let min_cursor = self
             .consumers
@@ -633,7 +681,9 @@ impl Shared {
             .map(|c| {
                 let p = *c.position.lock();
                 let finished = p.segment < current
-                    && segs.iter().any(|&(i, size)| i == p.segment && p.offset >= size);
+                    && segs
+                        .iter()
+                        .any(|&(i, size)| i == p.segment && p.offset >= size);
                 if finished {
                     p.segment.saturating_add(1)
                 } else {
@@ -671,7 +721,9 @@ impl Shared {
     /// acknowledged; moves its cursor past the deleted range; logs once per
     /// consumer.
     fn count_drops(&self, plan: &DeletePlan, stats: &mut TruncateStats) {
-        let Some(&(last, _)) = plan.segments.last() else { return };
+        let Some(&(last, _)) = plan.segments.last() else {
+            return;
+        };
         let after = Position::new(last.saturating_add(1), 0);
         let consumers: Vec<Arc<ConsumerState>> = self.consumers.lock().values().cloned().collect();
         for c in consumers {
@@ -725,7 +777,9 @@ impl Shared {
     fn update_size_gauge(&self) {
         if let Ok(segs) = format::list_segments(&self.wal_dir) {
             let size = self.dir_size(&segs);
-            self.metrics.storage_size.set(i64::try_from(size).unwrap_or(i64::MAX));
+            self.metrics
+                .storage_size
+                .set(i64::try_from(size).unwrap_or(i64::MAX));
         }
     }
 
@@ -792,13 +846,22 @@ impl Shared {
                 let backlog_bytes = segs
                     .iter()
                     .filter(|(i, _)| *i >= pos.segment)
-                    .map(|(i, s)| if *i == pos.segment { s.saturating_sub(pos.offset) } else { *s })
+                    .map(|(i, s)| {
+                        if *i == pos.segment {
+                            s.saturating_sub(pos.offset)
+                        } else {
+                            *s
+                        }
+                    })
                     .sum();
                 ConsumerStats {
                     name: c.name.clone(),
                     position: pos,
                     backlog_bytes,
-                    dropped: Consumer { state: Arc::clone(c) }.dropped(),
+                    dropped: Consumer {
+                        state: Arc::clone(c),
+                    }
+                    .dropped(),
                 }
             })
             .collect();
@@ -856,7 +919,12 @@ impl Appender for WalAppender {
         t.by_labels.insert(labels.clone(), r);
         t.by_ref.insert(
             r,
-            SeriesEntry { labels: labels.clone(), last_ts: Timestamp::MIN, last_segment: 0, logged: false },
+            SeriesEntry {
+                labels: labels.clone(),
+                last_ts: Timestamp::MIN,
+                last_segment: 0,
+                logged: false,
+            },
         );
         self.shared.metrics.active_series.set(t.by_ref.len() as i64);
         drop(t);
@@ -955,7 +1023,10 @@ impl WalAppender {
             (true, true) => &records[1..],
             (false, true) => &records[..],
         };
-        let end = w.writer.write_records(records).map_err(|e| AppendError::Storage(e.to_string()))?;
+        let end = w
+            .writer
+            .write_records(records)
+            .map_err(|e| AppendError::Storage(e.to_string()))?;
         for r in &to_log {
             if let Some(e) = t.by_ref.get_mut(r) {
                 e.logged = true;
@@ -971,11 +1042,75 @@ impl WalAppender {
             let meta = w.segments.entry(end.segment).or_default();
             meta.samples += self.samples.len() as u64;
             meta.max_t = meta.max_t.max(max_t);
-            shared.metrics.samples_appended.inc_by(self.samples.len() as u64);
+            shared
+                .metrics
+                .samples_appended
+                .inc_by(self.samples.len() as u64);
         }
         drop(t);
         drop(w);
         shared.commit_tx.send_modify(|v| *v = v.wrapping_add(1));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn labels(i: usize) -> Labels {
+        Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())])
+    }
+
+    fn read_samples(wal_dir: &Path, start: Position) -> Vec<RefSample> {
+        let mut r = WalReader::open(wal_dir, start).unwrap();
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            assert!(rec.skipped.is_none(), "{:?}", rec.skipped);
+            if record::record_type(rec.payload) == Some(RecordType::Samples) {
+                record::decode_samples(rec.payload, &mut out).unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn failed_write_is_reported_and_leaves_a_readable_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::default();
+        let opts = WalOptions {
+            segment_size: 64 * 1024,
+            ..WalOptions::default()
+        };
+        let s = AgentStorage::open(dir.path(), opts.clone(), &mut reg).unwrap();
+        let start = s.consumer("c").unwrap().position();
+        let mut app = s.appender();
+        let a = app.series(&labels(1)).unwrap();
+        app.append(a, 1, 1.0).unwrap();
+        app.commit().unwrap();
+
+        s.fail_next_writes(1);
+        let b = app.series(&labels(2)).unwrap();
+        app.append(a, 2, 2.0).unwrap();
+        app.append(b, 2, 2.0).unwrap();
+        assert!(matches!(app.commit(), Err(AppendError::Storage(_))));
+        assert_eq!(s.shared.metrics.writes_failed.get(), 1);
+
+        // The series created in the failed batch is logged by the next
+        // commit that uses it.
+        app.append(a, 3, 3.0).unwrap();
+        app.append(b, 3, 3.0).unwrap();
+        app.commit().unwrap();
+        let got = read_samples(s.wal_dir(), start);
+        let ts: Vec<i64> = got.iter().map(|x| x.t).collect();
+        assert_eq!(ts, vec![1, 3, 3]);
+        s.close().unwrap();
+        drop(s);
+
+        let s = AgentStorage::open(dir.path(), opts, &mut Registry::default()).unwrap();
+        assert_eq!(s.series_labels(b), Some(labels(2)));
+        let got = read_samples(s.wal_dir(), start);
+        assert_eq!(got.len(), 3);
     }
 }

@@ -89,7 +89,11 @@ impl SegmentWriter {
         let mut pending_end = self.offset;
         for payload in records {
             let compressed = self.compress_into_scratch(payload);
-            let data: &[u8] = if compressed { &self.compressed } else { payload };
+            let data: &[u8] = if compressed {
+                &self.compressed
+            } else {
+                payload
+            };
             let len = format::framed_len(pending_end, data.len());
             if pending_end > 0 && pending_end + len > self.segment_size {
                 // Records never span segments; an oversized record gets a
@@ -98,7 +102,11 @@ impl SegmentWriter {
                 self.rotate()?;
                 pending_end = 0;
             }
-            let data: &[u8] = if compressed { &self.compressed } else { payload };
+            let data: &[u8] = if compressed {
+                &self.compressed
+            } else {
+                payload
+            };
             pending_end = format::frame_record(&mut self.out, pending_end, data, compressed);
         }
         self.flush_out(pending_end)?;
@@ -111,7 +119,8 @@ impl SegmentWriter {
             return false;
         }
         self.compressed.clear();
-        self.compressed.resize(snap::raw::max_compress_len(payload.len()), 0);
+        self.compressed
+            .resize(snap::raw::max_compress_len(payload.len()), 0);
         match self.encoder.compress(payload, &mut self.compressed) {
             Ok(n) if n < payload.len() => {
                 self.compressed.truncate(n);
@@ -134,7 +143,9 @@ impl SegmentWriter {
                 self.offset = end;
                 self.dirty = true;
                 self.metrics.page_flushes.inc();
-                self.metrics.completed_pages.inc_by(end / format::PAGE_SIZE - pages_before);
+                self.metrics
+                    .completed_pages
+                    .inc_by(end / format::PAGE_SIZE - pages_before);
                 Ok(())
             }
             Err(e) => {
@@ -208,7 +219,9 @@ impl SegmentWriter {
 pub(crate) fn sync_file(f: &File, metrics: &Metrics) -> std::io::Result<()> {
     let start = Instant::now();
     let r = f.sync_data();
-    metrics.fsync_duration.observe(start.elapsed().as_secs_f64());
+    metrics
+        .fsync_duration
+        .observe(start.elapsed().as_secs_f64());
     r
 }
 

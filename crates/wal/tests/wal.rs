@@ -11,13 +11,17 @@ use proptest::prelude::*;
 use tributary_model::{AppendError, Labels, SeriesRef, Storage};
 use tributary_wal::record::{self, RecordType};
 use tributary_wal::{
-    load_series_before, AgentStorage, Position, RefSample, SkipReason, WalError, WalOptions, WalReader,
+    load_series_before, AgentStorage, Position, RefSample, SkipReason, WalError, WalOptions,
+    WalReader,
 };
 
 const SEG: u64 = 64 * 1024;
 
 fn small_opts() -> WalOptions {
-    WalOptions { segment_size: SEG, ..WalOptions::default() }
+    WalOptions {
+        segment_size: SEG,
+        ..WalOptions::default()
+    }
 }
 
 fn open(dir: &Path, opts: WalOptions) -> (Arc<AgentStorage>, Registry) {
@@ -42,11 +46,18 @@ fn metric_value(reg: &Registry, name: &str) -> f64 {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn labels(i: usize) -> Labels {
-    Labels::from_pairs([("__name__", "m"), ("i", &i.to_string()), ("pad", "some-longer-label-value-to-fill-pages")])
+    Labels::from_pairs([
+        ("__name__", "m"),
+        ("i", &i.to_string()),
+        ("pad", "some-longer-label-value-to-fill-pages"),
+    ])
 }
 
 /// Commits one sample per series for `series` series at time `t`.
@@ -99,8 +110,12 @@ fn read_all(wal_dir: &Path, start: Position) -> ReadAll {
             continue;
         }
         match record::record_type(rec.payload) {
-            Some(RecordType::Series) => record::decode_series(rec.payload, &mut out.series).unwrap(),
-            Some(RecordType::Samples) => record::decode_samples(rec.payload, &mut out.samples).unwrap(),
+            Some(RecordType::Series) => {
+                record::decode_series(rec.payload, &mut out.series).unwrap()
+            }
+            Some(RecordType::Samples) => {
+                record::decode_samples(rec.payload, &mut out.samples).unwrap()
+            }
             other => panic!("unexpected record {other:?}"),
         }
     }
@@ -119,19 +134,35 @@ fn round_trip_append_commit_read() {
     assert_eq!(app.series(&labels(1)).unwrap(), a, "dedup by label set");
     assert!(b > a);
     app.append(a, 1000, 1.5).unwrap();
-    app.append(b, 1000, f64::from_bits(tributary_model::STALE_NAN_BITS)).unwrap();
+    app.append(b, 1000, f64::from_bits(tributary_model::STALE_NAN_BITS))
+        .unwrap();
     app.commit().unwrap();
-    assert!(matches!(app.series(&Labels::empty()), Err(AppendError::EmptyLabels)));
+    assert!(matches!(
+        app.series(&Labels::empty()),
+        Err(AppendError::EmptyLabels)
+    ));
 
     let got = read_all(s.wal_dir(), start);
     assert_eq!(got.series, vec![(a, labels(1)), (b, labels(2))]);
     assert_eq!(got.samples.len(), 2);
-    assert_eq!(got.samples[0], RefSample { series: a, t: 1000, v: 1.5 });
+    assert_eq!(
+        got.samples[0],
+        RefSample {
+            series: a,
+            t: 1000,
+            v: 1.5
+        }
+    );
     assert!(tributary_model::is_stale_nan(got.samples[1].v));
     assert_eq!(s.series_labels(a), Some(labels(1)));
-    assert_eq!(metric_value(&reg, "prometheus_agent_samples_appended_total"), 2.0);
+    assert_eq!(
+        metric_value(&reg, "prometheus_agent_samples_appended_total"),
+        2.0
+    );
     assert_eq!(metric_value(&reg, "prometheus_agent_active_series"), 2.0);
-    assert!(metrics_text(&reg).contains("prometheus_agent_samples_appended_total{type=\"float\"} 2"));
+    assert!(
+        metrics_text(&reg).contains("prometheus_agent_samples_appended_total{type=\"float\"} 2")
+    );
     for name in [
         "prometheus_agent_deleted_series",
         "prometheus_agent_data_replay_duration_seconds",
@@ -157,15 +188,30 @@ fn round_trip_append_commit_read() {
 #[test]
 fn out_of_order_and_window() {
     let dir = tempfile::tempdir().unwrap();
-    let (s, reg) = open(dir.path(), WalOptions { out_of_order_window: Duration::from_millis(100), ..small_opts() });
+    let (s, reg) = open(
+        dir.path(),
+        WalOptions {
+            out_of_order_window: Duration::from_millis(100),
+            ..small_opts()
+        },
+    );
     let mut app = s.appender();
     let a = app.series(&labels(1)).unwrap();
     app.append(a, 1000, 1.0).unwrap();
     app.append(a, 950, 1.0).unwrap(); // inside the window
-    assert!(matches!(app.append(a, 900, 1.0), Err(AppendError::OutOfOrder)));
-    assert!(matches!(app.append(SeriesRef(999), 1, 1.0), Err(AppendError::UnknownSeries(_))));
+    assert!(matches!(
+        app.append(a, 900, 1.0),
+        Err(AppendError::OutOfOrder)
+    ));
+    assert!(matches!(
+        app.append(SeriesRef(999), 1, 1.0),
+        Err(AppendError::UnknownSeries(_))
+    ));
     app.commit().unwrap();
-    assert_eq!(metric_value(&reg, "prometheus_agent_out_of_order_samples_total"), 1.0);
+    assert_eq!(
+        metric_value(&reg, "prometheus_agent_out_of_order_samples_total"),
+        1.0
+    );
 }
 
 #[test]
@@ -186,7 +232,11 @@ fn reader_tails_concurrent_commits() {
     let mut samples = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while samples.len() < 300 * 20 {
-        assert!(Instant::now() < deadline, "timed out with {} samples", samples.len());
+        assert!(
+            Instant::now() < deadline,
+            "timed out with {} samples",
+            samples.len()
+        );
         match r.next_record().unwrap() {
             Some(rec) => {
                 assert!(rec.skipped.is_none());
@@ -227,14 +277,24 @@ fn reader_follows_segment_rotation() {
     let got = read_all(s.wal_dir(), start);
     assert_eq!(got.samples.len(), rounds * 50);
     assert!(got.skipped.is_empty());
-    assert_eq!(metric_value(&reg, "prometheus_tsdb_wal_segment_current"), f64::from(stats.current_segment));
+    assert_eq!(
+        metric_value(&reg, "prometheus_tsdb_wal_segment_current"),
+        f64::from(stats.current_segment)
+    );
 }
 
 #[test]
 fn segment_size_must_be_page_multiple() {
     let dir = tempfile::tempdir().unwrap();
     for bad in [0, 1000, 32 * 1024 + 1] {
-        let r = AgentStorage::open(dir.path(), WalOptions { segment_size: bad, ..WalOptions::default() }, &mut Registry::default());
+        let r = AgentStorage::open(
+            dir.path(),
+            WalOptions {
+                segment_size: bad,
+                ..WalOptions::default()
+            },
+            &mut Registry::default(),
+        );
         assert!(matches!(r, Err(WalError::InvalidOptions(_))), "{bad}");
     }
 }
@@ -257,8 +317,14 @@ fn restart_replays_series_and_timestamps() {
     let mut app = s.appender();
     assert_eq!(app.series(&labels(3)).unwrap(), refs[3], "ref resumed");
     let new = app.series(&labels(100)).unwrap();
-    assert!(new.0 > refs.iter().map(|r| r.0).max().unwrap(), "refs keep increasing");
-    assert!(matches!(app.append(refs[3], 5000, 1.0), Err(AppendError::OutOfOrder)));
+    assert!(
+        new.0 > refs.iter().map(|r| r.0).max().unwrap(),
+        "refs keep increasing"
+    );
+    assert!(matches!(
+        app.append(refs[3], 5000, 1.0),
+        Err(AppendError::OutOfOrder)
+    ));
     app.append(refs[3], 5001, 1.0).unwrap();
     app.commit().unwrap();
 }
@@ -270,7 +336,13 @@ fn stale_lock_file_is_replaced() {
     let (_s, reg) = open(dir.path(), small_opts());
     assert_eq!(metric_value(&reg, "prometheus_agent_clean_start"), 0.0);
     let dir2 = tempfile::tempdir().unwrap();
-    let (_s2, reg2) = open(dir2.path(), WalOptions { no_lockfile: true, ..small_opts() });
+    let (_s2, reg2) = open(
+        dir2.path(),
+        WalOptions {
+            no_lockfile: true,
+            ..small_opts()
+        },
+    );
     assert_eq!(metric_value(&reg2, "prometheus_agent_clean_start"), -1.0);
     assert!(!dir2.path().join("lock").exists());
 }
@@ -328,7 +400,13 @@ fn bit_flip_in_middle_segment_is_skipped() {
     let first;
     let rounds;
     {
-        let (s, _reg) = open(dir.path(), WalOptions { compression: false, ..small_opts() });
+        let (s, _reg) = open(
+            dir.path(),
+            WalOptions {
+                compression: false,
+                ..small_opts()
+            },
+        );
         first = s.consumer("x").unwrap().position().segment;
         rounds = fill_segments(&s, 4, 40, 0);
         s.close().unwrap();
@@ -375,13 +453,22 @@ fn cursors_persist_across_reopen() {
     s.remove_consumer("remote-a").unwrap();
     s.close().unwrap();
     let (s, _reg) = open(dir.path(), small_opts());
-    assert!(s.consumer("remote-a").unwrap().position() > acked, "removed consumer restarts at the end");
+    assert!(
+        s.consumer("remote-a").unwrap().position() > acked,
+        "removed consumer restarts at the end"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_persists_cursors_without_close() {
     let dir = tempfile::tempdir().unwrap();
-    let (s, _reg) = open(dir.path(), WalOptions { fsync_interval: Duration::from_millis(20), ..small_opts() });
+    let (s, _reg) = open(
+        dir.path(),
+        WalOptions {
+            fsync_interval: Duration::from_millis(20),
+            ..small_opts()
+        },
+    );
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(Arc::clone(&s).run_maintenance(stop.clone()));
     let c = s.consumer("m").unwrap();
@@ -398,13 +485,19 @@ async fn maintenance_persists_cursors_without_close() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[test]
 fn truncation_respects_cursors_and_checkpoints_series() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WalOptions { min_time: Duration::ZERO, ..small_opts() };
+    let opts = WalOptions {
+        min_time: Duration::ZERO,
+        ..small_opts()
+    };
     let (s, reg) = open(dir.path(), opts);
     let c = s.consumer("slow").unwrap();
     let now = now_ms();
@@ -417,8 +510,14 @@ fn truncation_respects_cursors_and_checkpoints_series() {
     assert_eq!(st.checkpoint, Some(first + 1));
     assert_eq!((st.dropped_max_time, st.dropped_max_bytes), (0, 0));
     assert_eq!(s.stats().first_segment, Some(first + 2));
-    assert!(s.wal_dir().join(format!("checkpoint.{:08}", first + 1)).is_dir());
-    assert_eq!(metric_value(&reg, "prometheus_agent_checkpoint_creations_total"), 1.0);
+    assert!(s
+        .wal_dir()
+        .join(format!("checkpoint.{:08}", first + 1))
+        .is_dir());
+    assert_eq!(
+        metric_value(&reg, "prometheus_agent_checkpoint_creations_total"),
+        1.0
+    );
 
     // A reader resuming at the cursor learns every label it will meet.
     let mut known = std::collections::HashMap::new();
@@ -444,7 +543,11 @@ fn truncation_respects_cursors_and_checkpoints_series() {
 #[test]
 fn byte_cap_forces_deletion_and_counts_drops() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WalOptions { max_bytes: Some(3 * SEG), compression: false, ..small_opts() };
+    let opts = WalOptions {
+        max_bytes: Some(3 * SEG),
+        compression: false,
+        ..small_opts()
+    };
     let (s, reg) = open(dir.path(), opts);
     let lagging = s.consumer("lagging").unwrap();
     let start = lagging.position();
@@ -454,7 +557,12 @@ fn byte_cap_forces_deletion_and_counts_drops() {
     assert_eq!(total_before, rounds as u64 * 40);
     let st = s.truncate_at(now + rounds + 1).unwrap();
     assert!(st.segments_deleted > 0);
-    let kept = read_all(s.wal_dir(), Position::new(s.stats().first_segment.unwrap(), 0)).samples.len() as u64;
+    let kept = read_all(
+        s.wal_dir(),
+        Position::new(s.stats().first_segment.unwrap(), 0),
+    )
+    .samples
+    .len() as u64;
     assert_eq!(lagging.dropped().max_bytes, total_before - kept);
     assert_eq!(lagging.dropped().max_time, 0);
     assert_eq!(st.dropped_max_bytes, total_before - kept);
@@ -467,7 +575,10 @@ fn byte_cap_forces_deletion_and_counts_drops() {
     )), "{text}");
     // A reader still at the old position sees the gap, not an error.
     let got = read_all(s.wal_dir(), start);
-    assert_eq!(got.skipped.first().map(|x| x.reason), Some(SkipReason::SegmentsDeleted));
+    assert_eq!(
+        got.skipped.first().map(|x| x.reason),
+        Some(SkipReason::SegmentsDeleted)
+    );
     assert_eq!(got.samples.len() as u64, kept);
 }
 
