@@ -15,9 +15,13 @@ pub mod encode;
 pub mod metrics;
 pub mod queue;
 pub mod source;
+mod storage;
+mod wal_source;
 
 pub use client::{SendError, WriteClient, WriteClientSettings};
 pub use encode::{EncodableSample, EncodeError, WriteRequestEncoder};
 pub use metrics::{DropReason, QueueMetrics, RemoteMetrics};
 pub use queue::{QueueManager, QueueSettings, QueueStatus, SeriesTransform};
+pub use storage::{RemoteError, RemoteStorage};
+pub use wal_source::WalSource;
 pub use source::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};

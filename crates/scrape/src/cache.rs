@@ -71,10 +71,6 @@ impl ScrapeCache {
         self.entries.insert(k, entry);
     }
 
-    pub(crate) fn iteration(&self) -> u32 {
-        self.iter
-    }
-
     /// Ends a successful scrape: returns the series that went stale (seen in
     /// the previous successful scrape, absent now) into `stale`, forgets
     /// long-unseen entries, and makes this iteration current.
@@ -115,10 +111,5 @@ impl ScrapeCache {
             }
             iter.wrapping_sub(e.last_iter) <= EVICT_AFTER_ITERATIONS
         });
-    }
-
-    /// Forgets the reference of a series the storage no longer knows.
-    pub(crate) fn remove(&mut self, k: u128) {
-        self.entries.remove(&k);
     }
 }

@@ -81,7 +81,24 @@ impl StatusSource for Status {
 
     fn remote_status(&self) -> serde_json::Value {
         let queues = match self.remote.try_lock() {
-            Ok(r) => serde_json::to_value(r.status()).unwrap_or_default(),
+            Ok(r) => r
+                .status()
+                .iter()
+                .map(|q| {
+                    serde_json::json!({
+                        "name": q.name,
+                        "url": q.url,
+                        "shards": q.shards,
+                        "desiredShards": q.desired_shards,
+                        "pendingSamples": q.pending_samples,
+                        "lastSend": q.last_send.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                        "lastError": q.last_error,
+                        "highestSentTimestampMs": q.highest_sent_timestamp_ms,
+                        "ackedPosition": q.acked_position,
+                        "walBacklogBytes": q.wal_backlog_bytes,
+                    })
+                })
+                .collect(),
             Err(_) => serde_json::Value::Null,
         };
         let wal = self.wal.stats();
@@ -151,8 +168,8 @@ async fn apply(
     remote: &tokio::sync::Mutex<RemoteStorage>,
 ) -> Result<(), String> {
     let mut errors = Vec::new();
-    if let Err(e) = remote.lock().await.apply_config(&cfg.remote_write, &cfg.global.external_labels) {
-        errors.push(e.to_string());
+    if let Err(es) = remote.lock().await.apply_config(&cfg.remote_write, &cfg.global.external_labels).await {
+        errors.extend(es.into_iter().map(|e| e.to_string()));
     }
     if let Err(es) = scrape.lock().apply_config(cfg) {
         errors.extend(es.into_iter().map(|e| e.to_string()));
