@@ -133,18 +133,25 @@ impl<'a> Builder<'a> {
                 Event::StreamStart => {}
                 Event::StreamEnd => return Ok(Node::null(Position::default())),
                 Event::DocumentStart(..) => {
-                    let (ev, span) = self.next()?;
+                    let (ev, span) = loop {
+                        let (ev, span) = self.next()?;
+                        if ev.is_node() || matches!(ev, Event::DocumentEnd) {
+                            break (ev, span);
+                        }
+                    };
                     if matches!(ev, Event::DocumentEnd) {
                         return Ok(Node::null(position(&span)));
                     }
                     return self.node(ev, span, 0);
                 }
-                _ => {
+                ev if ev.is_node() => {
                     return Err(SyntaxError {
                         pos: position(&span),
                         message: "unexpected YAML event before document".into(),
                     })
                 }
+                // Comments and other non-node events before the document.
+                _ => {}
             }
         }
     }
