@@ -97,9 +97,11 @@ fn unreachable_remote_keeps_data_in_the_wal_and_delivers_later() {
     let port = free_port();
     let mut agent = start_tributary(dir.path(), &config(&[&good.addr], prom_port), port, &[]);
     // Let it scrape for a while with nobody listening.
-    std::thread::sleep(Duration::from_secs(4));
-    let scraped_before = good.scrapes.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(scraped_before >= 2, "only {scraped_before} scrapes");
+    let scraped_before = wait_for(Duration::from_secs(20), || {
+        let n = good.scrapes.load(std::sync::atomic::Ordering::SeqCst);
+        (n >= 4).then_some(n)
+    })
+    .expect("the target was not scraped while the remote was down");
     let wal = dir.path().join("data").join("wal");
     let size: u64 = std::fs::read_dir(&wal).unwrap().flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum();
     assert!(size > 0, "WAL is empty");
