@@ -299,7 +299,7 @@ fn proxy_yaml(
 }
 
 /// The inlined HTTP client fields, appended to `m`.
-fn http_client_yaml(m: &mut MapY, h: &HttpClientConfig) {
+pub(crate) fn http_client_yaml(m: &mut MapY, h: &HttpClientConfig) {
     if let Some(b) = &h.basic_auth {
         let mut bm = MapY::default();
         bm.opt_str("username", Some(&b.username))
@@ -471,6 +471,30 @@ fn scrape_yaml(s: &ScrapeConfig) -> Y {
         })
         .collect();
     m.non_empty("http_sd_configs", Y::Seq(http_sd));
+    let dns_sd = s
+        .dns_sd_configs
+        .iter()
+        .map(crate::sd_dns::dns_sd_yaml)
+        .collect();
+    m.non_empty("dns_sd_configs", Y::Seq(dns_sd));
+    let consul_sd = s
+        .consul_sd_configs
+        .iter()
+        .map(crate::sd_consul::consul_sd_yaml)
+        .collect();
+    m.non_empty("consul_sd_configs", Y::Seq(consul_sd));
+    let docker_sd = s
+        .docker_sd_configs
+        .iter()
+        .map(crate::sd_docker::docker_sd_yaml)
+        .collect();
+    m.non_empty("docker_sd_configs", Y::Seq(docker_sd));
+    let ec2_sd = s
+        .ec2_sd_configs
+        .iter()
+        .map(crate::sd_ec2::ec2_sd_yaml)
+        .collect();
+    m.non_empty("ec2_sd_configs", Y::Seq(ec2_sd));
     let statics: Vec<Y> = s
         .static_configs
         .iter()

@@ -12,7 +12,8 @@
 //!   config types, applying its defaults and inheritance and its validation
 //!   messages. Agent-mode rejections (`alerting`, `rule_files`,
 //!   `remote_read`) and every unsupported `<x>_sd_configs` are errors, never
-//!   silently ignored.
+//!   silently ignored. The supported SD blocks beyond file/http live in
+//!   `sd_dns`, `sd_consul`, `sd_docker` and `sd_ec2`.
 //! * `types` holds the effective configuration the rest of Tributary uses;
 //!   `emit` renders it back as YAML with secrets masked.
 //!
@@ -29,6 +30,10 @@ mod load;
 mod relabel;
 mod remote;
 mod scrape;
+mod sd_consul;
+mod sd_dns;
+mod sd_docker;
+mod sd_ec2;
 mod types;
 mod units;
 mod yaml;
@@ -38,6 +43,10 @@ use std::path::Path;
 pub use check::check_config_files;
 pub use error::{ConfigError, ConfigErrors, Position};
 pub use relabel::{NameValidation, RelabelConfig};
+pub use sd_consul::ConsulSdConfig;
+pub use sd_dns::{DnsRecordType, DnsSdConfig};
+pub use sd_docker::{DockerFilter, DockerSdConfig};
+pub use sd_ec2::{Ec2Filter, Ec2SdConfig};
 pub use types::{
     Authorization, BasicAuth, Config, FileSdConfig, GlobalConfig, HeaderValues, HttpClientConfig,
     HttpSdConfig, MetadataConfig, OAuth2, QueueConfig, RemoteWriteConfig, RemoteWriteProtoMsg,

@@ -21,7 +21,14 @@ use crate::yaml::Node;
 
 const FILE_SD_DEFAULT_REFRESH: Duration = Duration::from_secs(300);
 const HTTP_SD_DEFAULT_REFRESH: Duration = Duration::from_secs(60);
-const SUPPORTED_SD: &[&str] = &["file_sd_configs", "http_sd_configs"];
+const SUPPORTED_SD: &[&str] = &[
+    "file_sd_configs",
+    "http_sd_configs",
+    "dns_sd_configs",
+    "consul_sd_configs",
+    "docker_sd_configs",
+    "ec2_sd_configs",
+];
 
 /// Decodes one scrape config at `path`, applying `global` inheritance.
 pub(crate) fn decode_scrape_config(
@@ -159,6 +166,26 @@ pub(crate) fn decode_scrape_config(
     let http_sd_configs = f
         .get(ctx, "http_sd_configs", http_sd_configs)
         .unwrap_or_default();
+    let dns_sd_configs = f
+        .get(ctx, "dns_sd_configs", crate::sd_dns::dns_sd_configs)
+        .unwrap_or_default();
+    let consul_sd_configs = f
+        .get(
+            ctx,
+            "consul_sd_configs",
+            crate::sd_consul::consul_sd_configs,
+        )
+        .unwrap_or_default();
+    let docker_sd_configs = f
+        .get(
+            ctx,
+            "docker_sd_configs",
+            crate::sd_docker::docker_sd_configs,
+        )
+        .unwrap_or_default();
+    let ec2_sd_configs = f
+        .get(ctx, "ec2_sd_configs", crate::sd_ec2::ec2_sd_configs)
+        .unwrap_or_default();
     for (key, pos) in f.take_suffixed("_sd_configs", SUPPORTED_SD) {
         ctx.error(
             pos,
@@ -217,6 +244,10 @@ pub(crate) fn decode_scrape_config(
         static_configs,
         file_sd_configs,
         http_sd_configs,
+        dns_sd_configs,
+        consul_sd_configs,
+        docker_sd_configs,
+        ec2_sd_configs,
     };
     f.finish(ctx);
     Some(cfg)

@@ -10,6 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::relabel::RelabelConfig;
+use crate::sd_consul::ConsulSdConfig;
+use crate::sd_dns::DnsSdConfig;
+use crate::sd_docker::DockerSdConfig;
+use crate::sd_ec2::Ec2SdConfig;
 use tributary_model::{Labels, ScrapeProtocol};
 
 /// A sensitive string. `Debug` and `Display` never show the value.
@@ -147,6 +151,10 @@ pub struct ScrapeConfig {
     pub static_configs: Vec<TargetGroup>,
     pub file_sd_configs: Vec<FileSdConfig>,
     pub http_sd_configs: Vec<HttpSdConfig>,
+    pub dns_sd_configs: Vec<DnsSdConfig>,
+    pub consul_sd_configs: Vec<ConsulSdConfig>,
+    pub docker_sd_configs: Vec<DockerSdConfig>,
+    pub ec2_sd_configs: Vec<Ec2SdConfig>,
 }
 
 /// One `static_configs` entry. `source` is the SD-style group id

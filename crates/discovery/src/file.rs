@@ -32,7 +32,10 @@ pub(crate) fn poll_interval() -> Duration {
 
 /// Expands the patterns (relative ones against `base_dir`) into the sorted
 /// list of matching files with their change fingerprint.
-pub(crate) fn fingerprint(patterns: &[String], base_dir: &Path) -> Result<Fingerprint, FileSdError> {
+pub(crate) fn fingerprint(
+    patterns: &[String],
+    base_dir: &Path,
+) -> Result<Fingerprint, FileSdError> {
     let mut out = Vec::new();
     for pattern in patterns {
         let full = if Path::new(pattern).is_absolute() {
@@ -81,19 +84,24 @@ fn read_file(path: &Path) -> Result<Vec<TargetGroup>, FileSdError> {
                 serde_saphyr::from_str(&text).map_err(|e| e.to_string())
             }
         }
-        other => Err(format!("unsupported file extension {other:?} (want .json, .yml or .yaml)")),
+        other => Err(format!(
+            "unsupported file extension {other:?} (want .json, .yml or .yaml)"
+        )),
     }
     .map_err(|reason| FileSdError::Parse {
         path: name.clone(),
         reason,
     })?;
-    TargetGroup::from_specs(&name, specs, ("__meta_filepath", &name)).map_err(|e| FileSdError::Parse {
-        path: name,
-        reason: e.to_string(),
+    TargetGroup::from_specs(&name, specs, ("__meta_filepath", &name)).map_err(|e| {
+        FileSdError::Parse {
+            path: name,
+            reason: e.to_string(),
+        }
     })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -130,7 +138,11 @@ mod tests {
     #[test]
     fn unknown_field_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("x.json"), r#"[{"targets":["a:1"],"lables":{}}]"#).unwrap();
+        std::fs::write(
+            dir.path().join("x.json"),
+            r#"[{"targets":["a:1"],"lables":{}}]"#,
+        )
+        .unwrap();
         let fp = fingerprint(&["*.json".into()], dir.path()).unwrap();
         assert!(read_groups(&fp).is_err());
     }

@@ -41,7 +41,11 @@ pub(crate) fn valid_label_name(name: &str) -> bool {
 
 impl TargetGroup {
     /// Builds a group from a static `targets:`/`labels:` pair.
-    pub fn from_static(source: String, targets: &[String], labels: &[(String, String)]) -> TargetGroup {
+    pub fn from_static(
+        source: String,
+        targets: &[String],
+        labels: &[(String, String)],
+    ) -> TargetGroup {
         TargetGroup {
             source,
             targets: targets

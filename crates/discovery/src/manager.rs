@@ -15,21 +15,31 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tributary_config::{Config, FileSdConfig, HttpSdConfig};
+use tributary_config::{
+    Config, ConsulSdConfig, DnsSdConfig, DockerSdConfig, Ec2SdConfig, FileSdConfig, HttpSdConfig,
+};
 
 use crate::group::TargetGroup;
 use crate::metrics::DiscoveryMetrics;
-use crate::{file, http};
+use crate::refresh::ProviderCtx;
+use crate::{consul, dns, docker, ec2, file, http};
 
 /// Every job's target groups, as the scrape manager consumes them.
 pub type DiscoveredTargets = Arc<BTreeMap<String, Vec<TargetGroup>>>;
 
 /// A provider's configuration; equality decides whether a reload restarts it.
+// One per configured SD block, compared on reload: boxing the larger
+// variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 enum ProviderSpec {
     Static(Vec<TargetGroup>),
     File(FileSdConfig, PathBuf),
     Http(HttpSdConfig),
+    Dns(DnsSdConfig),
+    Consul(ConsulSdConfig),
+    Docker(DockerSdConfig),
+    Ec2(Ec2SdConfig),
 }
 
 impl ProviderSpec {
@@ -38,6 +48,10 @@ impl ProviderSpec {
             ProviderSpec::Static(_) => "static",
             ProviderSpec::File(..) => "file",
             ProviderSpec::Http(_) => "http",
+            ProviderSpec::Dns(_) => "dns",
+            ProviderSpec::Consul(_) => "consul",
+            ProviderSpec::Docker(_) => "docker",
+            ProviderSpec::Ec2(_) => "ec2",
         }
     }
 }
@@ -66,7 +80,7 @@ struct State {
     dirty: bool,
 }
 
-type Update = (u64, Result<Vec<TargetGroup>, String>);
+pub(crate) type Update = (u64, Result<Vec<TargetGroup>, String>);
 
 pub struct DiscoveryManager {
     providers: Vec<Provider>,
@@ -75,9 +89,18 @@ pub struct DiscoveryManager {
     updates: mpsc::Sender<Update>,
     metrics: DiscoveryMetrics,
     shutdown: CancellationToken,
+    /// Nameservers for `dns_sd_configs`; empty = the system resolver.
+    dns_nameservers: Vec<std::net::SocketAddr>,
 }
 
 impl DiscoveryManager {
+    /// Sends `dns_sd_configs` lookups to these servers instead of the ones
+    /// in `/etc/resolv.conf` (tests, or hosts with a dedicated resolver).
+    /// Applies to providers started after the call.
+    pub fn set_dns_nameservers(&mut self, servers: Vec<std::net::SocketAddr>) {
+        self.dns_nameservers = servers;
+    }
+
     /// Starts the manager's sender task on the current tokio runtime.
     pub fn start(
         reload_interval: Duration,
@@ -102,6 +125,7 @@ impl DiscoveryManager {
             updates: updates_tx,
             metrics,
             shutdown,
+            dns_nameservers: Vec::new(),
         };
         (mgr, rx)
     }
@@ -126,16 +150,43 @@ impl DiscoveryManager {
                 .map(|p| p.to_path_buf())
                 .unwrap_or_default();
             for f in &sc.file_sd_configs {
-                desired.push((sc.job_name.clone(), ProviderSpec::File(f.clone(), base.clone())));
+                desired.push((
+                    sc.job_name.clone(),
+                    ProviderSpec::File(f.clone(), base.clone()),
+                ));
             }
             for h in &sc.http_sd_configs {
                 desired.push((sc.job_name.clone(), ProviderSpec::Http(h.clone())));
             }
+            let job = &sc.job_name;
+            desired.extend(
+                sc.dns_sd_configs
+                    .iter()
+                    .map(|c| (job.clone(), ProviderSpec::Dns(c.clone()))),
+            );
+            desired.extend(
+                sc.consul_sd_configs
+                    .iter()
+                    .map(|c| (job.clone(), ProviderSpec::Consul(c.clone()))),
+            );
+            desired.extend(
+                sc.docker_sd_configs
+                    .iter()
+                    .map(|c| (job.clone(), ProviderSpec::Docker(c.clone()))),
+            );
+            desired.extend(
+                sc.ec2_sd_configs
+                    .iter()
+                    .map(|c| (job.clone(), ProviderSpec::Ec2(c.clone()))),
+            );
         }
 
         let mut kept = Vec::new();
         for p in std::mem::take(&mut self.providers) {
-            if let Some(pos) = desired.iter().position(|(j, s)| *j == p.job && *s == p.spec) {
+            if let Some(pos) = desired
+                .iter()
+                .position(|(j, s)| *j == p.job && *s == p.spec)
+            {
                 desired.swap_remove(pos);
                 kept.push(p);
             } else {
@@ -180,15 +231,76 @@ impl DiscoveryManager {
                 st.dirty = true;
             }
             ProviderSpec::File(cfg, base) => {
-                self.state.lock().groups.insert(id, (job.clone(), Vec::new()));
-                tokio::spawn(run_file(id, cfg.clone(), base.clone(), self.updates.clone(), cancel.clone(), self.metrics.clone()));
+                self.state
+                    .lock()
+                    .groups
+                    .insert(id, (job.clone(), Vec::new()));
+                tokio::spawn(run_file(
+                    id,
+                    cfg.clone(),
+                    base.clone(),
+                    self.updates.clone(),
+                    cancel.clone(),
+                    self.metrics.clone(),
+                ));
             }
             ProviderSpec::Http(cfg) => {
-                self.state.lock().groups.insert(id, (job.clone(), Vec::new()));
-                tokio::spawn(run_http(id, cfg.clone(), self.updates.clone(), cancel.clone(), self.metrics.clone()));
+                self.state
+                    .lock()
+                    .groups
+                    .insert(id, (job.clone(), Vec::new()));
+                tokio::spawn(run_http(
+                    id,
+                    cfg.clone(),
+                    self.updates.clone(),
+                    cancel.clone(),
+                    self.metrics.clone(),
+                ));
+            }
+            ProviderSpec::Dns(_)
+            | ProviderSpec::Consul(_)
+            | ProviderSpec::Docker(_)
+            | ProviderSpec::Ec2(_) => {
+                self.state
+                    .lock()
+                    .groups
+                    .insert(id, (job.clone(), Vec::new()));
+                let ctx = ProviderCtx {
+                    id,
+                    job: job.clone(),
+                    mechanism: spec.mechanism(),
+                    updates: self.updates.clone(),
+                    cancel: cancel.clone(),
+                    metrics: self.metrics.clone(),
+                };
+                self.spawn_api_provider(ctx, &spec);
             }
         }
-        self.providers.push(Provider { id, job, spec, cancel });
+        self.providers.push(Provider {
+            id,
+            job,
+            spec,
+            cancel,
+        });
+    }
+
+    /// Starts the task of a mechanism that polls a remote API.
+    fn spawn_api_provider(&self, ctx: ProviderCtx, spec: &ProviderSpec) {
+        match spec {
+            ProviderSpec::Dns(cfg) => {
+                tokio::spawn(dns::run(ctx, cfg.clone(), self.dns_nameservers.clone()));
+            }
+            ProviderSpec::Consul(cfg) => {
+                tokio::spawn(consul::run(ctx, cfg.clone()));
+            }
+            ProviderSpec::Docker(cfg) => {
+                tokio::spawn(docker::run(ctx, cfg.clone()));
+            }
+            ProviderSpec::Ec2(cfg) => {
+                tokio::spawn(ec2::run(ctx, cfg.clone()));
+            }
+            ProviderSpec::Static(_) | ProviderSpec::File(..) | ProviderSpec::Http(_) => {}
+        }
     }
 
     /// One entry per running provider, for the service-discovery page.
@@ -266,7 +378,10 @@ async fn sender(
             st.dirty = false;
             let mut by_job: BTreeMap<String, Vec<TargetGroup>> = BTreeMap::new();
             for (job, groups) in st.groups.values() {
-                by_job.entry(job.clone()).or_default().extend(groups.iter().cloned());
+                by_job
+                    .entry(job.clone())
+                    .or_default()
+                    .extend(groups.iter().cloned());
             }
             by_job
         };
@@ -274,10 +389,16 @@ async fn sender(
             let n: usize = groups.iter().map(|g| g.targets.len()).sum();
             metrics
                 .discovered_targets
-                .get_or_create(&vec![("name".into(), "scrape".into()), ("config".into(), job.clone())])
+                .get_or_create(&vec![
+                    ("name".into(), "scrape".into()),
+                    ("config".into(), job.clone()),
+                ])
                 .set(n as i64);
         }
-        metrics.updates.get_or_create(&DiscoveryMetrics::scrape_label()).inc();
+        metrics
+            .updates
+            .get_or_create(&DiscoveryMetrics::scrape_label())
+            .inc();
         let _ = tx.send(Arc::new(snapshot));
     }
 }
@@ -330,7 +451,10 @@ async fn run_http(
     cancel: CancellationToken,
     metrics: DiscoveryMetrics,
 ) {
-    let client = match tributary_http::build_client(&cfg.http_client, tributary_http::ClientOptions::default()) {
+    let client = match tributary_http::build_client(
+        &cfg.http_client,
+        tributary_http::ClientOptions::default(),
+    ) {
         Ok(c) => c,
         Err(e) => {
             let _ = updates.send((id, Err(e.to_string()))).await;
@@ -344,7 +468,10 @@ async fn run_http(
                 metrics.http_failures.inc();
                 metrics
                     .refresh_failures
-                    .get_or_create(&vec![("mechanism".into(), "http".into()), ("config".into(), cfg.url.clone())])
+                    .get_or_create(&vec![
+                        ("mechanism".into(), "http".into()),
+                        ("config".into(), cfg.url.clone()),
+                    ])
                     .inc();
                 tracing::error!(url = %cfg.url, err = %e, "Unable to refresh target groups");
                 e.to_string()

@@ -57,8 +57,12 @@ fn bench(c: &mut Criterion) {
     let body = node_exporter_like_body(2000);
     let mut group = c.benchmark_group("prometheus_text_2000_series");
     group.throughput(Throughput::Bytes(body.len() as u64));
-    group.bench_function("series_keys_only", |b| b.iter(|| parse(black_box(body.as_bytes()), false)));
-    group.bench_function("with_labels", |b| b.iter(|| parse(black_box(body.as_bytes()), true)));
+    group.bench_function("series_keys_only", |b| {
+        b.iter(|| parse(black_box(body.as_bytes()), false))
+    });
+    group.bench_function("with_labels", |b| {
+        b.iter(|| parse(black_box(body.as_bytes()), true))
+    });
     group.finish();
 }
 

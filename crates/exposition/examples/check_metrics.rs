@@ -27,7 +27,9 @@ fn main() -> ExitCode {
     let format = match parse_args() {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("check_metrics: {e}\nusage: check_metrics [--format=prometheus|openmetrics|sniff]");
+            eprintln!(
+                "check_metrics: {e}\nusage: check_metrics [--format=prometheus|openmetrics|sniff]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -42,7 +44,10 @@ fn main() -> ExitCode {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        eprintln!("{kind}: {} at line {}, column {}", p.message, p.line, p.column);
+        eprintln!(
+            "{kind}: {} at line {}, column {}",
+            p.message, p.line, p.column
+        );
     }
     if report.is_valid() {
         ExitCode::SUCCESS

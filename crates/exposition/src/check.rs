@@ -59,11 +59,15 @@ impl CheckReport {
     }
 
     pub fn errors(&self) -> impl Iterator<Item = &Problem> {
-        self.problems.iter().filter(|p| p.severity == Severity::Error)
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
-        self.problems.iter().filter(|p| p.severity == Severity::Warning)
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Warning)
     }
 }
 
@@ -220,7 +224,10 @@ impl Checker {
         if !same {
             self.close_family();
             if self.om() && self.closed.contains(name) {
-                self.error(line, format!("metric family {name:?} appears more than once (interleaved)"));
+                self.error(
+                    line,
+                    format!("metric family {name:?} appears more than once (interleaved)"),
+                );
             }
             self.current = Some(Family::new(name, line));
         }
@@ -254,7 +261,10 @@ impl Checker {
             }
         }
         if family.has_unit && matches!(family.kind, MetricType::Info | MetricType::StateSet) {
-            problems.push(format!("{} metric {name:?} must not have a unit", family.kind.as_str()));
+            problems.push(format!(
+                "{} metric {name:?} must not have a unit",
+                family.kind.as_str()
+            ));
         }
         for p in problems {
             self.error(line, p);
@@ -295,7 +305,10 @@ impl Checker {
             None => {
                 self.close_family();
                 if self.om() && self.closed.contains(&name) {
-                    self.error(line, format!("metric family {name:?} appears more than once (interleaved)"));
+                    self.error(
+                        line,
+                        format!("metric family {name:?} appears more than once (interleaved)"),
+                    );
                 }
                 self.current = Some(Family::new(&name, line));
                 ""
@@ -340,14 +353,22 @@ impl Checker {
             .find(|s| *s == rest)
     }
 
-    fn prom_sample_rules(&mut self, line: usize, kind: MetricType, suffix: &str, labels: &LabelsBuilder) {
+    fn prom_sample_rules(
+        &mut self,
+        line: usize,
+        kind: MetricType,
+        suffix: &str,
+        labels: &LabelsBuilder,
+    ) {
         let float_label = match (kind, suffix) {
             (MetricType::Summary, "") => Some("quantile"),
             (MetricType::Histogram, "_bucket") => Some("le"),
             _ => None,
         };
         if let Some(label) = float_label {
-            let ok = labels.get(label).is_some_and(|v| parse_go_float(v.as_bytes()).is_some());
+            let ok = labels
+                .get(label)
+                .is_some_and(|v| parse_go_float(v.as_bytes()).is_some());
             if !ok {
                 self.error(line, format!("expected float as value for {label:?} label"));
             }
@@ -383,10 +404,11 @@ impl Checker {
         if let Some((last_key, last_ts)) = &group.last_series {
             if *last_key == series_key {
                 match (last_ts, ts) {
-                    (Some(a), Some(b)) if b < *a => problems.push("timestamps of a series must not go backwards".into()),
-                    (Some(_), None) | (None, Some(_)) => {
-                        problems.push("samples of one series must all or none have a timestamp".into())
+                    (Some(a), Some(b)) if b < *a => {
+                        problems.push("timestamps of a series must not go backwards".into())
                     }
+                    (Some(_), None) | (None, Some(_)) => problems
+                        .push("samples of one series must all or none have a timestamp".into()),
                     _ => {}
                 }
             }
@@ -424,7 +446,10 @@ impl Checker {
         for sample_name in owned {
             if let Some(other) = self.claimed.get(&sample_name) {
                 if *other != family.name {
-                    let msg = format!("metric family {:?} clashes with family {other:?} over {sample_name:?}", family.name);
+                    let msg = format!(
+                        "metric family {:?} clashes with family {other:?} over {sample_name:?}",
+                        family.name
+                    );
                     self.error(family.line, msg);
                 }
             } else {
@@ -440,19 +465,35 @@ impl Checker {
         }
         let name = family.name.as_str();
         if !family.has_help {
-            self.push(Severity::Warning, family.line, format!("{name}: no help text"));
+            self.push(
+                Severity::Warning,
+                family.line,
+                format!("{name}: no help text"),
+            );
         }
         let text_counter = !self.om() && family.kind == MetricType::Counter;
         if text_counter && !name.ends_with("_total") {
-            self.push(Severity::Warning, family.line, format!("{name}: counter metrics should have \"_total\" suffix"));
+            self.push(
+                Severity::Warning,
+                family.line,
+                format!("{name}: counter metrics should have \"_total\" suffix"),
+            );
         }
         if family.kind != MetricType::Counter && name.ends_with("_total") {
-            self.push(Severity::Warning, family.line, format!("{name}: non-counter metrics should not have \"_total\" suffix"));
+            self.push(
+                Severity::Warning,
+                family.line,
+                format!("{name}: non-counter metrics should not have \"_total\" suffix"),
+            );
         }
         for (unit, base) in NON_BASE_UNITS {
             let infix = format!("_{unit}");
             if name.ends_with(&infix) || name.contains(&format!("{infix}_")) {
-                self.push(Severity::Warning, family.line, format!("{name}: use base unit {base:?} instead of {unit:?}"));
+                self.push(
+                    Severity::Warning,
+                    family.line,
+                    format!("{name}: use base unit {base:?} instead of {unit:?}"),
+                );
             }
         }
     }
@@ -462,7 +503,10 @@ impl Checker {
         let has_errors = self.problems.iter().any(|p| p.severity == Severity::Error);
         if !self.om() && !has_errors && !input.is_empty() && !input.ends_with(b"\n") {
             let line = input.iter().filter(|&&b| b == b'\n').count() + 1;
-            self.error(line, "unexpected end of input stream (missing final newline)");
+            self.error(
+                line,
+                "unexpected end of input stream (missing final newline)",
+            );
         }
     }
 }
@@ -535,28 +579,41 @@ impl Sample<'_, '_> {
         };
         match (self.kind, self.suffix) {
             (MetricType::Counter, "_total") => counter_like("counter value", problems),
-            (MetricType::Histogram | MetricType::GaugeHistogram, "_bucket" | "_count" | "_gcount") => {
-                counter_like("bucket and count values", problems)
-            }
+            (
+                MetricType::Histogram | MetricType::GaugeHistogram,
+                "_bucket" | "_count" | "_gcount",
+            ) => counter_like("bucket and count values", problems),
             (MetricType::Histogram, "_sum") => counter_like("histogram sum", problems),
-            (MetricType::GaugeHistogram, "_gsum") if v.is_nan() => problems.push("gauge histogram sum must not be NaN".into()),
-            (MetricType::Summary, "_count" | "_sum") => counter_like("summary count and sum", problems),
+            (MetricType::GaugeHistogram, "_gsum") if v.is_nan() => {
+                problems.push("gauge histogram sum must not be NaN".into())
+            }
+            (MetricType::Summary, "_count" | "_sum") => {
+                counter_like("summary count and sum", problems)
+            }
             (MetricType::Summary, "") => {
                 if v < 0.0 {
                     problems.push("summary quantile values must not be negative".into());
                 }
-                let quantile = self.builder.get("quantile").and_then(|q| parse_go_float(q.as_bytes()));
+                let quantile = self
+                    .builder
+                    .get("quantile")
+                    .and_then(|q| parse_go_float(q.as_bytes()));
                 if !quantile.is_some_and(|q| (0.0..=1.0).contains(&q)) {
                     problems.push("summary sample needs a quantile label between 0 and 1".into());
                 }
             }
-            (MetricType::Info, _) if v != 1.0 => problems.push("info metric value must be 1".into()),
+            (MetricType::Info, _) if v != 1.0 => {
+                problems.push("info metric value must be 1".into())
+            }
             (MetricType::StateSet, _) => {
                 if v != 0.0 && v != 1.0 {
                     problems.push("stateset value must be 0 or 1".into());
                 }
                 if self.builder.get(self.family).is_none() {
-                    problems.push(format!("stateset sample needs a label named {:?}", self.family));
+                    problems.push(format!(
+                        "stateset sample needs a label named {:?}",
+                        self.family
+                    ));
                 }
             }
             _ => {}
@@ -569,10 +626,15 @@ impl Sample<'_, '_> {
         };
         let allowed = matches!(
             (self.kind, self.suffix),
-            (MetricType::Counter, "_total") | (MetricType::Histogram | MetricType::GaugeHistogram, "_bucket")
+            (MetricType::Counter, "_total")
+                | (
+                    MetricType::Histogram | MetricType::GaugeHistogram,
+                    "_bucket"
+                )
         );
         if !allowed {
-            problems.push("exemplars are only allowed on counter totals and histogram buckets".into());
+            problems
+                .push("exemplars are only allowed on counter totals and histogram buckets".into());
         }
         let runes: usize = exemplar
             .labels
@@ -580,7 +642,9 @@ impl Sample<'_, '_> {
             .map(|l| l.name.chars().count() + l.value.chars().count())
             .sum();
         if runes > MAX_EXEMPLAR_LABEL_RUNES {
-            problems.push(format!("exemplar labels have {runes} characters, more than {MAX_EXEMPLAR_LABEL_RUNES}"));
+            problems.push(format!(
+                "exemplar labels have {runes} characters, more than {MAX_EXEMPLAR_LABEL_RUNES}"
+            ));
         }
     }
 }
@@ -635,22 +699,29 @@ fn finish_group(kind: MetricType, group: &Group, problems: &mut Vec<String>) {
     }
     let at = group.line;
     let Some(inf) = group.inf_bucket else {
-        problems.push(format!("histogram starting at line {at} has no +Inf bucket"));
+        problems.push(format!(
+            "histogram starting at line {at} has no +Inf bucket"
+        ));
         return;
     };
     if group.count.is_some() != group.sum.is_some() {
-        problems.push(format!("histogram starting at line {at} must have both or neither of count and sum"));
+        problems.push(format!(
+            "histogram starting at line {at} must have both or neither of count and sum"
+        ));
     }
     if group.count.is_some_and(|c| c != inf) {
-        problems.push(format!("histogram starting at line {at}: count does not match the +Inf bucket"));
+        problems.push(format!(
+            "histogram starting at line {at}: count does not match the +Inf bucket"
+        ));
     }
     match (kind, group.sum) {
-        (MetricType::Histogram, Some(_)) if group.negative_bucket => {
-            problems.push(format!("histogram starting at line {at} has negative buckets and a sum"))
-        }
-        (MetricType::GaugeHistogram, Some(sum)) if sum < 0.0 && !group.negative_bucket => {
-            problems.push(format!("gauge histogram starting at line {at} has a negative sum but no negative buckets"))
-        }
+        (MetricType::Histogram, Some(_)) if group.negative_bucket => problems.push(format!(
+            "histogram starting at line {at} has negative buckets and a sum"
+        )),
+        (MetricType::GaugeHistogram, Some(sum)) if sum < 0.0 && !group.negative_bucket => problems
+            .push(format!(
+                "gauge histogram starting at line {at} has a negative sum but no negative buckets"
+            )),
         _ => {}
     }
 }

@@ -23,7 +23,7 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Why a scrape response's `Content-Type` does not select a text parser.
+/// Why a scrape response's `Content-Type` does not select a parser.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnsupportedContentType {
     #[error("non-compliant scrape target sending blank Content-Type")]
@@ -35,7 +35,4 @@ pub enum UnsupportedContentType {
     },
     #[error("received unsupported Content-Type {0:?}")]
     Unknown(String),
-    /// A well-formed protobuf media type; the protobuf parser is not built yet.
-    #[error("protobuf exposition (Content-Type {0:?}) is not supported yet")]
-    ProtobufNotSupported(String),
 }

@@ -7,13 +7,15 @@
 
 use crate::error::UnsupportedContentType;
 
-/// The text exposition formats this crate parses.
+/// The exposition formats this crate parses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Prometheus text 0.0.4 / 1.0.0, with the scrape-side (lenient) rules.
     PrometheusText,
     /// OpenMetrics 1.0 text.
     OpenMetrics,
+    /// Varint-delimited `io.prometheus.client.MetricFamily` messages.
+    Protobuf,
 }
 
 impl Format {
@@ -34,9 +36,7 @@ impl Format {
         match media_type.to_ascii_lowercase().as_str() {
             "text/plain" => Ok(Format::PrometheusText),
             "application/openmetrics-text" => Ok(Format::OpenMetrics),
-            "application/vnd.google.protobuf" => Err(
-                UnsupportedContentType::ProtobufNotSupported(content_type.to_owned()),
-            ),
+            "application/vnd.google.protobuf" => Ok(Format::Protobuf),
             _ => Err(UnsupportedContentType::Unknown(content_type.to_owned())),
         }
     }
@@ -81,9 +81,8 @@ fn validate_parameters<'a>(params: impl Iterator<Item = &'a str>) -> Result<(), 
 
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
 }
 
 #[cfg(test)]
@@ -93,27 +92,50 @@ mod tests {
     #[test]
     fn content_type_selection() {
         // C01 / C02
-        for ct in ["text/plain", "text/plain; version=0.0.4", "text/plain;version=1.0.0;escaping=allow-utf-8"] {
-            assert_eq!(Format::from_content_type(ct), Ok(Format::PrometheusText), "{ct}");
+        for ct in [
+            "text/plain",
+            "text/plain; version=0.0.4",
+            "text/plain;version=1.0.0;escaping=allow-utf-8",
+        ] {
+            assert_eq!(
+                Format::from_content_type(ct),
+                Ok(Format::PrometheusText),
+                "{ct}"
+            );
         }
         for ct in [
             "application/openmetrics-text",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             "application/openmetrics-text;version=0.0.1",
         ] {
-            assert_eq!(Format::from_content_type(ct), Ok(Format::OpenMetrics), "{ct}");
+            assert_eq!(
+                Format::from_content_type(ct),
+                Ok(Format::OpenMetrics),
+                "{ct}"
+            );
         }
-        // C03: recognised, but not implemented yet.
-        assert!(matches!(
+        // C03
+        assert_eq!(
             Format::from_content_type("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"),
-            Err(UnsupportedContentType::ProtobufNotSupported(_))
-        ));
+            Ok(Format::Protobuf)
+        );
         // C04
-        assert_eq!(Format::from_content_type(""), Err(UnsupportedContentType::Empty));
+        assert_eq!(
+            Format::from_content_type(""),
+            Err(UnsupportedContentType::Empty)
+        );
         // C05
-        for ct in ["invalid/", "invalid/invalid/invalid", "/", "text/plain; charset=utf-8; charset=utf-8"] {
+        for ct in [
+            "invalid/",
+            "invalid/invalid/invalid",
+            "/",
+            "text/plain; charset=utf-8; charset=utf-8",
+        ] {
             assert!(
-                matches!(Format::from_content_type(ct), Err(UnsupportedContentType::Malformed { .. })),
+                matches!(
+                    Format::from_content_type(ct),
+                    Err(UnsupportedContentType::Malformed { .. })
+                ),
                 "{ct}"
             );
         }

@@ -26,7 +26,9 @@ mod error;
 mod format;
 mod number;
 mod parser;
+mod protobuf;
 mod scan;
+mod wire;
 
 pub use check::{check_metrics, sniff_format, CheckReport, Problem, Severity};
 pub use error::{ParseError, UnsupportedContentType};

@@ -126,6 +126,10 @@ pub fn format_om_float(v: f64) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
     }
+    if v == 0.0 {
+        // Negative zero too: Prometheus compares with 0 before formatting.
+        return "0.0".to_owned();
+    }
     let mut out = format_go_g(v);
     if !out.contains(['.', 'e']) {
         out.push_str(".0");

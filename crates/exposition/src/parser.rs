@@ -11,18 +11,24 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use tributary_model::{Labels, LabelsBuilder, MetricType, METRIC_NAME};
+use tributary_model::{Labels, LabelsBuilder, MetricType, NativeHistogram, METRIC_NAME};
 
 use crate::error::ParseError;
 use crate::format::Format;
-use crate::number::{format_om_float, parse_go_float, parse_int_timestamp, parse_om_timestamp, parse_value};
-use crate::scan::{metric_name_len, scan_name, unescape_help, unescape_label, LabelItem, LabelScanner, ScanError};
+use crate::protobuf::ProtoParser;
+use crate::number::{
+    format_om_float, parse_go_float, parse_int_timestamp, parse_om_timestamp, parse_value,
+};
+use crate::scan::{
+    metric_name_len, scan_name, unescape_help, unescape_label, LabelItem, LabelScanner, ScanError,
+};
 
 /// Labels allowed on one series before the line is rejected: it bounds the
 /// quadratic cost of duplicate detection on hostile input.
 pub const DEFAULT_MAX_LABELS_PER_SERIES: usize = 2048;
 
-/// How many following lines [`Parser::created_timestamp`] inspects.
+/// How many following lines [`Parser::created_timestamp`] inspects at most
+/// (the search also stops at the end of the current metric point).
 const CREATED_LOOKAHEAD_LINES: usize = 4096;
 
 /// Tuning knobs; the defaults match a Prometheus scrape.
@@ -35,6 +41,10 @@ pub struct ParserOptions {
     pub skip_created_series: bool,
     /// Series with more labels than this are a parse error.
     pub max_labels_per_series: usize,
+    /// Protobuf only: also yield the classic `_count`/`_sum`/`_bucket`
+    /// series of a histogram that has native buckets
+    /// (`always_scrape_classic_histograms`).
+    pub keep_classic_histograms: bool,
 }
 
 impl Default for ParserOptions {
@@ -42,6 +52,7 @@ impl Default for ParserOptions {
         ParserOptions {
             skip_created_series: false,
             max_labels_per_series: DEFAULT_MAX_LABELS_PER_SERIES,
+            keep_classic_histograms: false,
         }
     }
 }
@@ -51,10 +62,22 @@ impl Default for ParserOptions {
 pub enum Entry<'a> {
     /// A sample; read it with [`Parser::series`], [`Parser::labels`] etc.
     Series,
-    Type { name: Cow<'a, str>, kind: MetricType },
+    /// A native histogram sample (protobuf only); read it with
+    /// [`Parser::histogram`], its key and labels as for a series.
+    Histogram,
+    Type {
+        name: Cow<'a, str>,
+        kind: MetricType,
+    },
     /// HELP with its text unescaped.
-    Help { name: Cow<'a, str>, text: Cow<'a, str> },
-    Unit { name: Cow<'a, str>, unit: &'a str },
+    Help {
+        name: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
+    Unit {
+        name: Cow<'a, str>,
+        unit: &'a str,
+    },
     /// Any other comment line, verbatim (Prometheus text only).
     Comment(&'a [u8]),
     /// `# EOF` (OpenMetrics only); `next` returns `Ok(None)` afterwards.
@@ -108,6 +131,8 @@ pub struct Parser<'a> {
     exemplar: Option<ExemplarSpan>,
     family: NameSpan,
     family_type: MetricType,
+    /// The protobuf parser, for [`Format::Protobuf`] bodies.
+    proto: Option<Box<ProtoParser<'a>>>,
 }
 
 impl<'a> Parser<'a> {
@@ -116,6 +141,13 @@ impl<'a> Parser<'a> {
     }
 
     pub fn with_options(format: Format, body: &'a [u8], options: ParserOptions) -> Self {
+        let proto = (format == Format::Protobuf).then(|| {
+            Box::new(ProtoParser::new(
+                body,
+                options.max_labels_per_series,
+                options.keep_classic_histograms,
+            ))
+        });
         Parser {
             body,
             format,
@@ -132,6 +164,7 @@ impl<'a> Parser<'a> {
             exemplar: None,
             family: NameSpan::default(),
             family_type: MetricType::Unknown,
+            proto,
         }
     }
 
@@ -139,9 +172,13 @@ impl<'a> Parser<'a> {
         self.format
     }
 
-    /// 1-based number of the line the last entry came from.
+    /// 1-based number of the line the last entry came from (for protobuf:
+    /// of the metric family message).
     pub fn line_number(&self) -> usize {
-        self.line_no
+        match &self.proto {
+            Some(p) => p.family_number(),
+            None => self.line_no,
+        }
     }
 
     /// Advances to the next entry. `Ok(None)` at the end of the body. After
@@ -151,7 +188,10 @@ impl<'a> Parser<'a> {
         if self.finished {
             return Ok(None);
         }
-        let result = self.advance();
+        let result = match &mut self.proto {
+            Some(p) => p.next(),
+            None => self.advance(),
+        };
         if !matches!(result, Ok(Some(ref e)) if *e != Entry::Eof) {
             self.finished = true;
         }
@@ -162,14 +202,14 @@ impl<'a> Parser<'a> {
         loop {
             if self.pos >= self.body.len() {
                 return match self.format {
-                    Format::PrometheusText => Ok(None),
                     Format::OpenMetrics => Err(self.error_at(0, "data does not end with # EOF")),
+                    Format::PrometheusText | Format::Protobuf => Ok(None),
                 };
             }
             let (line, next_pos) = self.take_line();
             let entry = match self.format {
-                Format::PrometheusText => self.prom_line(line)?,
                 Format::OpenMetrics => self.om_line(line, next_pos)?,
+                Format::PrometheusText | Format::Protobuf => self.prom_line(line)?,
             };
             self.pos = next_pos;
             match entry {
@@ -227,7 +267,8 @@ impl<'a> Parser<'a> {
             return Ok(LineResult::Entry(Entry::Comment(&line[hash..])));
         }
         let name_at = skip_blanks(line, after_ws + 4);
-        let (name, rest_at) = self.meta_name(line, name_at, if is_help { "HELP" } else { "TYPE" })?;
+        let (name, rest_at) =
+            self.meta_name(line, name_at, if is_help { "HELP" } else { "TYPE" })?;
         let rest = &line[rest_at..];
         // The lexer hands over the rest of the line minus its first byte; a
         // rest made only of blanks lexes as whitespace and yields no text.
@@ -244,11 +285,17 @@ impl<'a> Parser<'a> {
                 b"summary" => MetricType::Summary,
                 b"untyped" => MetricType::Unknown,
                 _ => {
-                    return Err(self.error_at(rest_at, format!("invalid metric type {:?}", String::from_utf8_lossy(text))))
+                    return Err(self.error_at(
+                        rest_at,
+                        format!("invalid metric type {:?}", String::from_utf8_lossy(text)),
+                    ))
                 }
             };
             self.set_family(name.clone(), kind);
-            return Ok(LineResult::Entry(Entry::Type { name: self.span_str(&name), kind }));
+            return Ok(LineResult::Entry(Entry::Type {
+                name: self.span_str(&name),
+                kind,
+            }));
         }
         if std::str::from_utf8(text).is_err() {
             return Err(self.error_at(rest_at, "help text is not valid UTF-8"));
@@ -266,7 +313,7 @@ impl<'a> Parser<'a> {
         if name_len > 0 {
             self.name = self.span(i..i + name_len, false);
             i = skip_blanks(line, i + name_len);
-        } else if line[i] != b'{' {
+        } else if line.get(i) != Some(&b'{') {
             return Err(self.error_at(i, "expected a valid start token"));
         }
         let mut series_end = start + name_len;
@@ -323,7 +370,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn om_comment(&mut self, line: &'a [u8], next_pos: usize) -> Result<LineResult<'a>, ParseError> {
+    fn om_comment(
+        &mut self,
+        line: &'a [u8],
+        next_pos: usize,
+    ) -> Result<LineResult<'a>, ParseError> {
         if line == b"# EOF" {
             if next_pos < self.body.len() {
                 return Err(self.error_at(line.len(), "unexpected data after # EOF"));
@@ -352,10 +403,16 @@ impl<'a> Parser<'a> {
                     .filter(|t| *t != "untyped")
                     .and_then(MetricType::from_type_word)
                     .ok_or_else(|| {
-                        self.error_at(rest_at + 1, format!("invalid metric type {:?}", String::from_utf8_lossy(text)))
+                        self.error_at(
+                            rest_at + 1,
+                            format!("invalid metric type {:?}", String::from_utf8_lossy(text)),
+                        )
                     })?;
                 self.set_family(name.clone(), kind);
-                Ok(LineResult::Entry(Entry::Type { name: self.span_str(&name), kind }))
+                Ok(LineResult::Entry(Entry::Type {
+                    name: self.span_str(&name),
+                    kind,
+                }))
             }
             b"HELP" => {
                 if std::str::from_utf8(text).is_err() {
@@ -370,8 +427,15 @@ impl<'a> Parser<'a> {
                 let unit = std::str::from_utf8(text)
                     .map_err(|_| self.error_at(rest_at + 1, "unit is not valid UTF-8"))?;
                 let metric = self.span_str(&name);
-                if !unit.is_empty() && !metric.strip_suffix(unit).is_some_and(|m| m.ends_with('_') && m.len() > 1) {
-                    return Err(self.error_at(rest_at + 1, format!("unit {unit:?} not a suffix of metric {metric:?}")));
+                if !unit.is_empty()
+                    && !metric
+                        .strip_suffix(unit)
+                        .is_some_and(|m| m.ends_with('_') && m.len() > 1)
+                {
+                    return Err(self.error_at(
+                        rest_at + 1,
+                        format!("unit {unit:?} not a suffix of metric {metric:?}"),
+                    ));
                 }
                 Ok(LineResult::Entry(Entry::Unit { name: metric, unit }))
             }
@@ -395,7 +459,8 @@ impl<'a> Parser<'a> {
         }
         self.series = self.line_start..self.line_start + i;
         let (value, i) = self.om_token(line, i, "expected value after metric")?;
-        self.value = parse_value(value).ok_or_else(|| self.error_at(i - value.len(), "expected a valid float value"))?;
+        self.value = parse_value(value)
+            .ok_or_else(|| self.error_at(i - value.len(), "expected a valid float value"))?;
         if i == line.len() {
             return Ok(());
         }
@@ -403,7 +468,10 @@ impl<'a> Parser<'a> {
             return self.om_exemplar(line, i + 4);
         }
         let (ts, i) = self.om_token(line, i, "expected timestamp")?;
-        self.timestamp = Some(parse_om_timestamp(ts).ok_or_else(|| self.error_at(i - ts.len(), "invalid timestamp"))?);
+        self.timestamp = Some(
+            parse_om_timestamp(ts)
+                .ok_or_else(|| self.error_at(i - ts.len(), "invalid timestamp"))?,
+        );
         if i == line.len() {
             return Ok(());
         }
@@ -414,7 +482,12 @@ impl<'a> Parser<'a> {
     }
 
     /// `' ' [^ ]+` at `i`: returns the token and the offset after it.
-    fn om_token(&self, line: &'a [u8], i: usize, what: &str) -> Result<(&'a [u8], usize), ParseError> {
+    fn om_token(
+        &self,
+        line: &'a [u8],
+        i: usize,
+        what: &str,
+    ) -> Result<(&'a [u8], usize), ParseError> {
         if line.get(i) != Some(&b' ') {
             return Err(self.error_at(i, what));
         }
@@ -430,7 +503,9 @@ impl<'a> Parser<'a> {
         let mut count = 0usize;
         while let Some(item) = scanner.next_item().map_err(|e| self.scan_error(e))? {
             if let LabelItem::MetricName(_) = item {
-                return Err(self.error_at(scanner.pos, "metric name not allowed in exemplar labels"));
+                return Err(
+                    self.error_at(scanner.pos, "metric name not allowed in exemplar labels")
+                );
             }
             count += 1;
             if count > self.options.max_labels_per_series {
@@ -438,11 +513,15 @@ impl<'a> Parser<'a> {
             }
         }
         let (value, i) = self.om_token(line, scanner.pos, "expected exemplar value")?;
-        let value = parse_value(value).ok_or_else(|| self.error_at(i - value.len(), "invalid exemplar value"))?;
+        let value = parse_value(value)
+            .ok_or_else(|| self.error_at(i - value.len(), "invalid exemplar value"))?;
         let mut timestamp = None;
         if i < line.len() {
             let (ts, end) = self.om_token(line, i, "expected exemplar timestamp")?;
-            timestamp = Some(parse_om_timestamp(ts).ok_or_else(|| self.error_at(i + 1, "invalid exemplar timestamp"))?);
+            timestamp = Some(
+                parse_om_timestamp(ts)
+                    .ok_or_else(|| self.error_at(i + 1, "invalid exemplar timestamp"))?,
+            );
             if end != line.len() {
                 return Err(self.error_at(end, "expected end of line after exemplar timestamp"));
             }
@@ -459,7 +538,12 @@ impl<'a> Parser<'a> {
 
     /// The metric name of a HELP/TYPE/UNIT line at `at`; returns it and the
     /// offset after it.
-    fn meta_name(&self, line: &'a [u8], at: usize, keyword: &str) -> Result<(NameSpan, usize), ParseError> {
+    fn meta_name(
+        &self,
+        line: &'a [u8],
+        at: usize,
+        keyword: &str,
+    ) -> Result<(NameSpan, usize), ParseError> {
         match scan_name(&line[at.min(line.len())..], metric_name_len) {
             Ok(Some((raw, len, quoted))) => {
                 let offset = if quoted { at + 1 } else { at };
@@ -472,7 +556,13 @@ impl<'a> Parser<'a> {
 
     /// Validates a label block whose `{` is at `brace`; records a quoted
     /// metric name if `name_inside`. Returns the offset after `}`.
-    fn label_block(&mut self, line: &'a [u8], brace: usize, strict: bool, name_inside: bool) -> Result<usize, ParseError> {
+    fn label_block(
+        &mut self,
+        line: &'a [u8],
+        brace: usize,
+        strict: bool,
+        name_inside: bool,
+    ) -> Result<usize, ParseError> {
         self.labels_start = Some(self.line_start + brace + 1);
         let mut scanner = LabelScanner::new(line, brace + 1, strict);
         let mut count = 0usize;
@@ -527,15 +617,29 @@ impl<'a> Parser<'a> {
 
     // ----- accessors for the current series ------------------------------
 
-    /// The raw series bytes (name and label block exactly as on the wire),
-    /// the timestamp in milliseconds and the value of the current series.
-    pub fn series(&self) -> (&'a [u8], Option<i64>, f64) {
-        (&self.body[self.series.clone()], self.timestamp, self.value)
+    /// The raw series bytes, the timestamp in milliseconds and the value of
+    /// the current series (or histogram, whose value is 0). For text the
+    /// bytes are the name and label block exactly as on the wire; for
+    /// protobuf a canonical encoding of name and labels. Either way they
+    /// identify the series within a target: use them as the cache key.
+    pub fn series(&self) -> (&[u8], Option<i64>, f64) {
+        match &self.proto {
+            Some(p) => (p.key(), p.timestamp(), p.value()),
+            None => (&self.body[self.series.clone()], self.timestamp, self.value),
+        }
+    }
+
+    /// The native histogram of the current [`Entry::Histogram`].
+    pub fn histogram(&self) -> Option<&NativeHistogram> {
+        self.proto.as_ref().and_then(|p| p.histogram())
     }
 
     /// The metric name of the current series, unescaped.
     pub fn metric_name(&self) -> Cow<'a, str> {
-        self.span_str(&self.name)
+        match &self.proto {
+            Some(p) => Cow::Owned(p.metric_name()),
+            None => self.span_str(&self.name),
+        }
     }
 
     /// Writes the labels of the current series, `__name__` included and all
@@ -548,14 +652,25 @@ impl<'a> Parser<'a> {
 
     /// [`Parser::labels`] with the `le`/`quantile` normalisation optional
     /// (the checker needs the values as written).
-    pub(crate) fn fill_labels(&self, out: &mut LabelsBuilder, normalize: bool) -> Result<(), ParseError> {
+    pub(crate) fn fill_labels(
+        &self,
+        out: &mut LabelsBuilder,
+        normalize: bool,
+    ) -> Result<(), ParseError> {
+        if let Some(p) = &self.proto {
+            return p.labels(out);
+        }
         out.clear();
         out.set(METRIC_NAME, &self.metric_name());
         let Some(start) = self.labels_start else {
             return Ok(());
         };
         let strict = self.format == Format::OpenMetrics;
-        let kind = if normalize { self.metric_type() } else { MetricType::Unknown };
+        let kind = if normalize {
+            self.metric_type()
+        } else {
+            MetricType::Unknown
+        };
         let mut scanner = LabelScanner::new(self.body, start, strict);
         while let Ok(Some(item)) = scanner.next_item() {
             let LabelItem::Pair { name, value } = item else {
@@ -578,8 +693,14 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// The exemplar of the current series (OpenMetrics), if any.
+    /// The exemplar of the current series (OpenMetrics, protobuf), if any;
+    /// the first one for a native histogram.
     pub fn exemplar(&self) -> Option<Exemplar> {
+        if let Some(p) = &self.proto {
+            let mut all = Vec::new();
+            p.exemplars(&mut all);
+            return all.into_iter().next();
+        }
         let span = self.exemplar.as_ref()?;
         let mut builder = LabelsBuilder::new();
         let mut scanner = LabelScanner::new(self.body, span.labels_start, true);
@@ -595,10 +716,23 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// Appends all exemplars of the current entry to `out`: at most one for
+    /// a series, any number for a native histogram (only timestamped ones,
+    /// as Prometheus keeps).
+    pub fn exemplars(&self, out: &mut Vec<Exemplar>) {
+        match &self.proto {
+            Some(p) => p.exemplars(out),
+            None => out.extend(self.exemplar()),
+        }
+    }
+
     /// The type of the family the current series belongs to: the last
     /// `# TYPE` if the series name is that family's name plus a suffix the
     /// type allows, otherwise unknown.
     pub fn metric_type(&self) -> MetricType {
+        if let Some(p) = &self.proto {
+            return p.metric_type();
+        }
         match self.family_suffix() {
             Some(_) => self.family_type,
             None => MetricType::Unknown,
@@ -621,8 +755,10 @@ impl<'a> Parser<'a> {
     }
 
     fn is_created_series_of_family(&self) -> bool {
-        matches!(self.family_type, MetricType::Counter | MetricType::Summary | MetricType::Histogram)
-            && self.family_suffix() == Some("_created")
+        matches!(
+            self.family_type,
+            MetricType::Counter | MetricType::Summary | MetricType::Histogram
+        ) && self.family_suffix() == Some("_created")
     }
 
     /// OpenMetrics: the `<family>_created` value (in milliseconds) that
@@ -630,14 +766,19 @@ impl<'a> Parser<'a> {
     /// family for a `_created` line with the same labels (ignoring `le` and
     /// `quantile`). `None` for other formats, types, or when absent.
     pub fn created_timestamp(&self) -> Option<i64> {
+        if let Some(p) = &self.proto {
+            return p.created_timestamp();
+        }
         if self.format != Format::OpenMetrics
-            || !matches!(self.family_type, MetricType::Counter | MetricType::Summary | MetricType::Histogram)
+            || !matches!(
+                self.family_type,
+                MetricType::Counter | MetricType::Summary | MetricType::Histogram
+            )
         {
             return None;
         }
-        match self.family_suffix()? {
-            "_created" => return None,
-            _ => {}
+        if self.family_suffix()? == "_created" {
+            return None;
         }
         let mut ahead = self.clone();
         ahead.options.skip_created_series = false;
@@ -646,15 +787,14 @@ impl<'a> Parser<'a> {
                 Ok(Some(Entry::Series)) => {}
                 _ => return None,
             }
-            match ahead.family_suffix() {
-                None => return None,
-                Some("_created") => {
-                    if self.same_labels_ignoring_bucket(&ahead) {
-                        let ms = ahead.value * 1000.0;
-                        return ms.is_finite().then_some(ms as i64);
-                    }
-                }
-                Some(_) => {}
+            if ahead.family_suffix().is_none() || !self.same_labels_ignoring_bucket(&ahead) {
+                // OpenMetrics keeps a metric point's lines together, so a
+                // line of another family or point ends the search.
+                return None;
+            }
+            if ahead.family_suffix() == Some("_created") {
+                let ms = ahead.value * 1000.0;
+                return ms.is_finite().then_some(ms as i64);
             }
         }
         None
@@ -665,7 +805,9 @@ impl<'a> Parser<'a> {
             let mut scanner = p.labels_start.map(|s| LabelScanner::new(p.body, s, true));
             std::iter::from_fn(move || loop {
                 match scanner.as_mut()?.next_item() {
-                    Ok(Some(LabelItem::Pair { name, value })) if name != b"le" && name != b"quantile" => {
+                    Ok(Some(LabelItem::Pair { name, value }))
+                        if name != b"le" && name != b"quantile" =>
+                    {
                         return Some((name, value))
                     }
                     Ok(Some(_)) => continue,

@@ -30,7 +30,10 @@ fn is_label_name_char(b: u8) -> bool {
 pub(crate) fn metric_name_len(s: &[u8]) -> usize {
     match s.first() {
         Some(&b) if is_metric_name_start(b) => {
-            1 + s[1..].iter().take_while(|&&b| is_metric_name_char(b)).count()
+            1 + s[1..]
+                .iter()
+                .take_while(|&&b| is_metric_name_char(b))
+                .count()
         }
         _ => 0,
     }
@@ -39,7 +42,10 @@ pub(crate) fn metric_name_len(s: &[u8]) -> usize {
 fn label_name_len(s: &[u8]) -> usize {
     match s.first() {
         Some(&b) if is_label_name_start(b) => {
-            1 + s[1..].iter().take_while(|&&b| is_label_name_char(b)).count()
+            1 + s[1..]
+                .iter()
+                .take_while(|&&b| is_label_name_char(b))
+                .count()
         }
         _ => 0,
     }
@@ -107,12 +113,16 @@ fn unescape(raw: &[u8], with_quote: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A name found by [`scan_name`]: (raw name without quotes, consumed
+/// length, whether it was quoted).
+pub(crate) type ScannedName<'a> = (&'a [u8], usize, bool);
+
 /// A name at the start of `s`: either a legacy identifier or a quoted
-/// UTF-8 string. Returns (raw name without quotes, consumed length, quoted).
+/// UTF-8 string.
 pub(crate) fn scan_name(
     s: &[u8],
     legacy_len: fn(&[u8]) -> usize,
-) -> Result<Option<(&[u8], usize, bool)>, ScanError> {
+) -> Result<Option<ScannedName<'_>>, ScanError> {
     if s.first() == Some(&b'"') {
         let end = quoted_end(s, 0)?;
         let inner = &s[1..end - 1];
@@ -248,7 +258,10 @@ mod tests {
 
     #[test]
     fn lenient_and_strict_label_blocks() {
-        assert_eq!(items(r#" a = "1" b="2" , }"#, false).map(|v| v.len()), Ok(2));
+        assert_eq!(
+            items(r#" a = "1" b="2" , }"#, false).map(|v| v.len()),
+            Ok(2)
+        );
         assert!(items(r#" a = "1"}"#, true).is_err());
         assert!(items(r#"a="1",}"#, true).is_err());
         assert!(items(r#"a="1",}"#, false).is_ok());
@@ -259,7 +272,10 @@ mod tests {
             items(r#""x.y",a="1"}"#, true),
             Ok(vec![
                 LabelItem::MetricName(b"x.y"),
-                LabelItem::Pair { name: b"a", value: b"1" }
+                LabelItem::Pair {
+                    name: b"a",
+                    value: b"1"
+                }
             ])
         );
         assert!(items(r#"a="unterminated}"#, false).is_err());

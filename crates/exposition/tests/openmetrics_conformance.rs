@@ -1,5 +1,6 @@
 //! Runs the upstream OpenMetrics parser conformance cases in-process
 //! against `check_metrics` (the same verdict the example binary gives).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 
@@ -31,12 +32,18 @@ fn openmetrics_conformance_suite_passes_completely() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn load_case(case: &Path) -> (bool, Vec<u8>) {
     let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(case.join("test.json")).expect("test.json")).expect("json");
+        serde_json::from_slice(&std::fs::read(case.join("test.json")).expect("test.json"))
+            .expect("json");
     assert_eq!(spec["type"], "text");
     let file = spec["file"].as_str().unwrap_or("metrics");
     let input = std::fs::read(case.join(file)).expect("case input");

@@ -1,4 +1,5 @@
 //! Upstream Prometheus text data (see the README next to the files).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 
@@ -30,10 +31,26 @@ fn parses(format: Format, body: &[u8]) -> Result<usize, String> {
 #[test]
 fn prometheus_textparse_testdata_parses() {
     for (file, format, min_series) in [
-        ("prometheus-textparse-testdata/alltypes.237mfs.prom.txt", Format::PrometheusText, 1000),
-        ("prometheus-textparse-testdata/alltypes.237mfs.nometa.prom.txt", Format::PrometheusText, 1000),
-        ("prometheus-textparse-testdata/alltypes.5mfs.om.txt", Format::OpenMetrics, 20),
-        ("prometheus-textparse-testdata/1histogram.om.txt", Format::OpenMetrics, 10),
+        (
+            "prometheus-textparse-testdata/alltypes.237mfs.prom.txt",
+            Format::PrometheusText,
+            1000,
+        ),
+        (
+            "prometheus-textparse-testdata/alltypes.237mfs.nometa.prom.txt",
+            Format::PrometheusText,
+            1000,
+        ),
+        (
+            "prometheus-textparse-testdata/alltypes.5mfs.om.txt",
+            Format::OpenMetrics,
+            20,
+        ),
+        (
+            "prometheus-textparse-testdata/1histogram.om.txt",
+            Format::OpenMetrics,
+            10,
+        ),
         ("common-expfmt-testdata/text", Format::PrometheusText, 100),
     ] {
         let n = parses(format, &read(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -43,7 +60,13 @@ fn prometheus_textparse_testdata_parses() {
 
 #[test]
 fn expfmt_fuzz_corpus_valid_inputs() {
-    for name in ["from_test_parse_0", "from_test_parse_1", "from_test_parse_2", "from_test_parse_4", "minimal"] {
+    for name in [
+        "from_test_parse_0",
+        "from_test_parse_1",
+        "from_test_parse_2",
+        "from_test_parse_4",
+        "minimal",
+    ] {
         let body = read(&format!("common-expfmt-fuzz-corpus/{name}"));
         parses(Format::PrometheusText, &body).unwrap_or_else(|e| panic!("{name}: {e}"));
         let report = check_metrics(&body, Some(Format::PrometheusText));
@@ -52,8 +75,11 @@ fn expfmt_fuzz_corpus_valid_inputs() {
     // from_test_parse_3 holds `decoy -1 -2`: the client library accepts a
     // negative timestamp, Prometheus's scrape parser (which we follow) does
     // not, because its timestamp token is digits only.
-    let err = parses(Format::PrometheusText, &read("common-expfmt-fuzz-corpus/from_test_parse_3"))
-        .expect_err("negative timestamp");
+    let err = parses(
+        Format::PrometheusText,
+        &read("common-expfmt-fuzz-corpus/from_test_parse_3"),
+    )
+    .expect_err("negative timestamp");
     assert!(err.contains("line 4"), "{err}");
 }
 
@@ -76,11 +102,18 @@ fn scrape_parser_is_lenient_where_prometheus_is() {
         let name = format!("from_test_parse_error_{i}");
         let body = read(&format!("common-expfmt-fuzz-corpus/{name}"));
         let mut parser = Parser::new(Format::PrometheusText, &body);
-        while parser.next().unwrap_or_else(|e| panic!("{name}: {e}")).is_some() {}
+        while parser
+            .next()
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .is_some()
+        {}
     }
     for i in [2, 3, 5, 6, 8, 9, 10, 11, 15, 16, 17, 18] {
         let name = format!("from_test_parse_error_{i}");
         let body = read(&format!("common-expfmt-fuzz-corpus/{name}"));
-        assert!(parses(Format::PrometheusText, &body).is_err(), "{name} must fail to parse");
+        assert!(
+            parses(Format::PrometheusText, &body).is_err(),
+            "{name} must fail to parse"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! one representation without depending on each other.
 
 mod appender;
+mod histogram;
 mod labels;
 mod metadata;
 mod protocol;
@@ -14,6 +15,7 @@ mod sample;
 pub mod testing;
 
 pub use appender::{AppendError, Appender, Storage};
+pub use histogram::{BucketSpan, HistogramCount, NativeHistogram, ResetHint};
 pub use labels::{Label, Labels, LabelsBuilder, LabelsIter, METRIC_NAME};
 pub use metadata::MetricType;
 pub use protocol::ScrapeProtocol;

@@ -21,7 +21,7 @@ use tributary_discovery::{DiscoveryManager, DiscoveryMetrics};
 use tributary_remote::RemoteStorage;
 use tributary_scrape::{PoolSnapshot, ScrapeManager, ScrapeMetrics};
 use tributary_wal::{AgentStorage, WalOptions};
-use tributary_web::{ReloadRequest, StatusSource, WebOptions, WebState};
+use tributary_web::{RemoteEndpointStatus, RemoteWriteStatus, ReloadRequest, StatusSource, WalStatus, WebOptions, WebState};
 
 use crate::cli::AgentFlags;
 
@@ -68,6 +68,7 @@ struct Status {
     wal: Arc<AgentStorage>,
     config: Mutex<Arc<Config>>,
     reload: Mutex<(bool, Option<SystemTime>)>,
+    byte_cap: Option<u64>,
 }
 
 impl StatusSource for Status {
@@ -123,6 +124,48 @@ impl StatusSource for Status {
 
     fn reload_status(&self) -> (bool, Option<SystemTime>) {
         *self.reload.lock()
+    }
+
+    fn config(&self) -> Option<Arc<Config>> {
+        Some(self.config.lock().clone())
+    }
+
+    fn remote_write_status(&self) -> Option<RemoteWriteStatus> {
+        let cfg = self.config.lock().clone();
+        let queues = self.remote.try_lock().ok()?.status();
+        let wal = self.wal.stats();
+        let endpoints = queues
+            .into_iter()
+            .map(|q| RemoteEndpointStatus {
+                max_shards: cfg
+                    .remote_write
+                    .iter()
+                    .find(|r| r.name == q.name)
+                    .map(|r| r.queue_config.max_shards)
+                    .unwrap_or(0),
+                wal_backlog_bytes: wal.consumers.iter().find(|c| c.name == q.name).map(|c| c.backlog_bytes),
+                name: q.name,
+                url: q.url,
+                shards: q.shards,
+                desired_shards: q.desired_shards,
+                pending_samples: q.pending_samples,
+                highest_sent_timestamp_ms: q.highest_sent_timestamp_ms,
+                last_send: q.last_send,
+                last_error: q.last_error,
+                ..Default::default()
+            })
+            .collect();
+        Some(RemoteWriteStatus {
+            endpoints,
+            wal: WalStatus {
+                segments: wal.segments,
+                first_segment: wal.first_segment,
+                current_segment: wal.current_segment,
+                bytes: wal.bytes,
+                byte_cap: self.byte_cap,
+                active_series: wal.active_series,
+            },
+        })
     }
 }
 
@@ -212,7 +255,13 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     let ready_gauge = Gauge::<i64>::default();
     registry.register("prometheus_ready", "Whether Prometheus startup was fully completed and the server is ready for normal operation.", ready_gauge.clone());
 
-    let wal = AgentStorage::open(&flags.storage_agent_path, wal_options(&flags)?, &mut registry)
+    let wal_opts = wal_options(&flags)?;
+    let byte_cap = wal_opts.max_bytes;
+    let security = match &flags.web_config_file {
+        Some(path) => tributary_web::load_web_config(path).with_context(|| format!("loading --web.config.file={}", path.display()))?,
+        None => Default::default(),
+    };
+    let wal = AgentStorage::open(&flags.storage_agent_path, wal_opts, &mut registry)
         .with_context(|| format!("opening storage at {}", flags.storage_agent_path.display()))?;
     let maintenance = tokio::spawn(wal.clone().run_maintenance(shutdown.child_token()));
 
@@ -239,6 +288,7 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         wal: wal.clone(),
         config: Mutex::new(config.clone()),
         reload: Mutex::new((false, None)),
+        byte_cap,
     });
     let record_reload = |ok: bool| {
         reload_metrics.success.set(i64::from(ok));
@@ -276,7 +326,7 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     let web_shutdown = CancellationToken::new();
     let listener_check = tokio::net::TcpListener::bind(&web.options.listen).await;
     drop(listener_check.with_context(|| format!("listening on {}", web.options.listen))?);
-    let web_task = tokio::spawn(tributary_web::serve(web.clone(), web_shutdown.clone()));
+    let web_task = tokio::spawn(tributary_web::serve_with_security(web.clone(), security, web_shutdown.clone()));
 
     // First configuration.
     let applied = apply(&config, &scrape, &discovery, &remote).await;

@@ -79,7 +79,7 @@ pub struct AgentFlags {
     /// Address to listen on for UI, API, and telemetry (repeatable; the first one is used).
     #[arg(long = "web.listen-address", default_value = "0.0.0.0:9090")]
     pub web_listen_address: Vec<String>,
-    /// Path to a web configuration file (TLS and basic auth) — not supported yet.
+    /// Path to a configuration file that can enable TLS or authentication (exporter-toolkit format).
     #[arg(long = "web.config.file")]
     pub web_config_file: Option<PathBuf>,
     #[arg(long = "web.read-timeout", default_value = "5m", value_parser = parse_duration)]
@@ -227,6 +227,8 @@ impl AgentFlags {
             ("storage.agent.retention.max-size".into(), self.storage_agent_retention_max_size.clone()),
             ("storage.agent.wal-compression".into(), self.wal_compression().to_string()),
             ("storage.remote.flush-deadline".into(), d(self.storage_remote_flush_deadline)),
+            ("web.config.file".into(), self.web_config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+            ("web.cors.origin".into(), self.web_cors_origin.clone()),
             ("web.enable-lifecycle".into(), self.lifecycle_enabled().to_string()),
             ("web.enable-remote-write-receiver".into(), self.web_enable_remote_write_receiver.to_string()),
             ("web.external-url".into(), self.web_external_url.clone().unwrap_or_default()),

@@ -195,16 +195,19 @@ impl AgentStorage {
     /// starts a fresh segment.
     pub fn open(
         dir: &Path,
-        opts: WalOptions,
+        mut opts: WalOptions,
         registry: &mut Registry,
     ) -> Result<Arc<AgentStorage>, WalError> {
         opts.validate()?;
+        opts.segment_size = effective_segment_size(&opts);
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(WalError::io("create WAL directory", &wal_dir))?;
         let metrics = Arc::new(Metrics::new());
         metrics.register(registry);
         let lock_file = acquire_lock(dir, opts.no_lockfile, &metrics)?;
 
+        // Leftovers of a checkpoint interrupted by a crash.
+        checkpoint::delete_checkpoints_before(&wal_dir, 0);
         let started = Instant::now();
         let replayed = replay(&wal_dir, &metrics)?;
         metrics.replay_duration.set(started.elapsed().as_secs_f64());
@@ -401,6 +404,25 @@ impl Storage for AgentStorage {
     }
 }
 
+/// With a byte cap, segments must be small enough that deleting one frees a
+/// useful fraction of the cap (and the active segment alone cannot exceed
+/// it): at most a quarter of the cap, at least one page.
+fn effective_segment_size(opts: &WalOptions) -> u64 {
+    let Some(cap) = opts.max_bytes else {
+        return opts.segment_size;
+    };
+    let quarter = (cap / 4 / format::PAGE_SIZE).max(1) * format::PAGE_SIZE;
+    if quarter < opts.segment_size {
+        tracing::info!(
+            segment_size = quarter,
+            max_bytes = cap,
+            "reducing WAL segment size to fit the byte cap"
+        );
+        return quarter;
+    }
+    opts.segment_size
+}
+
 fn acquire_lock(dir: &Path, disabled: bool, metrics: &Metrics) -> Result<Option<File>, WalError> {
     if disabled {
         metrics.clean_start.set(-1);
@@ -462,14 +484,21 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
         let mut reader = WalReader::open(wal_dir, Position::new(first, 0))?;
         let mut series = Vec::new();
         let mut samples = Vec::new();
+        // Start of damage in the newest segment not followed by any valid
+        // record: the tail to cut.
+        let mut tail_damage: Option<Position> = None;
         while let Some(rec) = reader.next_record()? {
             if let Some(skip) = rec.skipped {
                 if skip.reason == SkipReason::Corruption {
                     corruptions += 1;
+                    if skip.from.segment == last && tail_damage.is_none() {
+                        tail_damage = Some(skip.from);
+                    }
                 }
                 continue;
             }
             let seg = rec.start.segment;
+            tail_damage = None;
             match record::record_type(rec.payload) {
                 Some(RecordType::Series) => {
                     series.clear();
@@ -503,9 +532,11 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
         }
         // Whatever follows the last good record of the newest segment is a
         // torn write: cut it so the segment ends cleanly.
-        let end = reader.position();
+        let end = tail_damage.unwrap_or_else(|| reader.position());
         if end.segment == last && end.offset < last_len {
-            corruptions += 1;
+            if tail_damage.is_none() {
+                corruptions += 1;
+            }
             let path = format::segment_path(wal_dir, last);
             tracing::warn!(
                 segment = last,

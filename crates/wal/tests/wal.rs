@@ -597,3 +597,55 @@ fn max_time_deletes_unsent_data() {
     assert_eq!(st.series_removed, 40);
     assert_eq!(s.stats().active_series, 0);
 }
+
+#[test]
+fn garbage_or_zeros_after_the_last_record_are_cut() {
+    let noise: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    for garbage in [vec![0u8; 5000], noise] {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, good_len) = {
+            let (s, _reg) = open(dir.path(), WalOptions::default());
+            let seg = s.consumer("c").unwrap().position().segment;
+            for t in 0..10 {
+                commit_round(&s, 10, t);
+            }
+            s.close().unwrap();
+            let path = s.wal_dir().join(format!("{seg:08}"));
+            (seg, fs::metadata(path).unwrap().len())
+        };
+        let path = dir.path().join("wal").join(format!("{seg:08}"));
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, &garbage).unwrap();
+        drop(f);
+        let (s, reg) = open(dir.path(), WalOptions::default());
+        assert_eq!(fs::metadata(&path).unwrap().len(), good_len);
+        assert_eq!(
+            metric_value(&reg, "prometheus_agent_corruptions_total"),
+            1.0
+        );
+        let got = read_all(s.wal_dir(), Position::new(seg, 0));
+        assert_eq!(got.samples.len(), 100);
+        assert!(got.skipped.is_empty());
+    }
+}
+
+#[test]
+fn byte_cap_shrinks_oversized_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        max_bytes: Some(256 * 1024),
+        ..WalOptions::default()
+    };
+    let (s, _reg) = open(dir.path(), opts);
+    fill_segments(&s, 3, 40, 0);
+    let first = s.stats().first_segment.unwrap();
+    let len = fs::metadata(s.wal_dir().join(format!("{first:08}")))
+        .unwrap()
+        .len();
+    assert!(
+        len <= 64 * 1024,
+        "segment of {len} bytes under a 256 KiB cap"
+    );
+}

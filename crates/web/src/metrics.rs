@@ -17,7 +17,10 @@ pub(crate) async fn metrics(State(s): State<Arc<WebState>>) -> Response {
     }
     process_metrics(&mut out, &s);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
         .into_response()
@@ -30,16 +33,44 @@ fn process_metrics(out: &mut String, s: &WebState) {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let mut gauge = |name: &str, help: &str, kind: &str, v: f64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     };
-    gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "gauge", start);
+    gauge(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        "gauge",
+        start,
+    );
     if let Some(p) = read_proc_stat() {
-        gauge("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter", p.cpu_seconds);
-        gauge("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", p.rss_bytes);
-        gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", p.vsize_bytes);
+        gauge(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            "counter",
+            p.cpu_seconds,
+        );
+        gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            "gauge",
+            p.rss_bytes,
+        );
+        gauge(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            "gauge",
+            p.vsize_bytes,
+        );
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        gauge("process_open_fds", "Number of open file descriptors.", "gauge", fds.count() as f64);
+        gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            "gauge",
+            fds.count() as f64,
+        );
     }
 }
 

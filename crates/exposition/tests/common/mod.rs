@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use tributary_exposition::{Entry, Format, ParseError, Parser};
 use tributary_model::{Labels, LabelsBuilder};

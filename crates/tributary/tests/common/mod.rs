@@ -17,11 +17,16 @@ pub fn free_port() -> u16 {
 
 /// A minimal HTTP/1.1 GET returning (status, body); bounded by `timeout`.
 pub fn http_get(url: &str, timeout: Duration) -> Option<(u16, String)> {
+    http_request("GET", url, timeout)
+}
+
+/// Like [`http_get`] with another method and an empty body.
+pub fn http_request(method: &str, url: &str, timeout: Duration) -> Option<(u16, String)> {
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut s = TcpStream::connect(host).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();

@@ -1,0 +1,229 @@
+//! Durable delivery, end to end with the real binary: a SIGKILL during a
+//! remote-write outage loses nothing, a dead endpoint does not hold back a
+//! healthy one, and the byte cap drops the oldest data and counts every
+//! sample it dropped. The receiver is the real Prometheus (2.42, Debian).
+//!
+//! The target serves `dur_seq` = n on its n-th scrape and remembers when it
+//! served each one, so "what was scraped" is exact and can be compared with
+//! the values Prometheus stored.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// When each scrape `n` (1-based) was served.
+type ServeLog = Arc<Mutex<Vec<Instant>>>;
+
+/// A target serving `dur_seq n` plus `extra` series `dur_fill{i}` whose
+/// values differ per series and scrape (so the WAL does not compress them
+/// away).
+fn seq_target(extra: usize) -> (TestTarget, ServeLog) {
+    let log: ServeLog = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    let t = TestTarget::start("text/plain; version=0.0.4", move |n| {
+        let mut body = format!("# TYPE dur_seq gauge\ndur_seq {n}\n");
+        for i in 0..extra {
+            body.push_str(&format!("dur_fill{{i=\"{i}\"}} {}\n", n as f64 * 1.000_37 + i as f64 * 7.13));
+        }
+        l.lock().unwrap().push(Instant::now());
+        body
+    });
+    (t, log)
+}
+
+/// Scrape numbers served before `before`.
+fn served_before(log: &ServeLog, before: Instant) -> BTreeSet<u64> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, at)| **at < before)
+        .map(|(i, _)| i as u64 + 1)
+        .collect()
+}
+
+fn config(target: &str, remotes: &[(&str, u16)]) -> String {
+    let mut c = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 800ms\nscrape_configs:\n  - job_name: dur\n    static_configs:\n      - targets: [\"{target}\"]\nremote_write:\n"
+    );
+    for (name, port) in remotes {
+        c.push_str(&format!(
+            "  - url: http://127.0.0.1:{port}/api/v1/write\n    name: {name}\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
+        ));
+    }
+    c
+}
+
+/// Every `dur_seq` value Prometheus stored in the last hour.
+fn stored_seqs(prom_port: u16) -> BTreeSet<u64> {
+    let Some(r) = prom_query(prom_port, "dur_seq[1h]") else {
+        return BTreeSet::new();
+    };
+    let mut out = BTreeSet::new();
+    for series in r.as_array().into_iter().flatten() {
+        for v in series["values"].as_array().into_iter().flatten() {
+            if let Some(n) = v[1].as_str().and_then(|s| s.parse::<f64>().ok()) {
+                out.insert(n as u64);
+            }
+        }
+    }
+    out
+}
+
+/// Waits until Prometheus holds every value of `expected`; returns what is
+/// still missing at the deadline.
+fn wait_delivered(prom_port: u16, expected: &BTreeSet<u64>, limit: Duration) -> Vec<u64> {
+    let mut missing = Vec::new();
+    let done = wait_for(limit, || {
+        let got = stored_seqs(prom_port);
+        missing = expected.difference(&got).copied().collect();
+        missing.is_empty().then_some(())
+    });
+    if done.is_some() {
+        Vec::new()
+    } else {
+        missing
+    }
+}
+
+/// The sum of every sample of `name` in the agent's /metrics whose labels
+/// contain `label_filter`.
+fn agent_metric(port: u16, name: &str, label_filter: &str) -> Option<f64> {
+    let (status, body) = http_get(&format!("http://127.0.0.1:{port}/metrics"), Duration::from_secs(5))?;
+    if status != 200 {
+        return None;
+    }
+    let mut sum = None;
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let metric = series.split('{').next().unwrap_or("");
+        if metric == name && series.contains(label_filter) {
+            *sum.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+        }
+    }
+    sum
+}
+
+/// (segment, offset) of a consumer in /api/v1/status/remote_write.
+fn cursor(port: u16, name: &str) -> Option<(u64, u64)> {
+    let (_, body) = http_get(&format!("http://127.0.0.1:{port}/api/v1/status/remote_write"), Duration::from_secs(5))?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let c = v["data"]["wal"]["consumers"].as_array()?.iter().find(|c| c["name"] == name)?.clone();
+    Some((c["segment"].as_u64()?, c["offset"].as_u64()?))
+}
+
+fn wait_scrapes(log: &ServeLog, n: usize, limit: Duration) {
+    let reached = wait_for(limit, || (log.lock().unwrap().len() >= n).then_some(()));
+    assert!(reached.is_some(), "target was not scraped {n} times");
+}
+
+#[test]
+fn sigkill_during_an_outage_then_restart_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, log) = seq_target(0);
+    let rw_port = free_port();
+    let cfg = config(&target.addr, &[("rw", rw_port)]);
+
+    // The receiver is down: everything scraped piles up in the WAL.
+    let mut agent = start_tributary(dir.path(), &cfg, free_port(), &[]);
+    wait_scrapes(&log, 6, Duration::from_secs(30));
+    // A scrape served in the last moments before the kill may not have been
+    // committed yet; everything older must survive.
+    let killed_at = Instant::now();
+    agent.sigkill();
+    let must_survive = served_before(&log, killed_at - Duration::from_millis(500));
+    assert!(must_survive.len() >= 5);
+
+    let before_restart = log.lock().unwrap().len();
+    let _agent = start_tributary(dir.path(), &cfg, free_port(), &[]);
+    wait_scrapes(&log, before_restart + 3, Duration::from_secs(30));
+    let _prom = start_prometheus(dir.path(), rw_port);
+    // Let a few scrapes happen with the receiver up, then demand all of them.
+    wait_scrapes(&log, log.lock().unwrap().len() + 2, Duration::from_secs(30));
+    let after_restart: BTreeSet<u64> = served_before(&log, Instant::now()).into_iter().filter(|n| *n as usize > before_restart).collect();
+    let mut expected = must_survive.clone();
+    expected.extend(after_restart.iter().copied());
+
+    let missing = wait_delivered(rw_port, &expected, Duration::from_secs(60));
+    assert!(missing.is_empty(), "scrapes lost across SIGKILL + outage: {missing:?} (expected {} values)", expected.len());
+}
+
+#[test]
+fn a_dead_endpoint_does_not_hold_back_a_healthy_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, log) = seq_target(0);
+    let prom_port = free_port();
+    let dead_port = free_port();
+    let _prom = start_prometheus(dir.path(), prom_port);
+    let port = free_port();
+    let _agent = start_tributary(dir.path(), &config(&target.addr, &[("healthy", prom_port), ("dead", dead_port)]), port, &[]);
+
+    wait_scrapes(&log, 4, Duration::from_secs(30));
+    let first_healthy = wait_for(Duration::from_secs(20), || cursor(port, "healthy").filter(|c| c.1 > 0)).expect("healthy cursor never moved");
+    let dead_start = cursor(port, "dead").expect("dead endpoint has a cursor");
+
+    wait_scrapes(&log, log.lock().unwrap().len() + 4, Duration::from_secs(30));
+    // Everything served up to a second ago is already in Prometheus (or
+    // arrives within a few batch deadlines): the dead queue's retries do not
+    // delay it.
+    let expected = served_before(&log, Instant::now() - Duration::from_secs(1));
+    let missing = wait_delivered(prom_port, &expected, Duration::from_secs(10));
+    assert!(missing.is_empty(), "healthy endpoint missing {missing:?}");
+
+    let healthy_later = wait_for(Duration::from_secs(10), || cursor(port, "healthy").filter(|c| *c > first_healthy))
+        .expect("healthy cursor stopped advancing while the other endpoint is down");
+    let dead_now = cursor(port, "dead").unwrap();
+    assert_eq!(dead_now, dead_start, "the dead endpoint's cursor moved without deliveries");
+    assert!(healthy_later > dead_now, "healthy {healthy_later:?} vs dead {dead_now:?}");
+    let failed = agent_metric(port, "prometheus_remote_storage_samples_failed_total", "remote_name=\"dead\"").unwrap_or(0.0)
+        + agent_metric(port, "prometheus_remote_storage_samples_retried_total", "remote_name=\"dead\"").unwrap_or(0.0);
+    assert!(failed > 0.0, "the dead endpoint reported no failed or retried samples");
+}
+
+#[test]
+fn byte_cap_drops_the_oldest_data_and_counts_every_dropped_sample() {
+    const EXTRA: usize = 8000;
+    // dur_seq + dur_fill + the 5 synthetic series, per scrape.
+    const PER_SCRAPE: f64 = (EXTRA + 1 + 5) as f64;
+    let cap: u64 = 2 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (target, log) = seq_target(EXTRA);
+    let rw_port = free_port();
+    let port = free_port();
+    let _agent = start_tributary(
+        dir.path(),
+        &config(&target.addr, &[("capped", rw_port)]),
+        port,
+        &["--storage.agent.retention.max-size=2MiB"],
+    );
+
+    // The endpoint is down; the WAL hits the cap and the oldest segments go.
+    let dropped = wait_for(Duration::from_secs(90), || {
+        agent_metric(port, "tributary_wal_consumer_dropped_samples_total", "reason=\"max_bytes\"").filter(|v| *v > 0.0)
+    })
+    .expect("the byte cap never dropped anything");
+    assert_eq!(dropped % PER_SCRAPE, 0.0, "dropped {dropped} is not whole scrapes of {PER_SCRAPE} samples");
+    let size = agent_metric(port, "prometheus_tsdb_wal_storage_size_bytes", "").unwrap();
+    // The cap is enforced every second, so allow about a second of growth.
+    assert!(size <= (cap + cap / 2) as f64, "WAL is {size} bytes under a {cap} byte cap");
+
+    // Bring the endpoint up: the newest data arrives, and whatever never
+    // arrives was counted as dropped.
+    let _prom = start_prometheus(dir.path(), rw_port);
+    let recent = served_before(&log, Instant::now());
+    let newest: BTreeSet<u64> = recent.iter().rev().take(2).copied().collect();
+    let missing = wait_delivered(rw_port, &newest, Duration::from_secs(60));
+    assert!(missing.is_empty(), "newest scrapes {missing:?} never arrived");
+    let stored = stored_seqs(rw_port);
+    let lost = recent.iter().filter(|n| !stored.contains(n)).count() as f64;
+    let dropped_total = agent_metric(port, "tributary_wal_consumer_dropped_samples_total", "consumer=\"capped\"").unwrap();
+    assert!(lost > 0.0, "the cap dropped {dropped_total} samples but every scrape arrived");
+    assert!(
+        lost * PER_SCRAPE <= dropped_total,
+        "{lost} scrapes never arrived but only {dropped_total} samples were counted as dropped"
+    );
+}
