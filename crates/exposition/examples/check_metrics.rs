@@ -1,6 +1,6 @@
 //! Reads an exposition on stdin and exits 0 iff it is valid.
 //!
-//! Usage: `check_metrics [--format=prometheus|openmetrics]` (default: sniff).
+//! Usage: `check_metrics [--format=prometheus|openmetrics|protobuf]` (default: sniff).
 //! Problems are printed to stderr; lint warnings do not change the exit
 //! status. This is the command the OpenMetrics conformance runner drives:
 //! `run-openmetrics -- target/debug/examples/check_metrics --format=openmetrics`.
@@ -16,6 +16,7 @@ fn parse_args() -> Result<Option<Format>, String> {
         format = match arg.as_str() {
             "--format=prometheus" => Some(Format::PrometheusText),
             "--format=openmetrics" => Some(Format::OpenMetrics),
+            "--format=protobuf" => Some(Format::Protobuf),
             "--format=sniff" => None,
             other => return Err(format!("unknown argument {other:?}")),
         };

@@ -79,6 +79,9 @@ impl CheckReport {
 /// (only Prometheus text names counters that way; some Prometheus text
 /// pages end in a `# EOF` comment).
 pub fn sniff_format(input: &[u8]) -> Format {
+    if looks_like_protobuf(input) {
+        return Format::Protobuf;
+    }
     if input.is_empty() {
         return Format::OpenMetrics;
     }
@@ -98,10 +101,35 @@ pub fn sniff_format(input: &[u8]) -> Format {
     }
 }
 
+/// Protobuf when the body starts like a delimited `MetricFamily` (a length
+/// prefix, then field 1, the name) and the whole body decodes as one. Text
+/// cannot be mistaken for it: a text body that happens to start with such
+/// bytes does not survive a full protobuf decode.
+fn looks_like_protobuf(input: &[u8]) -> bool {
+    let prefix = input.iter().take(5).take_while(|&&b| b >= 0x80).count() + 1;
+    if input.get(prefix) != Some(&0x0a) {
+        return false;
+    }
+    let mut parser = Parser::new(Format::Protobuf, input);
+    loop {
+        match parser.next() {
+            Ok(Some(_)) => {}
+            Ok(None) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Checks an exposition. `format: None` sniffs it (see [`sniff_format`]).
 /// Stops at the first syntax error; semantic errors are all collected.
+/// Protobuf is checked for what Prometheus rejects while scraping (decode
+/// errors, names, label validity and uniqueness); its `line` numbers count
+/// metric family messages and its columns are byte offsets.
 pub fn check_metrics(input: &[u8], format: Option<Format>) -> CheckReport {
     let format = format.unwrap_or_else(|| sniff_format(input));
+    if format == Format::Protobuf {
+        return check_protobuf(input);
+    }
     let mut checker = Checker::new(format);
     let mut parser = Parser::new(format, input);
     let mut builder = LabelsBuilder::new();
@@ -210,6 +238,7 @@ impl Checker {
             Entry::Unit { name, .. } => self.metadata(line, &name, Meta::Unit),
             Entry::Comment(_) => {}
             Entry::Series => self.sample(parser, builder),
+            Entry::Histogram => {}
             Entry::Eof => self.close_family(),
         }
     }
@@ -723,5 +752,37 @@ fn finish_group(kind: MetricType, group: &Group, problems: &mut Vec<String>) {
                 "gauge histogram starting at line {at} has a negative sum but no negative buckets"
             )),
         _ => {}
+    }
+}
+
+fn check_protobuf(input: &[u8]) -> CheckReport {
+    let mut problems = Vec::new();
+    let mut parser = Parser::new(Format::Protobuf, input);
+    let mut builder = LabelsBuilder::new();
+    let to_problem = |e: ParseError| Problem {
+        severity: Severity::Error,
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    };
+    loop {
+        match parser.next() {
+            Ok(Some(Entry::Series | Entry::Histogram)) => {
+                if let Err(e) = parser.labels(&mut builder) {
+                    problems.push(to_problem(e));
+                    break;
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                problems.push(to_problem(e));
+                break;
+            }
+        }
+    }
+    CheckReport {
+        format: Format::Protobuf,
+        problems,
     }
 }

@@ -1,5 +1,6 @@
-//! Parsers for the Prometheus text (0.0.4 / 1.0.0) and OpenMetrics 1.0
-//! exposition formats, built for the scrape loop's hot path.
+//! Parsers for the Prometheus text (0.0.4 / 1.0.0), OpenMetrics 1.0 and
+//! protobuf (`io.prometheus.client.MetricFamily`, delimited) exposition
+//! formats, built for the scrape loop's hot path.
 //!
 //! Design:
 //! - [`Parser`] is a pull parser over a borrowed body. [`Parser::next`]
@@ -18,6 +19,12 @@
 //!   scraping (family grouping, histogram bucket consistency, counter
 //!   values, ...) and `promtool check metrics`-style lints live in
 //!   [`check_metrics`], which drives the same parser.
+//! - Protobuf bodies are decoded by a hand-written zero-copy wire reader
+//!   (`protobuf`, `wire`) behind the same [`Parser`] API: classic types
+//!   become float series exactly as Prometheus names them, native
+//!   histograms become [`Entry::Histogram`] with a
+//!   [`tributary_model::NativeHistogram`] ([`Parser::histogram`]); the
+//!   cache key is a canonical encoding of name and labels.
 //! - Numbers use Go's `ParseFloat` spellings minus hex floats and digit
 //!   separators, as Prometheus does.
 

@@ -26,8 +26,13 @@ pub fn parse_value(s: &[u8]) -> Option<f64> {
 /// Go `strconv.ParseFloat(s, 64)` restricted to the spellings Prometheus
 /// accepts (no hex, no underscores). Out-of-range values are errors.
 pub fn parse_go_float(s: &[u8]) -> Option<f64> {
-    if let Some(v) = parse_special(s) {
-        return Some(v);
+    // Specials start with a sign or a letter; skip the check for the
+    // common digit-first values.
+    let digit_first = s.first().is_some_and(|b| b.is_ascii_digit());
+    if !digit_first {
+        if let Some(v) = parse_special(s) {
+            return Some(v);
+        }
     }
     if !is_decimal_syntax(s) {
         return None;

@@ -15,10 +15,10 @@ use tributary_model::{Labels, LabelsBuilder, MetricType, NativeHistogram, METRIC
 
 use crate::error::ParseError;
 use crate::format::Format;
-use crate::protobuf::ProtoParser;
 use crate::number::{
     format_om_float, parse_go_float, parse_int_timestamp, parse_om_timestamp, parse_value,
 };
+use crate::protobuf::ProtoParser;
 use crate::scan::{
     metric_name_len, scan_name, unescape_help, unescape_label, LabelItem, LabelScanner, ScanError,
 };

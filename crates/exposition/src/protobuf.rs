@@ -326,7 +326,10 @@ impl<'a> ProtoParser<'a> {
             return Err(self.error(start, "invalid metric name: empty"));
         }
         let kind = ProtoType::from_wire(kind).ok_or_else(|| {
-            self.error(start, format!("unknown metric type {kind} for metric {name:?}"))
+            self.error(
+                start,
+                format!("unknown metric type {kind} for metric {name:?}"),
+            )
         })?;
         check_unit(name, unit, kind).map_err(|msg| self.error(start, msg))?;
         self.name = name;
@@ -353,8 +356,8 @@ impl<'a> ProtoParser<'a> {
                 }
                 Some((4, value)) => {
                     let at = self.metrics.offset();
-                    let bytes =
-                        as_bytes(value, "metric").map_err(|m| self.error(at, format!("MetricFamily: {m}")))?;
+                    let bytes = as_bytes(value, "metric")
+                        .map_err(|m| self.error(at, format!("MetricFamily: {m}")))?;
                     self.metric_at = self.metrics.offset_of(bytes);
                     self.decode_metric(bytes)?;
                     break;
@@ -518,10 +521,9 @@ impl<'a> ProtoParser<'a> {
         for (name, value) in &self.metric.labels {
             let clashes = magic.is_some_and(|(magic, _)| magic == *name);
             if *name == METRIC_NAME || clashes || out.get(name).is_some() {
-                return Err(self.error(
-                    self.metric_at,
-                    format!("label name {name:?} is not unique"),
-                ));
+                return Err(
+                    self.error(self.metric_at, format!("label name {name:?} is not unique"))
+                );
             }
             out.set(name, value);
         }
@@ -557,7 +559,8 @@ impl<'a> ProtoParser<'a> {
                 out.extend(raw.and_then(decode_exemplar));
             }
             Step::Native => {
-                let timestamped = |raw: &&[u8]| decode_exemplar(raw).filter(|e| e.timestamp.is_some());
+                let timestamped =
+                    |raw: &&[u8]| decode_exemplar(raw).filter(|e| e.timestamp.is_some());
                 if h.exemplars.is_empty() {
                     let from_buckets = h.buckets.iter().filter_map(|b| b.exemplar.as_ref());
                     out.extend(from_buckets.filter_map(timestamped));
@@ -580,8 +583,9 @@ impl<'a> ProtoParser<'a> {
             let at = fields.offset();
             let r = match field {
                 1 => self.decode_label(value),
-                2 => as_bytes(value, "gauge")
-                    .and_then(|b| single_double(b, &mut self.metric.gauge)),
+                2 => {
+                    as_bytes(value, "gauge").and_then(|b| single_double(b, &mut self.metric.gauge))
+                }
                 3 => as_bytes(value, "counter").and_then(|b| self.decode_counter(b)),
                 4 => as_bytes(value, "summary").and_then(|b| self.decode_summary(b)),
                 5 => as_bytes(value, "untyped")
@@ -651,10 +655,14 @@ impl<'a> ProtoParser<'a> {
                 6 => n.zero_threshold = as_f64(value, "zero_threshold")?,
                 7 => h.zero_count = as_varint(value, "zero_count")?,
                 8 => h.zero_count_float = as_f64(value, "zero_count_float")?,
-                9 => n.negative_spans.push(decode_span(as_bytes(value, "negative_span")?)?),
+                9 => n
+                    .negative_spans
+                    .push(decode_span(as_bytes(value, "negative_span")?)?),
                 10 => push_sint64s(value, "negative_delta", &mut n.negative_deltas)?,
                 11 => push_f64s(value, "negative_count", &mut n.negative_counts)?,
-                12 => n.positive_spans.push(decode_span(as_bytes(value, "positive_span")?)?),
+                12 => n
+                    .positive_spans
+                    .push(decode_span(as_bytes(value, "positive_span")?)?),
                 13 => push_sint64s(value, "positive_delta", &mut n.positive_deltas)?,
                 14 => push_f64s(value, "positive_count", &mut n.positive_counts)?,
                 15 => h.created = Some(timestamp_ms(as_bytes(value, "created")?)?),
@@ -898,11 +906,19 @@ fn compact<T: Copy>(
     true
 }
 
-fn compact_float(spans: &mut Vec<BucketSpan>, counts: &mut Vec<f64>, scratch: &mut Vec<BucketSpan>) {
+fn compact_float(
+    spans: &mut Vec<BucketSpan>,
+    counts: &mut Vec<f64>,
+    scratch: &mut Vec<BucketSpan>,
+) {
     compact(spans, counts, scratch, |v| v != 0.0, |v| v);
 }
 
-fn compact_deltas(spans: &mut Vec<BucketSpan>, deltas: &mut Vec<i64>, scratch: &mut Vec<BucketSpan>) {
+fn compact_deltas(
+    spans: &mut Vec<BucketSpan>,
+    deltas: &mut Vec<i64>,
+    scratch: &mut Vec<BucketSpan>,
+) {
     // Compaction works on absolute counts; re-delta the kept ones after.
     let mut running = 0i64;
     for d in deltas.iter_mut() {

@@ -7,23 +7,62 @@
 
 use std::borrow::Cow;
 
+/// Quoted strings up to this length are scanned byte by byte.
+const SHORT_QUOTED: usize = 24;
+
 /// A scanning failure: byte offset in the line and a static description.
 pub(crate) type ScanError = (usize, &'static str);
 
+/// Character classes of legacy names, one table lookup per byte on the
+/// hot path instead of a chain of range comparisons.
+const LABEL_START: u8 = 1;
+const LABEL_CHAR: u8 = 2;
+const METRIC_START: u8 = 4;
+const METRIC_CHAR: u8 = 8;
+
+const fn name_classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let alpha = c.is_ascii_alphabetic() || c == b'_';
+        let digit = c.is_ascii_digit();
+        let mut class = 0;
+        if alpha {
+            class |= LABEL_START | LABEL_CHAR | METRIC_START | METRIC_CHAR;
+        }
+        if digit {
+            class |= LABEL_CHAR | METRIC_CHAR;
+        }
+        if c == b':' {
+            class |= METRIC_START | METRIC_CHAR;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+}
+
+static NAME_CLASSES: [u8; 256] = name_classes();
+
+fn has_class(b: u8, class: u8) -> bool {
+    NAME_CLASSES[usize::from(b)] & class != 0
+}
+
 pub(crate) fn is_metric_name_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+    has_class(b, METRIC_START)
 }
 
 fn is_metric_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+    has_class(b, METRIC_CHAR)
 }
 
 fn is_label_name_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_'
+    has_class(b, LABEL_START)
 }
 
 fn is_label_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    has_class(b, LABEL_CHAR)
 }
 
 /// Length of the legacy metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) at `s`.
@@ -56,6 +95,16 @@ fn label_name_len(s: &[u8]) -> usize {
 /// (which escapes are meaningful is decided when unescaping).
 pub(crate) fn quoted_end(line: &[u8], start: usize) -> Result<usize, ScanError> {
     let mut i = start + 1;
+    // Most label values are short: a plain byte loop beats setting up a
+    // vectorised search for them. Longer ones fall through to memchr.
+    let short = line.get(i..).unwrap_or_default().iter().take(SHORT_QUOTED);
+    for &b in short {
+        match b {
+            b'"' => return Ok(i + 1),
+            b'\\' => break,
+            _ => i += 1,
+        }
+    }
     loop {
         match memchr::memchr2(b'"', b'\\', line.get(i..).unwrap_or_default()) {
             None => return Err((line.len(), "unterminated quoted string")),
@@ -221,7 +270,7 @@ impl<'a> LabelScanner<'a> {
         }
         let end = quoted_end(self.line, self.pos)?;
         let value = &self.line[self.pos + 1..end - 1];
-        if std::str::from_utf8(value).is_err() {
+        if !value.is_ascii() && std::str::from_utf8(value).is_err() {
             return Err((self.pos, "invalid UTF-8 label value"));
         }
         self.pos = end;

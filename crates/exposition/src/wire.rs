@@ -117,12 +117,7 @@ impl<'a> Fields<'a> {
                 WireValue::Fixed32(u32::from_le_bytes(arr))
             }
             3 | 4 => return Err(WireError::new(key_at, "protobuf groups are not supported")),
-            other => {
-                return Err(WireError::new(
-                    key_at,
-                    format!("invalid wire type {other}"),
-                ))
-            }
+            other => return Err(WireError::new(key_at, format!("invalid wire type {other}"))),
         };
         Ok(Some((field, value)))
     }
@@ -208,7 +203,11 @@ pub(crate) fn push_sint64s(
 }
 
 /// Appends a repeated `double` field, packed or not.
-pub(crate) fn push_f64s(value: WireValue<'_>, field: &str, out: &mut Vec<f64>) -> Result<(), String> {
+pub(crate) fn push_f64s(
+    value: WireValue<'_>,
+    field: &str,
+    out: &mut Vec<f64>,
+) -> Result<(), String> {
     match value {
         WireValue::Fixed64(bits) => out.push(f64::from_bits(bits)),
         WireValue::Bytes(packed) => {
@@ -262,7 +261,10 @@ mod tests {
         let mut f = Fields::new(&[0xff; 11], 0);
         assert!(f.varint().is_err());
         let mut f = Fields::new(&[0x80], 0);
-        assert_eq!(f.varint().map_err(|e| e.message), Err("truncated varint".into()));
+        assert_eq!(
+            f.varint().map_err(|e| e.message),
+            Err("truncated varint".into())
+        );
         let max = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
         assert_eq!(Fields::new(&max, 0).varint(), Ok(u64::MAX));
     }

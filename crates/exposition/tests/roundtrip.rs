@@ -86,8 +86,11 @@ fn render(samples: &[GenSample], format: Format) -> String {
         out.push_str(&render_value(s.value));
         if let Some(ts) = s.timestamp_secs {
             match format {
-                Format::PrometheusText => out.push_str(&format!(" {}", ts * 1000)),
                 Format::OpenMetrics => out.push_str(&format!(" {ts}")),
+                // Only text formats are rendered here.
+                Format::PrometheusText | Format::Protobuf => {
+                    out.push_str(&format!(" {}", ts * 1000))
+                }
             }
         }
         out.push('\n');

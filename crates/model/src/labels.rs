@@ -1,7 +1,10 @@
 //! Label sets, stored packed.
 //!
 //! A [`Labels`] is one immutable, reference-counted allocation holding the
-//! sorted name/value pairs as `varint(len) bytes` runs. One allocation per
+//! sorted name/value pairs as `len bytes` runs, where `len` is written in
+//! ASCII-only 6-bit groups so the whole buffer stays valid UTF-8: iterating
+//! hands out `&str` slices with no re-validation (remote-write encoding
+//! iterates every label of every sample). One allocation per
 //! series (instead of two per label) is what keeps bytes-per-series low, and
 //! equality and hashing work on the bytes directly. Clones share the buffer,
 //! so the WAL's series table and the remote-write queues hold the same set.
@@ -23,7 +26,7 @@ pub struct Label<'a> {
 /// An immutable, sorted set of labels with unique names and non-empty values.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Labels {
-    packed: Arc<[u8]>,
+    packed: Arc<str>,
 }
 
 impl Default for Labels {
@@ -34,25 +37,27 @@ impl Default for Labels {
 
 impl Hash for Labels {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write(&self.packed);
+        state.write(self.packed.as_bytes());
     }
 }
 
-fn put_uvarint(buf: &mut Vec<u8>, mut v: usize) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
+/// Writes a length as 6-bit groups, low first, each byte `0x40 | group`
+/// when more follow and `group` for the last: every byte is ASCII.
+fn put_len(buf: &mut String, mut v: usize) {
+    while v >= 0x40 {
+        buf.push(char::from(0x40 | (v & 0x3f) as u8));
+        v >>= 6;
     }
-    buf.push(v as u8);
+    buf.push(char::from(v as u8));
 }
 
-/// Decodes a varint written by `put_uvarint`; the buffer is always one this
-/// module wrote, so a malformed varint cannot occur and yields `None`.
-fn get_uvarint(buf: &[u8]) -> Option<(usize, usize)> {
+/// Decodes a length written by `put_len`; the buffer is always one this
+/// module wrote, so a malformed length cannot occur and yields `None`.
+fn get_len(buf: &[u8]) -> Option<(usize, usize)> {
     let mut v: usize = 0;
-    for (i, b) in buf.iter().enumerate().take(10) {
-        v |= ((b & 0x7f) as usize) << (7 * i);
-        if b & 0x80 == 0 {
+    for (i, b) in buf.iter().enumerate().take(11) {
+        v |= ((b & 0x3f) as usize) << (6 * i);
+        if b & 0x40 == 0 {
             return Some((v, i + 1));
         }
     }
@@ -62,7 +67,7 @@ fn get_uvarint(buf: &[u8]) -> Option<(usize, usize)> {
 impl Labels {
     pub fn empty() -> Self {
         Labels {
-            packed: Arc::from(&[][..]),
+            packed: Arc::from(""),
         }
     }
 
@@ -83,17 +88,17 @@ impl Labels {
     /// non-empty (e.g. decoded from the WAL, which only stores such sets).
     /// Returns `None` if that promise is broken.
     pub fn from_sorted<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
-        let mut buf = Vec::new();
+        let mut buf = String::new();
         let mut prev: Option<&str> = None;
         for (n, v) in pairs {
             if n.is_empty() || v.is_empty() || prev.is_some_and(|p| p >= n) {
                 return None;
             }
             prev = Some(n);
-            put_uvarint(&mut buf, n.len());
-            buf.extend_from_slice(n.as_bytes());
-            put_uvarint(&mut buf, v.len());
-            buf.extend_from_slice(v.as_bytes());
+            put_len(&mut buf, n.len());
+            buf.push_str(n);
+            put_len(&mut buf, v.len());
+            buf.push_str(v);
         }
         Some(Labels {
             packed: Arc::from(buf),
@@ -128,14 +133,14 @@ impl Labels {
     /// The packed representation (stable within a process; used for hashing
     /// and as a map key).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.packed
+        self.packed.as_bytes()
     }
 
     /// A 64-bit hash of the label set, stable across processes and releases
     /// (xxh3 of the packed bytes). Used for target identity, scrape offsets
     /// and shard selection.
     pub fn stable_hash(&self) -> u64 {
-        xxhash_rust::xxh3::xxh3_64(&self.packed)
+        xxhash_rust::xxh3::xxh3_64(self.packed.as_bytes())
     }
 
     /// Heap bytes held by this set (shared between clones).
@@ -181,16 +186,17 @@ impl<'a> IntoIterator for &'a Labels {
 
 /// Iterates the labels of a [`Labels`] in name order.
 pub struct LabelsIter<'a> {
-    rest: &'a [u8],
+    rest: &'a str,
 }
 
 impl<'a> LabelsIter<'a> {
     fn take_str(&mut self) -> Option<&'a str> {
-        let (len, n) = get_uvarint(self.rest)?;
-        let bytes = self.rest.get(n..n + len)?;
-        self.rest = &self.rest[n + len..];
-        // Only valid UTF-8 ever enters a packed buffer (it is built from &str).
-        std::str::from_utf8(bytes).ok()
+        let (len, n) = get_len(self.rest.as_bytes())?;
+        // Both ends are char boundaries: the string starts right after an
+        // ASCII length byte and the next length (or the end) follows it.
+        let s = self.rest.get(n..n + len)?;
+        self.rest = self.rest.get(n + len..)?;
+        Some(s)
     }
 }
 
@@ -285,12 +291,12 @@ impl LabelsBuilder {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut buf = Vec::with_capacity(sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+        let mut buf = String::with_capacity(sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
         for (n, v) in sorted {
-            put_uvarint(&mut buf, n.len());
-            buf.extend_from_slice(n.as_bytes());
-            put_uvarint(&mut buf, v.len());
-            buf.extend_from_slice(v.as_bytes());
+            put_len(&mut buf, n.len());
+            buf.push_str(n);
+            put_len(&mut buf, v.len());
+            buf.push_str(v);
         }
         Labels {
             packed: Arc::from(buf),

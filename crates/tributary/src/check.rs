@@ -22,8 +22,9 @@ pub fn metrics(format: Option<&str>) -> ExitCode {
         None => None,
         Some("prometheus") | Some("text") => Some(tributary_exposition::Format::PrometheusText),
         Some("openmetrics") => Some(tributary_exposition::Format::OpenMetrics),
+        Some("protobuf") => Some(tributary_exposition::Format::Protobuf),
         Some(other) => {
-            eprintln!("error: unknown format {other:?} (want prometheus or openmetrics)");
+            eprintln!("error: unknown format {other:?} (want prometheus, openmetrics or protobuf)");
             return ExitCode::from(2);
         }
     };

@@ -42,7 +42,7 @@ pub enum CheckCommand {
     },
     /// Check an exposition read from standard input.
     Metrics {
-        /// prometheus | openmetrics (default: guessed from the input).
+        /// prometheus | openmetrics | protobuf (default: guessed from the input).
         #[arg(long)]
         format: Option<String>,
     },

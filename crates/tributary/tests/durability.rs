@@ -143,7 +143,8 @@ fn sigkill_during_an_outage_then_restart_loses_nothing() {
     wait_scrapes(&log, before_restart + 3, Duration::from_secs(30));
     let _prom = start_prometheus(dir.path(), rw_port);
     // Let a few scrapes happen with the receiver up, then demand all of them.
-    wait_scrapes(&log, log.lock().unwrap().len() + 2, Duration::from_secs(30));
+    let served = log.lock().unwrap().len();
+    wait_scrapes(&log, served + 2, Duration::from_secs(30));
     let after_restart: BTreeSet<u64> = served_before(&log, Instant::now()).into_iter().filter(|n| *n as usize > before_restart).collect();
     let mut expected = must_survive.clone();
     expected.extend(after_restart.iter().copied());
@@ -166,7 +167,8 @@ fn a_dead_endpoint_does_not_hold_back_a_healthy_one() {
     let first_healthy = wait_for(Duration::from_secs(20), || cursor(port, "healthy").filter(|c| c.1 > 0)).expect("healthy cursor never moved");
     let dead_start = cursor(port, "dead").expect("dead endpoint has a cursor");
 
-    wait_scrapes(&log, log.lock().unwrap().len() + 4, Duration::from_secs(30));
+    let served = log.lock().unwrap().len();
+    wait_scrapes(&log, served + 4, Duration::from_secs(30));
     // Everything served up to a second ago is already in Prometheus (or
     // arrives within a few batch deadlines): the dead queue's retries do not
     // delay it.

@@ -57,6 +57,7 @@ mod checkpoint;
 mod consumer;
 mod error;
 mod format;
+mod inspect;
 mod metrics;
 mod reader;
 pub mod record;
@@ -66,6 +67,10 @@ mod writer;
 pub use checkpoint::load_series_before;
 pub use consumer::{Consumer, DroppedCounts};
 pub use error::WalError;
+pub use inspect::{
+    inspect, repair, CheckpointInfo, ConsumerBacklog, Damage, RecordCounts, RepairReport,
+    SegmentInfo, WalInspection,
+};
 pub use reader::{Position, Record, SkipReason, Skipped, WalReader};
 pub use record::{DecodeError, RecordType, RefSample};
 pub use storage::{AgentStorage, ConsumerStats, TruncateStats, WalOptions, WalStats};

@@ -36,6 +36,7 @@ pub fn parse_all(format: Format, body: &[u8]) -> Result<(Vec<Sample>, Vec<String
             Entry::Unit { name, unit } => meta.push(format!("UNIT {name} {unit}")),
             Entry::Comment(c) => meta.push(format!("COMMENT {}", String::from_utf8_lossy(c))),
             Entry::Eof => meta.push("EOF".to_owned()),
+            Entry::Histogram => meta.push("HISTOGRAM".to_owned()),
         }
     }
     Ok((samples, meta))
