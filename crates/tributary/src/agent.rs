@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use parking_lot::Mutex;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -236,18 +235,24 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     };
     let shutdown = CancellationToken::new();
     let mut registry = Registry::default();
+    // A gauge family with one child (prometheus-client's `Info` would add
+    // an `_info` suffix, and dashboards query `prometheus_build_info`).
+    let build_info = prometheus_client::metrics::family::Family::<Vec<(&'static str, String)>, Gauge>::default();
+    build_info
+        .get_or_create(&vec![
+            ("branch", String::new()),
+            ("goarch", std::env::consts::ARCH.to_string()),
+            ("goos", std::env::consts::OS.to_string()),
+            ("goversion", String::new()),
+            ("revision", String::new()),
+            ("tags", "tributary".to_string()),
+            ("version", VERSION.to_string()),
+        ])
+        .set(1);
     registry.register(
         "prometheus_build_info",
         "A metric with a constant '1' value labeled by version, revision, branch, goversion from which prometheus was built, and the goos and goarch for the build.",
-        Info::new(vec![
-            ("version", VERSION.to_string()),
-            ("revision", String::new()),
-            ("branch", String::new()),
-            ("goversion", String::new()),
-            ("goos", std::env::consts::OS.to_string()),
-            ("goarch", std::env::consts::ARCH.to_string()),
-            ("tags", "tributary".to_string()),
-        ]),
+        build_info,
     );
     let reload_metrics = ReloadMetrics::default();
     registry.register("prometheus_config_last_reload_successful", "Whether the last configuration reload attempt was successful.", reload_metrics.success.clone());
