@@ -49,57 +49,57 @@ impl DiscoveryMetrics {
         };
         registry.register(
             "prometheus_sd_discovered_targets",
-            "Current number of discovered targets.",
+            "Current number of discovered targets",
             m.discovered_targets.clone(),
         );
         registry.register(
             "prometheus_sd_failed_configs",
-            "Current number of service discovery configurations that failed to load.",
+            "Current number of service discovery configurations that failed to load",
             m.failed_configs.clone(),
         );
         registry.register(
             "prometheus_sd_received_updates",
-            "Total number of update events received from the SD providers.",
+            "Total number of update events received from the SD providers",
             m.received_updates.clone(),
         );
         registry.register(
             "prometheus_sd_updates",
-            "Total number of update events sent to the SD consumers.",
+            "Total number of update events sent to the SD consumers",
             m.updates.clone(),
         );
         registry.register(
             "prometheus_sd_refresh_failures",
-            "Number of refresh failures for the given SD mechanism.",
+            "Number of refresh failures for the given SD mechanism",
             m.refresh_failures.clone(),
         );
         registry.register(
             "prometheus_sd_file_read_errors",
-            "The number of File-SD read errors.",
+            "The number of File-SD read errors",
             m.file_read_errors.clone(),
         );
         registry.register(
             "prometheus_sd_http_failures",
-            "Number of HTTP service discovery refresh failures.",
+            "Number of HTTP service discovery refresh failures",
             m.http_failures.clone(),
         );
         registry.register(
             "prometheus_sd_refresh_duration_seconds",
-            "The duration of a refresh for the given SD mechanism.",
+            "The duration of a refresh for the given SD mechanism",
             m.refresh_duration.clone(),
         );
         registry.register(
             "prometheus_sd_dns_lookups",
-            "The number of DNS-SD lookups.",
+            "The number of DNS-SD lookups",
             m.dns_lookups.clone(),
         );
         registry.register(
             "prometheus_sd_dns_lookup_failures",
-            "The number of DNS-SD lookup failures.",
+            "The number of DNS-SD lookup failures",
             m.dns_lookup_failures.clone(),
         );
         registry.register(
             "prometheus_sd_consul_rpc_failures",
-            "The number of Consul RPC call failures.",
+            "The number of Consul RPC call failures",
             m.consul_rpc_failures.clone(),
         );
         m

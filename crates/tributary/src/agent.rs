@@ -251,14 +251,14 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         .set(1);
     registry.register(
         "prometheus_build_info",
-        "A metric with a constant '1' value labeled by version, revision, branch, goversion from which prometheus was built, and the goos and goarch for the build.",
+        "A metric with a constant '1' value labeled by version, revision, branch, goversion from which prometheus was built, and the goos and goarch for the build",
         build_info,
     );
     let reload_metrics = ReloadMetrics::default();
-    registry.register("prometheus_config_last_reload_successful", "Whether the last configuration reload attempt was successful.", reload_metrics.success.clone());
-    registry.register("prometheus_config_last_reload_success_timestamp_seconds", "Timestamp of the last successful configuration reload.", reload_metrics.success_ts.clone());
+    registry.register("prometheus_config_last_reload_successful", "Whether the last configuration reload attempt was successful", reload_metrics.success.clone());
+    registry.register("prometheus_config_last_reload_success_timestamp_seconds", "Timestamp of the last successful configuration reload", reload_metrics.success_ts.clone());
     let ready_gauge = Gauge::<i64>::default();
-    registry.register("prometheus_ready", "Whether Prometheus startup was fully completed and the server is ready for normal operation.", ready_gauge.clone());
+    registry.register("prometheus_ready", "Whether Prometheus startup was fully completed and the server is ready for normal operation", ready_gauge.clone());
 
     let wal_opts = wal_options(&flags)?;
     let byte_cap = wal_opts.max_bytes;

@@ -78,10 +78,14 @@ fn lifecycle_endpoints_are_off_by_default() {
         let (code, _) = http_request("POST", &format!("http://127.0.0.1:{port}{path}"), Duration::from_secs(5)).unwrap();
         assert_eq!(code, 403, "{path}");
     }
-    let (_, metrics) = http_get(&format!("http://127.0.0.1:{port}/metrics"), Duration::from_secs(5)).unwrap();
+    // Pools appear once the first discovery snapshot is applied.
+    let metrics = wait_for(Duration::from_secs(10), || {
+        http_get(&format!("http://127.0.0.1:{port}/metrics"), Duration::from_secs(5)).map(|(_, b)| b).filter(|b| b.contains("prometheus_target_scrape_pool_targets{"))
+    })
+    .expect("no scrape pool metrics");
     assert!(metrics.contains("\nprometheus_build_info{"), "prometheus_build_info missing");
     assert!(!metrics.contains("prometheus_build_info_info"));
-    for name in ["prometheus_agent_active_series", "prometheus_remote_storage_samples_total", "prometheus_target_scrape_pool_targets", "prometheus_tsdb_wal_segment_current", "process_resident_memory_bytes"] {
+    for name in ["prometheus_agent_active_series", "prometheus_remote_storage_highest_timestamp_in_seconds", "prometheus_target_scrape_pool_targets", "prometheus_tsdb_wal_segment_current", "process_resident_memory_bytes"] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     let (code, body) = http_get(&format!("http://127.0.0.1:{port}/-/healthy"), Duration::from_secs(5)).unwrap();
