@@ -7,6 +7,7 @@
 //! (`tributary-exposition`) → [`cache`] hit: append by reference; miss:
 //! labels → merge → relabel → limits → `Appender::series` → append.
 
+mod buffers;
 mod cache;
 pub mod fetch;
 mod manager;

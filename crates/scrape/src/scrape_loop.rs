@@ -220,6 +220,7 @@ impl ScrapeLoop {
     /// `up` = 0, staleness markers and the target's last error.
     pub(crate) async fn scrape_once(&mut self, ts: i64) {
         let started = Instant::now();
+        self.body = crate::buffers::take();
         let forced = self.forced_error.lock().clone();
         let fetched = match forced {
             Some(msg) => Err(ScrapeError::Forced(msg)),
@@ -326,10 +327,7 @@ impl ScrapeLoop {
                 tracing::info!(scrape_pool = %self.cfg.job_name, target = %self.target.url, "Target is up again");
             }
         }
-        // Large bodies are rare: do not keep their buffer between scrapes.
-        if self.body.capacity() > 4 * (self.body.len() + (64 << 10)) {
-            self.body = Vec::new();
-        }
+        crate::buffers::give_back(std::mem::take(&mut self.body));
     }
 
     fn format_for(&self, content_type: &str) -> Result<Format, ScrapeError> {
