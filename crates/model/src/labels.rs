@@ -291,7 +291,8 @@ impl LabelsBuilder {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut buf = String::with_capacity(sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+        let mut buf =
+            String::with_capacity(sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
         for (n, v) in sorted {
             put_len(&mut buf, n.len());
             buf.push_str(n);

@@ -47,7 +47,9 @@ pub fn accept_header(protocols: &[ScrapeProtocol], escaping: &str) -> String {
         let mut v = p.media_type().to_string();
         if matches!(
             p,
-            ScrapeProtocol::PrometheusText1_0_0 | ScrapeProtocol::OpenMetricsText1_0_0 | ScrapeProtocol::PrometheusProto
+            ScrapeProtocol::PrometheusText1_0_0
+                | ScrapeProtocol::OpenMetricsText1_0_0
+                | ScrapeProtocol::PrometheusProto
         ) {
             v.push_str(";escaping=");
             v.push_str(escaping);
@@ -142,7 +144,12 @@ async fn fetch_inner(
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let cap = req.body_limit;
     let mut wire_bytes = 0u64;

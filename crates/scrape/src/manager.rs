@@ -77,10 +77,12 @@ impl ScrapeManager {
             adjust_timestamps: self.adjust_timestamps,
             timestamp_tolerance: self.timestamp_tolerance,
         };
-        let options_changed = self.options.as_ref().map(|o| o.offset_seed) != Some(options.offset_seed);
+        let options_changed =
+            self.options.as_ref().map(|o| o.offset_seed) != Some(options.offset_seed);
         self.options = Some(options.clone());
         let mut errors = Vec::new();
-        self.pools.retain(|job, _| cfg.scrape_configs.iter().any(|s| &s.job_name == job));
+        self.pools
+            .retain(|job, _| cfg.scrape_configs.iter().any(|s| &s.job_name == job));
         for sc in &cfg.scrape_configs {
             let sc = Arc::new(sc.clone());
             match self.pools.get_mut(&sc.job_name) {

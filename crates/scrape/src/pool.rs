@@ -55,7 +55,10 @@ pub struct ScrapePool {
     groups: Vec<TargetGroup>,
 }
 
-fn build_client(cfg: &ScrapeConfig, user_agent: &str) -> Result<tributary_http::HttpClient, PoolError> {
+fn build_client(
+    cfg: &ScrapeConfig,
+    user_agent: &str,
+) -> Result<tributary_http::HttpClient, PoolError> {
     let opts = tributary_http::ClientOptions {
         user_agent: user_agent.to_string(),
         ..tributary_http::ClientOptions::default()
@@ -99,7 +102,10 @@ impl ScrapePool {
     /// Replaces the job's target groups.
     pub(crate) fn sync(&mut self, groups: &[TargetGroup]) {
         self.groups = groups.to_vec();
-        self.metrics.pool_sync.get_or_create(&self.job_label()).inc();
+        self.metrics
+            .pool_sync
+            .get_or_create(&self.job_label())
+            .inc();
         let (targets, dropped) = self.build_targets();
         self.dropped = dropped;
         let mut wanted: HashMap<u64, Target> = HashMap::with_capacity(targets.len());
@@ -151,7 +157,10 @@ impl ScrapePool {
         for (_, h) in self.loops.drain() {
             h.stop.cancel();
         }
-        self.metrics.pool_targets.get_or_create(&self.job_label()).set(0);
+        self.metrics
+            .pool_targets
+            .get_or_create(&self.job_label())
+            .set(0);
     }
 
     fn job_label(&self) -> Vec<(&'static str, String)> {
@@ -184,11 +193,19 @@ impl ScrapePool {
     fn enforce_target_limit(&mut self) {
         let limit = self.cfg.target_limit as usize;
         let n = self.loops.len();
-        self.metrics.pool_targets.get_or_create(&self.job_label()).set(n as i64);
-        self.metrics.pool_target_limit.get_or_create(&self.job_label()).set(limit as i64);
+        self.metrics
+            .pool_targets
+            .get_or_create(&self.job_label())
+            .set(n as i64);
+        self.metrics
+            .pool_target_limit
+            .get_or_create(&self.job_label())
+            .set(limit as i64);
         let forced = if limit > 0 && n > limit {
             self.metrics.exceeded_target_limit.inc();
-            Some(format!("target_limit exceeded (number of targets: {n}, limit: {limit})"))
+            Some(format!(
+                "target_limit exceeded (number of targets: {n}, limit: {limit})"
+            ))
         } else {
             None
         };
@@ -197,11 +214,19 @@ impl ScrapePool {
 
     fn spawn(&self, target: Target, predecessor: Option<JoinHandle<ScrapeCache>>) -> LoopHandle {
         let cfg = &self.cfg;
-        let body_limit = if cfg.body_size_limit > 0 { cfg.body_size_limit } else { DEFAULT_BODY_CAP };
+        let body_limit = if cfg.body_size_limit > 0 {
+            cfg.body_size_limit
+        } else {
+            DEFAULT_BODY_CAP
+        };
         let request = ScrapeRequest {
             url: target.url.clone(),
             accept: accept_header(&cfg.scrape_protocols, "allow-utf-8"),
-            accept_encoding: if cfg.enable_compression { "gzip" } else { "identity" },
+            accept_encoding: if cfg.enable_compression {
+                "gzip"
+            } else {
+                "identity"
+            },
             user_agent: self.user_agent.clone(),
             timeout: target.timeout,
             body_limit,
@@ -221,7 +246,13 @@ impl ScrapePool {
             self.forced_error.clone(),
         );
         let join = tokio::spawn(sl.run(stop.clone(), removed.clone(), predecessor));
-        LoopHandle { target, status, stop, removed, join }
+        LoopHandle {
+            target,
+            status,
+            stop,
+            removed,
+            join,
+        }
     }
 
     pub fn active_targets(&self) -> Vec<ActiveTarget> {

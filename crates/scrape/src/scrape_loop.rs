@@ -14,7 +14,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary_config::ScrapeConfig;
 use tributary_exposition::{Entry, Format, Parser};
-use tributary_model::{AppendError, Appender, Labels, LabelsBuilder, ScrapeProtocol, SeriesRef, Storage, STALE_NAN};
+use tributary_model::{
+    AppendError, Appender, Labels, LabelsBuilder, ScrapeProtocol, SeriesRef, Storage, STALE_NAN,
+};
 
 use crate::cache::{self, CacheEntry, ScrapeCache};
 use crate::fetch::{fetch, FetchError, ScrapeRequest};
@@ -90,7 +92,9 @@ pub(crate) struct ScrapeLoop {
 }
 
 fn wall_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl ScrapeLoop {
@@ -154,7 +158,8 @@ impl ScrapeLoop {
         let interval_ms = self.target.interval.as_millis().max(1) as i64;
         let start_wall = wall_ms(SystemTime::now());
         let start_instant = Instant::now();
-        let at = |slot: i64| start_instant + Duration::from_millis((slot - start_wall).max(0) as u64);
+        let at =
+            |slot: i64| start_instant + Duration::from_millis((slot - start_wall).max(0) as u64);
         let mut slot = self.first_slot(start_wall);
         let mut last_slot: Option<i64> = None;
         loop {
@@ -165,7 +170,8 @@ impl ScrapeLoop {
                 _ = tokio::time::sleep_until(at(slot)) => {}
             }
             let now = wall_ms(SystemTime::now());
-            let tolerance = (self.options.timestamp_tolerance.as_millis() as i64).min(interval_ms / 100);
+            let tolerance =
+                (self.options.timestamp_tolerance.as_millis() as i64).min(interval_ms / 100);
             let ts = if self.options.adjust_timestamps && (now - slot).abs() <= tolerance {
                 slot
             } else {
@@ -193,7 +199,12 @@ impl ScrapeLoop {
     /// A removed target's series go stale at the time of its first missed
     /// scrape, written after two more intervals (+10%) in case the target
     /// comes back meanwhile under a new loop.
-    async fn end_of_run_staleness(&mut self, last_slot: i64, interval_ms: i64, stop: &CancellationToken) {
+    async fn end_of_run_staleness(
+        &mut self,
+        last_slot: i64,
+        interval_ms: i64,
+        stop: &CancellationToken,
+    ) {
         let wait_until_ms = last_slot + 2 * interval_ms + interval_ms / 10;
         let wait = (wait_until_ms - wall_ms(SystemTime::now())).max(0) as u64;
         tokio::select! {
@@ -205,7 +216,11 @@ impl ScrapeLoop {
         stale.clear();
         self.cache.current_series(&mut stale);
         let mut app = self.storage.appender();
-        for r in stale.iter().copied().chain(self.report_refs.iter().copied()) {
+        for r in stale
+            .iter()
+            .copied()
+            .chain(self.report_refs.iter().copied())
+        {
             if !r.is_none() {
                 let _ = app.append(r, ts, STALE_NAN);
             }
@@ -255,7 +270,11 @@ impl ScrapeLoop {
                 app = self.storage.appender();
                 self.cache.finish_failure(&mut self.stale);
                 counts.added = 0;
-                let size = if matches!(e, ScrapeError::Fetch(FetchError::BodySizeLimit)) { -1.0 } else { 0.0 };
+                let size = if matches!(e, ScrapeError::Fetch(FetchError::BodySizeLimit)) {
+                    -1.0
+                } else {
+                    0.0
+                };
                 (0.0, size)
             }
         };
@@ -276,13 +295,22 @@ impl ScrapeLoop {
         ];
         let n = if self.cfg.extra_scrape_metrics { 8 } else { 5 };
         let mut report_result = Ok(());
-        for i in 0..n {
-            if let Err(e) = self.append_report(app.as_mut(), i, ts, values[i]) {
+        for (i, v) in values.into_iter().enumerate().take(n) {
+            if let Err(e) = self.append_report(app.as_mut(), i, ts, v) {
                 report_result = Err(e);
             }
         }
         let commit = app.commit();
-        self.publish(ts, duration, &result, counts, commit.err().map(|e| e.to_string()).or(report_result.err().map(|e| e.to_string())));
+        self.publish(
+            ts,
+            duration,
+            &result,
+            counts,
+            commit
+                .err()
+                .map(|e| e.to_string())
+                .or(report_result.err().map(|e| e.to_string())),
+        );
     }
 
     fn publish(
@@ -344,7 +372,13 @@ impl ScrapeLoop {
         }
     }
 
-    fn append_report(&mut self, app: &mut dyn Appender, i: usize, ts: i64, v: f64) -> Result<(), AppendError> {
+    fn append_report(
+        &mut self,
+        app: &mut dyn Appender,
+        i: usize,
+        ts: i64,
+        v: f64,
+    ) -> Result<(), AppendError> {
         if self.report_refs[i].is_none() {
             self.report_refs[i] = app.series(&self.report_labels(i))?;
         }
@@ -365,21 +399,36 @@ impl ScrapeLoop {
     }
 
     /// Parses the body and appends every sample through the cache.
-    fn append_body(&mut self, app: &mut dyn Appender, format: Format, ts: i64, counts: &mut Counts) -> Result<(), ScrapeError> {
+    fn append_body(
+        &mut self,
+        app: &mut dyn Appender,
+        format: Format,
+        ts: i64,
+        counts: &mut Counts,
+    ) -> Result<(), ScrapeError> {
         let body = std::mem::take(&mut self.body);
         let r = self.append_parsed(app, format, &body, ts, counts);
         self.body = body;
         r
     }
 
-    fn append_parsed(&mut self, app: &mut dyn Appender, format: Format, body: &[u8], ts: i64, counts: &mut Counts) -> Result<(), ScrapeError> {
+    fn append_parsed(
+        &mut self,
+        app: &mut dyn Appender,
+        format: Format,
+        body: &[u8],
+        ts: i64,
+        counts: &mut Counts,
+    ) -> Result<(), ScrapeError> {
         let iter = self.cache.begin();
         let now = wall_ms(SystemTime::now());
         let honor_ts = self.cfg.honor_timestamps;
         let track_ts_staleness = self.cfg.track_timestamps_staleness;
         let mut parser = Parser::new(format, body);
         loop {
-            let entry = parser.next().map_err(|e| ScrapeError::Parse(e.to_string()))?;
+            let entry = parser
+                .next()
+                .map_err(|e| ScrapeError::Parse(e.to_string()))?;
             match entry {
                 None => break,
                 Some(Entry::Series) => {}
@@ -411,7 +460,15 @@ impl ScrapeLoop {
                         }
                         None => SeriesRef::NONE,
                     };
-                    self.cache.insert(k, CacheEntry { series, last_iter: iter, prev_iter: 0, stale_tracked });
+                    self.cache.insert(
+                        k,
+                        CacheEntry {
+                            series,
+                            last_iter: iter,
+                            prev_iter: 0,
+                            stale_tracked,
+                        },
+                    );
                     if series.is_none() {
                         continue;
                     }
@@ -434,7 +491,9 @@ impl ScrapeLoop {
                 }
                 Err(AppendError::UnknownSeries(_)) => {
                     // The storage garbage-collected the series: resolve again.
-                    let Some(labels) = self.build_labels(&parser)? else { continue };
+                    let Some(labels) = self.build_labels(&parser)? else {
+                        continue;
+                    };
                     let series = app.series(&labels)?;
                     if let Some(e) = self.cache.get_mut(k) {
                         e.series = series;
@@ -459,7 +518,9 @@ impl ScrapeLoop {
     fn build_labels(&mut self, parser: &Parser<'_>) -> Result<Option<Labels>, ScrapeError> {
         let b = &mut self.builder;
         b.clear();
-        parser.labels(b).map_err(|e| ScrapeError::Parse(e.to_string()))?;
+        parser
+            .labels(b)
+            .map_err(|e| ScrapeError::Parse(e.to_string()))?;
         merge_target_labels(b, &self.target.labels, self.cfg.honor_labels);
         if !tributary_relabel::relabel(&self.cfg.metric_relabel_configs, b) || b.is_empty() {
             return Ok(None);
@@ -504,11 +565,19 @@ pub(crate) fn merge_target_labels(b: &mut LabelsBuilder, target: &Labels, honor_
 }
 
 fn check_label_limits(b: &LabelsBuilder, cfg: &ScrapeConfig) -> Result<(), ScrapeError> {
-    let name = || b.get("__name__").unwrap_or("").chars().take(50).collect::<String>();
+    let name = || {
+        b.get("__name__")
+            .unwrap_or("")
+            .chars()
+            .take(50)
+            .collect::<String>()
+    };
     if cfg.label_limit > 0 && b.len() as u64 > cfg.label_limit {
         return Err(ScrapeError::LabelLimit(format!(
             "label_limit exceeded (metric: {}, number of labels: {}, limit: {})",
-            name(), b.len(), cfg.label_limit
+            name(),
+            b.len(),
+            cfg.label_limit
         )));
     }
     for l in b.iter() {
@@ -530,8 +599,12 @@ fn check_label_limits(b: &LabelsBuilder, cfg: &ScrapeConfig) -> Result<(), Scrap
 
 fn protocol_format(p: ScrapeProtocol) -> Option<Format> {
     match p {
-        ScrapeProtocol::PrometheusText0_0_4 | ScrapeProtocol::PrometheusText1_0_0 => Some(Format::PrometheusText),
-        ScrapeProtocol::OpenMetricsText0_0_1 | ScrapeProtocol::OpenMetricsText1_0_0 => Some(Format::OpenMetrics),
+        ScrapeProtocol::PrometheusText0_0_4 | ScrapeProtocol::PrometheusText1_0_0 => {
+            Some(Format::PrometheusText)
+        }
+        ScrapeProtocol::OpenMetricsText0_0_1 | ScrapeProtocol::OpenMetricsText1_0_0 => {
+            Some(Format::OpenMetrics)
+        }
         ScrapeProtocol::PrometheusProto => None,
     }
 }
@@ -542,8 +615,14 @@ mod tests {
 
     #[test]
     fn exported_prefixing_matches_prometheus() {
-        let mut b = Labels::from_pairs([("__name__", "m"), ("job", "exposed"), ("exported_job", "x")]).to_builder();
-        merge_target_labels(&mut b, &Labels::from_pairs([("job", "j"), ("instance", "i")]), false);
+        let mut b =
+            Labels::from_pairs([("__name__", "m"), ("job", "exposed"), ("exported_job", "x")])
+                .to_builder();
+        merge_target_labels(
+            &mut b,
+            &Labels::from_pairs([("job", "j"), ("instance", "i")]),
+            false,
+        );
         let l = b.labels();
         assert_eq!(l.get("job"), Some("j"));
         assert_eq!(l.get("instance"), Some("i"));
@@ -554,7 +633,11 @@ mod tests {
     #[test]
     fn honor_labels_keeps_exposed_values() {
         let mut b = Labels::from_pairs([("__name__", "m"), ("job", "exposed")]).to_builder();
-        merge_target_labels(&mut b, &Labels::from_pairs([("job", "j"), ("instance", "i")]), true);
+        merge_target_labels(
+            &mut b,
+            &Labels::from_pairs([("job", "j"), ("instance", "i")]),
+            true,
+        );
         let l = b.labels();
         assert_eq!(l.get("job"), Some("exposed"));
         assert_eq!(l.get("instance"), Some("i"));

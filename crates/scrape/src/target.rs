@@ -63,9 +63,18 @@ pub fn discovered_labels(target: &Labels, group: &Labels, cfg: &ScrapeConfig) ->
         ("__scrape_timeout__", &timeout),
         ("__metrics_path__", &cfg.metrics_path),
         ("__scheme__", &cfg.scheme),
-        ("__scrape_native_histograms__", bools(cfg.scrape_native_histograms)),
-        ("__always_scrape_classic_histograms__", bools(cfg.always_scrape_classic_histograms)),
-        ("__convert_classic_histograms_to_nhcb__", bools(cfg.convert_classic_histograms_to_nhcb)),
+        (
+            "__scrape_native_histograms__",
+            bools(cfg.scrape_native_histograms),
+        ),
+        (
+            "__always_scrape_classic_histograms__",
+            bools(cfg.always_scrape_classic_histograms),
+        ),
+        (
+            "__convert_classic_histograms_to_nhcb__",
+            bools(cfg.convert_classic_histograms_to_nhcb),
+        ),
     ];
     for (name, value) in defaults {
         if b.get(name).is_none() {
@@ -195,7 +204,9 @@ fn target_url(internal: &Labels, cfg: &ScrapeConfig) -> String {
         for v in values {
             url.push(if first { '?' } else { '&' });
             first = false;
-            url.push_str(&url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>());
+            url.push_str(
+                &url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>(),
+            );
             url.push('=');
             url.push_str(&url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>());
         }

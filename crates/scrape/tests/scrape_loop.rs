@@ -1,6 +1,8 @@
 //! Scrape pools against real loopback HTTP targets, recording into the
 //! in-memory storage: values, labels, synthetic series, staleness, limits.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +63,11 @@ async fn start_target() -> Target {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Target { addr, mode, scrapes }
+    Target {
+        addr,
+        mode,
+        scrapes,
+    }
 }
 
 fn config(extra: &str) -> tributary_config::Config {
@@ -80,7 +86,11 @@ fn manager(storage: &MemStorage, cfg: &tributary_config::Config, addr: &str) -> 
         CancellationToken::new(),
     );
     m.apply_config(cfg).map_err(|e| format!("{e:?}")).unwrap();
-    let groups = vec![TargetGroup::from_static("0".into(), &[addr.to_string()], &[("team".into(), "t1".into())])];
+    let groups = vec![TargetGroup::from_static(
+        "0".into(),
+        &[addr.to_string()],
+        &[("team".into(), "t1".into())],
+    )];
     let mut map = std::collections::BTreeMap::new();
     map.insert("j".to_string(), groups);
     m.sync(Arc::new(map));
@@ -91,7 +101,10 @@ async fn wait_scrapes(t: &Target, n: u64) {
     let start = tokio::time::Instant::now();
     let target = t.scrapes.load(Ordering::SeqCst) + n;
     while t.scrapes.load(Ordering::SeqCst) < target {
-        assert!(start.elapsed() < Duration::from_secs(10), "target not scraped");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "target not scraped"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Let the loop finish appending the last scrape.
@@ -124,11 +137,21 @@ async fn scrapes_append_values_labels_and_report_series() {
     assert_eq!(scraped[0].v, 4.0);
     let added = storage.samples_named("scrape_series_added");
     assert_eq!(added[0].v, 4.0);
-    assert_eq!(added.last().unwrap().v, 0.0, "known series are not re-added");
-    for name in ["scrape_duration_seconds", "scrape_samples_post_metric_relabeling"] {
+    assert_eq!(
+        added.last().unwrap().v,
+        0.0,
+        "known series are not re-added"
+    );
+    for name in [
+        "scrape_duration_seconds",
+        "scrape_samples_post_metric_relabeling",
+    ] {
         assert!(!storage.samples_named(name).is_empty(), "{name}");
     }
-    assert!(storage.samples_named("scrape_timeout_seconds").is_empty(), "extra metrics are opt-in");
+    assert!(
+        storage.samples_named("scrape_timeout_seconds").is_empty(),
+        "extra metrics are opt-in"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,22 +162,51 @@ async fn vanished_series_and_failed_scrapes_get_staleness_markers() {
     wait_scrapes(&t, 2).await;
     t.mode.store(1, Ordering::SeqCst); // t_dyn{id="b"} disappears
     wait_scrapes(&t, 2).await;
-    let b: Vec<_> = storage.samples_named("t_dyn").into_iter().filter(|s| s.labels.get("id") == Some("b")).collect();
-    assert!(is_stale_nan(b.last().unwrap().v), "no marker for the vanished series");
-    assert_eq!(b.iter().filter(|s| is_stale_nan(s.v)).count(), 1, "exactly one marker");
-    let a: Vec<_> = storage.samples_named("t_dyn").into_iter().filter(|s| s.labels.get("id") == Some("a")).collect();
-    assert!(a.iter().all(|s| !is_stale_nan(s.v)), "no marker while still exposed");
+    let b: Vec<_> = storage
+        .samples_named("t_dyn")
+        .into_iter()
+        .filter(|s| s.labels.get("id") == Some("b"))
+        .collect();
+    assert!(
+        is_stale_nan(b.last().unwrap().v),
+        "no marker for the vanished series"
+    );
+    assert_eq!(
+        b.iter().filter(|s| is_stale_nan(s.v)).count(),
+        1,
+        "exactly one marker"
+    );
+    let a: Vec<_> = storage
+        .samples_named("t_dyn")
+        .into_iter()
+        .filter(|s| s.labels.get("id") == Some("a"))
+        .collect();
+    assert!(
+        a.iter().all(|s| !is_stale_nan(s.v)),
+        "no marker while still exposed"
+    );
 
     t.mode.store(2, Ordering::SeqCst); // HTTP 500
     wait_scrapes(&t, 2).await;
     let snap = m.snapshot();
     m.stop();
     let seq = storage.samples_named("t_seq");
-    assert!(is_stale_nan(seq.last().unwrap().v), "failed scrape must mark series stale");
-    assert_eq!(seq.iter().filter(|s| is_stale_nan(s.v)).count(), 1, "markers written once, not per failure");
+    assert!(
+        is_stale_nan(seq.last().unwrap().v),
+        "failed scrape must mark series stale"
+    );
+    assert_eq!(
+        seq.iter().filter(|s| is_stale_nan(s.v)).count(),
+        1,
+        "markers written once, not per failure"
+    );
     let up = storage.samples_named("up");
     assert_eq!(up.last().unwrap().v, 0.0);
-    assert!(snap[0].active[0].health.last_error.contains("500"), "{}", snap[0].active[0].health.last_error);
+    assert!(
+        snap[0].active[0].health.last_error.contains("500"),
+        "{}",
+        snap[0].active[0].health.last_error
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +229,11 @@ async fn malformed_exposition_fails_the_scrape_with_a_reason() {
 async fn sample_limit_rejects_the_whole_scrape() {
     let t = start_target().await;
     let storage = MemStorage::new();
-    let mut m = manager(&storage, &config("    sample_limit: 2\n    static_configs: []\n"), &t.addr);
+    let mut m = manager(
+        &storage,
+        &config("    sample_limit: 2\n    static_configs: []\n"),
+        &t.addr,
+    );
     wait_scrapes(&t, 2).await;
     let snap = m.snapshot();
     m.stop();

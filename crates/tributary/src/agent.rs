@@ -20,7 +20,10 @@ use tributary_discovery::{DiscoveryManager, DiscoveryMetrics};
 use tributary_remote::RemoteStorage;
 use tributary_scrape::{PoolSnapshot, ScrapeManager, ScrapeMetrics};
 use tributary_wal::{AgentStorage, WalOptions};
-use tributary_web::{RemoteEndpointStatus, RemoteWriteStatus, ReloadRequest, StatusSource, WalStatus, WebOptions, WebState};
+use tributary_web::{
+    ReloadRequest, RemoteEndpointStatus, RemoteWriteStatus, StatusSource, WalStatus, WebOptions,
+    WebState,
+};
 
 use crate::cli::AgentFlags;
 
@@ -35,7 +38,11 @@ fn user_agent() -> String {
 pub fn main(flags: AgentFlags) -> ExitCode {
     crate::logging::init(&flags.log_level, &flags.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map(|n| n.get().min(4)).unwrap_or(2))
+        .worker_threads(
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(2),
+        )
         .enable_all()
         .build()
     {
@@ -142,7 +149,11 @@ impl StatusSource for Status {
                     .find(|r| r.name == q.name)
                     .map(|r| r.queue_config.max_shards)
                     .unwrap_or(0),
-                wal_backlog_bytes: wal.consumers.iter().find(|c| c.name == q.name).map(|c| c.backlog_bytes),
+                wal_backlog_bytes: wal
+                    .consumers
+                    .iter()
+                    .find(|c| c.name == q.name)
+                    .map(|c| c.backlog_bytes),
                 name: q.name,
                 url: q.url,
                 shards: q.shards,
@@ -173,10 +184,12 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
 }
 
 fn wal_options(flags: &AgentFlags) -> anyhow::Result<WalOptions> {
-    let mut o = WalOptions::default();
-    o.compression = flags.wal_compression();
-    o.min_time = flags.storage_agent_retention_min_time;
-    o.max_time = flags.storage_agent_retention_max_time;
+    let mut o = WalOptions {
+        compression: flags.wal_compression(),
+        min_time: flags.storage_agent_retention_min_time,
+        max_time: flags.storage_agent_retention_max_time,
+        ..WalOptions::default()
+    };
     if !flags.storage_agent_wal_truncate_frequency.is_zero() {
         o.truncate_frequency = flags.storage_agent_wal_truncate_frequency;
     }
@@ -184,7 +197,9 @@ fn wal_options(flags: &AgentFlags) -> anyhow::Result<WalOptions> {
         .map_err(|e| anyhow::anyhow!("invalid --storage.agent.wal-segment-size: {e}"))?;
     if segment != 0 {
         if !(10 << 20..=256 << 20).contains(&segment) {
-            anyhow::bail!("flag 'storage.agent.wal-segment-size' must be set between 10MB and 256MB");
+            anyhow::bail!(
+                "flag 'storage.agent.wal-segment-size' must be set between 10MB and 256MB"
+            );
         }
         o.segment_size = segment;
     }
@@ -210,7 +225,12 @@ async fn apply(
     remote: &tokio::sync::Mutex<RemoteStorage>,
 ) -> Result<(), String> {
     let mut errors = Vec::new();
-    if let Err(es) = remote.lock().await.apply_config(&cfg.remote_write, &cfg.global.external_labels).await {
+    if let Err(es) = remote
+        .lock()
+        .await
+        .apply_config(&cfg.remote_write, &cfg.global.external_labels)
+        .await
+    {
         errors.extend(es.into_iter().map(|e| e.to_string()));
     }
     if let Err(es) = scrape.lock().apply_config(cfg) {
@@ -225,7 +245,11 @@ async fn apply(
 }
 
 async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
-    tracing::info!(mode = "agent", version = VERSION, "Starting Tributary (Prometheus Agent mode)");
+    tracing::info!(
+        mode = "agent",
+        version = VERSION,
+        "Starting Tributary (Prometheus Agent mode)"
+    );
     let config = match load_config(&flags.config_file) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -237,7 +261,8 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::default();
     // A gauge family with one child (prometheus-client's `Info` would add
     // an `_info` suffix, and dashboards query `prometheus_build_info`).
-    let build_info = prometheus_client::metrics::family::Family::<Vec<(&'static str, String)>, Gauge>::default();
+    let build_info =
+        prometheus_client::metrics::family::Family::<Vec<(&'static str, String)>, Gauge>::default();
     build_info
         .get_or_create(&vec![
             ("branch", String::new()),
@@ -255,22 +280,35 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         build_info,
     );
     let reload_metrics = ReloadMetrics::default();
-    registry.register("prometheus_config_last_reload_successful", "Whether the last configuration reload attempt was successful", reload_metrics.success.clone());
-    registry.register("prometheus_config_last_reload_success_timestamp_seconds", "Timestamp of the last successful configuration reload", reload_metrics.success_ts.clone());
+    registry.register(
+        "prometheus_config_last_reload_successful",
+        "Whether the last configuration reload attempt was successful",
+        reload_metrics.success.clone(),
+    );
+    registry.register(
+        "prometheus_config_last_reload_success_timestamp_seconds",
+        "Timestamp of the last successful configuration reload",
+        reload_metrics.success_ts.clone(),
+    );
     let ready_gauge = Gauge::<i64>::default();
     registry.register("prometheus_ready", "Whether Prometheus startup was fully completed and the server is ready for normal operation", ready_gauge.clone());
 
     let wal_opts = wal_options(&flags)?;
     let byte_cap = wal_opts.max_bytes;
     let security = match &flags.web_config_file {
-        Some(path) => tributary_web::load_web_config(path).with_context(|| format!("loading --web.config.file={}", path.display()))?,
+        Some(path) => tributary_web::load_web_config(path)
+            .with_context(|| format!("loading --web.config.file={}", path.display()))?,
         None => Default::default(),
     };
     let wal = AgentStorage::open(&flags.storage_agent_path, wal_opts, &mut registry)
         .with_context(|| format!("opening storage at {}", flags.storage_agent_path.display()))?;
     let maintenance = tokio::spawn(wal.clone().run_maintenance(shutdown.child_token()));
 
-    let remote = Arc::new(tokio::sync::Mutex::new(RemoteStorage::new(wal.clone(), &mut registry, user_agent())));
+    let remote = Arc::new(tokio::sync::Mutex::new(RemoteStorage::new(
+        wal.clone(),
+        &mut registry,
+        user_agent(),
+    )));
     let scrape_metrics = ScrapeMetrics::new(&mut registry);
     let scrape = Arc::new(Mutex::new(ScrapeManager::new(
         wal.clone() as Arc<dyn tributary_model::Storage>,
@@ -299,7 +337,11 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         reload_metrics.success.set(i64::from(ok));
         let now = SystemTime::now();
         if ok {
-            reload_metrics.success_ts.set(now.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0));
+            reload_metrics.success_ts.set(
+                now.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0),
+            );
         }
         let mut r = status.reload.lock();
         r.0 = ok;
@@ -312,7 +354,11 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     let quit = CancellationToken::new();
     let web = Arc::new(WebState {
         options: WebOptions {
-            listen: flags.web_listen_address.first().cloned().unwrap_or_else(|| "0.0.0.0:9090".into()),
+            listen: flags
+                .web_listen_address
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "0.0.0.0:9090".into()),
             route_prefix: route_prefix(&flags),
             lifecycle: flags.lifecycle_enabled(),
             flags: flags.as_pairs(),
@@ -331,7 +377,11 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     let web_shutdown = CancellationToken::new();
     let listener_check = tokio::net::TcpListener::bind(&web.options.listen).await;
     drop(listener_check.with_context(|| format!("listening on {}", web.options.listen))?);
-    let web_task = tokio::spawn(tributary_web::serve_with_security(web.clone(), security, web_shutdown.clone()));
+    let web_task = tokio::spawn(tributary_web::serve_with_security(
+        web.clone(),
+        security,
+        web_shutdown.clone(),
+    ));
 
     // First configuration.
     let applied = apply(&config, &scrape, &discovery, &remote).await;
@@ -362,7 +412,11 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
 
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut auto_reload = tokio::time::interval(flags.config_auto_reload_interval.max(Duration::from_secs(1)));
+    let mut auto_reload = tokio::time::interval(
+        flags
+            .config_auto_reload_interval
+            .max(Duration::from_secs(1)),
+    );
     let mut last_checksum = file_checksum(&flags.config_file);
     let current = Mutex::new(config);
 
@@ -389,7 +443,9 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
             *current.lock() = cfg;
             record_reload(r.is_ok());
             match &r {
-                Ok(()) => tracing::info!(filename = %path.display(), "Completed loading of configuration file"),
+                Ok(()) => {
+                    tracing::info!(filename = %path.display(), "Completed loading of configuration file")
+                }
                 Err(e) => tracing::error!(err = %e, "Error applying configuration"),
             }
             r
@@ -418,14 +474,19 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     }
 
     // Shutdown: stop producing, flush, then close the WAL.
-    web.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    web.stopping
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     web.set_ready(false);
     ready_gauge.set(0);
     shutdown.cancel();
     scrape.lock().stop();
     let _ = sync_task.await;
     tracing::info!("Scrape manager stopped");
-    remote.lock().await.stop(flags.storage_remote_flush_deadline).await;
+    remote
+        .lock()
+        .await
+        .stop(flags.storage_remote_flush_deadline)
+        .await;
     tracing::info!("Remote storage stopped");
     let _ = maintenance.await;
     if let Err(e) = wal.close() {
@@ -438,18 +499,28 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
 }
 
 fn route_prefix(flags: &AgentFlags) -> String {
-    let from_url = flags.web_external_url.as_deref().and_then(|u| {
-        url_path(u)
-    });
-    let p = flags.web_route_prefix.clone().or(from_url).unwrap_or_else(|| "/".into());
-    if p.starts_with('/') { p } else { format!("/{p}") }
+    let from_url = flags.web_external_url.as_deref().and_then(|u| url_path(u));
+    let p = flags
+        .web_route_prefix
+        .clone()
+        .or(from_url)
+        .unwrap_or_else(|| "/".into());
+    if p.starts_with('/') {
+        p
+    } else {
+        format!("/{p}")
+    }
 }
 
 fn url_path(u: &str) -> Option<String> {
     let after_scheme = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
-    after_scheme.find('/').map(|i| after_scheme[i..].to_string())
+    after_scheme
+        .find('/')
+        .map(|i| after_scheme[i..].to_string())
 }
 
 fn file_checksum(path: &Path) -> u64 {
-    std::fs::read(path).map(|b| xxhash_rust::xxh3::xxh3_64(&b)).unwrap_or(0)
+    std::fs::read(path)
+        .map(|b| xxhash_rust::xxh3::xxh3_64(&b))
+        .unwrap_or(0)
 }

@@ -101,13 +101,24 @@ pub struct AgentFlags {
     pub web_enable_admin_api: bool,
     #[arg(long = "web.enable-remote-write-receiver", action = ArgAction::SetTrue)]
     pub web_enable_remote_write_receiver: bool,
-    #[arg(long = "web.page-title", default_value = "Prometheus Time Series Collection and Processing Server")]
+    #[arg(
+        long = "web.page-title",
+        default_value = "Prometheus Time Series Collection and Processing Server"
+    )]
     pub web_page_title: String,
     #[arg(long = "web.cors.origin", default_value = ".*")]
     pub web_cors_origin: String,
-    #[arg(long = "web.console.templates", default_value = "consoles", hide = true)]
+    #[arg(
+        long = "web.console.templates",
+        default_value = "consoles",
+        hide = true
+    )]
     pub web_console_templates: String,
-    #[arg(long = "web.console.libraries", default_value = "console_libraries", hide = true)]
+    #[arg(
+        long = "web.console.libraries",
+        default_value = "console_libraries",
+        hide = true
+    )]
     pub web_console_libraries: String,
 
     /// Base path for the agent's storage (the WAL lives in <path>/wal).
@@ -118,10 +129,18 @@ pub struct AgentFlags {
     pub storage_agent_wal_compression: bool,
     #[arg(long = "no-storage.agent.wal-compression", hide = true, action = ArgAction::SetTrue)]
     pub no_storage_agent_wal_compression: bool,
-    #[arg(long = "storage.agent.wal-compression-type", default_value = "snappy", hide = true)]
+    #[arg(
+        long = "storage.agent.wal-compression-type",
+        default_value = "snappy",
+        hide = true
+    )]
     pub storage_agent_wal_compression_type: String,
     /// WAL segment size in bytes (0 = 128MiB); 10MiB..256MiB.
-    #[arg(long = "storage.agent.wal-segment-size", default_value = "0", hide = true)]
+    #[arg(
+        long = "storage.agent.wal-segment-size",
+        default_value = "0",
+        hide = true
+    )]
     pub storage_agent_wal_segment_size: String,
     #[arg(long = "storage.agent.wal-truncate-frequency", default_value = "0s", hide = true, value_parser = parse_duration)]
     pub storage_agent_wal_truncate_frequency: Duration,
@@ -203,7 +222,10 @@ impl AgentFlags {
 
     pub fn auto_reload(&self) -> bool {
         (self.config_auto_reload && !self.no_config_auto_reload)
-            || self.enable_feature.iter().any(|f| f == "auto-reload-config")
+            || self
+                .enable_feature
+                .iter()
+                .any(|f| f == "auto-reload-config")
     }
 
     /// The flags and their values, for `/api/v1/status/flags`.
@@ -213,30 +235,87 @@ impl AgentFlags {
             ("agent".into(), "true".into()),
             ("config.file".into(), self.config_file.display().to_string()),
             ("config.auto-reload".into(), self.auto_reload().to_string()),
-            ("config.auto-reload-interval".into(), d(self.config_auto_reload_interval)),
+            (
+                "config.auto-reload-interval".into(),
+                d(self.config_auto_reload_interval),
+            ),
             ("enable-feature".into(), self.enable_feature.join(",")),
             ("log.format".into(), self.log_format.clone()),
             ("log.level".into(), self.log_level.clone()),
-            ("scrape.adjust-timestamps".into(), self.scrape_adjust_timestamps.to_string()),
-            ("scrape.discovery-reload-interval".into(), d(self.scrape_discovery_reload_interval)),
-            ("scrape.timestamp-tolerance".into(), d(self.scrape_timestamp_tolerance)),
-            ("storage.agent.no-lockfile".into(), self.storage_agent_no_lockfile.to_string()),
-            ("storage.agent.path".into(), self.storage_agent_path.display().to_string()),
-            ("storage.agent.retention.max-time".into(), d(self.storage_agent_retention_max_time)),
-            ("storage.agent.retention.min-time".into(), d(self.storage_agent_retention_min_time)),
-            ("storage.agent.retention.max-size".into(), self.storage_agent_retention_max_size.clone()),
-            ("storage.agent.wal-compression".into(), self.wal_compression().to_string()),
-            ("storage.remote.flush-deadline".into(), d(self.storage_remote_flush_deadline)),
-            ("web.config.file".into(), self.web_config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+            (
+                "scrape.adjust-timestamps".into(),
+                self.scrape_adjust_timestamps.to_string(),
+            ),
+            (
+                "scrape.discovery-reload-interval".into(),
+                d(self.scrape_discovery_reload_interval),
+            ),
+            (
+                "scrape.timestamp-tolerance".into(),
+                d(self.scrape_timestamp_tolerance),
+            ),
+            (
+                "storage.agent.no-lockfile".into(),
+                self.storage_agent_no_lockfile.to_string(),
+            ),
+            (
+                "storage.agent.path".into(),
+                self.storage_agent_path.display().to_string(),
+            ),
+            (
+                "storage.agent.retention.max-time".into(),
+                d(self.storage_agent_retention_max_time),
+            ),
+            (
+                "storage.agent.retention.min-time".into(),
+                d(self.storage_agent_retention_min_time),
+            ),
+            (
+                "storage.agent.retention.max-size".into(),
+                self.storage_agent_retention_max_size.clone(),
+            ),
+            (
+                "storage.agent.wal-compression".into(),
+                self.wal_compression().to_string(),
+            ),
+            (
+                "storage.remote.flush-deadline".into(),
+                d(self.storage_remote_flush_deadline),
+            ),
+            (
+                "web.config.file".into(),
+                self.web_config_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
             ("web.cors.origin".into(), self.web_cors_origin.clone()),
-            ("web.enable-lifecycle".into(), self.lifecycle_enabled().to_string()),
-            ("web.enable-remote-write-receiver".into(), self.web_enable_remote_write_receiver.to_string()),
-            ("web.external-url".into(), self.web_external_url.clone().unwrap_or_default()),
-            ("web.listen-address".into(), self.web_listen_address.join(",")),
-            ("web.max-connections".into(), self.web_max_connections.to_string()),
+            (
+                "web.enable-lifecycle".into(),
+                self.lifecycle_enabled().to_string(),
+            ),
+            (
+                "web.enable-remote-write-receiver".into(),
+                self.web_enable_remote_write_receiver.to_string(),
+            ),
+            (
+                "web.external-url".into(),
+                self.web_external_url.clone().unwrap_or_default(),
+            ),
+            (
+                "web.listen-address".into(),
+                self.web_listen_address.join(","),
+            ),
+            (
+                "web.max-connections".into(),
+                self.web_max_connections.to_string(),
+            ),
             ("web.page-title".into(), self.web_page_title.clone()),
             ("web.read-timeout".into(), d(self.web_read_timeout)),
-            ("web.route-prefix".into(), self.web_route_prefix.clone().unwrap_or_else(|| "/".into())),
+            (
+                "web.route-prefix".into(),
+                self.web_route_prefix.clone().unwrap_or_else(|| "/".into()),
+            ),
         ]
     }
 }
@@ -251,8 +330,17 @@ mod tests {
 
     #[test]
     fn detects_server_only_flags() {
-        let a = args(&["tributary", "--storage.tsdb.path=x", "--rules.alert.for-grace-period", "1m", "--config.file=p.yml"]);
-        assert_eq!(server_only_flags(&a), vec!["--storage.tsdb.path", "--rules.alert.for-grace-period"]);
+        let a = args(&[
+            "tributary",
+            "--storage.tsdb.path=x",
+            "--rules.alert.for-grace-period",
+            "1m",
+            "--config.file=p.yml",
+        ]);
+        assert_eq!(
+            server_only_flags(&a),
+            vec!["--storage.tsdb.path", "--rules.alert.for-grace-period"]
+        );
         assert!(server_only_flags(&args(&["tributary", "--config.file=p.yml"])).is_empty());
     }
 
@@ -266,25 +354,36 @@ mod tests {
         assert!(f.wal_compression());
         assert!(!f.lifecycle_enabled());
         assert_eq!(f.storage_agent_retention_min_time, Duration::from_secs(300));
-        assert_eq!(f.storage_agent_retention_max_time, Duration::from_secs(4 * 3600));
+        assert_eq!(
+            f.storage_agent_retention_max_time,
+            Duration::from_secs(4 * 3600)
+        );
         assert_eq!(f.storage_remote_flush_deadline, Duration::from_secs(60));
     }
 
     #[test]
     fn accepts_agent_switches_and_negations() {
         let cli = Cli::try_parse_from([
-            "tributary", "--agent", "--enable-feature=agent,extra-scrape-metrics",
-            "--no-storage.agent.wal-compression", "--web.enable-lifecycle",
+            "tributary",
+            "--agent",
+            "--enable-feature=agent,extra-scrape-metrics",
+            "--no-storage.agent.wal-compression",
+            "--web.enable-lifecycle",
         ])
         .unwrap();
         assert!(!cli.agent.wal_compression());
         assert!(cli.agent.lifecycle_enabled());
-        assert_eq!(cli.agent.enable_feature, vec!["agent", "extra-scrape-metrics"]);
+        assert_eq!(
+            cli.agent.enable_feature,
+            vec!["agent", "extra-scrape-metrics"]
+        );
     }
 
     #[test]
     fn check_config_subcommand() {
         let cli = Cli::try_parse_from(["tributary", "check", "config", "a.yml", "b.yml"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Check(CheckCommand::Config { ref files })) if files.len() == 2));
+        assert!(
+            matches!(cli.command, Some(Command::Check(CheckCommand::Config { ref files })) if files.len() == 2)
+        );
     }
 }

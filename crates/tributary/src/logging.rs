@@ -24,8 +24,13 @@ pub fn init(level: &str, format: &str) {
         "error" => Level::ERROR,
         _ => Level::INFO,
     };
-    let format = if format == "json" { LogFormat::Json } else { LogFormat::Logfmt };
-    let layer = LineLayer { format }.with_filter(tracing_subscriber::filter::LevelFilter::from_level(max));
+    let format = if format == "json" {
+        LogFormat::Json
+    } else {
+        LogFormat::Logfmt
+    };
+    let layer =
+        LineLayer { format }.with_filter(tracing_subscriber::filter::LevelFilter::from_level(max));
     // A second init (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }
@@ -71,7 +76,9 @@ fn level_word(l: &Level) -> &'static str {
 /// logfmt quoting: bare when the value has no space, quote, `=` or control
 /// character; otherwise a Go-style quoted string.
 fn logfmt_value(out: &mut String, v: &str) {
-    let bare = !v.is_empty() && v.chars().all(|c| c > ' ' && c != '"' && c != '=' && c != '\u{7f}');
+    let bare = !v.is_empty()
+        && v.chars()
+            .all(|c| c > ' ' && c != '"' && c != '=' && c != '\u{7f}');
     if bare {
         out.push_str(v);
     } else {
@@ -97,7 +104,14 @@ fn json_string(out: &mut String, v: &str) {
     out.push('"');
 }
 
-pub fn format_line(format: LogFormat, time: &str, level: &str, source: &str, msg: &str, kv: &[(&str, String)]) -> String {
+pub fn format_line(
+    format: LogFormat,
+    time: &str,
+    level: &str,
+    source: &str,
+    msg: &str,
+    kv: &[(&str, String)],
+) -> String {
     let mut line = String::with_capacity(128);
     match format {
         LogFormat::Logfmt => {
@@ -109,7 +123,10 @@ pub fn format_line(format: LogFormat, time: &str, level: &str, source: &str, msg
             }
         }
         LogFormat::Json => {
-            let _ = write!(line, "{{\"time\":\"{time}\",\"level\":\"{level}\",\"source\":");
+            let _ = write!(
+                line,
+                "{{\"time\":\"{time}\",\"level\":\"{level}\",\"source\":"
+            );
             json_string(&mut line, source);
             line.push_str(",\"msg\":");
             json_string(&mut line, msg);
@@ -135,7 +152,14 @@ impl<S: Subscriber> Layer<S> for LineLayer {
         let file = file.rsplit('/').next().unwrap_or(file);
         let source = format!("{}:{}", file, meta.line().unwrap_or(0));
         let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let line = format_line(self.format, &time, level_word(meta.level()), &source, &fields.msg, &fields.kv);
+        let line = format_line(
+            self.format,
+            &time,
+            level_word(meta.level()),
+            &source,
+            &fields.msg,
+            &fields.kv,
+        );
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
@@ -146,13 +170,27 @@ mod tests {
 
     #[test]
     fn logfmt_shape() {
-        let l = format_line(LogFormat::Logfmt, "2026-01-01T00:00:00.000Z", "INFO", "main.rs:1", "Starting Tributary", &[("mode", "agent".into()), ("err", "a b".into())]);
+        let l = format_line(
+            LogFormat::Logfmt,
+            "2026-01-01T00:00:00.000Z",
+            "INFO",
+            "main.rs:1",
+            "Starting Tributary",
+            &[("mode", "agent".into()), ("err", "a b".into())],
+        );
         assert_eq!(l, "time=2026-01-01T00:00:00.000Z level=INFO source=main.rs:1 msg=\"Starting Tributary\" mode=agent err=\"a b\"\n");
     }
 
     #[test]
     fn json_shape() {
-        let l = format_line(LogFormat::Json, "T", "WARN", "x.rs:2", "m\"q", &[("k", "v".into())]);
+        let l = format_line(
+            LogFormat::Json,
+            "T",
+            "WARN",
+            "x.rs:2",
+            "m\"q",
+            &[("k", "v".into())],
+        );
         let v: serde_json::Value = serde_json::from_str(l.trim()).unwrap();
         assert_eq!(v["level"], "WARN");
         assert_eq!(v["msg"], "m\"q");

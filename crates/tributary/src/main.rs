@@ -19,14 +19,21 @@ fn main() -> ExitCode {
     let server_only = cli::server_only_flags(&args);
     if !server_only.is_empty() {
         let quoted: Vec<String> = server_only.iter().map(|f| format!("{f:?}")).collect();
-        eprintln!("The following flag(s) can not be used in agent mode: [{}]", quoted.join(" "));
+        eprintln!(
+            "The following flag(s) can not be used in agent mode: [{}]",
+            quoted.join(" ")
+        );
         return ExitCode::from(3);
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli.command {
@@ -38,7 +45,10 @@ fn main() -> ExitCode {
 }
 
 fn run_async(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");

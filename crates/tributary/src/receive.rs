@@ -54,7 +54,12 @@ pub fn decode_body(body: &[u8]) -> Result<WriteRequest, String> {
 
 /// One sample as a line: `name{a="b"} value timestamp_ms`.
 pub fn format_sample(ts: &TimeSeries, s: &Sample) -> String {
-    let name = ts.labels.iter().find(|l| l.name == "__name__").map(|l| l.value.as_str()).unwrap_or("");
+    let name = ts
+        .labels
+        .iter()
+        .find(|l| l.name == "__name__")
+        .map(|l| l.value.as_str())
+        .unwrap_or("");
     let labels: Vec<String> = ts
         .labels
         .iter()
@@ -73,10 +78,20 @@ struct Receiver {
     max_per_request: usize,
 }
 
-async fn write(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
-    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+async fn write(
+    State(r): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if ct.contains("io.prometheus.write.v2.Request") {
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "remote write 2.0 is not supported by this receiver\n".into());
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "remote write 2.0 is not supported by this receiver\n".into(),
+        );
     }
     let req = match decode_body(&body) {
         Ok(r) => r,
@@ -93,17 +108,28 @@ async fn write(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) 
         }
     }
     if r.max_per_request > 0 && n > r.max_per_request {
-        let _ = writeln!(out, "... and {} more samples in this request", n - r.max_per_request);
+        let _ = writeln!(
+            out,
+            "... and {} more samples in this request",
+            n - r.max_per_request
+        );
     }
     let _ = out.flush();
     (StatusCode::NO_CONTENT, String::new())
 }
 
 pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
-    let state = Arc::new(Receiver { max_per_request: args.max_per_request });
-    let app = Router::new().route("/api/v1/write", post(write)).with_state(state);
+    let state = Arc::new(Receiver {
+        max_per_request: args.max_per_request,
+    });
+    let app = Router::new()
+        .route("/api/v1/write", post(write))
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    eprintln!("Receiving remote write on http://{}/api/v1/write", listener.local_addr()?);
+    eprintln!(
+        "Receiving remote write on http://{}/api/v1/write",
+        listener.local_addr()?
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

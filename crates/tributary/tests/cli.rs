@@ -1,5 +1,7 @@
 //! The binary's command line behaves like Prometheus's in agent mode.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;
@@ -8,7 +10,13 @@ use common::tributary_bin;
 
 #[test]
 fn server_only_flags_are_rejected_with_exit_code_3() {
-    let out = Command::new(tributary_bin()).args(["--storage.tsdb.path=/tmp/x", "--rules.alert.for-grace-period=1m"]).output().unwrap();
+    let out = Command::new(tributary_bin())
+        .args([
+            "--storage.tsdb.path=/tmp/x",
+            "--rules.alert.for-grace-period=1m",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("The following flag(s) can not be used in agent mode: [\"--storage.tsdb.path\" \"--rules.alert.for-grace-period\"]"), "{err}");
@@ -16,7 +24,10 @@ fn server_only_flags_are_rejected_with_exit_code_3() {
 
 #[test]
 fn unknown_flag_is_a_usage_error() {
-    let out = Command::new(tributary_bin()).arg("--no-such-flag").output().unwrap();
+    let out = Command::new(tributary_bin())
+        .arg("--no-such-flag")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -27,7 +38,10 @@ fn invalid_config_exits_2_naming_file_line_and_field() {
     std::fs::write(&cfg, "global:\n  scrape_interval: 10s\nscrape_configs:\n  - job_name: a\n    scrape_timeout: 1m\n    static_configs:\n      - targets: ['x:1']\n").unwrap();
     let out = Command::new(tributary_bin())
         .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.agent.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.agent.path={}",
+            dir.path().join("data").display()
+        ))
         .arg("--web.listen-address=127.0.0.1:0")
         .output()
         .unwrap();
@@ -41,14 +55,34 @@ fn invalid_config_exits_2_naming_file_line_and_field() {
 fn check_config_reports_success_and_failure() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yml");
-    std::fs::write(&good, "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['x:1']\n").unwrap();
-    let out = Command::new(tributary_bin()).args(["check", "config"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &good,
+        "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['x:1']\n",
+    )
+    .unwrap();
+    let out = Command::new(tributary_bin())
+        .args(["check", "config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
 
     let bad = dir.path().join("bad.yml");
-    std::fs::write(&bad, "scrape_configs:\n  - job_name: a\n    bogus_field: 1\n").unwrap();
-    let out = Command::new(tributary_bin()).args(["check", "config"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "scrape_configs:\n  - job_name: a\n    bogus_field: 1\n",
+    )
+    .unwrap();
+    let out = Command::new(tributary_bin())
+        .args(["check", "config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bogus_field"), "{err}");
@@ -63,8 +97,16 @@ fn check_metrics_validates_stdin() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"ok_metric{a=\"b\"} 1\nbroken{ 2\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"ok_metric{a=\"b\"} 1\nbroken{ 2\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains('2'), "line number expected");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains('2'),
+        "line number expected"
+    );
 }

@@ -9,6 +9,8 @@
 //! values on ingest (`1` → `1.0`); 2.42 sends them as exposed, so the
 //! targets expose them already normalised.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -160,7 +162,10 @@ fn start_sink(dir: &std::path::Path, name: String) -> (Proc, u16, Arc<Mutex<Seen
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             // `name{labels} value ts`
             let mut parts = line.rsplitn(3, ' ');
-            let (Some(_ts), Some(value), Some(key)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            let (Some(_ts), Some(value), Some(key)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
             let mut s = s.lock().unwrap();
             s.series.insert(key.to_string());
             if value == "StaleNaN" {
@@ -172,7 +177,15 @@ fn start_sink(dir: &std::path::Path, name: String) -> (Proc, u16, Arc<Mutex<Seen
     });
     let log = dir.join(format!("{name}-sink.log"));
     std::fs::write(&log, "").unwrap();
-    (Proc { child, name: "sink", log }, port, seen)
+    (
+        Proc {
+            child,
+            name: "sink",
+            log,
+        },
+        port,
+        seen,
+    )
 }
 
 fn snapshot(s: &Arc<Mutex<Seen>>) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
@@ -189,18 +202,20 @@ fn diff(what: &str, p: &BTreeSet<String>, t: &BTreeSet<String>) -> String {
 fn run_case(case: &Case) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let switched = Arc::new(AtomicBool::new(false));
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 60_000;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000;
     let targets: Vec<TestTarget> = case
         .bodies
         .iter()
         .enumerate()
         .map(|(i, body)| {
             let (body, switch_to, sw) = (*body, case.switch_to, switched.clone());
-            TestTarget::start("text/plain; version=0.0.4", move |_| {
-                match (i, switch_to) {
-                    (0, Some(alt)) if sw.load(Ordering::SeqCst) => alt.to_string(),
-                    _ => body.replace("{TS}", &ts.to_string()),
-                }
+            TestTarget::start("text/plain; version=0.0.4", move |_| match (i, switch_to) {
+                (0, Some(alt)) if sw.load(Ordering::SeqCst) => alt.to_string(),
+                _ => body.replace("{TS}", &ts.to_string()),
             })
         })
         .collect();
@@ -211,7 +226,11 @@ fn run_case(case: &Case) -> Result<(), String> {
         for (i, t) in targets.iter().enumerate() {
             jobs = jobs.replace(&format!("{{T{i}}}"), &t.addr);
         }
-        let wr = if case.write_relabel.is_empty() { String::new() } else { format!("    write_relabel_configs:\n{}", case.write_relabel) };
+        let wr = if case.write_relabel.is_empty() {
+            String::new()
+        } else {
+            format!("    write_relabel_configs:\n{}", case.write_relabel)
+        };
         format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 800ms\n  external_labels:\n    region: eu\nscrape_configs:\n{jobs}remote_write:\n  - url: http://127.0.0.1:{rw}/api/v1/write\n    queue_config:\n      batch_send_deadline: 500ms\n{wr}")
     };
     let prom_cfg = dir.path().join("prom-agent.yml");
@@ -220,9 +239,16 @@ fn run_case(case: &Case) -> Result<(), String> {
     prom_cmd
         .arg("--enable-feature=agent")
         .arg(format!("--config.file={}", prom_cfg.display()))
-        .arg(format!("--storage.agent.path={}", dir.path().join("prom-data").display()))
+        .arg(format!(
+            "--storage.agent.path={}",
+            dir.path().join("prom-data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()));
-    let _prom = Proc::spawn("prometheus-agent", &mut prom_cmd, &dir.path().join("prom-agent.log"));
+    let _prom = Proc::spawn(
+        "prometheus-agent",
+        &mut prom_cmd,
+        &dir.path().join("prom-agent.log"),
+    );
     let _trib = start_tributary(dir.path(), &cfg(port_t), free_port(), &[]);
 
     // Settled: both sides equal and unchanged over a 3 s look, bounded.
@@ -231,7 +257,10 @@ fn run_case(case: &Case) -> Result<(), String> {
         wait_for(Duration::from_secs(45), || {
             std::thread::sleep(Duration::from_secs(3));
             let (p, t) = (snapshot(&seen_p), snapshot(&seen_t));
-            let ok = !p.0.is_empty() && p == t && (!want_stale || !p.2.is_empty()) && last.as_ref() == Some(&p);
+            let ok = !p.0.is_empty()
+                && p == t
+                && (!want_stale || !p.2.is_empty())
+                && last.as_ref() == Some(&p);
             last = Some(p);
             ok.then_some(())
         })
@@ -271,5 +300,11 @@ fn same_series_values_and_staleness_as_the_prometheus_agent() {
         });
     }
     let failures = failures.into_inner().unwrap();
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }

@@ -7,6 +7,8 @@
 //! served each one, so "what was scraped" is exact and can be compared with
 //! the values Prometheus stored.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -27,7 +29,10 @@ fn seq_target(extra: usize) -> (TestTarget, ServeLog) {
     let t = TestTarget::start("text/plain; version=0.0.4", move |n| {
         let mut body = format!("# TYPE dur_seq gauge\ndur_seq {n}\n");
         for i in 0..extra {
-            body.push_str(&format!("dur_fill{{i=\"{i}\"}} {}\n", n as f64 * 1.000_37 + i as f64 * 7.13));
+            body.push_str(&format!(
+                "dur_fill{{i=\"{i}\"}} {}\n",
+                n as f64 * 1.000_37 + i as f64 * 7.13
+            ));
         }
         l.lock().unwrap().push(Instant::now());
         body
@@ -97,13 +102,18 @@ fn wait_delivered(prom_port: u16, expected: &BTreeSet<u64>, limit: Duration) -> 
 /// The sum of every sample of `name` in the agent's /metrics whose labels
 /// contain `label_filter`.
 fn agent_metric(port: u16, name: &str, label_filter: &str) -> Option<f64> {
-    let (status, body) = http_get(&format!("http://127.0.0.1:{port}/metrics"), Duration::from_secs(5))?;
+    let (status, body) = http_get(
+        &format!("http://127.0.0.1:{port}/metrics"),
+        Duration::from_secs(5),
+    )?;
     if status != 200 {
         return None;
     }
     let mut sum = None;
     for line in body.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let metric = series.split('{').next().unwrap_or("");
         if metric == name && series.contains(label_filter) {
             *sum.get_or_insert(0.0) += value.parse::<f64>().ok()?;
@@ -150,12 +160,19 @@ fn sigkill_during_an_outage_then_restart_loses_nothing() {
     // Let a few scrapes happen with the receiver up, then demand all of them.
     let served = log.lock().unwrap().len();
     wait_scrapes(&log, served + 2, Duration::from_secs(30));
-    let after_restart: BTreeSet<u64> = served_before(&log, Instant::now()).into_iter().filter(|n| *n as usize > before_restart).collect();
+    let after_restart: BTreeSet<u64> = served_before(&log, Instant::now())
+        .into_iter()
+        .filter(|n| *n as usize > before_restart)
+        .collect();
     let mut expected = must_survive.clone();
     expected.extend(after_restart.iter().copied());
 
     let missing = wait_delivered(rw_port, &expected, Duration::from_secs(60));
-    assert!(missing.is_empty(), "scrapes lost across SIGKILL + outage: {missing:?} (expected {} values)", expected.len());
+    assert!(
+        missing.is_empty(),
+        "scrapes lost across SIGKILL + outage: {missing:?} (expected {} values)",
+        expected.len()
+    );
 }
 
 #[test]
@@ -166,11 +183,19 @@ fn a_dead_endpoint_does_not_hold_back_a_healthy_one() {
     let dead_port = free_port();
     let _prom = start_prometheus(dir.path(), prom_port);
     let port = free_port();
-    let _agent = start_tributary(dir.path(), &config(&target.addr, &[("healthy", prom_port), ("dead", dead_port)]), port, &[]);
+    let _agent = start_tributary(
+        dir.path(),
+        &config(&target.addr, &[("healthy", prom_port), ("dead", dead_port)]),
+        port,
+        &[],
+    );
 
     let data = dir.path().join("data");
     wait_scrapes(&log, 4, Duration::from_secs(30));
-    let first_healthy = wait_for(Duration::from_secs(20), || cursor(&data, "healthy").filter(|c| c.1 > 0)).expect("healthy cursor never moved");
+    let first_healthy = wait_for(Duration::from_secs(20), || {
+        cursor(&data, "healthy").filter(|c| c.1 > 0)
+    })
+    .expect("healthy cursor never moved");
     let dead_start = cursor(&data, "dead").expect("dead endpoint has a cursor");
 
     let served = log.lock().unwrap().len();
@@ -182,14 +207,35 @@ fn a_dead_endpoint_does_not_hold_back_a_healthy_one() {
     let missing = wait_delivered(prom_port, &expected, Duration::from_secs(10));
     assert!(missing.is_empty(), "healthy endpoint missing {missing:?}");
 
-    let healthy_later = wait_for(Duration::from_secs(10), || cursor(&data, "healthy").filter(|c| *c > first_healthy))
-        .expect("healthy cursor stopped advancing while the other endpoint is down");
+    let healthy_later = wait_for(Duration::from_secs(10), || {
+        cursor(&data, "healthy").filter(|c| *c > first_healthy)
+    })
+    .expect("healthy cursor stopped advancing while the other endpoint is down");
     let dead_now = cursor(&data, "dead").unwrap();
-    assert_eq!(dead_now, dead_start, "the dead endpoint's cursor moved without deliveries");
-    assert!(healthy_later > dead_now, "healthy {healthy_later:?} vs dead {dead_now:?}");
-    let failed = agent_metric(port, "prometheus_remote_storage_samples_failed_total", "remote_name=\"dead\"").unwrap_or(0.0)
-        + agent_metric(port, "prometheus_remote_storage_samples_retried_total", "remote_name=\"dead\"").unwrap_or(0.0);
-    assert!(failed > 0.0, "the dead endpoint reported no failed or retried samples");
+    assert_eq!(
+        dead_now, dead_start,
+        "the dead endpoint's cursor moved without deliveries"
+    );
+    assert!(
+        healthy_later > dead_now,
+        "healthy {healthy_later:?} vs dead {dead_now:?}"
+    );
+    let failed = agent_metric(
+        port,
+        "prometheus_remote_storage_samples_failed_total",
+        "remote_name=\"dead\"",
+    )
+    .unwrap_or(0.0)
+        + agent_metric(
+            port,
+            "prometheus_remote_storage_samples_retried_total",
+            "remote_name=\"dead\"",
+        )
+        .unwrap_or(0.0);
+    assert!(
+        failed > 0.0,
+        "the dead endpoint reported no failed or retried samples"
+    );
 }
 
 #[test]
@@ -214,13 +260,25 @@ fn byte_cap_drops_the_oldest_data_and_counts_every_dropped_sample() {
     // reader has open plus `capacity`): samples already read may still be
     // delivered, so the counter is an upper bound on what is lost.
     let dropped = wait_for(Duration::from_secs(120), || {
-        agent_metric(port, "tributary_wal_consumer_dropped_samples_total", "reason=\"max_bytes\"").filter(|v| *v >= 20.0 * PER_SCRAPE)
+        agent_metric(
+            port,
+            "tributary_wal_consumer_dropped_samples_total",
+            "reason=\"max_bytes\"",
+        )
+        .filter(|v| *v >= 20.0 * PER_SCRAPE)
     })
     .expect("the byte cap never dropped anything");
-    assert_eq!(dropped % PER_SCRAPE, 0.0, "dropped {dropped} is not whole scrapes of {PER_SCRAPE} samples");
+    assert_eq!(
+        dropped % PER_SCRAPE,
+        0.0,
+        "dropped {dropped} is not whole scrapes of {PER_SCRAPE} samples"
+    );
     let size = agent_metric(port, "prometheus_tsdb_wal_storage_size_bytes", "").unwrap();
     // The cap is enforced every second, so allow about a second of growth.
-    assert!(size <= (cap + cap / 2) as f64, "WAL is {size} bytes under a {cap} byte cap");
+    assert!(
+        size <= (cap + cap / 2) as f64,
+        "WAL is {size} bytes under a {cap} byte cap"
+    );
 
     // Bring the endpoint up: the newest data arrives, and whatever never
     // arrives was counted as dropped.
@@ -228,13 +286,103 @@ fn byte_cap_drops_the_oldest_data_and_counts_every_dropped_sample() {
     let recent = served_before(&log, Instant::now());
     let newest: BTreeSet<u64> = recent.iter().rev().take(2).copied().collect();
     let missing = wait_delivered(rw_port, &newest, Duration::from_secs(60));
-    assert!(missing.is_empty(), "newest scrapes {missing:?} never arrived");
+    assert!(
+        missing.is_empty(),
+        "newest scrapes {missing:?} never arrived"
+    );
     let stored = stored_seqs(rw_port);
     let lost = recent.iter().filter(|n| !stored.contains(n)).count() as f64;
-    let dropped_total = agent_metric(port, "tributary_wal_consumer_dropped_samples_total", "consumer=\"capped\"").unwrap();
-    assert!(lost > 0.0, "the cap dropped {dropped_total} samples but every scrape arrived");
+    let dropped_total = agent_metric(
+        port,
+        "tributary_wal_consumer_dropped_samples_total",
+        "consumer=\"capped\"",
+    )
+    .unwrap();
+    assert!(
+        lost > 0.0,
+        "the cap dropped {dropped_total} samples but every scrape arrived"
+    );
     assert!(
         lost * PER_SCRAPE <= dropped_total,
         "{lost} scrapes never arrived but only {dropped_total} samples were counted as dropped"
+    );
+}
+
+/// Flips one byte in the data of the first record that starts past the
+/// middle of `segment` (all records of a small WAL are single FULL
+/// fragments: 7-byte header, then data), so only that record's CRC fails.
+/// Returns the damaged record's offset.
+fn flip_byte_in_a_middle_record(segment: &std::path::Path) -> usize {
+    let mut bytes = std::fs::read(segment).unwrap();
+    let mut off = 0usize;
+    while off + 7 <= bytes.len() {
+        let len = u16::from_be_bytes([bytes[off + 1], bytes[off + 2]]) as usize;
+        assert_eq!(bytes[off] & 0x07, 1, "expected FULL fragments only");
+        if off >= bytes.len() / 2 {
+            bytes[off + 7 + len / 2] ^= 0x55;
+            std::fs::write(segment, &bytes).unwrap();
+            return off;
+        }
+        off += 7 + len;
+    }
+    panic!("no record past the middle of {}", segment.display());
+}
+
+#[test]
+fn a_corrupted_record_costs_exactly_one_scrape_and_the_agent_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, log) = seq_target(0);
+    let rw_port = free_port();
+    let cfg = config_every(&target.addr, &[("rw", rw_port)], "500ms", "400ms");
+
+    // Outage: scrapes pile up in the WAL; then a clean stop.
+    let mut agent = start_tributary(dir.path(), &cfg, free_port(), &[]);
+    wait_scrapes(&log, 16, Duration::from_secs(30));
+    agent.terminate();
+    let served_first_run = served_before(&log, Instant::now());
+
+    let wal = dir.path().join("data").join("wal");
+    let segment = std::fs::read_dir(&wal)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
+        .map(|e| e.path())
+        .max()
+        .expect("a non-empty WAL segment");
+    flip_byte_in_a_middle_record(&segment);
+
+    let port = free_port();
+    let _agent = start_tributary(dir.path(), &cfg, port, &[]);
+    let corruptions = agent_metric(port, "prometheus_agent_corruptions_total", "").unwrap_or(0.0);
+    assert_eq!(
+        corruptions, 1.0,
+        "the flipped record was not detected exactly once"
+    );
+    let _prom = start_prometheus(dir.path(), rw_port);
+    let served = log.lock().unwrap().len();
+    wait_scrapes(&log, served + 3, Duration::from_secs(30));
+    let expected = served_before(&log, Instant::now() - Duration::from_millis(500));
+    // Everything but one scrape of the first run arrives, and the agent
+    // keeps scraping and delivering after the damage.
+    let mut missing = Vec::new();
+    wait_for(Duration::from_secs(60), || {
+        let got = stored_seqs(rw_port);
+        missing = expected.difference(&got).copied().collect::<Vec<_>>();
+        (missing.len() <= 1).then_some(())
+    });
+    assert_eq!(
+        missing.len(),
+        1,
+        "expected exactly one lost scrape, missing {missing:?}"
+    );
+    assert!(
+        served_first_run.contains(&missing[0]),
+        "the lost scrape {} is not from before the damage",
+        missing[0]
     );
 }

@@ -3,6 +3,8 @@
 //! `prometheus_config_last_reload_successful` to 0, and a change to one job
 //! leaves the other job's loop running.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;
@@ -18,7 +20,10 @@ fn config(a: &str, b: &str, b_label: &str) -> String {
 }
 
 fn metric(port: u16, name: &str) -> Option<f64> {
-    let (_, body) = http_get(&format!("http://127.0.0.1:{port}/metrics"), Duration::from_secs(5))?;
+    let (_, body) = http_get(
+        &format!("http://127.0.0.1:{port}/metrics"),
+        Duration::from_secs(5),
+    )?;
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
@@ -26,9 +31,14 @@ fn metric(port: u16, name: &str) -> Option<f64> {
 }
 
 fn target_label(port: u16, job: &str, label: &str) -> Option<String> {
-    let (_, body) = http_get(&format!("http://127.0.0.1:{port}/api/v1/targets?scrapePool={job}"), Duration::from_secs(5))?;
+    let (_, body) = http_get(
+        &format!("http://127.0.0.1:{port}/api/v1/targets?scrapePool={job}"),
+        Duration::from_secs(5),
+    )?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    v["data"]["activeTargets"][0]["labels"][label].as_str().map(String::from)
+    v["data"]["activeTargets"][0]["labels"][label]
+        .as_str()
+        .map(String::from)
 }
 
 #[test]
@@ -37,34 +47,84 @@ fn reload_applies_valid_configs_and_keeps_the_old_one_on_errors() {
     let ta = TestTarget::start("text/plain; version=0.0.4", |_| "m_a 1\n".into());
     let tb = TestTarget::start("text/plain; version=0.0.4", |_| "m_b 1\n".into());
     let port = free_port();
-    let agent = start_tributary(dir.path(), &config(&ta.addr, &tb.addr, "v1"), port, &["--web.enable-lifecycle"]);
+    let agent = start_tributary(
+        dir.path(),
+        &config(&ta.addr, &tb.addr, "v1"),
+        port,
+        &["--web.enable-lifecycle"],
+    );
     let cfg_path = dir.path().join("tributary.yml");
-    assert_eq!(wait_for(Duration::from_secs(10), || target_label(port, "b", "version")).as_deref(), Some("v1"));
-    assert_eq!(metric(port, "prometheus_config_last_reload_successful"), Some(1.0));
+    assert_eq!(
+        wait_for(Duration::from_secs(10), || target_label(
+            port, "b", "version"
+        ))
+        .as_deref(),
+        Some("v1")
+    );
+    assert_eq!(
+        metric(port, "prometheus_config_last_reload_successful"),
+        Some(1.0)
+    );
 
     // GET is not allowed; lifecycle POST is.
-    let (code, _) = http_request("GET", &format!("http://127.0.0.1:{port}/-/reload"), Duration::from_secs(5)).unwrap();
+    let (code, _) = http_request(
+        "GET",
+        &format!("http://127.0.0.1:{port}/-/reload"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(code, 405);
 
     // Invalid config: 500, old config keeps running, gauge 0.
-    std::fs::write(&cfg_path, "scrape_configs:\n  - job_name: a\n    scrape_interval: nonsense\n").unwrap();
-    let (code, body) = http_request("POST", &format!("http://127.0.0.1:{port}/-/reload"), Duration::from_secs(10)).unwrap();
+    std::fs::write(
+        &cfg_path,
+        "scrape_configs:\n  - job_name: a\n    scrape_interval: nonsense\n",
+    )
+    .unwrap();
+    let (code, body) = http_request(
+        "POST",
+        &format!("http://127.0.0.1:{port}/-/reload"),
+        Duration::from_secs(10),
+    )
+    .unwrap();
     assert_eq!(code, 500, "{body}");
     assert!(body.contains("failed to reload config"), "{body}");
     assert!(body.contains("scrape_interval"), "{body}");
-    assert_eq!(metric(port, "prometheus_config_last_reload_successful"), Some(0.0));
+    assert_eq!(
+        metric(port, "prometheus_config_last_reload_successful"),
+        Some(0.0)
+    );
     let before = tb.scrapes.load(Ordering::SeqCst);
-    let more = wait_for(Duration::from_secs(10), || (tb.scrapes.load(Ordering::SeqCst) >= before + 3).then_some(()));
-    assert!(more.is_some(), "the old config stopped scraping after a failed reload");
+    let more = wait_for(Duration::from_secs(10), || {
+        (tb.scrapes.load(Ordering::SeqCst) >= before + 3).then_some(())
+    });
+    assert!(
+        more.is_some(),
+        "the old config stopped scraping after a failed reload"
+    );
 
     // Valid change to job b only, via SIGHUP.
     let a_before = ta.scrapes.load(Ordering::SeqCst);
     std::fs::write(&cfg_path, config(&ta.addr, &tb.addr, "v2")).unwrap();
-    let _ = Command::new("kill").args(["-HUP", &agent.child.id().to_string()]).status();
-    assert_eq!(wait_for(Duration::from_secs(10), || target_label(port, "b", "version").filter(|v| v == "v2")).as_deref(), Some("v2"));
-    assert_eq!(metric(port, "prometheus_config_last_reload_successful"), Some(1.0));
+    let _ = Command::new("kill")
+        .args(["-HUP", &agent.child.id().to_string()])
+        .status();
+    assert_eq!(
+        wait_for(Duration::from_secs(10), || target_label(
+            port, "b", "version"
+        )
+        .filter(|v| v == "v2"))
+        .as_deref(),
+        Some("v2")
+    );
+    assert_eq!(
+        metric(port, "prometheus_config_last_reload_successful"),
+        Some(1.0)
+    );
     // Job a kept scraping throughout (its loop was not restarted: no gap).
-    let a_more = wait_for(Duration::from_secs(10), || (ta.scrapes.load(Ordering::SeqCst) >= a_before + 4).then_some(()));
+    let a_more = wait_for(Duration::from_secs(10), || {
+        (ta.scrapes.load(Ordering::SeqCst) >= a_before + 4).then_some(())
+    });
     assert!(a_more.is_some());
 }
 
@@ -75,23 +135,50 @@ fn lifecycle_endpoints_are_off_by_default() {
     let port = free_port();
     let _agent = start_tributary(dir.path(), &config(&ta.addr, &ta.addr, "v1"), port, &[]);
     for path in ["/-/reload", "/-/quit"] {
-        let (code, _) = http_request("POST", &format!("http://127.0.0.1:{port}{path}"), Duration::from_secs(5)).unwrap();
+        let (code, _) = http_request(
+            "POST",
+            &format!("http://127.0.0.1:{port}{path}"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(code, 403, "{path}");
     }
     // Pools appear once the first discovery snapshot is applied.
     let metrics = wait_for(Duration::from_secs(10), || {
-        http_get(&format!("http://127.0.0.1:{port}/metrics"), Duration::from_secs(5)).map(|(_, b)| b).filter(|b| b.contains("prometheus_target_scrape_pool_targets{"))
+        http_get(
+            &format!("http://127.0.0.1:{port}/metrics"),
+            Duration::from_secs(5),
+        )
+        .map(|(_, b)| b)
+        .filter(|b| b.contains("prometheus_target_scrape_pool_targets{"))
     })
     .expect("no scrape pool metrics");
-    assert!(metrics.contains("\nprometheus_build_info{"), "prometheus_build_info missing");
+    assert!(
+        metrics.contains("\nprometheus_build_info{"),
+        "prometheus_build_info missing"
+    );
     assert!(!metrics.contains("prometheus_build_info_info"));
-    for name in ["prometheus_agent_active_series", "prometheus_remote_storage_highest_timestamp_in_seconds", "prometheus_target_scrape_pool_targets", "prometheus_tsdb_wal_segment_current", "process_resident_memory_bytes"] {
+    for name in [
+        "prometheus_agent_active_series",
+        "prometheus_remote_storage_highest_timestamp_in_seconds",
+        "prometheus_target_scrape_pool_targets",
+        "prometheus_tsdb_wal_segment_current",
+        "process_resident_memory_bytes",
+    ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
-    let (code, body) = http_get(&format!("http://127.0.0.1:{port}/-/healthy"), Duration::from_secs(5)).unwrap();
+    let (code, body) = http_get(
+        &format!("http://127.0.0.1:{port}/-/healthy"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("Healthy"));
-    let (code, body) = http_get(&format!("http://127.0.0.1:{port}/api/v1/query?query=up"), Duration::from_secs(5)).unwrap();
+    let (code, body) = http_get(
+        &format!("http://127.0.0.1:{port}/api/v1/query?query=up"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(code, 422);
     assert!(body.contains("unavailable with Prometheus Agent"));
 }

@@ -12,7 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A minimal HTTP/1.1 GET returning (status, body); bounded by `timeout`.
@@ -23,7 +27,10 @@ pub fn http_get(url: &str, timeout: Duration) -> Option<(u16, String)> {
 /// Like [`http_get`] with another method and an empty body.
 pub fn http_request(method: &str, url: &str, timeout: Duration) -> Option<(u16, String)> {
     let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = TcpStream::connect(host).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
     write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
@@ -32,7 +39,10 @@ pub fn http_request(method: &str, url: &str, timeout: Duration) -> Option<(u16, 
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -73,7 +83,10 @@ pub struct TestTarget {
 }
 
 impl TestTarget {
-    pub fn start(content_type: &'static str, body: impl Fn(u64) -> String + Send + 'static) -> TestTarget {
+    pub fn start(
+        content_type: &'static str,
+        body: impl Fn(u64) -> String + Send + 'static,
+    ) -> TestTarget {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -101,7 +114,11 @@ impl TestTarget {
                 }
             }
         });
-        TestTarget { addr, scrapes, stop }
+        TestTarget {
+            addr,
+            scrapes,
+            stop,
+        }
     }
 }
 
@@ -122,8 +139,16 @@ impl Proc {
     pub fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Proc {
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
-        let child = cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Proc { child, name, log: log.to_path_buf() }
+        let child = cmd
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc {
+            child,
+            name,
+            log: log.to_path_buf(),
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -185,11 +210,23 @@ pub fn start_prometheus(dir: &Path, port: u16) -> Proc {
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--web.enable-remote-write-receiver")
         .arg("--storage.tsdb.retention.time=1d");
-    let p = Proc::spawn("prometheus", &mut cmd, &dir.join(format!("prometheus-{port}.log")));
+    let p = Proc::spawn(
+        "prometheus",
+        &mut cmd,
+        &dir.join(format!("prometheus-{port}.log")),
+    );
     let ready = wait_for(Duration::from_secs(30), || {
-        http_get(&format!("http://127.0.0.1:{port}/-/ready"), Duration::from_secs(2)).filter(|(s, _)| *s == 200)
+        http_get(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            Duration::from_secs(2),
+        )
+        .filter(|(s, _)| *s == 200)
     });
-    assert!(ready.is_some(), "prometheus did not become ready: {}", p.log_text());
+    assert!(
+        ready.is_some(),
+        "prometheus did not become ready: {}",
+        p.log_text()
+    );
     p
 }
 
@@ -197,9 +234,18 @@ pub fn start_prometheus(dir: &Path, port: u16) -> Proc {
 pub fn prom_query(port: u16, query: &str) -> Option<serde_json::Value> {
     let q: String = query
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect();
-    let (status, body) = http_get(&format!("http://127.0.0.1:{port}/api/v1/query?query={q}"), Duration::from_secs(5))?;
+    let (status, body) = http_get(
+        &format!("http://127.0.0.1:{port}/api/v1/query?query={q}"),
+        Duration::from_secs(5),
+    )?;
     if status != 200 {
         return None;
     }
@@ -212,13 +258,31 @@ pub fn start_tributary(dir: &Path, config: &str, listen_port: u16, extra: &[&str
     std::fs::write(&cfg, config).unwrap();
     let mut cmd = Command::new(tributary_bin());
     cmd.arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.agent.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.agent.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{listen_port}"))
         .args(extra);
-    let p = Proc::spawn("tributary", &mut cmd, &dir.join(format!("tributary-{listen_port}-{}.log", std::process::id())));
+    let p = Proc::spawn(
+        "tributary",
+        &mut cmd,
+        &dir.join(format!(
+            "tributary-{listen_port}-{}.log",
+            std::process::id()
+        )),
+    );
     let ready = wait_for(Duration::from_secs(30), || {
-        http_get(&format!("http://127.0.0.1:{listen_port}/-/ready"), Duration::from_secs(2)).filter(|(s, _)| *s == 200)
+        http_get(
+            &format!("http://127.0.0.1:{listen_port}/-/ready"),
+            Duration::from_secs(2),
+        )
+        .filter(|(s, _)| *s == 200)
     });
-    assert!(ready.is_some(), "tributary did not become ready: {}", p.log_text());
+    assert!(
+        ready.is_some(),
+        "tributary did not become ready: {}",
+        p.log_text()
+    );
     p
 }
