@@ -16,6 +16,43 @@ pub fn config(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// `check wal DIR [--repair]`: exit 0 when the WAL is clean (or was
+/// repaired), 1 when damage remains, 2 when it cannot be read.
+pub fn wal(dir: &std::path::Path, repair: bool) -> ExitCode {
+    let report = match tributary_wal::inspect(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{report}");
+    if report.is_clean() {
+        println!("WAL is clean.");
+        return ExitCode::SUCCESS;
+    }
+    if !repair {
+        println!("WAL has damage; run again with --repair to cut it out.");
+        return ExitCode::from(1);
+    }
+    match tributary_wal::repair(dir) {
+        Ok(r) => {
+            println!(
+                "Repaired: {} segment(s) rewritten, {} damaged bytes cut, {} undecodable record(s) dropped, {} cursor(s) moved.",
+                r.segments_rewritten.len(),
+                r.bytes_cut,
+                r.records_dropped,
+                r.cursors_moved.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: repair failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// `check metrics`: reads an exposition on stdin; exit 0 when valid.
 pub fn metrics(format: Option<&str>) -> ExitCode {
     let format = match format {

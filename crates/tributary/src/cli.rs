@@ -40,6 +40,14 @@ pub enum CheckCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Inspect a WAL (storage directory or its `wal` folder): segments,
+    /// records, series, per-endpoint backlog and damage; `--repair` cuts the
+    /// damage out. Stop the agent first.
+    Wal {
+        dir: PathBuf,
+        #[arg(long)]
+        repair: bool,
+    },
     /// Check an exposition read from standard input.
     Metrics {
         /// prometheus | openmetrics | protobuf (default: guessed from the input).

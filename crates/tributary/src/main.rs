@@ -39,6 +39,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check(CheckCommand::Config { files })) => check::config(&files),
         Some(Command::Check(CheckCommand::Metrics { format })) => check::metrics(format.as_deref()),
+        Some(Command::Check(CheckCommand::Wal { dir, repair })) => check::wal(&dir, repair),
         Some(Command::Receive(args)) => run_async(receive::run(args)),
         None => agent::main(cli.agent),
     }
