@@ -21,7 +21,7 @@ pub enum SecretSource {
 }
 
 impl SecretSource {
-    fn read(&self) -> Result<String, HttpClientError> {
+    pub(crate) fn read(&self) -> Result<String, HttpClientError> {
         match self {
             SecretSource::Inline(s) => Ok(s.clone()),
             SecretSource::File(p) => std::fs::read_to_string(p)
@@ -46,6 +46,8 @@ pub struct HeaderSource {
 pub struct AuthStep {
     pub(crate) authorization: Option<Authorization>,
     pub(crate) headers: Vec<HeaderSource>,
+    /// Replaces `authorization` when set.
+    pub(crate) oauth2: Option<crate::oauth2::OAuth2Source>,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +68,7 @@ impl AuthStep {
         Self {
             authorization: Some(Authorization::Basic { username, password }),
             headers: Vec::new(),
+            oauth2: None,
         }
     }
 
@@ -77,6 +80,7 @@ impl AuthStep {
                 credentials,
             }),
             headers: Vec::new(),
+            oauth2: None,
         }
     }
 
@@ -85,8 +89,26 @@ impl AuthStep {
         self
     }
 
-    /// Adds the configured headers and the `Authorization` header.
-    pub fn apply(&self, mut rb: RequestBuilder) -> Result<RequestBuilder, HttpClientError> {
+    /// Adds the configured headers and the `Authorization` header. With
+    /// OAuth2 this uses the cached token (see [`crate::oauth2`]).
+    pub fn apply(&self, rb: RequestBuilder) -> Result<RequestBuilder, HttpClientError> {
+        let rb = self.apply_headers(rb)?;
+        if let Some(o) = &self.oauth2 {
+            return Ok(rb.header(AUTHORIZATION, o.header_now()?));
+        }
+        Ok(rb)
+    }
+
+    /// Like [`AuthStep::apply`], but waits for an OAuth2 token if needed.
+    pub async fn apply_async(&self, rb: RequestBuilder) -> Result<RequestBuilder, HttpClientError> {
+        let rb = self.apply_headers(rb)?;
+        if let Some(o) = &self.oauth2 {
+            return Ok(rb.header(AUTHORIZATION, o.header_async().await?));
+        }
+        Ok(rb)
+    }
+
+    fn apply_headers(&self, mut rb: RequestBuilder) -> Result<RequestBuilder, HttpClientError> {
         for h in &self.headers {
             for v in &h.values {
                 let value = header_value(&v.read()?, h.name.as_str())?;

@@ -14,16 +14,13 @@ const MAX_REDIRECTS: usize = 10;
 
 /// Builds a client for one scrape pool / remote-write queue / SD config.
 ///
-/// Settings this crate cannot honour yet (`oauth2`, `tls_config.server_name`,
+/// Settings this crate cannot honour yet (`tls_config.server_name`,
 /// `proxy_connect_header`) are refused with [`HttpClientError::Unsupported`]
 /// rather than silently ignored.
 pub fn build_client(
     cfg: &HttpClientConfig,
     opts: ClientOptions,
 ) -> Result<HttpClient, HttpClientError> {
-    if cfg.oauth2.is_some() {
-        return Err(HttpClientError::Unsupported("oauth2"));
-    }
     if !cfg.proxy_connect_header.is_empty() {
         return Err(HttpClientError::Unsupported("proxy_connect_header"));
     }
@@ -43,7 +40,45 @@ pub fn build_client(
     }
     b = apply_tls(b, &cfg.tls_config)?;
     b = apply_proxy(b, cfg)?;
-    Ok(HttpClient::from_parts(b.build()?, auth_step(cfg)?))
+    let mut auth = auth_step(cfg)?;
+    if let Some(o) = &cfg.oauth2 {
+        auth.oauth2 = Some(oauth2_source(o, &opts)?);
+    }
+    Ok(HttpClient::from_parts(b.build()?, auth))
+}
+
+/// The token source of an `oauth2` block: its own TLS and proxy settings.
+fn oauth2_source(
+    o: &tributary_config::OAuth2,
+    opts: &ClientOptions,
+) -> Result<crate::oauth2::OAuth2Source, HttpClientError> {
+    if !o.proxy_connect_header.is_empty() {
+        return Err(HttpClientError::Unsupported("oauth2.proxy_connect_header"));
+    }
+    let mut b = reqwest::Client::builder()
+        .user_agent(opts.user_agent.clone())
+        .timeout(std::time::Duration::from_secs(30));
+    b = apply_tls(b, &o.tls_config)?;
+    let proxy_cfg = HttpClientConfig {
+        proxy_url: o.proxy_url.clone(),
+        no_proxy: o.no_proxy.clone(),
+        proxy_from_environment: o.proxy_from_environment,
+        ..HttpClientConfig::default_for_remote_write()
+    };
+    b = apply_proxy(b, &proxy_cfg)?;
+    let secret = match (&o.client_secret_file, &o.client_secret) {
+        (Some(f), _) if !f.is_empty() => Some(SecretSource::File(f.into())),
+        (_, Some(s)) => Some(SecretSource::Inline(s.expose().to_owned())),
+        _ => None,
+    };
+    crate::oauth2::OAuth2Source::new(
+        o.client_id.clone(),
+        secret,
+        o.scopes.clone(),
+        &o.token_url,
+        o.endpoint_params.clone(),
+        b.build()?,
+    )
 }
 
 fn tls_version(v: TlsVersion) -> reqwest::tls::Version {

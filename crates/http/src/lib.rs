@@ -4,9 +4,11 @@
 //! (TLS, proxy, redirects, HTTP/2) plus an [`AuthStep`] that is applied to
 //! every request: credentials given as `*_file` are re-read on each request,
 //! as Prometheus does, so rotated secrets take effect without a reload.
+//! `oauth2` (client credentials) is handled by [`oauth2`].
 
 mod auth;
 mod build;
+pub mod oauth2;
 
 pub use auth::{AuthStep, HeaderSource, SecretSource};
 pub use build::build_client;
@@ -35,6 +37,8 @@ pub enum HttpClientError {
     Proxy(String),
     #[error("invalid TLS configuration: {0}")]
     Tls(String),
+    #[error("oauth2: {0}")]
+    OAuth2(String),
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
     #[error("building HTTP client: {0}")]
@@ -88,5 +92,14 @@ impl HttpClient {
         rb: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, HttpClientError> {
         self.auth.apply(rb)
+    }
+
+    /// Like [`HttpClient::apply_auth`], but waits for an OAuth2 token
+    /// (client-credentials grant) when none is cached.
+    pub async fn apply_auth_async(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, HttpClientError> {
+        self.auth.apply_async(rb).await
     }
 }

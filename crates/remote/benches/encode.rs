@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tributary_model::{Labels, Timestamp};
-use tributary_remote::{EncodableSample, WriteRequestEncoder};
+use tributary_remote::{EncodableSample, WriteRequestEncoder, WriteRequestV2Encoder};
 
 struct Sample {
     labels: Labels,
@@ -42,10 +42,31 @@ fn batch() -> Vec<Sample> {
 fn bench_encode(c: &mut Criterion) {
     let samples = batch();
     let mut enc = WriteRequestEncoder::new();
+    let mut enc2 = WriteRequestV2Encoder::new();
+    // Wire size per sample, printed once: what the benchmark cannot time.
+    if let (Ok(v1), Ok(v2)) = (
+        enc.encode(&samples).map(|b| b.len()),
+        enc2.encode(&samples).map(|b| b.len()),
+    ) {
+        let n = samples.len() as f64;
+        eprintln!(
+            "wire bytes/sample (snappy): v1 {:.2}, v2 {:.2}; uncompressed v1 {:.2}, v2 {:.2}",
+            v1 as f64 / n,
+            v2 as f64 / n,
+            enc.last_uncompressed().len() as f64 / n,
+            enc2.last_uncompressed().len() as f64 / n
+        );
+    }
     let mut g = c.benchmark_group("remote_write");
     g.throughput(Throughput::Elements(samples.len() as u64));
     g.bench_function("encode_snappy_2000", |b| {
         b.iter(|| match enc.encode(&samples) {
+            Ok(body) => body.len(),
+            Err(e) => panic!("encoding failed: {e}"),
+        })
+    });
+    g.bench_function("encode_v2_snappy_2000", |b| {
+        b.iter(|| match enc2.encode(&samples) {
             Ok(body) => body.len(),
             Err(e) => panic!("encoding failed: {e}"),
         })

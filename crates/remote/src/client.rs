@@ -5,7 +5,16 @@
 //! retrying (transport errors, 5xx, and 429 when enabled) and for how long
 //! the receiver asked us to wait (`Retry-After`). The retry loop itself
 //! lives with the shards, which own the batch and its accounting.
+//!
+//! Remote write 2.0 (opt-in with [`WriteClient::with_remote_write_v2`]):
+//! requests carry the 2.0 content type and version; a 2xx whose
+//! `X-Prometheus-Remote-Write-*-Written` headers confirm nothing written of
+//! a non-empty request is a non-recoverable error (a 1.0-only receiver that
+//! ignored the content type); a 415 switches the endpoint to 1.0 for good
+//! and asks for an immediate retry, which the shard re-encodes as 1.0.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -43,7 +52,17 @@ pub struct WriteClient {
     url: Url,
     timeout: Duration,
     headers: HeaderMap,
+    headers_v2: HeaderMap,
+    /// Send 2.0 requests (cleared for good when the receiver answers 415).
+    v2: Arc<AtomicBool>,
     retry_on_http_429: bool,
+}
+
+/// The remote-write protocol of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    V1,
+    V2,
 }
 
 /// Static settings of a [`WriteClient`].
@@ -81,13 +100,39 @@ impl WriteClient {
         let ua = HeaderValue::from_str(&settings.user_agent)
             .map_err(|_| SendError::NonRecoverable("invalid user agent".to_owned()))?;
         headers.insert(USER_AGENT, ua);
+        let mut headers_v2 = headers.clone();
+        headers_v2.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(crate::encode_v2::CONTENT_TYPE_V2),
+        );
+        headers_v2.insert(
+            REMOTE_WRITE_VERSION,
+            HeaderValue::from_static(crate::encode_v2::VERSION_V2),
+        );
         Ok(Self {
             http,
             url: settings.url,
             timeout: settings.timeout,
             headers,
+            headers_v2,
+            v2: Arc::new(AtomicBool::new(false)),
             retry_on_http_429: settings.retry_on_http_429,
         })
+    }
+
+    /// Sends `io.prometheus.write.v2.Request` (falling back to 1.0 on 415).
+    pub fn with_remote_write_v2(self) -> Self {
+        self.v2.store(true, Ordering::Relaxed);
+        self
+    }
+
+    /// The protocol to encode the next request with.
+    pub fn protocol(&self) -> Protocol {
+        if self.v2.load(Ordering::Relaxed) {
+            Protocol::V2
+        } else {
+            Protocol::V1
+        }
     }
 
     pub fn url(&self) -> &Url {
@@ -97,11 +142,27 @@ impl WriteClient {
     /// POSTs `body` once. `attempt` is 0 for the first try; later tries carry
     /// `Retry-Attempt: <attempt>`.
     pub async fn send(&self, body: Bytes, attempt: u32) -> Result<(), SendError> {
+        self.send_as(body, attempt, Protocol::V1, 0).await
+    }
+
+    /// POSTs `body`, encoded as `protocol` and holding `samples` samples
+    /// (used by the 2.0 written-headers check).
+    pub async fn send_as(
+        &self,
+        body: Bytes,
+        attempt: u32,
+        protocol: Protocol,
+        samples: u64,
+    ) -> Result<(), SendError> {
+        let headers = match protocol {
+            Protocol::V1 => &self.headers,
+            Protocol::V2 => &self.headers_v2,
+        };
         let mut rb = self
             .http
             .client()
             .post(self.url.clone())
-            .headers(self.headers.clone())
+            .headers(headers.clone())
             .timeout(self.timeout)
             .body(body);
         if attempt > 0 {
@@ -111,7 +172,8 @@ impl WriteClient {
         // may be fixed at any moment: retry rather than drop data.
         let rb = self
             .http
-            .apply_auth(rb)
+            .apply_auth_async(rb)
+            .await
             .map_err(|e| SendError::Recoverable {
                 message: e.to_string(),
                 retry_after: None,
@@ -122,7 +184,23 @@ impl WriteClient {
         })?;
         let status = resp.status();
         if status.is_success() {
+            if protocol == Protocol::V2 {
+                let written = crate::encode_v2::WrittenStats::from_headers(resp.headers());
+                if written.contradicts_success(samples) {
+                    return Err(SendError::NonRecoverable(format!(
+                        "sent a 2.0 request with {samples} samples; got {status} but the response headers say nothing was written (receiver probably only supports remote write 1.0)"
+                    )));
+                }
+            }
             return Ok(());
+        }
+        if protocol == Protocol::V2 && status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            self.v2.store(false, Ordering::Relaxed);
+            tracing::warn!(url = %self.url, "receiver answered 415 to remote write 2.0; falling back to 1.0");
+            return Err(SendError::Recoverable {
+                message: "receiver does not accept remote write 2.0 (415); retrying as 1.0".into(),
+                retry_after: Some(Duration::ZERO),
+            });
         }
         let retry_after = resp
             .headers()

@@ -12,16 +12,18 @@
 pub mod ack;
 pub mod client;
 pub mod encode;
+pub mod encode_v2;
 pub mod metrics;
 pub mod queue;
 pub mod source;
 mod storage;
 mod wal_source;
 
-pub use client::{SendError, WriteClient, WriteClientSettings};
+pub use client::{Protocol, SendError, WriteClient, WriteClientSettings};
 pub use encode::{EncodableSample, EncodeError, WriteRequestEncoder};
+pub use encode_v2::{WriteRequestV2Encoder, WrittenStats};
 pub use metrics::{DropReason, QueueMetrics, RemoteMetrics};
 pub use queue::{QueueManager, QueueSettings, QueueStatus, SeriesTransform};
+pub use source::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};
 pub use storage::{RemoteError, RemoteStorage};
 pub use wal_source::WalSource;
-pub use source::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};

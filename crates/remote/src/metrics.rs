@@ -132,84 +132,84 @@ impl RemoteMetrics {
         let rs = "prometheus_remote_storage_";
         registry.register(
             format!("{rs}samples"),
-            "Total number of samples sent to remote storage.",
+            "Total number of samples sent to remote storage",
             m.samples.clone(),
         );
-        registry.register(format!("{rs}samples_failed"), "Total number of samples which failed on send to remote storage, non-recoverable errors.", m.samples_failed.clone());
-        registry.register(format!("{rs}samples_retried"), "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.", m.samples_retried.clone());
-        registry.register(format!("{rs}samples_dropped"), "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling, due to being too old or unintentionally because of an unknown reference ID.", m.samples_dropped.clone());
+        registry.register(format!("{rs}samples_failed"), "Total number of samples which failed on send to remote storage, non-recoverable errors", m.samples_failed.clone());
+        registry.register(format!("{rs}samples_retried"), "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable", m.samples_retried.clone());
+        registry.register(format!("{rs}samples_dropped"), "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling, due to being too old or unintentionally because of an unknown reference ID", m.samples_dropped.clone());
         registry.register(
             format!("{rs}enqueue_retries"),
-            "Total number of times enqueue has failed because a shards queue was full.",
+            "Total number of times enqueue has failed because a shards queue was full",
             m.enqueue_retries.clone(),
         );
         registry.register(
             format!("{rs}bytes"),
-            "The total number of bytes of data (not metadata) sent by the queue after compression.",
+            "The total number of bytes of data (not metadata) sent by the queue after compression",
             m.bytes.clone(),
         );
         registry.register(
             format!("{rs}sent_batch_duration_seconds"),
-            "Duration of send calls to the remote storage.",
+            "Duration of send calls to the remote storage",
             m.sent_batch_duration.clone(),
         );
         registry.register(
             format!("{rs}queue_highest_timestamp_seconds"),
-            "Highest timestamp that was enqueued, in seconds since epoch.",
+            "Highest timestamp that was enqueued, in seconds since epoch",
             m.queue_highest_timestamp.clone(),
         );
         registry.register(
             format!("{rs}queue_highest_sent_timestamp_seconds"),
-            "Highest timestamp successfully sent by this queue, in seconds since epoch.",
+            "Highest timestamp successfully sent by this queue, in seconds since epoch",
             m.queue_highest_sent_timestamp.clone(),
         );
         registry.register(
             format!("{rs}samples_pending"),
-            "The number of samples pending in the queues shards to be sent to the remote storage.",
+            "The number of samples pending in the queues shards to be sent to the remote storage",
             m.samples_pending.clone(),
         );
-        registry.register(format!("{rs}shard_capacity"), "The capacity of each shard of the queue used for parallel sending to the remote storage.", m.shard_capacity.clone());
+        registry.register(format!("{rs}shard_capacity"), "The capacity of each shard of the queue used for parallel sending to the remote storage", m.shard_capacity.clone());
         registry.register(
             format!("{rs}shards"),
-            "The number of shards used for parallel sending to the remote storage.",
+            "The number of shards used for parallel sending to the remote storage",
             m.shards.clone(),
         );
         registry.register(
             format!("{rs}shards_max"),
-            "The maximum number of shards that the queue is allowed to run.",
+            "The maximum number of shards that the queue is allowed to run",
             m.shards_max.clone(),
         );
         registry.register(
             format!("{rs}shards_min"),
-            "The minimum number of shards that the queue is allowed to run.",
+            "The minimum number of shards that the queue is allowed to run",
             m.shards_min.clone(),
         );
-        registry.register(format!("{rs}shards_desired"), "The number of shards that the queues shard calculation wants to run based on the rate of samples in vs. samples out.", m.shards_desired.clone());
+        registry.register(format!("{rs}shards_desired"), "The number of shards that the queues shard calculation wants to run based on the rate of samples in vs. samples out", m.shards_desired.clone());
         registry.register(
             format!("{rs}max_samples_per_send"),
-            "The maximum number of samples to be sent, in a single request, to the remote storage.",
+            "The maximum number of samples to be sent, in a single request, to the remote storage",
             m.max_samples_per_send.clone(),
         );
-        registry.register(format!("{rs}highest_timestamp_in_seconds"), "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.", m.highest_timestamp_in_seconds.clone());
+        registry.register(format!("{rs}highest_timestamp_in_seconds"), "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch", m.highest_timestamp_in_seconds.clone());
         registry.register(
             format!("{rs}samples_in"),
-            "Samples in to remote storage, compare to samples out for queue managers.",
+            "Samples in to remote storage, compare to samples out for queue managers",
             m.samples_in.clone(),
         );
         let ww = "prometheus_wal_watcher_";
         registry.register(
             format!("{ww}records_read"),
-            "Number of records read by the WAL watcher from the WAL.",
+            "Number of records read by the WAL watcher from the WAL",
             m.watcher_records_read.clone(),
         );
         registry.register(
             format!("{ww}record_decode_failures"),
-            "Number of records read by the WAL watcher that resulted in an error when decoding.",
+            "Number of records read by the WAL watcher that resulted in an error when decoding",
             m.watcher_decode_failures.clone(),
         );
         registry.register(
             format!("{ww}current_segment"),
-            "Current segment the WAL watcher is reading records from.",
+            "Current segment the WAL watcher is reading records from",
             m.watcher_current_segment.clone(),
         );
         m

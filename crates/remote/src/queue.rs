@@ -31,8 +31,9 @@ use tokio::task::JoinHandle;
 use tributary_model::{Labels, SeriesRef, Timestamp};
 
 use crate::ack::{AckTracker, RecordRuns};
-use crate::client::{SendError, WriteClient};
+use crate::client::{Protocol, SendError, WriteClient};
 use crate::encode::{EncodableSample, WriteRequestEncoder};
+use crate::encode_v2::WriteRequestV2Encoder;
 use crate::metrics::{raise, DropReason, QueueMetrics};
 use crate::source::{Acker, DecodedRecord, RecordKind, RecordSource};
 
@@ -556,6 +557,7 @@ async fn run_shard<P: Copy + Send + Sync + 'static>(
         samples: Vec::with_capacity(max),
         runs: RecordRuns::default(),
         encoder: WriteRequestEncoder::new(),
+        encoder_v2: WriteRequestV2Encoder::new(),
     };
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
@@ -611,6 +613,7 @@ struct Batch {
     samples: Vec<QueuedSample>,
     runs: RecordRuns,
     encoder: WriteRequestEncoder,
+    encoder_v2: WriteRequestV2Encoder,
 }
 
 enum Delivery {
@@ -672,7 +675,12 @@ impl Batch {
             if self.samples.is_empty() {
                 return Delivery::Dropped;
             }
-            let body = match self.encoder.encode(self.samples.iter()) {
+            let protocol = shared.client.protocol();
+            let encoded = match protocol {
+                Protocol::V1 => self.encoder.encode(self.samples.iter()),
+                Protocol::V2 => self.encoder_v2.encode(self.samples.iter()),
+            };
+            let body = match encoded {
                 Ok(b) => Bytes::copy_from_slice(b),
                 Err(e) => {
                     m.samples_failed.inc_by(self.samples.len() as u64);
@@ -684,7 +692,7 @@ impl Batch {
             let result = tokio::select! {
                 biased;
                 _ = hard_stop.wait_for(|v| *v) => return Delivery::Cancelled,
-                r = shared.client.send(body.clone(), attempt) => r,
+                r = shared.client.send_as(body.clone(), attempt, protocol, self.samples.len() as u64) => r,
             };
             let took = started.elapsed();
             m.sent_batch_duration.observe(took.as_secs_f64());
@@ -713,7 +721,9 @@ impl Batch {
                         _ = hard_stop.wait_for(|v| *v) => return Delivery::Cancelled,
                         _ = tokio::time::sleep(sleep) => {}
                     }
-                    backoff = (sleep * 2).min(s.max_backoff);
+                    // A zero Retry-After (or the 2.0 → 1.0 fallback) must not zero
+                    // the backoff for later failures.
+                    backoff = (sleep * 2).max(s.min_backoff).min(s.max_backoff);
                     attempt = attempt.saturating_add(1);
                 }
             }

@@ -74,8 +74,15 @@ impl RemoteStorage {
         }
     }
 
-    fn start_queue(&self, cfg: &RemoteWriteConfig, external: &Labels) -> Result<QueueManager, RemoteError> {
-        let err = |reason: String| RemoteError::Queue { name: cfg.name.clone(), reason };
+    fn start_queue(
+        &self,
+        cfg: &RemoteWriteConfig,
+        external: &Labels,
+    ) -> Result<QueueManager, RemoteError> {
+        let err = |reason: String| RemoteError::Queue {
+            name: cfg.name.clone(),
+            reason,
+        };
         let url = reqwest::Url::parse(&cfg.url).map_err(|e| err(format!("invalid url: {e}")))?;
         let http = tributary_http::build_client(
             &cfg.http_client,
@@ -96,6 +103,10 @@ impl RemoteStorage {
             },
         )
         .map_err(|e| err(e.to_string()))?;
+        let client = match cfg.protobuf_message {
+            tributary_config::RemoteWriteProtoMsg::V2 => client.with_remote_write_v2(),
+            tributary_config::RemoteWriteProtoMsg::V1 => client,
+        };
         let q = &cfg.queue_config;
         let settings = QueueSettings {
             name: cfg.name.clone(),
@@ -109,17 +120,28 @@ impl RemoteStorage {
             sample_age_limit: (!q.sample_age_limit.is_zero()).then_some(q.sample_age_limit),
             shard_update_interval: Duration::from_secs(10),
         };
-        let source = WalSource::open(self.wal.clone(), &cfg.name).map_err(|e| err(e.to_string()))?;
+        let source =
+            WalSource::open(self.wal.clone(), &cfg.name).map_err(|e| err(e.to_string()))?;
         let metrics = self.metrics.for_queue(&cfg.name, &cfg.url);
-        Ok(QueueManager::start(settings, client, source, transform(cfg, external), metrics))
+        Ok(QueueManager::start(
+            settings,
+            client,
+            source,
+            transform(cfg, external),
+            metrics,
+        ))
     }
 
     /// Brings the running queues in line with `cfgs`; unchanged queues are
     /// not touched. Every failing entry is reported; the others still apply.
-    pub async fn apply_config(&mut self, cfgs: &[RemoteWriteConfig], external: &Labels) -> Result<(), Vec<RemoteError>> {
+    pub async fn apply_config(
+        &mut self,
+        cfgs: &[RemoteWriteConfig],
+        external: &Labels,
+    ) -> Result<(), Vec<RemoteError>> {
         let mut keep = Vec::new();
         for q in std::mem::take(&mut self.queues) {
-            let same = cfgs.iter().any(|c| *c == q.cfg) && q.external_labels == *external;
+            let same = cfgs.contains(&q.cfg) && q.external_labels == *external;
             if same {
                 keep.push(q);
                 continue;
@@ -143,7 +165,11 @@ impl RemoteStorage {
             match self.start_queue(cfg, external) {
                 Ok(manager) => {
                     tracing::info!(remote_name = %cfg.name, url = %cfg.url, "Starting remote storage queue");
-                    self.queues.push(RunningQueue { cfg: cfg.clone(), external_labels: external.clone(), manager });
+                    self.queues.push(RunningQueue {
+                        cfg: cfg.clone(),
+                        external_labels: external.clone(),
+                        manager,
+                    });
                 }
                 Err(e) => {
                     tracing::error!(err = %e, "Failed to start remote storage queue");
@@ -172,7 +198,9 @@ impl RemoteStorage {
 }
 
 /// Awaits all futures concurrently (tiny local join_all, avoiding a dependency).
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futs: impl Iterator<Item = F>) {
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
     for h in handles {
         let _ = h.await;

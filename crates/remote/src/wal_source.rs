@@ -2,6 +2,13 @@
 //! from the endpoint's durable cursor, first announcing every series
 //! defined before the cursor (checkpoint + earlier segments), and
 //! acknowledges through the WAL consumer.
+//!
+//! Two things move the reader forward past data it has not read: forced
+//! truncation (the global byte cap or `max_time` deleted the segments) and
+//! the consumer's own byte cap (the WAL moved its cursor). In both cases the
+//! series defined in the skipped range are announced again (from the
+//! checkpoint and the remaining segments) before reading resumes, so no
+//! later sample meets an unknown series.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tributary_model::{Labels, SeriesRef};
 use tributary_wal::record::{self, RecordType, RefSample};
-use tributary_wal::{AgentStorage, Consumer, Position, WalError, WalReader};
+use tributary_wal::{AgentStorage, Consumer, Position, SkipReason, WalError, WalReader};
 
 use crate::source::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};
 
@@ -28,14 +35,7 @@ impl WalSource {
     pub fn open(storage: Arc<AgentStorage>, name: &str) -> Result<WalSource, WalError> {
         let consumer = storage.consumer(name)?;
         let start = consumer.position();
-        let mut series = Vec::new();
-        tributary_wal::load_series_before(storage.wal_dir(), start, |r, l| series.push((r, l)))?;
-        // Share the in-memory label buffers where the storage still has them.
-        for (r, l) in series.iter_mut() {
-            if let Some(shared) = storage.series_labels(*r) {
-                *l = shared;
-            }
-        }
+        let series = series_before(&storage, start)?;
         let reader = WalReader::open(storage.wal_dir(), start)?;
         let commits = storage.commit_watch();
         Ok(WalSource {
@@ -49,9 +49,30 @@ impl WalSource {
     }
 }
 
+/// Every series defined before `pos`, sharing the storage's in-memory
+/// label buffers where it still has them.
+fn series_before(
+    storage: &AgentStorage,
+    pos: Position,
+) -> Result<Vec<(SeriesRef, Labels)>, WalError> {
+    let mut series = Vec::new();
+    tributary_wal::load_series_before(storage.wal_dir(), pos, |r, l| series.push((r, l)))?;
+    for (r, l) in series.iter_mut() {
+        if let Some(shared) = storage.series_labels(*r) {
+            *l = shared;
+        }
+    }
+    Ok(series)
+}
+
 /// Decodes one record payload into `out`, sharing label buffers with the
 /// storage's live series where possible.
-fn decode(storage: &AgentStorage, samples: &mut Vec<RefSample>, payload: &[u8], out: &mut DecodedRecord) {
+fn decode(
+    storage: &AgentStorage,
+    samples: &mut Vec<RefSample>,
+    payload: &[u8],
+    out: &mut DecodedRecord,
+) {
     match record::record_type(payload) {
         Some(RecordType::Series) => {
             out.kind = RecordKind::Series;
@@ -72,9 +93,26 @@ fn decode(storage: &AgentStorage, samples: &mut Vec<RefSample>, payload: &[u8], 
                 out.decode_error = Some(e.to_string());
                 return;
             }
-            out.samples.extend(samples.iter().map(|s| (s.series, s.t, s.v)));
+            out.samples
+                .extend(samples.iter().map(|s| (s.series, s.t, s.v)));
         }
         _ => out.kind = RecordKind::Other,
+    }
+}
+
+impl WalSource {
+    /// Fills `out` with a Series record of every series defined before
+    /// `pos` (after a jump over unread data).
+    fn announce_series_before(
+        &self,
+        pos: Position,
+        out: &mut DecodedRecord,
+    ) -> Result<(), SourceError> {
+        out.clear();
+        out.kind = RecordKind::Series;
+        out.series =
+            series_before(&self.storage, pos).map_err(|e| SourceError::Read(e.to_string()))?;
+        Ok(())
     }
 }
 
@@ -88,6 +126,16 @@ impl RecordSource for WalSource {
             out.series = series;
             return Ok(Some(self.consumer.position()));
         }
+        let acked = self.consumer.position();
+        if acked > self.reader.position() {
+            // Acks never pass what was read, so the WAL moved the cursor:
+            // this consumer's byte cap skipped its oldest data.
+            tracing::warn!(consumer = self.consumer.name(), from = %self.reader.position(), to = %acked, "WAL cursor moved ahead by the byte cap; resuming there");
+            self.reader = WalReader::open(self.storage.wal_dir(), acked)
+                .map_err(|e| SourceError::Read(e.to_string()))?;
+            self.announce_series_before(acked, out)?;
+            return Ok(Some(acked));
+        }
         let rec = match self.reader.next_record() {
             Ok(None) => return Ok(None),
             Ok(Some(rec)) => rec,
@@ -96,6 +144,9 @@ impl RecordSource for WalSource {
         let end = rec.end;
         if let Some(skipped) = rec.skipped {
             tracing::warn!(consumer = self.consumer.name(), from = %skipped.from, to = %skipped.to, reason = ?skipped.reason, "WAL records skipped");
+            if skipped.reason == SkipReason::SegmentsDeleted {
+                self.announce_series_before(end, out)?;
+            }
             return Ok(Some(end));
         }
         decode(&self.storage, &mut self.samples, rec.payload, out);

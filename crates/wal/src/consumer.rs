@@ -21,6 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 
 use crate::error::WalError;
+use crate::metrics::Metrics;
 use crate::reader::Position;
 use crate::writer::sync_dir;
 
@@ -31,6 +32,9 @@ pub struct DroppedCounts {
     pub max_time: u64,
     /// Deleted because the WAL exceeded `max_bytes`.
     pub max_bytes: u64,
+    /// Skipped because this consumer's own backlog exceeded its byte cap
+    /// (`max_bytes_per_consumer`).
+    pub consumer_max_bytes: u64,
 }
 
 pub(crate) struct ConsumerState {
@@ -38,6 +42,9 @@ pub(crate) struct ConsumerState {
     pub position: Mutex<Position>,
     pub dropped_max_time: Counter,
     pub dropped_max_bytes: Counter,
+    pub dropped_consumer_cap: Counter,
+    /// Most WAL bytes this consumer may lag behind; older data is skipped.
+    pub max_backlog_bytes: Option<u64>,
     /// Bumped on every change so persistence can skip unchanged cursors.
     generation: Arc<AtomicU64>,
 }
@@ -46,15 +53,17 @@ impl ConsumerState {
     pub(crate) fn new(
         name: &str,
         position: Position,
-        dropped_max_time: Counter,
-        dropped_max_bytes: Counter,
+        metrics: &Metrics,
+        max_backlog_bytes: Option<u64>,
         generation: Arc<AtomicU64>,
     ) -> ConsumerState {
         ConsumerState {
             name: name.to_owned(),
             position: Mutex::new(position),
-            dropped_max_time,
-            dropped_max_bytes,
+            dropped_max_time: metrics.dropped_counter(name, "max_time"),
+            dropped_max_bytes: metrics.dropped_counter(name, "max_bytes"),
+            dropped_consumer_cap: metrics.dropped_counter(name, "consumer_max_bytes"),
+            max_backlog_bytes,
             generation,
         }
     }
@@ -98,6 +107,7 @@ impl Consumer {
         DroppedCounts {
             max_time: self.state.dropped_max_time.get(),
             max_bytes: self.state.dropped_max_bytes.get(),
+            consumer_max_bytes: self.state.dropped_consumer_cap.get(),
         }
     }
 }

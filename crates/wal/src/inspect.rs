@@ -176,7 +176,9 @@ fn locate(dir: &Path) -> Result<(PathBuf, PathBuf), WalError> {
         return Ok((dir.to_path_buf(), nested));
     }
     if dir.is_dir() {
-        let storage = dir.parent().map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
+        let storage = dir
+            .parent()
+            .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
         return Ok((storage, dir.to_path_buf()));
     }
     Err(WalError::Io {
@@ -285,7 +287,11 @@ fn scan_segment(
             break;
         }
         if let Some(skip) = rec.skipped {
-            let to = if skip.to.segment == index { skip.to.offset.min(bytes) } else { bytes };
+            let to = if skip.to.segment == index {
+                skip.to.offset.min(bytes)
+            } else {
+                bytes
+            };
             let reason = match skip.reason {
                 SkipReason::Corruption => "checksum or framing error",
                 SkipReason::SegmentsDeleted => "segment vanished while reading",
@@ -356,7 +362,11 @@ fn backlog(
         backlog_bytes += bytes.saturating_sub(position.offset);
         let acked = marks
             .get(&index)
-            .and_then(|m| m.iter().take_while(|(end, _)| *end <= position.offset).last())
+            .and_then(|m| {
+                m.iter()
+                    .take_while(|(end, _)| *end <= position.offset)
+                    .last()
+            })
             .map_or(0, |(_, n)| *n);
         backlog_samples += info.samples.saturating_sub(acked);
     }
@@ -365,7 +375,9 @@ fn backlog(
         position,
         backlog_bytes,
         backlog_samples,
-        before_oldest_segment: segs.first().is_some_and(|(first, _)| position.segment < *first),
+        before_oldest_segment: segs
+            .first()
+            .is_some_and(|(first, _)| position.segment < *first),
     }
 }
 
@@ -489,7 +501,12 @@ fn rewrite_segment(
     let _ = fs::remove_dir_all(&tmp_dir);
     report.bytes_cut += seg.damage.iter().map(|d| d.to - d.from).sum::<u64>();
     report.segments_rewritten.push(seg.index);
-    tracing::warn!(segment = seg.index, old_bytes = seg.bytes, new_bytes = new_len, "rewrote damaged WAL segment");
+    tracing::warn!(
+        segment = seg.index,
+        old_bytes = seg.bytes,
+        new_bytes = new_len,
+        "rewrote damaged WAL segment"
+    );
 
     for (name, pos) in cursors.iter_mut() {
         if pos.segment != seg.index {

@@ -29,9 +29,21 @@
 //! segment. Cursor files are written via temp file + fsync + rename +
 //! directory fsync, after the WAL fsync of the same tick.
 //!
-//! A failed write (disk full) returns `AppendError::Storage`, the torn bytes
-//! are truncated away and the writer moves to a new segment, so later
-//! commits produce a readable WAL even if the truncation itself failed.
+//! # Disk full
+//!
+//! A failed write (ENOSPC, EIO) is cut back off the segment (readers never
+//! see torn bytes; the writer moves to a new segment before its next write)
+//! and the commit is *kept in memory* instead of being lost: the batch's
+//! encoded records wait in a FIFO bounded by `WalOptions::write_buffer_bytes`
+//! (default 64 MiB), later commits queue behind it so the WAL keeps commit
+//! order, and `commit` succeeds. The maintenance tick retries every
+//! `fsync_interval`, once the filesystem reports room for the backlog. When
+//! the buffer is full, commits fail and their samples are counted in
+//! `tributary_wal_write_buffer_dropped_samples_total`; the buffer's size is
+//! `tributary_wal_write_buffer_bytes`. One log line marks the start of an
+//! episode, one the first refused commit, one the recovery. Buffered data
+//! is not durable: a crash during the episode loses it (it never reached
+//! the disk), and `close` reports what it could not write.
 //!
 //! # Reading
 //!
@@ -49,9 +61,30 @@
 //! with only data older than `max_time`, or the oldest ones while over
 //! `max_bytes`, are deleted even if unsent, and each lagging consumer gets
 //! the lost samples counted (`dropped()`, metric
-//! `tributary_wal_consumer_dropped_samples_total`). Before deleting, a
+//! `tributary_wal_consumer_dropped_samples_total{reason="max_time"|"max_bytes"}`).
+//! The counter is an upper bound on loss: samples a queue had already read
+//! into memory may still be delivered. Before deleting, a
 //! checkpoint of the live series is written; series without data in the
 //! kept segments and not seen within `min_time` are forgotten.
+//!
+//! # Per-consumer byte cap
+//!
+//! `WalOptions::max_bytes_per_consumer` (with per-name overrides in
+//! `consumer_max_bytes`) bounds how far one consumer may lag: every
+//! maintenance tick, a consumer with more WAL bytes after its cursor than
+//! its cap has its cursor moved to the oldest segment start that brings it
+//! under the cap (counted as `reason="consumer_max_bytes"`, logged once per
+//! jump). That consumer alone loses its oldest backlog; the others keep
+//! theirs, and the skipped segments are reclaimed by regular truncation once
+//! every consumer has passed them. Readers notice the moved cursor and
+//! resume there.
+//!
+//! # Inspection and repair
+//!
+//! [`inspect`] reports segments, records by type, series, samples, damage
+//! and per-consumer backlog for `tributary check wal`; [`repair`] cuts
+//! exactly the damaged records out (rewriting the segment and moving cursors
+//! into the new layout) while no agent holds the directory.
 
 mod checkpoint;
 mod consumer;

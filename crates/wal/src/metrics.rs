@@ -34,6 +34,8 @@ pub(crate) struct Metrics {
     pub segment_current: Gauge,
     pub storage_size: Gauge,
     pub consumer_dropped: Family<LabelPairs, Counter>,
+    pub write_buffer_bytes: Gauge,
+    pub write_buffer_dropped: Counter,
 }
 
 impl Metrics {
@@ -59,6 +61,8 @@ impl Metrics {
             segment_current: Gauge::default(),
             storage_size: Gauge::default(),
             consumer_dropped: Family::default(),
+            write_buffer_bytes: Gauge::default(),
+            write_buffer_dropped: Counter::default(),
         }
     }
 
@@ -75,7 +79,7 @@ impl Metrics {
         );
         r.register(
             "prometheus_agent_data_replay_duration_seconds",
-            "Time taken to replay the data on disk.",
+            "Time taken to replay the data on disk",
             self.replay_duration.clone(),
         );
         r.register("prometheus_agent_clean_start", "-1: lockfile is disabled. 0: a lockfile from a previous execution was replaced. 1: lockfile creation was clean", self.clean_start.clone());
@@ -86,75 +90,85 @@ impl Metrics {
         );
         r.register(
             "prometheus_agent_out_of_order_samples",
-            "Total number of out of order samples ingestion failed attempts.",
+            "Total number of out of order samples ingestion failed attempts",
             self.out_of_order.clone(),
         );
         r.register(
             "prometheus_agent_corruptions",
-            "Total number of WAL corruptions.",
+            "Total number of WAL corruptions",
             self.corruptions.clone(),
         );
         r.register(
             "prometheus_agent_checkpoint_creations",
-            "Total number of checkpoint creations attempted.",
+            "Total number of checkpoint creations attempted",
             self.checkpoint_creations.clone(),
         );
         r.register(
             "prometheus_agent_checkpoint_creations_failed",
-            "Total number of checkpoint creations that failed.",
+            "Total number of checkpoint creations that failed",
             self.checkpoint_creations_failed.clone(),
         );
         r.register(
             "prometheus_agent_checkpoint_deletions",
-            "Total number of checkpoint deletions attempted.",
+            "Total number of checkpoint deletions attempted",
             self.checkpoint_deletions.clone(),
         );
         r.register(
             "prometheus_agent_checkpoint_deletions_failed",
-            "Total number of checkpoint deletions that failed.",
+            "Total number of checkpoint deletions that failed",
             self.checkpoint_deletions_failed.clone(),
         );
         r.register(
             "prometheus_tsdb_wal_fsync_duration_seconds",
-            "Duration of write log fsync.",
+            "Duration of write log fsync",
             self.fsync_duration.clone(),
         );
         r.register(
             "prometheus_tsdb_wal_page_flushes",
-            "Total number of page flushes.",
+            "Total number of page flushes",
             self.page_flushes.clone(),
         );
         r.register(
             "prometheus_tsdb_wal_completed_pages",
-            "Total number of completed pages.",
+            "Total number of completed pages",
             self.completed_pages.clone(),
         );
         r.register(
             "prometheus_tsdb_wal_truncations",
-            "Total number of write log truncations attempted.",
+            "Total number of write log truncations attempted",
             self.truncations.clone(),
         );
         r.register(
             "prometheus_tsdb_wal_truncations_failed",
-            "Total number of write log truncations that failed.",
+            "Total number of write log truncations that failed",
             self.truncations_failed.clone(),
         );
         r.register(
             "prometheus_tsdb_wal_writes_failed",
-            "Total number of write log writes that failed.",
+            "Total number of write log writes that failed",
             self.writes_failed.clone(),
         );
         r.register(
             "prometheus_tsdb_wal_segment_current",
-            "Write log segment index that TSDB is currently writing to.",
+            "Write log segment index that TSDB is currently writing to",
             self.segment_current.clone(),
         );
         r.register(
             "prometheus_tsdb_wal_storage_size_bytes",
-            "Size of the write log directory.",
+            "Size of the write log directory",
             self.storage_size.clone(),
         );
-        r.register("tributary_wal_consumer_dropped_samples", "Samples a WAL consumer lost because truncation deleted them before they were acknowledged.", self.consumer_dropped.clone());
+        r.register(
+            "tributary_wal_write_buffer_bytes",
+            "Bytes of committed data held in memory because the disk refused WAL writes",
+            self.write_buffer_bytes.clone(),
+        );
+        r.register(
+            "tributary_wal_write_buffer_dropped_samples",
+            "Samples refused because the disk refused WAL writes and the in-memory write buffer was full",
+            self.write_buffer_dropped.clone(),
+        );
+        r.register("tributary_wal_consumer_dropped_samples", "Samples a WAL consumer lost because truncation deleted them before they were acknowledged", self.consumer_dropped.clone());
     }
 
     pub(crate) fn dropped_counter(&self, consumer: &str, reason: &str) -> Counter {

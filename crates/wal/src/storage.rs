@@ -45,6 +45,16 @@ pub struct WalOptions {
     pub fsync_interval: Duration,
     /// Accept samples up to this much older than the series' newest one.
     pub out_of_order_window: Duration,
+    /// While the disk refuses writes (ENOSPC, EIO), committed batches are
+    /// kept in memory up to this many encoded bytes and written, in order,
+    /// once a retry succeeds; beyond it commits fail.
+    pub write_buffer_bytes: usize,
+    /// Most WAL bytes any one consumer may lag behind; when its backlog
+    /// grows past this, its oldest unsent data is skipped (and counted), so
+    /// the global truncation can reclaim it. `None`: only the global caps.
+    pub max_bytes_per_consumer: Option<u64>,
+    /// Per-consumer overrides of `max_bytes_per_consumer`, by name.
+    pub consumer_max_bytes: BTreeMap<String, u64>,
 }
 
 impl Default for WalOptions {
@@ -59,11 +69,22 @@ impl Default for WalOptions {
             no_lockfile: false,
             fsync_interval: Duration::from_secs(1),
             out_of_order_window: Duration::ZERO,
+            write_buffer_bytes: 64 << 20,
+            max_bytes_per_consumer: None,
+            consumer_max_bytes: BTreeMap::new(),
         }
     }
 }
 
 impl WalOptions {
+    /// The byte cap of consumer `name`, if any.
+    fn consumer_cap(&self, name: &str) -> Option<u64> {
+        self.consumer_max_bytes
+            .get(name)
+            .copied()
+            .or(self.max_bytes_per_consumer)
+    }
+
     fn validate(&self) -> Result<(), WalError> {
         if self.segment_size < format::PAGE_SIZE
             || (self.segment_size / format::PAGE_SIZE) * format::PAGE_SIZE != self.segment_size
@@ -153,6 +174,32 @@ impl Default for SegmentMeta {
 struct WriterState {
     writer: SegmentWriter,
     segments: BTreeMap<u32, SegmentMeta>,
+    /// Commits accepted while the disk refused writes, oldest first.
+    pending: PendingWrites,
+}
+
+/// One commit waiting for the disk: its encoded records and what the series
+/// table and segment metadata need once it is written.
+struct PendingBatch {
+    records: Vec<Vec<u8>>,
+    /// Series logged by the batch and series of its samples.
+    refs: Vec<SeriesRef>,
+    samples: u64,
+    max_t: Timestamp,
+}
+
+#[derive(Default)]
+struct PendingWrites {
+    batches: std::collections::VecDeque<PendingBatch>,
+    bytes: usize,
+    /// Samples refused because the buffer was full, this episode.
+    overflowed: u64,
+}
+
+impl PendingWrites {
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
 }
 
 struct Shared {
@@ -230,8 +277,8 @@ impl AgentStorage {
             let st = ConsumerState::new(
                 &name,
                 pos,
-                metrics.dropped_counter(&name, "max_time"),
-                metrics.dropped_counter(&name, "max_bytes"),
+                &metrics,
+                opts.consumer_cap(&name),
                 Arc::clone(&generation),
             );
             consumers.insert(name, Arc::new(st));
@@ -242,7 +289,11 @@ impl AgentStorage {
             wal_dir,
             ooo_window_ms: duration_ms(opts.out_of_order_window),
             opts,
-            writer: Mutex::new(WriterState { writer, segments }),
+            writer: Mutex::new(WriterState {
+                writer,
+                segments,
+                pending: PendingWrites::default(),
+            }),
             series: Mutex::new(replayed.series),
             consumers: Mutex::new(consumers),
             cursor_generation: generation,
@@ -295,8 +346,8 @@ impl AgentStorage {
         let st = Arc::new(ConsumerState::new(
             name,
             end,
-            s.metrics.dropped_counter(name, "max_time"),
-            s.metrics.dropped_counter(name, "max_bytes"),
+            &s.metrics,
+            s.opts.consumer_cap(name),
             Arc::clone(&s.cursor_generation),
         ));
         consumers.insert(name.to_owned(), Arc::clone(&st));
@@ -315,6 +366,13 @@ impl AgentStorage {
             self.shared.persist_cursors(true)?;
         }
         Ok(())
+    }
+
+    /// One maintenance pass now, as the periodic task runs every
+    /// `fsync_interval`: retry buffered writes, enforce consumer byte caps,
+    /// fsync, persist cursors, and truncate if over the global byte cap.
+    pub fn maintain_now(&self) {
+        self.shared.maintenance_pass(false);
     }
 
     /// Runs one truncation now (what the periodic task does).
@@ -364,6 +422,15 @@ impl AgentStorage {
         let s = &self.shared;
         if s.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        if !s.flush_pending() {
+            let w = s.writer.lock();
+            let lost: u64 = w.pending.batches.iter().map(|b| b.samples).sum();
+            tracing::error!(
+                samples = lost,
+                bytes = w.pending.bytes,
+                "closing the WAL with commits the disk never accepted; they are lost"
+            );
         }
         let synced = s.writer.lock().writer.sync();
         let persisted = s.persist_cursors(true);
@@ -820,6 +887,11 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
+        let pending = self.writer.lock().pending.bytes;
+        if pending > 0 && self.disk_has_room(pending) {
+            self.flush_pending();
+        }
+        self.enforce_consumer_caps();
         self.flush_and_persist();
         let over_cap = self.opts.max_bytes.is_some_and(|cap| {
             format::list_segments(&self.wal_dir).is_ok_and(|segs| self.dir_size(&segs) > cap)
@@ -829,6 +901,56 @@ impl Shared {
             let _ = self.truncate(now_ms());
         } else {
             self.update_size_gauge();
+        }
+    }
+
+    /// Moves every consumer whose backlog exceeds its own byte cap forward
+    /// to the oldest segment start that brings it back under the cap (never
+    /// past the start of the segment being written), counting the skipped
+    /// samples and logging once per jump. Its reader notices the jump and
+    /// resumes there; segments nobody needs any more then go at the next
+    /// regular truncation.
+    fn enforce_consumer_caps(&self) {
+        let capped: Vec<Arc<ConsumerState>> = self
+            .consumers
+            .lock()
+            .values()
+            .filter(|c| c.max_backlog_bytes.is_some())
+            .cloned()
+            .collect();
+        if capped.is_empty() {
+            return;
+        }
+        let Ok(segs) = format::list_segments(&self.wal_dir) else {
+            return;
+        };
+        let current = self.writer.lock().writer.segment();
+        for c in capped {
+            let Some(cap) = c.max_backlog_bytes else {
+                continue;
+            };
+            let pos = *c.position.lock();
+            let Some(target) = cap_target(&segs, pos, cap, current) else {
+                continue;
+            };
+            let skipped: u64 = segs
+                .iter()
+                .filter(|(i, _)| *i >= pos.segment && *i < target.segment)
+                .map(|&(i, _)| {
+                    let from = if i == pos.segment { pos.offset } else { 0 };
+                    count_samples_in_segment(&self.wal_dir, i, from)
+                })
+                .sum();
+            c.dropped_consumer_cap.inc_by(skipped);
+            tracing::warn!(
+                consumer = %c.name,
+                from = %pos,
+                to = %target,
+                cap_bytes = cap,
+                dropped_samples = skipped,
+                "consumer backlog over its byte cap; skipping its oldest unsent data"
+            );
+            c.advance(target);
         }
     }
 
@@ -905,6 +1027,35 @@ impl Shared {
             consumers,
         }
     }
+}
+
+/// Where a consumer at `pos` must jump to so that at most `cap` WAL bytes
+/// lie after it: the start of the oldest segment for which that holds,
+/// never later than the start of `current` (the segment being written).
+/// `None` when it is already under the cap.
+fn cap_target(segs: &[(u32, u64)], pos: Position, cap: u64, current: u32) -> Option<Position> {
+    let backlog_from = |seg: u32, offset: u64| -> u64 {
+        segs.iter()
+            .filter(|(i, _)| *i >= seg)
+            .map(|&(i, size)| {
+                if i == seg {
+                    size.saturating_sub(offset)
+                } else {
+                    size
+                }
+            })
+            .sum()
+    };
+    if backlog_from(pos.segment, pos.offset) <= cap {
+        return None;
+    }
+    let target = segs
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|i| *i > pos.segment && *i <= current)
+        .find(|i| backlog_from(*i, 0) <= cap)
+        .unwrap_or(current);
+    (target > pos.segment).then(|| Position::new(target, 0))
 }
 
 /// Samples in `segment` from `offset` on (reading stops at its end).
@@ -1054,25 +1205,34 @@ impl WalAppender {
             (true, true) => &records[1..],
             (false, true) => &records[..],
         };
-        let end = w
-            .writer
-            .write_records(records)
-            .map_err(|e| AppendError::Storage(e.to_string()))?;
-        for r in &to_log {
-            if let Some(e) = t.by_ref.get_mut(r) {
-                e.logged = true;
-                e.last_segment = end.segment;
-            }
+        let sample_refs = if have_samples { &self.samples[..] } else { &[] };
+        let batch = BatchInfo {
+            logged: &to_log,
+            samples: sample_refs,
+            max_t,
+        };
+        if !w.pending.is_empty() {
+            // A disk-full episode is under way: queue behind the earlier
+            // batches so the WAL keeps commit order.
+            return shared.buffer_batch(&mut w, &mut t, records, &batch);
         }
-        if have_samples {
-            for s in &self.samples {
-                if let Some(e) = t.by_ref.get_mut(&s.series) {
-                    e.last_segment = end.segment;
-                }
+        let end = match w.writer.write_records(records) {
+            Ok(end) => end,
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL write failed; keeping commits in memory until the disk accepts writes again");
+                return shared.buffer_batch(&mut w, &mut t, records, &batch);
             }
-            let meta = w.segments.entry(end.segment).or_default();
-            meta.samples += self.samples.len() as u64;
-            meta.max_t = meta.max_t.max(max_t);
+        };
+        mark_written(
+            &mut w,
+            &mut t,
+            end.segment,
+            batch.logged,
+            batch.samples.iter().map(|s| s.series),
+            batch.samples.len() as u64,
+            max_t,
+        );
+        if have_samples {
             shared
                 .metrics
                 .samples_appended
@@ -1082,6 +1242,154 @@ impl WalAppender {
         drop(w);
         shared.commit_tx.send_modify(|v| *v = v.wrapping_add(1));
         Ok(())
+    }
+}
+
+/// What a batch carries, for bookkeeping once it is on disk.
+struct BatchInfo<'a> {
+    logged: &'a [SeriesRef],
+    samples: &'a [RefSample],
+    max_t: Timestamp,
+}
+
+/// Records that a batch reached segment `segment`: its series are logged,
+/// they and the series of its samples live at least until that segment,
+/// and the segment's sample count and newest timestamp grow.
+fn mark_written(
+    w: &mut WriterState,
+    t: &mut SeriesTable,
+    segment: u32,
+    logged: &[SeriesRef],
+    sample_refs: impl Iterator<Item = SeriesRef>,
+    samples: u64,
+    max_t: Timestamp,
+) {
+    for r in logged {
+        if let Some(e) = t.by_ref.get_mut(r) {
+            e.logged = true;
+            e.last_segment = e.last_segment.max(segment);
+        }
+    }
+    for r in sample_refs {
+        if let Some(e) = t.by_ref.get_mut(&r) {
+            e.last_segment = e.last_segment.max(segment);
+        }
+    }
+    if samples > 0 {
+        let meta = w.segments.entry(segment).or_default();
+        meta.samples += samples;
+        meta.max_t = meta.max_t.max(max_t);
+    }
+}
+
+impl Shared {
+    /// Keeps a batch the disk refused in memory, if the buffer has room.
+    /// Its series count as logged from now on: their Series record is
+    /// queued ahead of every later record.
+    fn buffer_batch(
+        &self,
+        w: &mut WriterState,
+        t: &mut SeriesTable,
+        records: &[&[u8]],
+        batch: &BatchInfo<'_>,
+    ) -> Result<(), AppendError> {
+        let size: usize = records.iter().map(|r| r.len()).sum();
+        if w.pending.bytes + size > self.opts.write_buffer_bytes {
+            if w.pending.overflowed == 0 {
+                tracing::error!(
+                    buffered_bytes = w.pending.bytes,
+                    limit = self.opts.write_buffer_bytes,
+                    "WAL write buffer full while the disk refuses writes; dropping new commits"
+                );
+            }
+            w.pending.overflowed += batch.samples.len() as u64;
+            self.metrics
+                .write_buffer_dropped
+                .inc_by(batch.samples.len() as u64);
+            return Err(AppendError::Storage(
+                "WAL disk full and in-memory write buffer full".into(),
+            ));
+        }
+        for r in batch.logged {
+            if let Some(e) = t.by_ref.get_mut(r) {
+                e.logged = true;
+            }
+        }
+        let mut refs = batch.logged.to_vec();
+        refs.extend(batch.samples.iter().map(|s| s.series));
+        w.pending.batches.push_back(PendingBatch {
+            records: records.iter().map(|r| r.to_vec()).collect(),
+            refs,
+            samples: batch.samples.len() as u64,
+            max_t: batch.max_t,
+        });
+        w.pending.bytes += size;
+        self.metrics.write_buffer_bytes.set(w.pending.bytes as i64);
+        self.metrics
+            .samples_appended
+            .inc_by(batch.samples.len() as u64);
+        Ok(())
+    }
+
+    /// Writes buffered batches, oldest first, until one fails. Returns
+    /// whether the buffer is empty now.
+    fn flush_pending(&self) -> bool {
+        let mut w = self.writer.lock();
+        if w.pending.is_empty() {
+            return true;
+        }
+        let mut written = 0usize;
+        loop {
+            let ws = &mut *w;
+            let Some(b) = ws.pending.batches.front() else {
+                break;
+            };
+            let records: Vec<&[u8]> = b.records.iter().map(Vec::as_slice).collect();
+            let end = match ws.writer.write_records(&records) {
+                Ok(end) => end,
+                Err(e) => {
+                    tracing::debug!(error = %e, "WAL write retry failed");
+                    break;
+                }
+            };
+            let Some(b) = w.pending.batches.pop_front() else {
+                break;
+            };
+            let size: usize = b.records.iter().map(Vec::len).sum();
+            w.pending.bytes -= size;
+            written += 1;
+            let mut t = self.series.lock();
+            mark_written(
+                &mut w,
+                &mut t,
+                end.segment,
+                &[],
+                b.refs.iter().copied(),
+                b.samples,
+                b.max_t,
+            );
+        }
+        self.metrics.write_buffer_bytes.set(w.pending.bytes as i64);
+        let empty = w.pending.is_empty();
+        if empty {
+            tracing::info!(
+                refused_samples = w.pending.overflowed,
+                "WAL writes succeed again; buffered commits written"
+            );
+            w.pending.overflowed = 0;
+        }
+        drop(w);
+        if written > 0 {
+            self.commit_tx.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        empty
+    }
+
+    /// Whether the WAL's filesystem has room for the buffered batches (plus
+    /// a margin); unknown counts as yes. Saves a doomed write (and the
+    /// segment rotation that follows a failed one) per retry.
+    fn disk_has_room(&self, pending: usize) -> bool {
+        fs4::available_space(&self.wal_dir).map_or(true, |free| free >= pending as u64 + (1 << 20))
     }
 }
 
@@ -1106,6 +1414,106 @@ mod tests {
         out
     }
 
+    fn commit_one(
+        app: &mut Box<dyn Appender>,
+        r: SeriesRef,
+        t: Timestamp,
+    ) -> Result<(), AppendError> {
+        app.append(r, t, t as f64).unwrap();
+        app.commit()
+    }
+
+    #[test]
+    fn refused_writes_are_buffered_in_order_and_written_when_the_disk_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::default();
+        let opts = WalOptions {
+            segment_size: 64 * 1024,
+            ..WalOptions::default()
+        };
+        let s = AgentStorage::open(dir.path(), opts.clone(), &mut reg).unwrap();
+        let start = s.consumer("c").unwrap().position();
+        let mut app = s.appender();
+        let a = app.series(&labels(1)).unwrap();
+        commit_one(&mut app, a, 1).unwrap();
+
+        // The disk refuses the next two writes: the commit still succeeds,
+        // and so does the next one (queued behind it, not written out of
+        // order), a new series included.
+        s.fail_next_writes(2);
+        commit_one(&mut app, a, 2).unwrap();
+        let b = app.series(&labels(2)).unwrap();
+        app.append(b, 3, 3.0).unwrap();
+        commit_one(&mut app, a, 3).unwrap();
+        assert_eq!(read_samples(s.wal_dir(), start).len(), 1);
+        assert!(s.shared.metrics.write_buffer_bytes.get() > 0);
+
+        // First retry fails too, the second one writes both batches.
+        assert!(!s.shared.flush_pending());
+        assert!(s.shared.flush_pending());
+        assert_eq!(s.shared.metrics.write_buffer_bytes.get(), 0);
+        assert_eq!(s.shared.metrics.writes_failed.get(), 2);
+        let ts: Vec<i64> = read_samples(s.wal_dir(), start)
+            .iter()
+            .map(|x| x.t)
+            .collect();
+        assert_eq!(ts, vec![1, 2, 3, 3]);
+        commit_one(&mut app, b, 4).unwrap();
+        s.close().unwrap();
+        drop(s);
+
+        // Nothing on disk is damaged and every series is known after replay.
+        let mut reg = Registry::default();
+        let s = AgentStorage::open(dir.path(), opts, &mut reg).unwrap();
+        assert_eq!(s.shared.metrics.corruptions.get(), 0);
+        assert_eq!(s.series_labels(b), Some(labels(2)));
+        let ts: Vec<i64> = read_samples(s.wal_dir(), start)
+            .iter()
+            .map(|x| x.t)
+            .collect();
+        assert_eq!(ts, vec![1, 2, 3, 3, 4]);
+    }
+
+    #[test]
+    fn a_full_write_buffer_refuses_commits_and_counts_their_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions {
+            segment_size: 64 * 1024,
+            write_buffer_bytes: 200,
+            ..WalOptions::default()
+        };
+        let s = AgentStorage::open(dir.path(), opts, &mut Registry::default()).unwrap();
+        let start = s.consumer("c").unwrap().position();
+        let mut app = s.appender();
+        let a = app.series(&labels(1)).unwrap();
+        s.fail_next_writes(1000);
+        let mut accepted = Vec::new();
+        let mut refused = None;
+        for t in 1..100 {
+            match commit_one(&mut app, a, t) {
+                Ok(()) => accepted.push(t),
+                Err(AppendError::Storage(_)) => {
+                    refused = Some(t);
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let refused = refused.expect("the buffer never filled");
+        assert!(!accepted.is_empty());
+        assert_eq!(s.shared.metrics.write_buffer_dropped.get(), 1);
+
+        s.fail_next_writes(0);
+        assert!(s.shared.flush_pending());
+        commit_one(&mut app, a, refused + 1).unwrap();
+        let ts: Vec<i64> = read_samples(s.wal_dir(), start)
+            .iter()
+            .map(|x| x.t)
+            .collect();
+        accepted.push(refused + 1);
+        assert_eq!(ts, accepted);
+    }
+
     #[test]
     fn failed_write_is_reported_and_leaves_a_readable_wal() {
         let dir = tempfile::tempdir().unwrap();
@@ -1125,8 +1533,10 @@ mod tests {
         let b = app.series(&labels(2)).unwrap();
         app.append(a, 2, 2.0).unwrap();
         app.append(b, 2, 2.0).unwrap();
-        assert!(matches!(app.commit(), Err(AppendError::Storage(_))));
+        // Refused by the disk, kept in memory: the commit succeeds.
+        app.commit().unwrap();
         assert_eq!(s.shared.metrics.writes_failed.get(), 1);
+        assert!(s.shared.flush_pending());
 
         // The series created in the failed batch is logged by the next
         // commit that uses it.
@@ -1135,13 +1545,13 @@ mod tests {
         app.commit().unwrap();
         let got = read_samples(s.wal_dir(), start);
         let ts: Vec<i64> = got.iter().map(|x| x.t).collect();
-        assert_eq!(ts, vec![1, 3, 3]);
+        assert_eq!(ts, vec![1, 2, 2, 3, 3]);
         s.close().unwrap();
         drop(s);
 
         let s = AgentStorage::open(dir.path(), opts, &mut Registry::default()).unwrap();
         assert_eq!(s.series_labels(b), Some(labels(2)));
         let got = read_samples(s.wal_dir(), start);
-        assert_eq!(got.len(), 3);
+        assert_eq!(got.len(), 5);
     }
 }

@@ -649,3 +649,53 @@ fn byte_cap_shrinks_oversized_segments() {
         "segment of {len} bytes under a 256 KiB cap"
     );
 }
+
+#[test]
+fn consumer_byte_cap_skips_only_that_consumers_oldest_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 2 * SEG;
+    let mut opts = small_opts();
+    opts.consumer_max_bytes.insert("slow".into(), cap);
+    let (s, reg) = open(dir.path(), opts);
+    let slow = s.consumer("slow").unwrap();
+    let fast = s.consumer("fast").unwrap();
+    let start = slow.position();
+    let rounds = fill_segments(&s, 6, 40, now_ms());
+    let total = rounds as u64 * 40;
+    // The fast consumer has sent everything.
+    let all = read_all(s.wal_dir(), start);
+    assert_eq!(all.samples.len() as u64, total);
+    fast.ack(all.end);
+
+    s.maintain_now();
+    let moved = slow.position();
+    assert!(moved > start && moved.offset == 0, "slow cursor at {moved}");
+    let backlog = s
+        .stats()
+        .consumers
+        .iter()
+        .find(|c| c.name == "slow")
+        .unwrap()
+        .backlog_bytes;
+    assert!(backlog <= cap, "backlog {backlog} over the cap {cap}");
+    // Exactly the skipped samples are counted, under their own reason.
+    let kept = read_all(s.wal_dir(), moved).samples.len() as u64;
+    let dropped = slow.dropped();
+    assert_eq!(dropped.consumer_max_bytes + kept, total);
+    assert_eq!((dropped.max_bytes, dropped.max_time), (0, 0));
+    assert_eq!(fast.dropped().consumer_max_bytes, 0);
+    assert_eq!(fast.position(), all.end);
+    assert!(metrics_text(&reg).contains("tributary_wal_consumer_dropped_samples_total{consumer=\"slow\",reason=\"consumer_max_bytes\"}"));
+
+    // Nobody needs the skipped segments now: regular truncation reclaims them.
+    let st = s.truncate_at(now_ms() + 600_000).unwrap();
+    assert!(st.segments_deleted >= 1);
+    assert_eq!(st.dropped_max_bytes + st.dropped_max_time, 0);
+    assert!(s.stats().first_segment.unwrap() >= moved.segment);
+    // A second pass under the cap changes nothing.
+    s.maintain_now();
+    assert_eq!(
+        slow.dropped().consumer_max_bytes,
+        dropped.consumer_max_bytes
+    );
+}
