@@ -207,6 +207,29 @@ fn wal_options(flags: &AgentFlags) -> anyhow::Result<WalOptions> {
         .map_err(|e| anyhow::anyhow!("invalid --storage.agent.retention.max-size: {e}"))?;
     o.max_bytes = (cap > 0).then_some(cap);
     o.no_lockfile = flags.storage_agent_no_lockfile;
+    let size = |flag: &str, v: &str| {
+        tributary_config::parse_size(v).map_err(|e| anyhow::anyhow!("invalid --{flag}: {e}"))
+    };
+    let per_endpoint = size(
+        "storage.agent.retention.max-size-per-endpoint",
+        &flags.storage_agent_retention_max_size_per_endpoint,
+    )?;
+    o.max_bytes_per_consumer = (per_endpoint > 0).then_some(per_endpoint);
+    for spec in &flags.storage_agent_retention_endpoint_max_size {
+        let Some((name, v)) = spec.split_once('=') else {
+            anyhow::bail!(
+                "invalid --storage.agent.retention.endpoint-max-size={spec:?}: want NAME=SIZE"
+            );
+        };
+        o.consumer_max_bytes.insert(
+            name.to_string(),
+            size("storage.agent.retention.endpoint-max-size", v)?,
+        );
+    }
+    o.write_buffer_bytes = size(
+        "storage.agent.wal-write-buffer-size",
+        &flags.storage_agent_wal_write_buffer_size,
+    )? as usize;
     // Prometheus: min > max → max = min; max < truncate frequency → raised.
     if o.min_time > o.max_time {
         o.max_time = o.min_time;

@@ -161,6 +161,18 @@ pub struct AgentFlags {
     /// Tributary: cap on the WAL's size on disk (e.g. 2GB; 0 = no cap). The oldest data is dropped, and counted, beyond it.
     #[arg(long = "storage.agent.retention.max-size", default_value = "0")]
     pub storage_agent_retention_max_size: String,
+    /// Tributary: cap on each remote-write endpoint's unsent backlog (e.g. 1GB; 0 = none). An endpoint over it skips its oldest data (counted); the others are unaffected.
+    #[arg(
+        long = "storage.agent.retention.max-size-per-endpoint",
+        default_value = "0"
+    )]
+    pub storage_agent_retention_max_size_per_endpoint: String,
+    /// Tributary: per-endpoint override of the backlog cap, as NAME=SIZE with the remote_write `name` (repeatable).
+    #[arg(long = "storage.agent.retention.endpoint-max-size")]
+    pub storage_agent_retention_endpoint_max_size: Vec<String>,
+    /// Tributary: memory for commits while the disk is full (written out when space returns).
+    #[arg(long = "storage.agent.wal-write-buffer-size", default_value = "64MiB")]
+    pub storage_agent_wal_write_buffer_size: String,
     /// Do not create a lockfile in the data directory.
     #[arg(long = "storage.agent.no-lockfile", action = ArgAction::SetTrue)]
     pub storage_agent_no_lockfile: bool,
