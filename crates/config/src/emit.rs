@@ -495,6 +495,12 @@ fn scrape_yaml(s: &ScrapeConfig) -> Y {
         .map(crate::sd_ec2::ec2_sd_yaml)
         .collect();
     m.non_empty("ec2_sd_configs", Y::Seq(ec2_sd));
+    let kubernetes_sd = s
+        .kubernetes_sd_configs
+        .iter()
+        .map(crate::sd_kubernetes::kubernetes_sd_yaml)
+        .collect();
+    m.non_empty("kubernetes_sd_configs", Y::Seq(kubernetes_sd));
     let statics: Vec<Y> = s
         .static_configs
         .iter()

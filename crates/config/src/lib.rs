@@ -13,7 +13,7 @@
 //!   messages. Agent-mode rejections (`alerting`, `rule_files`,
 //!   `remote_read`) and every unsupported `<x>_sd_configs` are errors, never
 //!   silently ignored. The supported SD blocks beyond file/http live in
-//!   `sd_dns`, `sd_consul`, `sd_docker` and `sd_ec2`.
+//!   `sd_dns`, `sd_consul`, `sd_docker`, `sd_ec2` and `sd_kubernetes`.
 //! * `types` holds the effective configuration the rest of Tributary uses;
 //!   `emit` renders it back as YAML with secrets masked.
 //!
@@ -34,6 +34,7 @@ mod sd_consul;
 mod sd_dns;
 mod sd_docker;
 mod sd_ec2;
+mod sd_kubernetes;
 mod types;
 mod units;
 mod yaml;
@@ -47,6 +48,10 @@ pub use sd_consul::ConsulSdConfig;
 pub use sd_dns::{DnsRecordType, DnsSdConfig};
 pub use sd_docker::{DockerFilter, DockerSdConfig};
 pub use sd_ec2::{Ec2Filter, Ec2SdConfig};
+pub use sd_kubernetes::{
+    KubernetesAttachMetadata, KubernetesNamespaces, KubernetesRole, KubernetesSdConfig,
+    KubernetesSelector,
+};
 pub use types::{
     Authorization, BasicAuth, Config, FileSdConfig, GlobalConfig, HeaderValues, HttpClientConfig,
     HttpSdConfig, MetadataConfig, OAuth2, QueueConfig, RemoteWriteConfig, RemoteWriteProtoMsg,

@@ -28,6 +28,7 @@ const SUPPORTED_SD: &[&str] = &[
     "consul_sd_configs",
     "docker_sd_configs",
     "ec2_sd_configs",
+    "kubernetes_sd_configs",
 ];
 
 /// Decodes one scrape config at `path`, applying `global` inheritance.
@@ -186,6 +187,13 @@ pub(crate) fn decode_scrape_config(
     let ec2_sd_configs = f
         .get(ctx, "ec2_sd_configs", crate::sd_ec2::ec2_sd_configs)
         .unwrap_or_default();
+    let kubernetes_sd_configs = f
+        .get(
+            ctx,
+            "kubernetes_sd_configs",
+            crate::sd_kubernetes::kubernetes_sd_configs,
+        )
+        .unwrap_or_default();
     for (key, pos) in f.take_suffixed("_sd_configs", SUPPORTED_SD) {
         ctx.error(
             pos,
@@ -248,6 +256,7 @@ pub(crate) fn decode_scrape_config(
         consul_sd_configs,
         docker_sd_configs,
         ec2_sd_configs,
+        kubernetes_sd_configs,
     };
     f.finish(ctx);
     Some(cfg)

@@ -14,6 +14,7 @@ use crate::sd_consul::ConsulSdConfig;
 use crate::sd_dns::DnsSdConfig;
 use crate::sd_docker::DockerSdConfig;
 use crate::sd_ec2::Ec2SdConfig;
+use crate::sd_kubernetes::KubernetesSdConfig;
 use tributary_model::{Labels, ScrapeProtocol};
 
 /// A sensitive string. `Debug` and `Display` never show the value.
@@ -155,6 +156,7 @@ pub struct ScrapeConfig {
     pub consul_sd_configs: Vec<ConsulSdConfig>,
     pub docker_sd_configs: Vec<DockerSdConfig>,
     pub ec2_sd_configs: Vec<Ec2SdConfig>,
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
 }
 
 /// One `static_configs` entry. `source` is the SD-style group id

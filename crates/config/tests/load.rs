@@ -211,12 +211,12 @@ fn agent_mode_rejections() {
 
 #[test]
 fn unsupported_sd_is_an_error_with_line() {
-    let errs = errors("scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n    gce_sd_configs: []\n");
+    let errs = errors("scrape_configs:\n  - job_name: k\n    azure_sd_configs:\n      - subscription_id: x\n    gce_sd_configs: []\n");
     assert_error(
         &errs,
         3,
-        "scrape_configs[0].kubernetes_sd_configs",
-        "kubernetes_sd_configs is not supported yet by Tributary",
+        "scrape_configs[0].azure_sd_configs",
+        "azure_sd_configs is not supported yet by Tributary",
     );
     assert_error(
         &errs,

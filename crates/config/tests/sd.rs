@@ -203,3 +203,46 @@ fn other_mechanisms_are_still_rejected() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn kubernetes_sd_fields_and_validation() {
+    let cfg = load(
+        "scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: endpoints\n        api_server: https://k8s.example:6443/\n        bearer_token: abc\n        namespaces:\n          names: [a, b]\n        selectors:\n          - role: pod\n            label: app in (web, api),!legacy\n            field: spec.nodeName=n1\n        attach_metadata: {node: true, namespace: true}\n",
+    )
+    .unwrap();
+    let sd = &cfg.scrape_configs[0].kubernetes_sd_configs[0];
+    assert_eq!(sd.role, tributary_config::KubernetesRole::Endpoints);
+    assert_eq!(sd.api_server.as_deref(), Some("https://k8s.example:6443"));
+    assert_eq!(sd.namespaces.names, vec!["a", "b"]);
+    assert_eq!(
+        sd.selector_for(tributary_config::KubernetesRole::Pod),
+        ("app in (web, api),!legacy", "spec.nodeName=n1")
+    );
+    assert!(sd.attach_metadata.node && sd.attach_metadata.namespace);
+
+    let cases = [
+        ("kubernetes_sd_configs:\n      - api_server: http://x\n", "role missing"),
+        ("kubernetes_sd_configs:\n      - role: deployment\n", "unknown Kubernetes SD role \"deployment\""),
+        ("kubernetes_sd_configs:\n      - role: pod\n        bearer_token: x\n", "please provide the 'api_server' URL explicitly"),
+        ("kubernetes_sd_configs:\n      - role: pod\n        api_server: http://x\n        kubeconfig_file: /k\n", "cannot use 'kubeconfig_file' and 'api_server' simultaneously"),
+        ("kubernetes_sd_configs:\n      - role: pod\n        kubeconfig_file: /k\n        bearer_token: x\n", "together with 'kubeconfig_file'"),
+        ("kubernetes_sd_configs:\n      - role: pod\n        api_server: http://x\n        namespaces: {own_namespace: true}\n", "cannot use 'api_server' and 'namespaces.own_namespace' simultaneously"),
+        ("kubernetes_sd_configs:\n      - role: service\n        selectors: [{role: pod}]\n", "service role supports only service selectors"),
+        ("kubernetes_sd_configs:\n      - role: pod\n        selectors: [{role: pod}, {role: pod}]\n", "duplicated selector role: pod"),
+        ("kubernetes_sd_configs:\n      - role: pod\n        selectors: [{role: pod, field: spec.nodeName}]\n", "can't understand"),
+        ("kubernetes_sd_configs:\n      - role: pod\n        selectors: [{role: pod, label: 'app in web'}]\n", "unable to parse requirement"),
+        ("kubernetes_sd_configs:\n      - role: pod\n        attach_metadata: {deployment: true}\n", "attach_metadata.deployment is not supported yet"),
+    ];
+    for (block, want) in cases {
+        let yaml = format!("scrape_configs:\n  - job_name: k\n    {block}");
+        let err = match load(&yaml) {
+            Ok(_) => panic!("accepted: {block}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(want), "{block}: {err}");
+    }
+    // In-cluster default: no api_server, no kubeconfig; own_namespace allowed.
+    let cfg = load("scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n        namespaces: {own_namespace: true}\n").unwrap();
+    let sd = &cfg.scrape_configs[0].kubernetes_sd_configs[0];
+    assert!(sd.api_server.is_none() && sd.kubeconfig_file.is_none() && sd.namespaces.own_namespace);
+}

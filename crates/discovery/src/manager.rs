@@ -17,12 +17,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tributary_config::{
     Config, ConsulSdConfig, DnsSdConfig, DockerSdConfig, Ec2SdConfig, FileSdConfig, HttpSdConfig,
+    KubernetesSdConfig,
 };
 
 use crate::group::TargetGroup;
 use crate::metrics::DiscoveryMetrics;
 use crate::refresh::ProviderCtx;
-use crate::{consul, dns, docker, ec2, file, http};
+use crate::{consul, dns, docker, ec2, file, http, kubernetes};
 
 /// Every job's target groups, as the scrape manager consumes them.
 pub type DiscoveredTargets = Arc<BTreeMap<String, Vec<TargetGroup>>>;
@@ -40,6 +41,7 @@ enum ProviderSpec {
     Consul(ConsulSdConfig),
     Docker(DockerSdConfig),
     Ec2(Ec2SdConfig),
+    Kubernetes(KubernetesSdConfig),
 }
 
 impl ProviderSpec {
@@ -52,6 +54,7 @@ impl ProviderSpec {
             ProviderSpec::Consul(_) => "consul",
             ProviderSpec::Docker(_) => "docker",
             ProviderSpec::Ec2(_) => "ec2",
+            ProviderSpec::Kubernetes(_) => "kubernetes",
         }
     }
 }
@@ -179,6 +182,11 @@ impl DiscoveryManager {
                     .iter()
                     .map(|c| (job.clone(), ProviderSpec::Ec2(c.clone()))),
             );
+            desired.extend(
+                sc.kubernetes_sd_configs
+                    .iter()
+                    .map(|c| (job.clone(), ProviderSpec::Kubernetes(c.clone()))),
+            );
         }
 
         let mut kept = Vec::new();
@@ -260,7 +268,8 @@ impl DiscoveryManager {
             ProviderSpec::Dns(_)
             | ProviderSpec::Consul(_)
             | ProviderSpec::Docker(_)
-            | ProviderSpec::Ec2(_) => {
+            | ProviderSpec::Ec2(_)
+            | ProviderSpec::Kubernetes(_) => {
                 self.state
                     .lock()
                     .groups
@@ -298,6 +307,9 @@ impl DiscoveryManager {
             }
             ProviderSpec::Ec2(cfg) => {
                 tokio::spawn(ec2::run(ctx, cfg.clone()));
+            }
+            ProviderSpec::Kubernetes(cfg) => {
+                tokio::spawn(kubernetes::run(ctx, cfg.clone()));
             }
             ProviderSpec::Static(_) | ProviderSpec::File(..) | ProviderSpec::Http(_) => {}
         }

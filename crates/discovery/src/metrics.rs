@@ -24,6 +24,10 @@ pub struct DiscoveryMetrics {
     pub dns_lookups: Counter,
     pub dns_lookup_failures: Counter,
     pub consul_rpc_failures: Counter,
+    /// `prometheus_sd_kubernetes_events_total{role,event}`.
+    pub kubernetes_events: Family<Vec<(String, String)>, Counter>,
+    /// `prometheus_sd_kubernetes_failures_total`: failed LIST/WATCH requests.
+    pub kubernetes_failures: Counter,
 }
 
 fn refresh_duration_histogram() -> Histogram {
@@ -46,6 +50,8 @@ impl DiscoveryMetrics {
             dns_lookups: Counter::default(),
             dns_lookup_failures: Counter::default(),
             consul_rpc_failures: Counter::default(),
+            kubernetes_events: Family::default(),
+            kubernetes_failures: Counter::default(),
         };
         registry.register(
             "prometheus_sd_discovered_targets",
@@ -101,6 +107,16 @@ impl DiscoveryMetrics {
             "prometheus_sd_consul_rpc_failures",
             "The number of Consul RPC call failures",
             m.consul_rpc_failures.clone(),
+        );
+        registry.register(
+            "prometheus_sd_kubernetes_events",
+            "The number of Kubernetes events handled.",
+            m.kubernetes_events.clone(),
+        );
+        registry.register(
+            "prometheus_sd_kubernetes_failures",
+            "The number of failed WATCH/LIST requests.",
+            m.kubernetes_failures.clone(),
         );
         m
     }
