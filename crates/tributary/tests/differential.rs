@@ -14,8 +14,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -136,62 +135,6 @@ const CASES: &[Case] = &[
         switch_to: Some("# TYPE d_temp gauge\nd_temp{path=\"/var/lib\"} -1.5e3\n"),
     },
 ];
-
-/// Synthetic series whose values depend on timing, not on semantics.
-const VOLATILE: &[&str] = &["scrape_duration_seconds", "scrape_series_added"];
-
-#[derive(Default)]
-struct Seen {
-    series: BTreeSet<String>,
-    values: BTreeSet<String>,
-    stale: BTreeSet<String>,
-}
-
-fn start_sink(dir: &std::path::Path, name: String) -> (Proc, u16, Arc<Mutex<Seen>>) {
-    let port = free_port();
-    let mut child = Command::new(tributary_bin())
-        .args(["receive", &format!("--web.listen-address=127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let s = seen.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            // `name{labels} value ts`
-            let mut parts = line.rsplitn(3, ' ');
-            let (Some(_ts), Some(value), Some(key)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let mut s = s.lock().unwrap();
-            s.series.insert(key.to_string());
-            if value == "StaleNaN" {
-                s.stale.insert(key.to_string());
-            } else if !VOLATILE.iter().any(|v| key.starts_with(&format!("{v}{{"))) {
-                s.values.insert(format!("{key} {value}"));
-            }
-        }
-    });
-    let log = dir.join(format!("{name}-sink.log"));
-    std::fs::write(&log, "").unwrap();
-    (
-        Proc {
-            child,
-            name: "sink",
-            log,
-        },
-        port,
-        seen,
-    )
-}
-
-fn snapshot(s: &Arc<Mutex<Seen>>) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
-    let s = s.lock().unwrap();
-    (s.series.clone(), s.values.clone(), s.stale.clone())
-}
 
 fn diff(what: &str, p: &BTreeSet<String>, t: &BTreeSet<String>) -> String {
     let only_p: Vec<_> = p.difference(t).collect();

@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -285,4 +286,65 @@ pub fn start_tributary(dir: &Path, config: &str, listen_port: u16, extra: &[&str
         p.log_text()
     );
     p
+}
+
+// --- a remote-write sink: `tributary receive`, its output parsed ---
+
+/// Synthetic series whose values depend on timing, not on semantics.
+pub const VOLATILE: &[&str] = &["scrape_duration_seconds", "scrape_series_added"];
+
+#[derive(Default)]
+pub struct Seen {
+    /// Every series key that received a sample.
+    pub series: BTreeSet<String>,
+    /// `key value` pairs (volatile synthetic series left out).
+    pub values: BTreeSet<String>,
+    /// Series that received a staleness marker.
+    pub stale: BTreeSet<String>,
+}
+
+pub fn start_sink(dir: &std::path::Path, name: String) -> (Proc, u16, Arc<Mutex<Seen>>) {
+    let port = free_port();
+    let mut child = Command::new(tributary_bin())
+        .args(["receive", &format!("--web.listen-address=127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            // `name{labels} value ts`
+            let mut parts = line.rsplitn(3, ' ');
+            let (Some(_ts), Some(value), Some(key)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let mut s = s.lock().unwrap();
+            s.series.insert(key.to_string());
+            if value == "StaleNaN" {
+                s.stale.insert(key.to_string());
+            } else if !VOLATILE.iter().any(|v| key.starts_with(&format!("{v}{{"))) {
+                s.values.insert(format!("{key} {value}"));
+            }
+        }
+    });
+    let log = dir.join(format!("{name}-sink.log"));
+    std::fs::write(&log, "").unwrap();
+    (
+        Proc {
+            child,
+            name: "sink",
+            log,
+        },
+        port,
+        seen,
+    )
+}
+
+pub fn snapshot(s: &Arc<Mutex<Seen>>) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
+    let s = s.lock().unwrap();
+    (s.series.clone(), s.values.clone(), s.stale.clone())
 }
