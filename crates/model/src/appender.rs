@@ -1,4 +1,4 @@
-use crate::{Labels, SeriesRef, Timestamp};
+use crate::{Labels, MetricType, NativeHistogram, SeriesRef, Timestamp};
 
 /// Why an append was refused. Every variant is a per-sample or per-batch
 /// condition the caller counts and reports; none of them is fatal to the
@@ -19,6 +19,20 @@ pub enum AppendError {
     /// The storage could not persist the batch (I/O error, disk full, closed).
     #[error("storage: {0}")]
     Storage(String),
+    /// This storage does not keep this kind of data (e.g. native histograms).
+    #[error("{0} not supported by this storage")]
+    Unsupported(&'static str),
+}
+
+/// An exemplar attached to a sample: a trace-like label set with the value
+/// and time of one observation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub labels: Labels,
+    pub value: f64,
+    /// Milliseconds; the scrape fills in the sample's timestamp when the
+    /// exposition gave none.
+    pub t: Timestamp,
 }
 
 /// A batch of appends that becomes visible (and durable in the WAL) on
@@ -35,6 +49,41 @@ pub trait Appender: Send {
 
     /// Appends a float sample to a series obtained from [`Appender::series`].
     fn append(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<(), AppendError>;
+
+    /// Appends a native histogram sample. Same ordering rules as
+    /// [`Appender::append`]; a histogram whose `sum` is the staleness NaN
+    /// (see [`NativeHistogram::stale`]) marks the series stale.
+    fn append_histogram(
+        &mut self,
+        series: SeriesRef,
+        t: Timestamp,
+        h: &NativeHistogram,
+    ) -> Result<(), AppendError> {
+        let _ = (series, t, h);
+        Err(AppendError::Unsupported("native histograms"))
+    }
+
+    /// Appends an exemplar for a series. An exemplar identical to the
+    /// series' previous one is silently ignored (as Prometheus does).
+    fn append_exemplar(&mut self, series: SeriesRef, e: &Exemplar) -> Result<(), AppendError> {
+        let _ = (series, e);
+        Err(AppendError::Unsupported("exemplars"))
+    }
+
+    /// Records the metric metadata of a series. Storages keep only the
+    /// latest per series and persist it only when it changed; callers should
+    /// still call it only for new series or when the family's metadata
+    /// changed. The default discards it.
+    fn update_metadata(
+        &mut self,
+        series: SeriesRef,
+        kind: MetricType,
+        help: &str,
+        unit: &str,
+    ) -> Result<(), AppendError> {
+        let _ = (series, kind, help, unit);
+        Ok(())
+    }
 
     /// Makes every append since the last commit/rollback durable and visible
     /// to readers (remote write).

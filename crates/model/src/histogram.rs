@@ -78,6 +78,21 @@ impl NativeHistogram {
         matches!(self.count, HistogramCount::Float(_))
     }
 
+    /// The staleness marker for a histogram series: an empty integer
+    /// histogram whose sum is the staleness NaN (what Prometheus appends
+    /// when a histogram series disappears).
+    pub fn stale() -> NativeHistogram {
+        NativeHistogram {
+            sum: crate::STALE_NAN,
+            ..NativeHistogram::default()
+        }
+    }
+
+    /// True for a staleness marker (sum is the staleness NaN).
+    pub fn is_stale(&self) -> bool {
+        crate::is_stale_nan(self.sum)
+    }
+
     /// Empties the histogram but keeps its allocations, for reuse.
     pub fn clear(&mut self) {
         self.schema = 0;

@@ -14,7 +14,7 @@ mod protocol;
 mod sample;
 pub mod testing;
 
-pub use appender::{AppendError, Appender, Storage};
+pub use appender::{AppendError, Appender, Exemplar, Storage};
 pub use histogram::{BucketSpan, HistogramCount, NativeHistogram, ResetHint};
 pub use labels::{Label, Labels, LabelsBuilder, LabelsIter, METRIC_NAME};
 pub use metadata::MetricType;

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::{AppendError, Appender, Labels, SeriesRef, Storage, Timestamp};
+use crate::{
+    AppendError, Appender, Exemplar, Labels, MetricType, NativeHistogram, SeriesRef, Storage,
+    Timestamp,
+};
 
 /// One committed sample with its full label set.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,12 +17,45 @@ pub struct RecordedSample {
     pub v: f64,
 }
 
+/// One committed native histogram sample with its full label set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedHistogram {
+    pub labels: Labels,
+    pub t: Timestamp,
+    pub h: NativeHistogram,
+}
+
+/// One committed exemplar with the labels of its series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedExemplar {
+    pub labels: Labels,
+    pub exemplar: Exemplar,
+}
+
+/// The latest metadata recorded for a series.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordedMetadata {
+    pub kind: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
+enum Pending {
+    Float(SeriesRef, Timestamp, f64),
+    Histogram(SeriesRef, Timestamp, NativeHistogram),
+    Exemplar(SeriesRef, Exemplar),
+    Metadata(SeriesRef, RecordedMetadata),
+}
+
 #[derive(Default)]
 struct Inner {
     by_labels: HashMap<Labels, SeriesRef>,
     by_ref: Vec<Labels>,
     last_ts: Vec<Timestamp>,
     committed: Vec<RecordedSample>,
+    histograms: Vec<RecordedHistogram>,
+    exemplars: Vec<RecordedExemplar>,
+    metadata: HashMap<Labels, RecordedMetadata>,
     commits: usize,
 }
 
@@ -42,6 +78,21 @@ impl MemStorage {
     /// Every committed sample so far, in commit order.
     pub fn samples(&self) -> Vec<RecordedSample> {
         self.lock().committed.clone()
+    }
+
+    /// Every committed native histogram sample, in commit order.
+    pub fn histograms(&self) -> Vec<RecordedHistogram> {
+        self.lock().histograms.clone()
+    }
+
+    /// Every committed exemplar, in commit order.
+    pub fn exemplars(&self) -> Vec<RecordedExemplar> {
+        self.lock().exemplars.clone()
+    }
+
+    /// The latest committed metadata of the series with these labels.
+    pub fn metadata(&self, labels: &Labels) -> Option<RecordedMetadata> {
+        self.lock().metadata.get(labels).cloned()
     }
 
     /// Number of successful commits.
@@ -71,7 +122,33 @@ impl Storage for MemStorage {
 
 struct MemAppender {
     storage: MemStorage,
-    pending: Vec<(SeriesRef, Timestamp, f64)>,
+    pending: Vec<Pending>,
+}
+
+impl MemAppender {
+    /// Applies the out-of-order rule and advances the series' watermark.
+    fn check_order(&self, series: SeriesRef, t: Timestamp) -> Result<(), AppendError> {
+        let mut inner = self.storage.lock();
+        let idx = (series.0 as usize).wrapping_sub(1);
+        let last = inner
+            .last_ts
+            .get_mut(idx)
+            .ok_or(AppendError::UnknownSeries(series))?;
+        if t <= *last {
+            return Err(AppendError::OutOfOrder);
+        }
+        *last = t;
+        Ok(())
+    }
+
+    fn known(&self, series: SeriesRef) -> Result<(), AppendError> {
+        let idx = (series.0 as usize).wrapping_sub(1);
+        if idx < self.storage.lock().by_ref.len() {
+            Ok(())
+        } else {
+            Err(AppendError::UnknownSeries(series))
+        }
+    }
 }
 
 impl Appender for MemAppender {
@@ -91,25 +168,73 @@ impl Appender for MemAppender {
     }
 
     fn append(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<(), AppendError> {
-        let mut inner = self.storage.lock();
-        let idx = (series.0 as usize).wrapping_sub(1);
-        let last = inner
-            .last_ts
-            .get_mut(idx)
-            .ok_or(AppendError::UnknownSeries(series))?;
-        if t <= *last {
-            return Err(AppendError::OutOfOrder);
-        }
-        *last = t;
-        self.pending.push((series, t, v));
+        self.check_order(series, t)?;
+        self.pending.push(Pending::Float(series, t, v));
+        Ok(())
+    }
+
+    fn append_histogram(
+        &mut self,
+        series: SeriesRef,
+        t: Timestamp,
+        h: &NativeHistogram,
+    ) -> Result<(), AppendError> {
+        self.check_order(series, t)?;
+        self.pending.push(Pending::Histogram(series, t, h.clone()));
+        Ok(())
+    }
+
+    fn append_exemplar(&mut self, series: SeriesRef, e: &Exemplar) -> Result<(), AppendError> {
+        self.known(series)?;
+        self.pending.push(Pending::Exemplar(series, e.clone()));
+        Ok(())
+    }
+
+    fn update_metadata(
+        &mut self,
+        series: SeriesRef,
+        kind: MetricType,
+        help: &str,
+        unit: &str,
+    ) -> Result<(), AppendError> {
+        self.known(series)?;
+        let m = RecordedMetadata {
+            kind,
+            help: help.to_string(),
+            unit: unit.to_string(),
+        };
+        self.pending.push(Pending::Metadata(series, m));
         Ok(())
     }
 
     fn commit(&mut self) -> Result<(), AppendError> {
         let mut inner = self.storage.lock();
-        for (r, t, v) in self.pending.drain(..) {
-            let labels = inner.by_ref[(r.0 - 1) as usize].clone();
-            inner.committed.push(RecordedSample { labels, t, v });
+        let labels_of = |inner: &Inner, r: SeriesRef| {
+            inner
+                .by_ref
+                .get((r.0 as usize).wrapping_sub(1))
+                .cloned()
+                .unwrap_or_default()
+        };
+        for p in self.pending.drain(..) {
+            match p {
+                Pending::Float(r, t, v) => {
+                    let labels = labels_of(&inner, r);
+                    inner.committed.push(RecordedSample { labels, t, v });
+                }
+                Pending::Histogram(r, t, h) => {
+                    let labels = labels_of(&inner, r);
+                    inner.histograms.push(RecordedHistogram { labels, t, h });
+                }
+                Pending::Exemplar(r, exemplar) => {
+                    let labels = labels_of(&inner, r);
+                    inner.exemplars.push(RecordedExemplar { labels, exemplar });
+                }
+                Pending::Metadata(r, m) => {
+                    let labels = labels_of(&inner, r);
+                    inner.metadata.insert(labels, m);
+                }
+            }
         }
         inner.commits += 1;
         Ok(())

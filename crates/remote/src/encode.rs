@@ -15,13 +15,20 @@
 //!
 //! Wire shapes used (field number, wire type):
 //! - WriteRequest: `timeseries` = 1, length-delimited.
-//! - TimeSeries: `labels` = 1 (Label), `samples` = 2 (Sample).
+//! - TimeSeries: `labels` = 1 (Label), `samples` = 2 (Sample),
+//!   `exemplars` = 3 (Exemplar), `histograms` = 4 (Histogram).
+//! - Exemplar: `labels` = 1, `value` = 2, `timestamp` = 3.
+//! - WriteRequest `metadata` = 3 (MetricMetadata: `type` = 1,
+//!   `metric_family_name` = 2, `help` = 4, `unit` = 5), sent in separate
+//!   metadata-only requests ([`WriteRequestEncoder::encode_metadata`]).
 //! - Label: `name` = 1, `value` = 2 (strings).
 //! - Sample: `value` = 1 (double, fixed64), `timestamp` = 2 (int64 varint).
 //!
 //! Zero-valued scalars are omitted, as proto3 encoders do.
 
-use tributary_model::{Labels, Timestamp};
+use tributary_model::{Labels, MetricType, NativeHistogram, Timestamp};
+
+use crate::proto;
 
 const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
@@ -48,12 +55,37 @@ pub enum EncodeError {
     Snappy(#[from] snap::Error),
 }
 
-/// One float sample to send, with the final (external-labelled, relabelled)
-/// label set of its series.
+/// What one TimeSeries entry carries besides its labels.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    Sample(f64),
+    Histogram(&'a NativeHistogram),
+    /// An exemplar: its own labels and value (its time is the item's).
+    Exemplar(&'a Labels, f64),
+}
+
+/// The metadata of a series' metric family.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricMetadata {
+    pub kind: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
+/// One item to send (a float sample unless [`EncodableSample::payload`]
+/// says otherwise), with the final (external-labelled, relabelled) label
+/// set of its series.
 pub trait EncodableSample {
     fn labels(&self) -> &Labels;
     fn timestamp(&self) -> Timestamp;
     fn value(&self) -> f64;
+    fn payload(&self) -> Payload<'_> {
+        Payload::Sample(self.value())
+    }
+    /// Sent inline by remote write 2.0 only.
+    fn metadata(&self) -> Option<&MetricMetadata> {
+        None
+    }
 }
 
 /// Encodes and compresses write requests, reusing its buffers between calls.
@@ -87,7 +119,30 @@ impl WriteRequestEncoder {
     ) -> Result<&[u8], EncodeError> {
         self.proto.clear();
         for s in samples {
-            write_timeseries(&mut self.proto, s.labels(), s.timestamp(), s.value());
+            match s.payload() {
+                Payload::Sample(v) => {
+                    write_timeseries(&mut self.proto, s.labels(), s.timestamp(), v)
+                }
+                other => write_other_timeseries(&mut self.proto, s.labels(), s.timestamp(), other),
+            }
+        }
+        self.compress()
+    }
+
+    /// Encodes a metadata-only request (`metadata` = 3) of `(metric family
+    /// name, metadata)` pairs and returns the compressed body.
+    pub fn encode_metadata<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = (&'a str, &'a MetricMetadata)>,
+    ) -> Result<&[u8], EncodeError> {
+        self.proto.clear();
+        for (family, m) in items {
+            proto::put_message(&mut self.proto, 3, |b| {
+                proto::put_uint(b, 1, m.kind as u64);
+                proto::put_string(b, 2, family);
+                proto::put_string(b, 4, &m.help);
+                proto::put_string(b, 5, &m.unit);
+            });
         }
         self.compress()
     }
@@ -183,6 +238,35 @@ fn write_timeseries(buf: &mut Vec<u8>, labels: &Labels, t: Timestamp, v: f64) {
     if t != 0 {
         buf.push(KEY_SAMPLE_TIMESTAMP);
         put_varint(buf, t as u64);
+    }
+}
+
+/// A TimeSeries carrying a histogram (field 4) or an exemplar (field 3).
+fn write_other_timeseries(buf: &mut Vec<u8>, labels: &Labels, t: Timestamp, payload: Payload<'_>) {
+    proto::put_message(buf, 1, |b| {
+        write_labels(b, 1, labels);
+        match payload {
+            Payload::Histogram(h) => proto::put_message(b, 4, |b| proto::write_histogram(b, h, t)),
+            Payload::Exemplar(ex_labels, v) => proto::put_message(b, 3, |b| {
+                write_labels(b, 1, ex_labels);
+                proto::put_double(b, 2, v);
+                proto::put_int64(b, 3, t);
+            }),
+            Payload::Sample(v) => proto::put_message(b, 2, |b| {
+                proto::put_double(b, 1, v);
+                proto::put_int64(b, 2, t);
+            }),
+        }
+    });
+}
+
+/// Repeated `Label` messages in field `field`.
+fn write_labels(buf: &mut Vec<u8>, field: u32, labels: &Labels) {
+    for l in labels {
+        proto::put_key(buf, field, proto::WIRE_LEN);
+        put_varint(buf, label_message_len(l.name, l.value) as u64);
+        put_string_field(buf, KEY_LABEL_NAME, l.name);
+        put_string_field(buf, KEY_LABEL_VALUE, l.value);
     }
 }
 

@@ -11,9 +11,12 @@
 //!
 //! Wire shapes used (field number, wire type):
 //! - Request: `symbols` = 4 (string), `timeseries` = 5 (TimeSeries).
-//! - TimeSeries: `labels_refs` = 1 (packed uint32), `samples` = 2 (Sample).
-//!   Metadata (5) and created timestamps (6) are omitted: the WAL carries
-//!   neither yet, and omitted means "unknown" to the receiver.
+//! - TimeSeries: `labels_refs` = 1 (packed uint32), `samples` = 2 (Sample),
+//!   `histograms` = 3 (Histogram, same fields as 1.0), `exemplars` = 4
+//!   (Exemplar: `labels_refs` = 1, `value` = 2, `timestamp` = 3),
+//!   `metadata` = 5 (Metadata: `type` = 1, `help_ref` = 3, `unit_ref` = 4)
+//!   when the series' metadata is known. Created timestamps are omitted
+//!   (the WAL does not carry them), which means "unknown" to the receiver.
 //! - Sample: `value` = 1 (double), `timestamp` = 2 (int64).
 //!
 //! Like Prometheus, each sample gets its own TimeSeries entry.
@@ -23,7 +26,8 @@ use std::hash::{BuildHasher, Hasher};
 use hashbrown::HashTable;
 use tributary_model::Timestamp;
 
-use crate::encode::{EncodableSample, EncodeError};
+use crate::encode::{EncodableSample, EncodeError, Payload};
+use crate::proto;
 
 /// `Content-Type` of a 2.0 request.
 pub const CONTENT_TYPE_V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
@@ -102,6 +106,7 @@ impl Symbols {
 pub struct WriteRequestV2Encoder {
     symbols: Symbols,
     refs: Vec<u32>,
+    exemplar_refs: Vec<u32>,
     series: Vec<u8>,
     proto: Vec<u8>,
     compressed: Vec<u8>,
@@ -119,6 +124,7 @@ impl WriteRequestV2Encoder {
         Self {
             symbols: Symbols::default(),
             refs: Vec::new(),
+            exemplar_refs: Vec::new(),
             series: Vec::new(),
             proto: Vec::new(),
             compressed: Vec::new(),
@@ -142,7 +148,12 @@ impl WriteRequestV2Encoder {
                 self.refs.push(name);
                 self.refs.push(value);
             }
-            write_timeseries(&mut self.series, &self.refs, s.timestamp(), s.value());
+            match (s.payload(), s.metadata()) {
+                (Payload::Sample(v), None) => {
+                    write_timeseries(&mut self.series, &self.refs, s.timestamp(), v)
+                }
+                (payload, metadata) => self.write_full_timeseries(s.timestamp(), payload, metadata),
+            }
         }
         self.proto.clear();
         for i in 0..self.symbols.spans.len() as u32 {
@@ -153,6 +164,57 @@ impl WriteRequestV2Encoder {
         }
         self.proto.extend_from_slice(&self.series);
         self.compress()
+    }
+
+    /// A TimeSeries with a histogram or exemplar and/or inline metadata;
+    /// `self.refs` holds its label refs.
+    fn write_full_timeseries(
+        &mut self,
+        t: Timestamp,
+        payload: Payload<'_>,
+        metadata: Option<&crate::encode::MetricMetadata>,
+    ) {
+        self.exemplar_refs.clear();
+        if let Payload::Exemplar(labels, _) = payload {
+            for l in labels {
+                let name = self.symbols.intern(l.name);
+                let value = self.symbols.intern(l.value);
+                self.exemplar_refs.push(name);
+                self.exemplar_refs.push(value);
+            }
+        }
+        let meta = metadata.map(|m| {
+            (
+                m.kind as u64,
+                self.symbols.intern(&m.help),
+                self.symbols.intern(&m.unit),
+            )
+        });
+        let (refs, exemplar_refs) = (&self.refs, &self.exemplar_refs);
+        proto::put_message(&mut self.series, 5, |b| {
+            proto::put_packed_u32(b, 1, refs);
+            match payload {
+                Payload::Sample(v) => proto::put_message(b, 2, |b| {
+                    proto::put_double(b, 1, v);
+                    proto::put_int64(b, 2, t);
+                }),
+                Payload::Histogram(h) => {
+                    proto::put_message(b, 3, |b| proto::write_histogram(b, h, t))
+                }
+                Payload::Exemplar(_, v) => proto::put_message(b, 4, |b| {
+                    proto::put_packed_u32(b, 1, exemplar_refs);
+                    proto::put_double(b, 2, v);
+                    proto::put_int64(b, 3, t);
+                }),
+            }
+            if let Some((kind, help, unit)) = meta {
+                proto::put_message(b, 5, |b| {
+                    proto::put_uint(b, 1, kind);
+                    proto::put_uint(b, 3, u64::from(help));
+                    proto::put_uint(b, 4, u64::from(unit));
+                });
+            }
+        });
     }
 
     /// The uncompressed protobuf of the last encode.

@@ -1,5 +1,8 @@
-//! Remote write 1.0: one queue manager per `remote_write` entry, tailing the
-//! WAL from a durable per-queue cursor and delivering to the endpoint.
+//! Remote write (1.0 and 2.0): one queue manager per `remote_write` entry,
+//! tailing the WAL from a durable per-queue cursor and delivering to the
+//! endpoint. Float samples, native histograms and exemplars each travel as
+//! one TimeSeries entry; metadata goes in separate 1.0 metadata requests or
+//! inline with 2.0 series (see [`queue`]).
 //!
 //! Data flow: WAL records → watcher (series cache with external labels and
 //! write_relabel applied once per series) → shards (`ref % n`, so per-series
@@ -14,16 +17,17 @@ pub mod client;
 pub mod encode;
 pub mod encode_v2;
 pub mod metrics;
+mod proto;
 pub mod queue;
 pub mod source;
 mod storage;
 mod wal_source;
 
 pub use client::{Protocol, SendError, WriteClient, WriteClientSettings};
-pub use encode::{EncodableSample, EncodeError, WriteRequestEncoder};
+pub use encode::{EncodableSample, EncodeError, MetricMetadata, Payload, WriteRequestEncoder};
 pub use encode_v2::{WriteRequestV2Encoder, WrittenStats};
 pub use metrics::{DropReason, QueueMetrics, RemoteMetrics};
-pub use queue::{QueueManager, QueueSettings, QueueStatus, SeriesTransform};
+pub use queue::{MetadataSettings, QueueManager, QueueSettings, QueueStatus, SeriesTransform};
 pub use source::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};
 pub use storage::{RemoteError, RemoteStorage};
 pub use wal_source::WalSource;

@@ -70,6 +70,58 @@ fn sent_batch_histogram() -> Histogram {
 
 type HistogramFamily = Family<QueueLabels, Histogram, fn() -> Histogram>;
 
+/// Sent / failed / retried counter families of one kind of data
+/// (`histograms`, `exemplars`, `metadata`).
+#[derive(Default)]
+struct KindFamilies {
+    sent: Family<QueueLabels, Counter>,
+    failed: Family<QueueLabels, Counter>,
+    retried: Family<QueueLabels, Counter>,
+}
+
+impl KindFamilies {
+    fn register(&self, registry: &mut Registry, kind: &str) {
+        let rs = "prometheus_remote_storage_";
+        registry.register(
+            format!("{rs}{kind}"),
+            format!("Total number of {kind} sent to remote storage."),
+            self.sent.clone(),
+        );
+        registry.register(
+            format!("{rs}{kind}_failed"),
+            format!("Total number of {kind} which failed on send to remote storage, non-recoverable errors."),
+            self.failed.clone(),
+        );
+        registry.register(
+            format!("{rs}{kind}_retried"),
+            format!("Total number of {kind} which failed on send to remote storage but were retried because the send error was recoverable."),
+            self.retried.clone(),
+        );
+    }
+
+    fn for_queue(&self, l: &QueueLabels) -> KindCounters {
+        KindCounters {
+            sent: self.sent.get_or_create_owned(l),
+            failed: self.failed.get_or_create_owned(l),
+            retried: self.retried.get_or_create_owned(l),
+        }
+    }
+
+    fn remove(&self, l: &QueueLabels) {
+        self.sent.remove(l);
+        self.failed.remove(l);
+        self.retried.remove(l);
+    }
+}
+
+/// One queue's sent / failed / retried counters of one kind of data.
+#[derive(Clone, Debug)]
+pub struct KindCounters {
+    pub sent: Counter,
+    pub failed: Counter,
+    pub retried: Counter,
+}
+
 /// All remote-storage metric families of the process.
 pub struct RemoteMetrics {
     samples: Family<QueueLabels, Counter>,
@@ -92,6 +144,12 @@ pub struct RemoteMetrics {
     pub highest_timestamp_in_seconds: FloatGauge,
     /// Unlabelled, process-wide count of samples handed to remote storage.
     pub samples_in: Counter,
+    pub histograms_in: Counter,
+    pub exemplars_in: Counter,
+    histograms: KindFamilies,
+    exemplars: KindFamilies,
+    metadata: KindFamilies,
+    metadata_bytes: Family<QueueLabels, Counter>,
     watcher_records_read: Family<RecordTypeLabels, Counter>,
     watcher_decode_failures: Family<ConsumerLabels, Counter>,
     watcher_current_segment: Family<ConsumerLabels, Gauge>,
@@ -118,6 +176,12 @@ impl Default for RemoteMetrics {
             max_samples_per_send: Family::default(),
             highest_timestamp_in_seconds: FloatGauge::default(),
             samples_in: Counter::default(),
+            histograms_in: Counter::default(),
+            exemplars_in: Counter::default(),
+            histograms: KindFamilies::default(),
+            exemplars: KindFamilies::default(),
+            metadata: KindFamilies::default(),
+            metadata_bytes: Family::default(),
             watcher_records_read: Family::default(),
             watcher_decode_failures: Family::default(),
             watcher_current_segment: Family::default(),
@@ -196,6 +260,24 @@ impl RemoteMetrics {
             "Samples in to remote storage, compare to samples out for queue managers",
             m.samples_in.clone(),
         );
+        registry.register(
+            format!("{rs}histograms_in"),
+            "Histograms in to remote storage, compare to histograms out for queue managers.",
+            m.histograms_in.clone(),
+        );
+        registry.register(
+            format!("{rs}exemplars_in"),
+            "Exemplars in to remote storage, compare to exemplars out for queue managers.",
+            m.exemplars_in.clone(),
+        );
+        m.histograms.register(registry, "histograms");
+        m.exemplars.register(registry, "exemplars");
+        m.metadata.register(registry, "metadata");
+        registry.register(
+            format!("{rs}metadata_bytes"),
+            "The total number of bytes of metadata sent by the queue after compression.",
+            m.metadata_bytes.clone(),
+        );
         let ww = "prometheus_wal_watcher_";
         registry.register(
             format!("{ww}records_read"),
@@ -259,8 +341,17 @@ impl RemoteMetrics {
             max_samples_per_send: self.max_samples_per_send.get_or_create_owned(&l),
             highest_timestamp_in_seconds: self.highest_timestamp_in_seconds.clone(),
             samples_in: self.samples_in.clone(),
+            histograms_in: self.histograms_in.clone(),
+            exemplars_in: self.exemplars_in.clone(),
+            histograms: self.histograms.for_queue(&l),
+            exemplars: self.exemplars.for_queue(&l),
+            metadata: self.metadata.for_queue(&l),
+            metadata_bytes: self.metadata_bytes.get_or_create_owned(&l),
             records_series: records("series"),
             records_samples: records("samples"),
+            records_histograms: records("histograms"),
+            records_exemplars: records("exemplars"),
+            records_metadata: records("metadata"),
             records_other: records("other"),
             decode_failures: self.watcher_decode_failures.get_or_create_owned(&consumer),
             current_segment: self.watcher_current_segment.get_or_create_owned(&consumer),
@@ -279,8 +370,12 @@ impl RemoteMetrics {
             &self.samples_retried,
             &self.enqueue_retries,
             &self.bytes,
+            &self.metadata_bytes,
         ] {
             f.remove(&l);
+        }
+        for k in [&self.histograms, &self.exemplars, &self.metadata] {
+            k.remove(&l);
         }
         for f in [
             &self.samples_pending,
@@ -316,7 +411,14 @@ impl RemoteMetrics {
         };
         self.watcher_decode_failures.remove(&consumer);
         self.watcher_current_segment.remove(&consumer);
-        for ty in ["series", "samples", "other"] {
+        for ty in [
+            "series",
+            "samples",
+            "histograms",
+            "exemplars",
+            "metadata",
+            "other",
+        ] {
             self.watcher_records_read.remove(&RecordTypeLabels {
                 consumer: remote_name.to_owned(),
                 r#type: ty,
@@ -348,8 +450,17 @@ pub struct QueueMetrics {
     pub max_samples_per_send: Gauge,
     pub highest_timestamp_in_seconds: FloatGauge,
     pub samples_in: Counter,
+    pub histograms_in: Counter,
+    pub exemplars_in: Counter,
+    pub histograms: KindCounters,
+    pub exemplars: KindCounters,
+    pub metadata: KindCounters,
+    pub metadata_bytes: Counter,
     pub records_series: Counter,
     pub records_samples: Counter,
+    pub records_histograms: Counter,
+    pub records_exemplars: Counter,
+    pub records_metadata: Counter,
     pub records_other: Counter,
     pub decode_failures: Counter,
     pub current_segment: Gauge,

@@ -15,6 +15,18 @@
 //!   watcher applies it between records by closing all shards, letting them
 //!   flush, and starting the new set, so no sample is lost or reordered.
 //!
+//! - the **metadata sender** (remote write 1.0 with `metadata_config.send`)
+//!   sends, every `send_interval`, metadata-only requests with the latest
+//!   metadata of every metric family the watcher has seen in Metadata
+//!   records, in chunks of `max_samples_per_send`. 2.0 carries metadata
+//!   inline with each series instead.
+//!
+//! Native histograms and exemplars travel like samples (one TimeSeries
+//! entry each, same shard as their series). With 1.0 they are forwarded
+//! only when `send_native_histograms` / `send_exemplars` ask for them (and
+//! are then not even counted, as Prometheus's watcher skips them); 2.0
+//! always carries them.
+//!
 //! On stop the watcher stops reading, shards flush until the deadline and
 //! are then cancelled; cancelled samples are never acknowledged, so the
 //! next start re-reads them from the WAL.
@@ -28,11 +40,11 @@ use hashbrown::HashMap;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tributary_model::{Labels, SeriesRef, Timestamp};
+use tributary_model::{Labels, MetricType, NativeHistogram, SeriesRef, Timestamp};
 
 use crate::ack::{AckTracker, RecordRuns};
 use crate::client::{Protocol, SendError, WriteClient};
-use crate::encode::{EncodableSample, WriteRequestEncoder};
+use crate::encode::{EncodableSample, MetricMetadata, Payload, WriteRequestEncoder};
 use crate::encode_v2::WriteRequestV2Encoder;
 use crate::metrics::{raise, DropReason, QueueMetrics};
 use crate::source::{Acker, DecodedRecord, RecordKind, RecordSource};
@@ -72,6 +84,20 @@ pub struct QueueSettings {
     pub sample_age_limit: Option<Duration>,
     /// How often the shard count is recomputed (Prometheus: 10s).
     pub shard_update_interval: Duration,
+    /// Remote write 1.0: forward native histograms (2.0 always does).
+    pub send_native_histograms: bool,
+    /// Remote write 1.0: forward exemplars (2.0 always does).
+    pub send_exemplars: bool,
+    /// 1.0 metadata requests (`metadata_config`); `None` when not sent.
+    pub metadata: Option<MetadataSettings>,
+}
+
+/// `metadata_config` of a remote_write entry with `send: true`.
+#[derive(Clone, Debug)]
+pub struct MetadataSettings {
+    pub send_interval: Duration,
+    /// Metadata entries per request.
+    pub max_per_send: usize,
 }
 
 impl QueueSettings {
@@ -102,14 +128,43 @@ pub struct QueueStatus {
     pub wal_backlog_bytes: Option<u64>,
 }
 
-/// A sample on its way to the endpoint.
+/// What a queued item carries. Histograms and exemplars are boxed so a
+/// float sample stays small.
+#[derive(Clone, Debug)]
+enum Item {
+    Float(f64),
+    Histogram(Box<NativeHistogram>),
+    Exemplar(Box<(Labels, f64)>),
+}
+
+/// Which per-kind counters an item belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ItemKind {
+    Sample,
+    Histogram,
+    Exemplar,
+}
+
+/// A sample, histogram or exemplar on its way to the endpoint.
 #[derive(Clone, Debug)]
 struct QueuedSample {
     labels: Labels,
     t: Timestamp,
-    v: f64,
+    item: Item,
+    /// The series' metadata, sent inline by 2.0.
+    metadata: Option<Arc<MetricMetadata>>,
     /// Ack-tracker sequence of the record it came from.
     seq: u64,
+}
+
+impl QueuedSample {
+    fn kind(&self) -> ItemKind {
+        match self.item {
+            Item::Float(_) => ItemKind::Sample,
+            Item::Histogram(_) => ItemKind::Histogram,
+            Item::Exemplar(_) => ItemKind::Exemplar,
+        }
+    }
 }
 
 impl EncodableSample for QueuedSample {
@@ -120,8 +175,61 @@ impl EncodableSample for QueuedSample {
         self.t
     }
     fn value(&self) -> f64 {
-        self.v
+        match self.item {
+            Item::Float(v) => v,
+            _ => 0.0,
+        }
     }
+    fn payload(&self) -> Payload<'_> {
+        match &self.item {
+            Item::Float(v) => Payload::Sample(*v),
+            Item::Histogram(h) => Payload::Histogram(h),
+            Item::Exemplar(e) => Payload::Exemplar(&e.0, e.1),
+        }
+    }
+    fn metadata(&self) -> Option<&MetricMetadata> {
+        self.metadata.as_deref()
+    }
+}
+
+/// Counts of a batch by kind: (samples, histograms, exemplars).
+fn counts_by_kind(items: &[QueuedSample]) -> [u64; 3] {
+    let mut c = [0u64; 3];
+    for i in items {
+        let idx = match i.kind() {
+            ItemKind::Sample => 0,
+            ItemKind::Histogram => 1,
+            ItemKind::Exemplar => 2,
+        };
+        if let Some(n) = c.get_mut(idx) {
+            *n += 1;
+        }
+    }
+    c
+}
+
+/// Which counter of each kind to bump.
+#[derive(Clone, Copy)]
+enum Tally {
+    Sent,
+    Failed,
+    Retried,
+}
+
+fn tally(m: &QueueMetrics, items: &[QueuedSample], which: Tally) {
+    let [samples, histograms, exemplars] = counts_by_kind(items);
+    let (s, h, e) = match which {
+        Tally::Sent => (&m.samples, &m.histograms.sent, &m.exemplars.sent),
+        Tally::Failed => (&m.samples_failed, &m.histograms.failed, &m.exemplars.failed),
+        Tally::Retried => (
+            &m.samples_retried,
+            &m.histograms.retried,
+            &m.exemplars.retried,
+        ),
+    };
+    s.inc_by(samples);
+    h.inc_by(histograms);
+    e.inc_by(exemplars);
 }
 
 #[derive(Default)]
@@ -152,6 +260,8 @@ struct Shared<P> {
     desired_shards: AtomicUsize,
     desired_unrounded: Mutex<f64>,
     backlog_bytes: AtomicU64,
+    /// Latest metadata per metric family, for 1.0 metadata requests.
+    family_metadata: Mutex<std::collections::BTreeMap<String, Arc<MetricMetadata>>>,
 }
 
 /// One running queue: watcher, shards and resharder.
@@ -160,6 +270,7 @@ pub struct QueueManager {
     stop_tx: watch::Sender<Option<Instant>>,
     watcher: JoinHandle<()>,
     resharder: JoinHandle<()>,
+    metadata_sender: Option<JoinHandle<()>>,
 }
 
 impl QueueManager {
@@ -194,6 +305,7 @@ impl QueueManager {
             desired_shards: AtomicUsize::new(settings.min_shards),
             desired_unrounded: Mutex::new(settings.min_shards as f64),
             backlog_bytes: AtomicU64::new(u64::MAX),
+            family_metadata: Mutex::new(std::collections::BTreeMap::new()),
             settings,
             client,
             metrics,
@@ -205,6 +317,11 @@ impl QueueManager {
             transform,
             stop_rx.clone(),
         ));
+        let metadata_sender = shared
+            .settings
+            .metadata
+            .clone()
+            .map(|m| tokio::spawn(run_metadata_sender(shared.clone(), m, stop_rx.clone())));
         let resharder = tokio::spawn(run_resharder(shared.clone(), stop_rx));
         let status_shared = shared;
         Self {
@@ -212,6 +329,7 @@ impl QueueManager {
             stop_tx,
             watcher,
             resharder,
+            metadata_sender,
         }
     }
 
@@ -228,6 +346,10 @@ impl QueueManager {
         }
         self.resharder.abort();
         let _ = self.resharder.await;
+        if let Some(m) = self.metadata_sender {
+            m.abort();
+            let _ = m.await;
+        }
     }
 }
 
@@ -269,7 +391,7 @@ async fn run_watcher<S: RecordSource>(
     transform: SeriesTransform,
     mut stop: watch::Receiver<Option<Instant>>,
 ) {
-    let mut series: HashMap<SeriesRef, Option<Labels>> = HashMap::new();
+    let mut series = SeriesCache::default();
     let mut shards = ShardSet::start(&shared, shared.settings.min_shards);
     let mut record = DecodedRecord::default();
     let mut stop_deadline = None;
@@ -331,11 +453,99 @@ async fn run_watcher<S: RecordSource>(
     shards.shutdown(deadline).await;
 }
 
+/// The watcher's view of the series: final labels (or "dropped") and the
+/// latest metadata per ref.
+#[derive(Default)]
+struct SeriesCache {
+    labels: HashMap<SeriesRef, Option<Labels>>,
+    metadata: HashMap<SeriesRef, Arc<MetricMetadata>>,
+}
+
+/// The metric family name a series' metadata belongs to: its metric name
+/// without the suffixes its type adds (`_bucket`, `_sum`, …), as the
+/// scrape cache keys metadata by family.
+fn family_name(metric: &str, kind: MetricType) -> &str {
+    let suffixes: &[&str] = match kind {
+        MetricType::Histogram => &["_bucket", "_sum", "_count", "_created"],
+        MetricType::GaugeHistogram => &["_bucket", "_gsum", "_gcount"],
+        MetricType::Summary => &["_sum", "_count", "_created"],
+        MetricType::Counter => &["_created"],
+        MetricType::Info => &["_info"],
+        _ => &[],
+    };
+    suffixes
+        .iter()
+        .find_map(|s| metric.strip_suffix(s))
+        .unwrap_or(metric)
+}
+
+/// Remembers metadata of kept series, per series (2.0) and per family (1.0
+/// metadata requests).
+fn store_metadata<P>(shared: &Shared<P>, series: &mut SeriesCache, record: &DecodedRecord) {
+    let mut families = None;
+    for (r, m) in &record.metadata {
+        let Some(Some(labels)) = series.labels.get(r) else {
+            continue;
+        };
+        series.metadata.insert(*r, Arc::clone(m));
+        if shared.settings.metadata.is_some() {
+            if let Some(metric) = labels.metric_name() {
+                let family = family_name(metric, m.kind);
+                let map = families.get_or_insert_with(|| shared.family_metadata.lock());
+                if map.get(family).is_none_or(|old| **old != **m) {
+                    map.insert(family.to_string(), Arc::clone(m));
+                }
+            }
+        }
+    }
+}
+
+/// The items of a record this queue forwards: (series, time, item).
+fn record_items<'a>(
+    record: &'a DecodedRecord,
+    histograms: bool,
+    exemplars: bool,
+) -> impl Iterator<Item = (SeriesRef, Timestamp, ItemRef<'a>)> + 'a {
+    let samples = record
+        .samples
+        .iter()
+        .map(|&(r, t, v)| (r, t, ItemRef::Float(v)));
+    let hs = record
+        .histograms
+        .iter()
+        .filter(move |_| histograms)
+        .map(|(r, t, h)| (*r, *t, ItemRef::Histogram(h)));
+    let xs = record
+        .exemplars
+        .iter()
+        .filter(move |_| exemplars)
+        .map(|(r, t, v, l)| (*r, *t, ItemRef::Exemplar(l, *v)));
+    samples.chain(hs).chain(xs)
+}
+
+/// A borrowed item of a decoded record.
+#[derive(Clone, Copy)]
+enum ItemRef<'a> {
+    Float(f64),
+    Histogram(&'a NativeHistogram),
+    Exemplar(&'a Labels, f64),
+}
+
+impl ItemRef<'_> {
+    fn to_owned_item(self) -> Item {
+        match self {
+            ItemRef::Float(v) => Item::Float(v),
+            ItemRef::Histogram(h) => Item::Histogram(Box::new(h.clone())),
+            ItemRef::Exemplar(l, v) => Item::Exemplar(Box::new((l.clone(), v))),
+        }
+    }
+}
+
 /// Applies one record; returns false if a stop interrupted enqueueing.
 async fn handle_record<P: Copy + Send + Sync + 'static>(
     shared: &Shared<P>,
     transform: &SeriesTransform,
-    series: &mut HashMap<SeriesRef, Option<Labels>>,
+    series: &mut SeriesCache,
     record: &DecodedRecord,
     pos: P,
     shards: &mut ShardSet,
@@ -350,26 +560,49 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
         RecordKind::Series => {
             m.records_series.inc();
             for (r, labels) in &record.series {
-                series.insert(*r, transform(labels));
+                series.labels.insert(*r, transform(labels));
             }
         }
         RecordKind::Samples => {
             m.records_samples.inc();
         }
+        RecordKind::Histograms => {
+            m.records_histograms.inc();
+        }
+        RecordKind::Exemplars => {
+            m.records_exemplars.inc();
+        }
+        RecordKind::Metadata => {
+            m.records_metadata.inc();
+        }
         RecordKind::Other => {
             m.records_other.inc();
         }
     }
+    // Series records of the bootstrap carry the metadata known so far.
+    store_metadata(shared, series, record);
+    let v2 = shared.client.protocol() == Protocol::V2;
+    let send_histograms = v2 || shared.settings.send_native_histograms;
+    let send_exemplars = v2 || shared.settings.send_exemplars;
     let min_ts = min_allowed_timestamp(&shared.settings);
     // First pass: decide what gets enqueued, so the record is registered
     // with its exact count before any shard can complete part of it.
     let mut keep = 0usize;
+    let mut total = 0u64;
     let mut highest = i64::MIN;
-    for &(r, t, _) in &record.samples {
-        match series.get(&r) {
+    for (r, t, item) in record_items(record, send_histograms, send_exemplars) {
+        total += 1;
+        match item {
+            ItemRef::Float(_) => m.samples_in.inc(),
+            ItemRef::Histogram(_) => m.histograms_in.inc(),
+            ItemRef::Exemplar(..) => m.exemplars_in.inc(),
+        };
+        match series.labels.get(&r) {
             Some(Some(_)) if t >= min_ts => {
                 keep += 1;
-                highest = highest.max(t);
+                if !matches!(item, ItemRef::Exemplar(..)) {
+                    highest = highest.max(t);
+                }
             }
             Some(Some(_)) => {
                 m.dropped(DropReason::TooOld).inc();
@@ -383,13 +616,11 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
             }
         }
     }
-    let total = record.samples.len() as u64;
-    m.samples_in.inc_by(total);
     shared.samples_in.fetch_add(total, Ordering::Relaxed);
     shared
         .samples_dropped
         .fetch_add(total - keep as u64, Ordering::Relaxed);
-    if keep > 0 {
+    if highest > i64::MIN {
         shared
             .highest_enqueued_ms
             .fetch_max(highest, Ordering::Relaxed);
@@ -404,8 +635,8 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     if let Some(p) = moved {
         (shared.acker)(p);
     }
-    for &(r, t, v) in &record.samples {
-        let Some(Some(labels)) = series.get(&r) else {
+    for (r, t, item) in record_items(record, send_histograms, send_exemplars) {
+        let Some(Some(labels)) = series.labels.get(&r) else {
             continue;
         };
         if t < min_ts {
@@ -414,7 +645,12 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
         let sample = QueuedSample {
             labels: labels.clone(),
             t,
-            v,
+            item: item.to_owned_item(),
+            metadata: if v2 {
+                series.metadata.get(&r).cloned()
+            } else {
+                None
+            },
             seq,
         };
         if !shards.enqueue(shared, r, sample, stop).await {
@@ -422,6 +658,100 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
         }
     }
     true
+}
+
+// ------------------------------------------------------- metadata sender
+
+/// Sends every family's metadata every `send_interval` (1.0 only: 2.0
+/// sends it inline). Each request is tried until it succeeds, fails for
+/// good, or the next interval begins.
+async fn run_metadata_sender<P>(
+    shared: Arc<Shared<P>>,
+    settings: MetadataSettings,
+    mut stop: watch::Receiver<Option<Instant>>,
+) {
+    let mut encoder = WriteRequestEncoder::new();
+    let interval = settings.send_interval.max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop_requested(&mut stop) => return,
+        }
+        if shared.client.protocol() != Protocol::V1 {
+            continue;
+        }
+        let all: Vec<(String, Arc<MetricMetadata>)> = shared
+            .family_metadata
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        let deadline = Instant::now() + interval;
+        for chunk in all.chunks(settings.max_per_send.max(1)) {
+            if !send_metadata_chunk(&shared, &mut encoder, chunk, deadline).await {
+                break;
+            }
+        }
+    }
+}
+
+/// Sends one metadata request with retries until `deadline`. Returns false
+/// when the deadline passed (the rest waits for the next interval).
+async fn send_metadata_chunk<P>(
+    shared: &Shared<P>,
+    encoder: &mut WriteRequestEncoder,
+    chunk: &[(String, Arc<MetricMetadata>)],
+    deadline: Instant,
+) -> bool {
+    let m = &shared.metrics;
+    let n = chunk.len() as u64;
+    let body = match encoder.encode_metadata(chunk.iter().map(|(f, md)| (f.as_str(), &**md))) {
+        Ok(b) => Bytes::copy_from_slice(b),
+        Err(e) => {
+            m.metadata.failed.inc_by(n);
+            tracing::error!(remote_name = %shared.settings.name, error = %e, "encoding metadata failed");
+            return true;
+        }
+    };
+    let mut backoff = shared.settings.min_backoff;
+    let mut attempt = 0u32;
+    loop {
+        match shared
+            .client
+            .send_as(body.clone(), attempt, Protocol::V1, 0)
+            .await
+        {
+            Ok(()) => {
+                m.metadata.sent.inc_by(n);
+                m.metadata_bytes.inc_by(body.len() as u64);
+                return true;
+            }
+            Err(SendError::NonRecoverable(msg)) => {
+                m.metadata.failed.inc_by(n);
+                tracing::error!(remote_name = %shared.settings.name, error = %msg, "non-recoverable error while sending metadata");
+                return true;
+            }
+            Err(SendError::Recoverable {
+                message,
+                retry_after,
+            }) => {
+                let sleep = retry_after.unwrap_or(backoff);
+                if Instant::now() + sleep >= deadline {
+                    m.metadata.failed.inc_by(n);
+                    tracing::warn!(remote_name = %shared.settings.name, error = %message, "sending metadata failed; retrying next interval");
+                    return false;
+                }
+                m.metadata.retried.inc_by(n);
+                tokio::time::sleep(sleep).await;
+                backoff = (sleep * 2)
+                    .max(shared.settings.min_backoff)
+                    .min(shared.settings.max_backoff);
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
 }
 
 fn min_allowed_timestamp(settings: &QueueSettings) -> Timestamp {
@@ -683,7 +1013,7 @@ impl Batch {
             let body = match encoded {
                 Ok(b) => Bytes::copy_from_slice(b),
                 Err(e) => {
-                    m.samples_failed.inc_by(self.samples.len() as u64);
+                    tally(m, &self.samples, Tally::Failed);
                     record_error(shared, format!("encoding batch: {e}"));
                     return Delivery::Dropped;
                 }
@@ -702,7 +1032,7 @@ impl Batch {
                     return Delivery::Sent;
                 }
                 Err(SendError::NonRecoverable(msg)) => {
-                    m.samples_failed.inc_by(self.samples.len() as u64);
+                    tally(m, &self.samples, Tally::Failed);
                     tracing::error!(remote_name = %s.name, url = %shared.client.url(), samples = self.samples.len(), error = %msg, "non-recoverable error, dropping batch");
                     record_error(shared, msg);
                     return Delivery::Dropped;
@@ -711,7 +1041,7 @@ impl Batch {
                     message,
                     retry_after,
                 }) => {
-                    m.samples_retried.inc_by(self.samples.len() as u64);
+                    tally(m, &self.samples, Tally::Retried);
                     let sleep = retry_after.unwrap_or(backoff);
                     tracing::warn!(remote_name = %s.name, url = %shared.client.url(), error = %message, retry_in = ?sleep, "failed to send batch, retrying");
                     record_error(shared, message);
@@ -746,13 +1076,18 @@ impl Batch {
     fn record_success<P>(&self, shared: &Shared<P>, bytes: usize, took: Duration) {
         let m = &shared.metrics;
         let n = self.samples.len() as u64;
-        m.samples.inc_by(n);
+        tally(m, &self.samples, Tally::Sent);
         m.bytes.inc_by(bytes as u64);
         shared.samples_out.fetch_add(n, Ordering::Relaxed);
         shared
             .send_nanos
             .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-        if let Some(max_t) = self.samples.iter().map(|s| s.t).max() {
+        let data_times = self
+            .samples
+            .iter()
+            .filter(|s| s.kind() != ItemKind::Exemplar)
+            .map(|s| s.t);
+        if let Some(max_t) = data_times.max() {
             shared.highest_sent_ms.fetch_max(max_t, Ordering::Relaxed);
             raise(&m.queue_highest_sent_timestamp, max_t as f64 / 1000.0);
         }
@@ -888,6 +1223,9 @@ mod tests {
             max_backoff: Duration::from_millis(100),
             sample_age_limit: None,
             shard_update_interval: Duration::from_secs(10),
+            send_native_histograms: false,
+            send_exemplars: false,
+            metadata: None,
         }
     }
 

@@ -9,7 +9,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tributary_model::{Labels, SeriesRef, Timestamp};
+use tributary_model::{Labels, NativeHistogram, SeriesRef, Timestamp};
+
+use crate::encode::MetricMetadata;
 
 /// Acknowledges a WAL position (see [`RecordSource::acker`]).
 pub type Acker<P> = Arc<dyn Fn(P) + Send + Sync>;
@@ -20,6 +22,12 @@ pub struct DecodedRecord {
     pub kind: RecordKind,
     pub series: Vec<(SeriesRef, Labels)>,
     pub samples: Vec<(SeriesRef, Timestamp, f64)>,
+    pub histograms: Vec<(SeriesRef, Timestamp, NativeHistogram)>,
+    /// (series, time, value, exemplar labels).
+    pub exemplars: Vec<(SeriesRef, Timestamp, f64, Labels)>,
+    /// The latest metadata of series (from Metadata records, and for the
+    /// series announced at start, from the storage's memory).
+    pub metadata: Vec<(SeriesRef, Arc<MetricMetadata>)>,
     /// Set when the record could not be decoded: it is skipped (counted in
     /// `record_decode_failures_total`) but its position still advances.
     pub decode_error: Option<String>,
@@ -30,6 +38,9 @@ impl DecodedRecord {
         self.kind = RecordKind::Other;
         self.series.clear();
         self.samples.clear();
+        self.histograms.clear();
+        self.exemplars.clear();
+        self.metadata.clear();
         self.decode_error = None;
     }
 }
@@ -39,7 +50,10 @@ impl DecodedRecord {
 pub enum RecordKind {
     Series,
     Samples,
-    /// Anything the queue does not forward (tombstones, exemplars, …).
+    Histograms,
+    Exemplars,
+    Metadata,
+    /// Anything the queue does not forward (tombstones, …).
     #[default]
     Other,
 }

@@ -17,7 +17,7 @@ use tributary_wal::AgentStorage;
 
 use crate::client::{WriteClient, WriteClientSettings};
 use crate::metrics::RemoteMetrics;
-use crate::queue::{QueueManager, QueueSettings, QueueStatus, SeriesTransform};
+use crate::queue::{MetadataSettings, QueueManager, QueueSettings, QueueStatus, SeriesTransform};
 use crate::wal_source::WalSource;
 
 /// How long a queue being replaced on reload may flush. Its unsent data
@@ -119,6 +119,12 @@ impl RemoteStorage {
             max_backoff: q.max_backoff,
             sample_age_limit: (!q.sample_age_limit.is_zero()).then_some(q.sample_age_limit),
             shard_update_interval: Duration::from_secs(10),
+            send_native_histograms: cfg.send_native_histograms,
+            send_exemplars: cfg.send_exemplars,
+            metadata: cfg.metadata_config.send.then_some(MetadataSettings {
+                send_interval: cfg.metadata_config.send_interval,
+                max_per_send: cfg.metadata_config.max_samples_per_send,
+            }),
         };
         let source =
             WalSource::open(self.wal.clone(), &cfg.name).map_err(|e| err(e.to_string()))?;

@@ -18,6 +18,7 @@ use tributary_model::{Labels, SeriesRef};
 use tributary_wal::record::{self, RecordType, RefSample};
 use tributary_wal::{AgentStorage, Consumer, Position, SkipReason, WalError, WalReader};
 
+use crate::encode::MetricMetadata;
 use crate::source::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};
 
 pub struct WalSource {
@@ -96,8 +97,59 @@ fn decode(
             out.samples
                 .extend(samples.iter().map(|s| (s.series, s.t, s.v)));
         }
+        Some(RecordType::HistogramSamples | RecordType::FloatHistogramSamples) => {
+            out.kind = RecordKind::Histograms;
+            let mut hs = Vec::new();
+            if let Err(e) = record::decode_histograms(payload, &mut hs) {
+                out.decode_error = Some(e.to_string());
+                return;
+            }
+            out.histograms
+                .extend(hs.into_iter().map(|h| (h.series, h.t, h.h)));
+        }
+        Some(RecordType::Exemplars) => {
+            out.kind = RecordKind::Exemplars;
+            let mut xs = Vec::new();
+            if let Err(e) = record::decode_exemplars(payload, &mut xs) {
+                out.decode_error = Some(e.to_string());
+                return;
+            }
+            out.exemplars
+                .extend(xs.into_iter().map(|x| (x.series, x.t, x.v, x.labels)));
+        }
+        Some(RecordType::Metadata) => {
+            out.kind = RecordKind::Metadata;
+            let mut ms = Vec::new();
+            if let Err(e) = record::decode_metadata(payload, &mut ms) {
+                out.decode_error = Some(e.to_string());
+                return;
+            }
+            out.metadata.extend(ms.into_iter().map(|m| {
+                let meta = MetricMetadata {
+                    kind: m.kind,
+                    help: m.help,
+                    unit: m.unit,
+                };
+                (m.series, Arc::new(meta))
+            }));
+        }
         _ => out.kind = RecordKind::Other,
     }
+}
+
+/// The metadata the storage holds for `series` (the ones announced before
+/// the cursor, whose Metadata records this reader will not meet).
+fn known_metadata(
+    storage: &AgentStorage,
+    series: &[(SeriesRef, Labels)],
+) -> Vec<(SeriesRef, Arc<MetricMetadata>)> {
+    series
+        .iter()
+        .filter_map(|(r, _)| {
+            let (kind, unit, help) = storage.series_metadata(*r)?;
+            Some((*r, Arc::new(MetricMetadata { kind, help, unit })))
+        })
+        .collect()
 }
 
 impl WalSource {
@@ -112,6 +164,7 @@ impl WalSource {
         out.kind = RecordKind::Series;
         out.series =
             series_before(&self.storage, pos).map_err(|e| SourceError::Read(e.to_string()))?;
+        out.metadata = known_metadata(&self.storage, &out.series);
         Ok(())
     }
 }
@@ -123,6 +176,7 @@ impl RecordSource for WalSource {
         out.clear();
         if let Some(series) = self.bootstrap.take() {
             out.kind = RecordKind::Series;
+            out.metadata = known_metadata(&self.storage, &series);
             out.series = series;
             return Ok(Some(self.consumer.position()));
         }

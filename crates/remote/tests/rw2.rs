@@ -193,6 +193,9 @@ fn settings() -> QueueSettings {
         max_backoff: Duration::from_millis(50),
         sample_age_limit: None,
         shard_update_interval: Duration::from_secs(3600),
+        send_native_histograms: false,
+        send_exemplars: false,
+        metadata: None,
     }
 }
 

@@ -28,6 +28,16 @@ pub(crate) struct CacheEntry {
     /// False for series with an exposed timestamp (not staleness-tracked
     /// unless `track_timestamps_staleness`).
     pub stale_tracked: bool,
+    /// A native histogram series: its staleness marker is a stale
+    /// histogram, not a float.
+    pub histogram: bool,
+}
+
+/// A series that went stale, and whether it is a native histogram series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StaleSeries {
+    pub series: SeriesRef,
+    pub histogram: bool,
 }
 
 #[derive(Debug, Default)]
@@ -74,20 +84,20 @@ impl ScrapeCache {
     /// Ends a successful scrape: returns the series that went stale (seen in
     /// the previous successful scrape, absent now) into `stale`, forgets
     /// long-unseen entries, and makes this iteration current.
-    pub(crate) fn finish_success(&mut self, stale: &mut Vec<SeriesRef>) {
+    pub(crate) fn finish_success(&mut self, stale: &mut Vec<StaleSeries>) {
         self.collect_stale(stale, false);
         self.current = self.iter;
     }
 
     /// Ends a failed scrape: every series of the last successful scrape goes
     /// stale, and none is current until the next success.
-    pub(crate) fn finish_failure(&mut self, stale: &mut Vec<SeriesRef>) {
+    pub(crate) fn finish_failure(&mut self, stale: &mut Vec<StaleSeries>) {
         self.collect_stale(stale, true);
         self.current = 0;
     }
 
     /// The series a removed target marks stale at the end of its run.
-    pub(crate) fn current_series(&self, out: &mut Vec<SeriesRef>) {
+    pub(crate) fn current_series(&self, out: &mut Vec<StaleSeries>) {
         if self.current == 0 {
             return;
         }
@@ -95,11 +105,14 @@ impl ScrapeCache {
             self.entries
                 .values()
                 .filter(|e| e.last_iter == self.current && e.stale_tracked && !e.series.is_none())
-                .map(|e| e.series),
+                .map(|e| StaleSeries {
+                    series: e.series,
+                    histogram: e.histogram,
+                }),
         );
     }
 
-    fn collect_stale(&mut self, stale: &mut Vec<SeriesRef>, failed: bool) {
+    fn collect_stale(&mut self, stale: &mut Vec<StaleSeries>, failed: bool) {
         stale.clear();
         let (iter, current) = (self.iter, self.current);
         self.entries.retain(|_, e| {
@@ -107,7 +120,10 @@ impl ScrapeCache {
                 && (e.last_iter == current || (e.last_iter == iter && e.prev_iter == current));
             let seen_now = e.last_iter == iter;
             if was_current && (failed || !seen_now) && e.stale_tracked && !e.series.is_none() {
-                stale.push(e.series);
+                stale.push(StaleSeries {
+                    series: e.series,
+                    histogram: e.histogram,
+                });
             }
             iter.wrapping_sub(e.last_iter) <= EVICT_AFTER_ITERATIONS
         });

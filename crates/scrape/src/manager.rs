@@ -133,6 +133,14 @@ impl ScrapeManager {
         }
     }
 
+    /// Every pool's [`ScrapePool::target_metadata`], jobs in name order.
+    pub fn target_metadata(&self) -> Vec<crate::TargetMetadata> {
+        self.pools
+            .values()
+            .flat_map(|p| p.target_metadata())
+            .collect()
+    }
+
     pub fn snapshot(&self) -> Vec<PoolSnapshot> {
         self.pools
             .iter()

@@ -15,6 +15,7 @@ use tributary_model::Storage;
 
 use crate::cache::ScrapeCache;
 use crate::fetch::{accept_header, ScrapeRequest, DEFAULT_BODY_CAP};
+use crate::metadata::{SharedMetadata, TargetMetadata};
 use crate::metrics::ScrapeMetrics;
 use crate::scrape_loop::{LoopOptions, ScrapeLoop};
 use crate::status::TargetHealth;
@@ -29,6 +30,7 @@ pub enum PoolError {
 struct LoopHandle {
     target: Target,
     status: Arc<Mutex<TargetHealth>>,
+    metadata: SharedMetadata,
     stop: CancellationToken,
     removed: CancellationToken,
     join: JoinHandle<ScrapeCache>,
@@ -232,9 +234,11 @@ impl ScrapePool {
             body_limit,
         };
         let status = Arc::new(Mutex::new(TargetHealth::default()));
+        let metadata = SharedMetadata::default();
         let stop = self.shutdown.child_token();
         let removed = CancellationToken::new();
         let sl = ScrapeLoop::new(
+            metadata.clone(),
             target.clone(),
             cfg.clone(),
             self.client.clone(),
@@ -249,6 +253,7 @@ impl ScrapePool {
         LoopHandle {
             target,
             status,
+            metadata,
             stop,
             removed,
             join,
@@ -266,6 +271,20 @@ impl ScrapePool {
             .collect();
         v.sort_by(|a, b| a.target.url.cmp(&b.target.url));
         v
+    }
+
+    /// The metric metadata each active target exposed (type, help, unit
+    /// per family), for `/api/v1/targets/metadata`; sorted by target URL.
+    pub fn target_metadata(&self) -> Vec<TargetMetadata> {
+        let mut handles: Vec<&LoopHandle> = self.loops.values().collect();
+        handles.sort_by(|a, b| a.target.url.cmp(&b.target.url));
+        handles
+            .into_iter()
+            .map(|h| TargetMetadata {
+                target: h.target.labels.clone(),
+                metrics: h.metadata.lock().snapshot(),
+            })
+            .collect()
     }
 
     pub fn dropped_targets(&self) -> &[DroppedTarget] {

@@ -13,13 +13,15 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary_config::ScrapeConfig;
-use tributary_exposition::{Entry, Format, Parser};
+use tributary_exposition::{Entry, Format, Parser, ParserOptions};
 use tributary_model::{
-    AppendError, Appender, Labels, LabelsBuilder, ScrapeProtocol, SeriesRef, Storage, STALE_NAN,
+    AppendError, Appender, Exemplar, Labels, LabelsBuilder, NativeHistogram, ScrapeProtocol,
+    SeriesRef, Storage, STALE_NAN,
 };
 
-use crate::cache::{self, CacheEntry, ScrapeCache};
+use crate::cache::{self, CacheEntry, ScrapeCache, StaleSeries};
 use crate::fetch::{fetch, FetchError, ScrapeRequest};
+use crate::metadata::{FamilyState, SharedMetadata};
 use crate::metrics::ScrapeMetrics;
 use crate::status::{Health, TargetHealth, BODY_HEAD_BYTES};
 use crate::target::Target;
@@ -87,8 +89,14 @@ pub(crate) struct ScrapeLoop {
     pub cache: ScrapeCache,
     body: Vec<u8>,
     builder: LabelsBuilder,
-    stale: Vec<SeriesRef>,
+    stale: Vec<StaleSeries>,
     report_refs: [SeriesRef; 8],
+    /// Per-family metadata of this target, shared with the pool (API).
+    pub metadata: SharedMetadata,
+    /// Reused for the exemplars of one sample.
+    exemplars: Vec<tributary_exposition::Exemplar>,
+    /// The stale histogram, built once.
+    stale_histogram: NativeHistogram,
 }
 
 fn wall_ms(t: SystemTime) -> i64 {
@@ -100,6 +108,7 @@ fn wall_ms(t: SystemTime) -> i64 {
 impl ScrapeLoop {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        metadata: SharedMetadata,
         target: Target,
         cfg: Arc<ScrapeConfig>,
         client: tributary_http::HttpClient,
@@ -125,6 +134,9 @@ impl ScrapeLoop {
             builder: LabelsBuilder::new(),
             stale: Vec::new(),
             report_refs: [SeriesRef::NONE; 8],
+            metadata,
+            exemplars: Vec::new(),
+            stale_histogram: NativeHistogram::stale(),
         }
     }
 
@@ -216,11 +228,8 @@ impl ScrapeLoop {
         stale.clear();
         self.cache.current_series(&mut stale);
         let mut app = self.storage.appender();
-        for r in stale
-            .iter()
-            .copied()
-            .chain(self.report_refs.iter().copied())
-        {
+        self.append_stale_markers(app.as_mut(), &stale, ts);
+        for r in self.report_refs.iter().copied() {
             if !r.is_none() {
                 let _ = app.append(r, ts, STALE_NAN);
             }
@@ -278,10 +287,9 @@ impl ScrapeLoop {
                 (0.0, size)
             }
         };
-        for r in self.stale.iter().copied() {
-            // A marker for a series the storage already forgot is moot.
-            let _ = app.append(r, ts, STALE_NAN);
-        }
+        let stale = std::mem::take(&mut self.stale);
+        self.append_stale_markers(app.as_mut(), &stale, ts);
+        self.stale = stale;
         let sample_limit = self.cfg.sample_limit as f64;
         let values = [
             up,
@@ -311,6 +319,20 @@ impl ScrapeLoop {
                 .map(|e| e.to_string())
                 .or(report_result.err().map(|e| e.to_string())),
         );
+    }
+
+    /// Staleness markers: the stale NaN for float series, a stale
+    /// histogram for native histogram series (as Prometheus's storage
+    /// turns a stale NaN on a histogram series into). A marker for a series
+    /// the storage already forgot is moot, so errors are ignored.
+    fn append_stale_markers(&self, app: &mut dyn Appender, stale: &[StaleSeries], ts: i64) {
+        for s in stale {
+            let _ = if s.histogram {
+                app.append_histogram(s.series, ts, &self.stale_histogram)
+            } else {
+                app.append(s.series, ts, STALE_NAN)
+            };
+        }
     }
 
     fn publish(
@@ -424,20 +446,55 @@ impl ScrapeLoop {
         let now = wall_ms(SystemTime::now());
         let honor_ts = self.cfg.honor_timestamps;
         let track_ts_staleness = self.cfg.track_timestamps_staleness;
-        let mut parser = Parser::new(format, body);
+        let native = self.cfg.scrape_native_histograms;
+        let options = ParserOptions {
+            // Without native histograms, a histogram that has classic
+            // buckets is ingested as classic series instead.
+            keep_classic_histograms: !native || self.cfg.always_scrape_classic_histograms,
+            ..ParserOptions::default()
+        };
+        let mut parser = Parser::with_options(format, body, options);
+        let store = Arc::clone(&self.metadata);
+        // Held for the scrape (milliseconds): one lock instead of one per
+        // family; the API only reads it.
+        let mut store = store.lock();
+        let mut family = FamilyState::default();
         loop {
             let entry = parser
                 .next()
                 .map_err(|e| ScrapeError::Parse(e.to_string()))?;
-            match entry {
+            let histogram = match entry {
                 None => break,
-                Some(Entry::Series) => {}
+                Some(Entry::Series) => false,
+                Some(Entry::Histogram) if native => true,
+                Some(Entry::Histogram) => continue,
+                Some(Entry::Type { name, kind }) => {
+                    family.enter(&name);
+                    family.kind = kind;
+                    continue;
+                }
+                Some(Entry::Help { name, text }) => {
+                    family.enter(&name);
+                    family.help.clear();
+                    family.help.push_str(&text);
+                    continue;
+                }
+                Some(Entry::Unit { name, unit }) => {
+                    family.enter(&name);
+                    family.unit.clear();
+                    family.unit.push_str(unit);
+                    continue;
+                }
                 Some(_) => continue,
+            };
+            if family.dirty {
+                family.changed = store.observe(&family, iter);
+                family.dirty = false;
             }
             let (raw, exposed_ts, v) = parser.series();
             counts.scraped += 1;
             let k = cache::key(raw);
-            let series = match self.cache.get_mut(k) {
+            let (series, is_new) = match self.cache.get_mut(k) {
                 Some(e) if e.last_iter == iter => {
                     // The same series twice in one exposition.
                     self.metrics.sample_duplicate_timestamp.inc();
@@ -446,10 +503,11 @@ impl ScrapeLoop {
                 Some(e) => {
                     e.prev_iter = e.last_iter;
                     e.last_iter = iter;
+                    e.histogram = histogram;
                     if e.series.is_none() {
                         continue;
                     }
-                    e.series
+                    (e.series, false)
                 }
                 None => {
                     let stale_tracked = exposed_ts.is_none() || !honor_ts || track_ts_staleness;
@@ -467,12 +525,13 @@ impl ScrapeLoop {
                             last_iter: iter,
                             prev_iter: 0,
                             stale_tracked,
+                            histogram,
                         },
                     );
                     if series.is_none() {
                         continue;
                     }
-                    series
+                    (series, true)
                 }
             };
             counts.post_relabel += 1;
@@ -484,10 +543,12 @@ impl ScrapeLoop {
                 self.metrics.sample_out_of_bounds.inc();
                 continue;
             }
-            match app.append(series, t, v) {
-                Ok(()) => {}
+            let native_h = if histogram { parser.histogram() } else { None };
+            let series = match append_value(app, series, t, v, native_h) {
+                Ok(()) => series,
                 Err(AppendError::OutOfOrder) => {
                     self.metrics.sample_out_of_order.inc();
+                    continue;
                 }
                 Err(AppendError::UnknownSeries(_)) => {
                     // The storage garbage-collected the series: resolve again.
@@ -498,19 +559,60 @@ impl ScrapeLoop {
                     if let Some(e) = self.cache.get_mut(k) {
                         e.series = series;
                     }
-                    if let Err(AppendError::OutOfOrder) = app.append(series, t, v) {
+                    if let Err(AppendError::OutOfOrder) = append_value(app, series, t, v, native_h)
+                    {
                         self.metrics.sample_out_of_order.inc();
+                        continue;
                     }
+                    series
                 }
+                // A storage without native histograms: skip them, keep the rest.
+                Err(AppendError::Unsupported(_)) => continue,
                 Err(e) => return Err(e.into()),
+            };
+            if (is_new || family.changed) && family.covers(&parser.metric_name()) {
+                // Failures only lose metadata, never the scrape.
+                let _ = app.update_metadata(series, family.kind, &family.help, &family.unit);
             }
+            self.append_exemplars(app, &parser, series, t, histogram);
         }
+        store.evict_unseen(iter);
+        drop(store);
         let limit = self.cfg.sample_limit;
         if limit > 0 && counts.post_relabel > limit {
             self.metrics.exceeded_sample_limit.inc();
             return Err(ScrapeError::SampleLimit);
         }
         Ok(())
+    }
+
+    /// Appends the exemplars of the parser's current sample. Exemplars
+    /// without a timestamp take the sample's (native histograms only keep
+    /// timestamped ones, which the parser already enforces). Rejected
+    /// exemplars are dropped without failing the scrape.
+    fn append_exemplars(
+        &mut self,
+        app: &mut dyn Appender,
+        parser: &Parser<'_>,
+        series: SeriesRef,
+        t: i64,
+        histogram: bool,
+    ) {
+        self.exemplars.clear();
+        parser.exemplars(&mut self.exemplars);
+        for e in self.exemplars.drain(..) {
+            let Some(et) = e.timestamp.or((!histogram).then_some(t)) else {
+                continue;
+            };
+            let ex = Exemplar {
+                labels: e.labels,
+                value: e.value,
+                t: et,
+            };
+            if let Err(err) = app.append_exemplar(series, &ex) {
+                tracing::debug!(target = %self.target.url, err = %err, "exemplar dropped");
+            }
+        }
     }
 
     /// Labels of the parser's current series after merging the target's
@@ -595,6 +697,20 @@ fn check_label_limits(b: &LabelsBuilder, cfg: &ScrapeConfig) -> Result<(), Scrap
         }
     }
     Ok(())
+}
+
+/// Appends a float sample, or the native histogram when there is one.
+fn append_value(
+    app: &mut dyn Appender,
+    series: SeriesRef,
+    t: i64,
+    v: f64,
+    histogram: Option<&NativeHistogram>,
+) -> Result<(), AppendError> {
+    match histogram {
+        Some(h) => app.append_histogram(series, t, h),
+        None => app.append(series, t, v),
+    }
 }
 
 fn protocol_format(p: ScrapeProtocol) -> Option<Format> {

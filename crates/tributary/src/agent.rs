@@ -136,6 +136,10 @@ impl StatusSource for Status {
         Some(self.config.lock().clone())
     }
 
+    fn target_metadata(&self) -> Option<Vec<tributary_web::TargetMetadata>> {
+        Some(self.scrape.lock().target_metadata())
+    }
+
     fn remote_write_status(&self) -> Option<RemoteWriteStatus> {
         let cfg = self.config.lock().clone();
         let queues = self.remote.try_lock().ok()?.status();

@@ -98,6 +98,11 @@ pub struct SegmentInfo {
     pub bytes: u64,
     pub records: RecordCounts,
     pub samples: u64,
+    /// Native histogram samples (integer and float).
+    pub histogram_samples: u64,
+    pub exemplars: u64,
+    /// Series metadata entries.
+    pub metadata: u64,
     pub min_time: Option<Timestamp>,
     pub max_time: Option<Timestamp>,
     pub damage: Vec<Damage>,
@@ -137,6 +142,9 @@ pub struct WalInspection {
     /// Distinct series defined by the checkpoint and the segments.
     pub series: u64,
     pub samples: u64,
+    pub histogram_samples: u64,
+    pub exemplars: u64,
+    pub metadata: u64,
     pub min_time: Option<Timestamp>,
     pub max_time: Option<Timestamp>,
     pub consumers: Vec<ConsumerBacklog>,
@@ -217,6 +225,9 @@ pub fn inspect(dir: &Path) -> Result<WalInspection, WalError> {
         sample_marks.insert(index, marks);
         out.records.add(&info.records);
         out.samples += info.samples;
+        out.histogram_samples += info.histogram_samples;
+        out.exemplars += info.exemplars;
+        out.metadata += info.metadata;
         out.min_time = min_opt(out.min_time, info.min_time);
         out.max_time = max_opt(out.max_time, info.max_time);
         out.segments.push(info);
@@ -270,6 +281,9 @@ fn scan_segment(
     let mut reader = WalReader::open(wal_dir, Position::new(index, 0))?;
     let mut series = Vec::new();
     let mut samples: Vec<RefSample> = Vec::new();
+    let mut histograms = Vec::new();
+    let mut exemplars = Vec::new();
+    let mut metadata = Vec::new();
     loop {
         let Some(rec) = reader.next_record()? else {
             // The newest segment: a trailing partial record is a torn write.
@@ -324,6 +338,28 @@ fn scan_segment(
                     info.min_time = min_opt(info.min_time, Some(s.t));
                     info.max_time = max_opt(info.max_time, Some(s.t));
                 }
+                r.err()
+            }
+            Some(RecordType::HistogramSamples | RecordType::FloatHistogramSamples) => {
+                histograms.clear();
+                let r = record::decode_histograms(rec.payload, &mut histograms);
+                info.histogram_samples += histograms.len() as u64;
+                for h in &histograms {
+                    info.min_time = min_opt(info.min_time, Some(h.t));
+                    info.max_time = max_opt(info.max_time, Some(h.t));
+                }
+                r.err()
+            }
+            Some(RecordType::Exemplars) => {
+                exemplars.clear();
+                let r = record::decode_exemplars(rec.payload, &mut exemplars);
+                info.exemplars += exemplars.len() as u64;
+                r.err()
+            }
+            Some(RecordType::Metadata) => {
+                metadata.clear();
+                let r = record::decode_metadata(rec.payload, &mut metadata);
+                info.metadata += metadata.len() as u64;
                 r.err()
             }
             _ => None,
@@ -481,6 +517,15 @@ fn rewrite_segment(
                     samples.clear();
                     record::decode_samples(rec.payload, &mut samples).is_ok()
                 }
+                Some(RecordType::HistogramSamples | RecordType::FloatHistogramSamples) => {
+                    record::decode_histograms(rec.payload, &mut Vec::new()).is_ok()
+                }
+                Some(RecordType::Exemplars) => {
+                    record::decode_exemplars(rec.payload, &mut Vec::new()).is_ok()
+                }
+                Some(RecordType::Metadata) => {
+                    record::decode_metadata(rec.payload, &mut Vec::new()).is_ok()
+                }
                 _ => true,
             };
             if !valid {
@@ -576,7 +621,11 @@ impl fmt::Display for WalInspection {
             self.records.metadata,
             self.records.other
         )?;
-        writeln!(f, "series: {}, samples: {}", self.series, self.samples)?;
+        writeln!(
+            f,
+            "series: {}, samples: {}, histogram samples: {}, exemplars: {}, metadata entries: {}",
+            self.series, self.samples, self.histogram_samples, self.exemplars, self.metadata
+        )?;
         for c in &self.consumers {
             writeln!(
                 f,

@@ -14,9 +14,13 @@
 //! # Write path and fsync policy
 //!
 //! An [`Appender`](tributary_model::Appender) buffers samples in memory; on
-//! commit it encodes one Series record (series not logged yet) and one
-//! Samples record and hands both to the OS with a single `write` before
-//! `commit` returns, then bumps [`AgentStorage::commit_watch`]. So a process
+//! commit it encodes, in this order, one Series record (series not logged
+//! yet), one Metadata record (series whose type/help/unit changed since they
+//! were last logged), one Samples record, one HistogramSamples and one
+//! FloatHistogramSamples record (native histograms, bodies encoded at append
+//! time) and one Exemplars record (an exemplar equal to the series' previous
+//! one is dropped, as Prometheus does), and hands them to the OS with a
+//! single `write` before `commit` returns, then bumps [`AgentStorage::commit_watch`]. So a process
 //! crash (SIGKILL, OOM) loses nothing committed. `fsync` happens at segment
 //! rotation, every `fsync_interval` (default 1 s, in the maintenance task,
 //! outside the writer lock) and on close. Per-commit fsync would cost
@@ -64,7 +68,9 @@
 //! `tributary_wal_consumer_dropped_samples_total{reason="max_time"|"max_bytes"}`).
 //! The counter is an upper bound on loss: samples a queue had already read
 //! into memory may still be delivered. Before deleting, a
-//! checkpoint of the live series is written; series without data in the
+//! checkpoint of the live series is written (labels only: metadata is
+//! logged again by the first scrape after a restart, whose scrape cache is
+//! empty); series without data in the
 //! kept segments and not seen within `min_time` are forgotten.
 //!
 //! # Per-consumer byte cap
@@ -105,7 +111,7 @@ pub use inspect::{
     SegmentInfo, WalInspection,
 };
 pub use reader::{Position, Record, SkipReason, Skipped, WalReader};
-pub use record::{DecodeError, RecordType, RefSample};
+pub use record::{DecodeError, RecordType, RefExemplar, RefHistogram, RefMetadata, RefSample};
 pub use storage::{AgentStorage, ConsumerStats, TruncateStats, WalOptions, WalStats};
 
 /// Size of a WAL page; segment sizes must be a multiple of it.

@@ -19,6 +19,7 @@ pub(crate) struct Metrics {
     pub replay_duration: Gauge<f64, AtomicU64>,
     pub clean_start: Gauge,
     pub samples_appended: Counter,
+    pub histograms_appended: Counter,
     pub out_of_order: Counter,
     pub corruptions: Counter,
     pub checkpoint_creations: Counter,
@@ -46,6 +47,7 @@ impl Metrics {
             replay_duration: Gauge::default(),
             clean_start: Gauge::default(),
             samples_appended: Counter::default(),
+            histograms_appended: Counter::default(),
             out_of_order: Counter::default(),
             corruptions: Counter::default(),
             checkpoint_creations: Counter::default(),
@@ -86,7 +88,10 @@ impl Metrics {
         r.register(
             "prometheus_agent_samples_appended",
             "Total number of samples appended to the storage",
-            FloatTypeCounter(self.samples_appended.clone()),
+            AppendedByType {
+                float: self.samples_appended.clone(),
+                histogram: self.histograms_appended.clone(),
+            },
         );
         r.register(
             "prometheus_agent_out_of_order_samples",
@@ -181,16 +186,25 @@ impl Metrics {
     }
 }
 
-/// A counter exposed with the constant label `type="float"`: the appended
-/// counter is bumped on every commit, so it avoids a family lookup.
+/// The appended counters with their `type` label (`float`, and
+/// `histogram` once one was appended, as Prometheus creates that child
+/// lazily). Plain counters are bumped on every commit, avoiding a family
+/// lookup.
 #[derive(Debug)]
-struct FloatTypeCounter(Counter);
+struct AppendedByType {
+    float: Counter,
+    histogram: Counter,
+}
 
-impl prometheus_client::encoding::EncodeMetric for FloatTypeCounter {
+impl prometheus_client::encoding::EncodeMetric for AppendedByType {
     fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder) -> std::fmt::Result {
-        let labels = [("type", "float")];
-        let enc = encoder.encode_family(&labels)?;
-        self.0.encode(enc)
+        self.float
+            .encode(encoder.encode_family(&[("type", "float")])?)?;
+        if self.histogram.get() > 0 {
+            self.histogram
+                .encode(encoder.encode_family(&[("type", "histogram")])?)?;
+        }
+        Ok(())
     }
 
     fn metric_type(&self) -> prometheus_client::metrics::MetricType {

@@ -10,10 +10,32 @@
 //!   `ref` and `t` against that first sample, and the value's IEEE-754 bits as
 //!   big-endian u64.
 //!
+//! * **Exemplars** (type 4): like Samples, each entry followed by the
+//!   exemplar's label set (count, then name/value strings).
+//! * **Metadata** (type 6): per series `ref` as uvarint, the metric type
+//!   byte (remote write's numbering), a field count and `UNIT`/`HELP`
+//!   name/value string pairs.
+//! * **HistogramSamples** (type 7) / **FloatHistogramSamples** (type 8):
+//!   base `ref`/`t` as in Samples, per entry the two deltas and the
+//!   histogram body (reset hint byte, schema, zero threshold, counts, sum,
+//!   spans, buckets — integer histograms as varint deltas, float ones as
+//!   IEEE-754 bits).
+//!
+//! Bodies of histograms and exemplars can be encoded at append time
+//! ([`encode_histogram_body`], [`encode_exemplar_body`]) into one reusable
+//! buffer and framed into a record at commit
+//! ([`encode_with_bodies`]), so the append path does not allocate per
+//! sample.
+//!
 //! Decoders never panic on malformed input: every read is bounds-checked and a
 //! short or inconsistent payload yields a [`DecodeError`].
 
-use tributary_model::{Labels, SeriesRef, Timestamp};
+use std::ops::Range;
+
+use tributary_model::{
+    BucketSpan, HistogramCount, Labels, MetricType, NativeHistogram, ResetHint, SeriesRef,
+    Timestamp,
+};
 
 /// The first byte of every record payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +76,41 @@ pub struct RefSample {
     pub v: f64,
 }
 
+/// One native histogram sample addressed by series reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefHistogram {
+    pub series: SeriesRef,
+    pub t: Timestamp,
+    pub h: NativeHistogram,
+}
+
+/// One exemplar addressed by series reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefExemplar {
+    pub series: SeriesRef,
+    pub t: Timestamp,
+    pub v: f64,
+    pub labels: Labels,
+}
+
+/// The metadata of one series as a Metadata record carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefMetadata {
+    pub series: SeriesRef,
+    pub kind: MetricType,
+    pub unit: String,
+    pub help: String,
+}
+
+/// An entry whose body was pre-encoded into a shared buffer.
+#[derive(Debug, Clone)]
+pub struct BodyEntry {
+    pub series: SeriesRef,
+    pub t: Timestamp,
+    /// Byte range of the body in the shared buffer.
+    pub body: Range<usize>,
+}
+
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -69,6 +126,8 @@ pub enum DecodeError {
     BadUtf8,
     #[error("label set is not sorted, unique and non-empty")]
     BadLabels,
+    #[error("unknown metric type {0}")]
+    BadMetricType(u8),
 }
 
 /// The type of a decoded payload, or `None` for an empty or unknown one.
@@ -113,6 +172,247 @@ pub fn encode_samples(samples: &[RefSample], out: &mut Vec<u8>) {
         put_varint(out, s.t.wrapping_sub(first.t));
         out.extend_from_slice(&s.v.to_bits().to_be_bytes());
     }
+}
+
+/// Frames pre-encoded bodies into a record of type `kind` (Exemplars,
+/// HistogramSamples or FloatHistogramSamples): base ref/time of the first
+/// entry, then per entry the deltas and its body. Nothing is written for an
+/// empty `entries`.
+pub fn encode_with_bodies(
+    kind: RecordType,
+    entries: &[BodyEntry],
+    bodies: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let Some(first) = entries.first() else {
+        return;
+    };
+    out.push(kind as u8);
+    out.extend_from_slice(&first.series.0.to_be_bytes());
+    out.extend_from_slice(&first.t.to_be_bytes());
+    for e in entries {
+        put_varint(out, (e.series.0 as i64).wrapping_sub(first.series.0 as i64));
+        put_varint(out, e.t.wrapping_sub(first.t));
+        if let Some(b) = bodies.get(e.body.clone()) {
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// Encodes the body of one histogram (no ref/time). Returns the record type
+/// it belongs in: integer histograms go to HistogramSamples, float ones to
+/// FloatHistogramSamples.
+pub fn encode_histogram_body(h: &NativeHistogram, out: &mut Vec<u8>) -> RecordType {
+    out.push(h.reset_hint as u8);
+    put_varint(out, i64::from(h.schema));
+    out.extend_from_slice(&h.zero_threshold.to_bits().to_be_bytes());
+    let float = h.is_float();
+    if float {
+        out.extend_from_slice(&h.zero_count.as_f64().to_bits().to_be_bytes());
+        out.extend_from_slice(&h.count.as_f64().to_bits().to_be_bytes());
+    } else {
+        put_uvarint(out, int_count(h.zero_count));
+        put_uvarint(out, int_count(h.count));
+    }
+    out.extend_from_slice(&h.sum.to_bits().to_be_bytes());
+    put_spans(out, &h.positive_spans);
+    put_spans(out, &h.negative_spans);
+    if float {
+        put_floats(out, &h.positive_counts);
+        put_floats(out, &h.negative_counts);
+        RecordType::FloatHistogramSamples
+    } else {
+        put_deltas(out, &h.positive_deltas);
+        put_deltas(out, &h.negative_deltas);
+        RecordType::HistogramSamples
+    }
+}
+
+fn int_count(c: HistogramCount) -> u64 {
+    match c {
+        HistogramCount::Int(v) => v,
+        HistogramCount::Float(v) => v as u64,
+    }
+}
+
+fn put_spans(out: &mut Vec<u8>, spans: &[BucketSpan]) {
+    put_uvarint(out, spans.len() as u64);
+    for s in spans {
+        put_varint(out, i64::from(s.offset));
+        put_uvarint(out, u64::from(s.length));
+    }
+}
+
+fn put_deltas(out: &mut Vec<u8>, deltas: &[i64]) {
+    put_uvarint(out, deltas.len() as u64);
+    for &d in deltas {
+        put_varint(out, d);
+    }
+}
+
+fn put_floats(out: &mut Vec<u8>, values: &[f64]) {
+    put_uvarint(out, values.len() as u64);
+    for v in values {
+        out.extend_from_slice(&v.to_bits().to_be_bytes());
+    }
+}
+
+/// Encodes the body of one exemplar (value and labels, no ref/time).
+pub fn encode_exemplar_body(v: f64, labels: &Labels, out: &mut Vec<u8>) {
+    out.extend_from_slice(&v.to_bits().to_be_bytes());
+    put_uvarint(out, labels.len() as u64);
+    for l in labels.iter() {
+        put_str(out, l.name);
+        put_str(out, l.value);
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_uvarint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends a Metadata record to `out`; nothing for an empty slice.
+pub fn encode_metadata(entries: &[RefMetadata], out: &mut Vec<u8>) {
+    if entries.is_empty() {
+        return;
+    }
+    out.push(RecordType::Metadata as u8);
+    for m in entries {
+        encode_metadata_entry(m.series, m.kind, &m.unit, &m.help, out);
+    }
+}
+
+/// Appends one series' metadata to a Metadata record body.
+pub(crate) fn encode_metadata_entry(
+    r: SeriesRef,
+    kind: MetricType,
+    unit: &str,
+    help: &str,
+    out: &mut Vec<u8>,
+) {
+    put_uvarint(out, r.0);
+    out.push(kind as u8);
+    put_uvarint(out, 2);
+    put_str(out, "UNIT");
+    put_str(out, unit);
+    put_str(out, "HELP");
+    put_str(out, help);
+}
+
+/// Maps the metadata record's type byte back to a metric type.
+pub fn metric_type_from_byte(b: u8) -> Option<MetricType> {
+    Some(match b {
+        0 => MetricType::Unknown,
+        1 => MetricType::Counter,
+        2 => MetricType::Gauge,
+        3 => MetricType::Histogram,
+        4 => MetricType::GaugeHistogram,
+        5 => MetricType::Summary,
+        6 => MetricType::Info,
+        7 => MetricType::StateSet,
+        _ => return None,
+    })
+}
+
+/// Decodes a HistogramSamples or FloatHistogramSamples record, appending
+/// to `out`.
+pub fn decode_histograms(payload: &[u8], out: &mut Vec<RefHistogram>) -> Result<(), DecodeError> {
+    let float = record_type(payload) == Some(RecordType::FloatHistogramSamples);
+    let expected = if float {
+        RecordType::FloatHistogramSamples
+    } else {
+        RecordType::HistogramSamples
+    };
+    let mut d = Decoder::for_type(payload, expected)?;
+    if d.is_empty() {
+        return Ok(());
+    }
+    let base_ref = d.be_u64()? as i64;
+    let base_t = d.be_u64()? as i64;
+    if d.is_empty() {
+        return Err(DecodeError::Truncated);
+    }
+    while !d.is_empty() {
+        let dref = d.varint()?;
+        let dt = d.varint()?;
+        let h = d.histogram(float)?;
+        out.push(RefHistogram {
+            series: SeriesRef(base_ref.wrapping_add(dref) as u64),
+            t: base_t.wrapping_add(dt),
+            h,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes an Exemplars record, appending to `out`.
+pub fn decode_exemplars(payload: &[u8], out: &mut Vec<RefExemplar>) -> Result<(), DecodeError> {
+    let mut d = Decoder::for_type(payload, RecordType::Exemplars)?;
+    if d.is_empty() {
+        return Ok(());
+    }
+    let base_ref = d.be_u64()? as i64;
+    let base_t = d.be_u64()? as i64;
+    if d.is_empty() {
+        return Err(DecodeError::Truncated);
+    }
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    while !d.is_empty() {
+        let dref = d.varint()?;
+        let dt = d.varint()?;
+        let v = f64::from_bits(d.be_u64()?);
+        let n = d.uvarint()?;
+        pairs.clear();
+        for _ in 0..n {
+            let name = d.str()?;
+            let value = d.str()?;
+            pairs.push((name, value));
+        }
+        // Exemplar label sets may be empty (unlike series).
+        let labels = if pairs.is_empty() {
+            Labels::default()
+        } else {
+            Labels::from_sorted(pairs.iter().copied()).ok_or(DecodeError::BadLabels)?
+        };
+        out.push(RefExemplar {
+            series: SeriesRef(base_ref.wrapping_add(dref) as u64),
+            t: base_t.wrapping_add(dt),
+            v,
+            labels,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a Metadata record, appending to `out`. Unknown fields are
+/// skipped (newer writers may add some).
+pub fn decode_metadata(payload: &[u8], out: &mut Vec<RefMetadata>) -> Result<(), DecodeError> {
+    let mut d = Decoder::for_type(payload, RecordType::Metadata)?;
+    while !d.is_empty() {
+        let series = SeriesRef(d.uvarint()?);
+        let type_byte = d.take(1)?.first().copied().unwrap_or(0);
+        let kind = metric_type_from_byte(type_byte).ok_or(DecodeError::BadMetricType(type_byte))?;
+        let fields = d.uvarint()?;
+        let mut unit = "";
+        let mut help = "";
+        for _ in 0..fields {
+            let name = d.str()?;
+            let value = d.str()?;
+            match name {
+                "UNIT" => unit = value,
+                "HELP" => help = value,
+                _ => {}
+            }
+        }
+        out.push(RefMetadata {
+            series,
+            kind,
+            unit: unit.to_string(),
+            help: help.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Decodes a Series record, appending to `out`.
@@ -208,6 +508,9 @@ pub(crate) fn get_uvarint(buf: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+/// The schema number of native histograms with custom buckets.
+const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
+
 /// A bounds-checked cursor over a payload.
 struct Decoder<'a> {
     rest: &'a [u8],
@@ -253,6 +556,80 @@ impl<'a> Decoder<'a> {
         Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
     }
 
+    fn be_f64(&mut self) -> Result<f64, DecodeError> {
+        Ok(f64::from_bits(self.be_u64()?))
+    }
+
+    fn spans(&mut self, out: &mut Vec<BucketSpan>) -> Result<(), DecodeError> {
+        let n = self.len_prefix(2)?;
+        out.reserve(n);
+        for _ in 0..n {
+            let offset = i32::try_from(self.varint()?).map_err(|_| DecodeError::BadVarint)?;
+            let length = u32::try_from(self.uvarint()?).map_err(|_| DecodeError::BadVarint)?;
+            out.push(BucketSpan { offset, length });
+        }
+        Ok(())
+    }
+
+    /// A count prefix, rejected when the rest cannot possibly hold that
+    /// many items of at least `min_item` bytes (so a corrupt count cannot
+    /// make us reserve gigabytes).
+    fn len_prefix(&mut self, min_item: usize) -> Result<usize, DecodeError> {
+        let n = usize::try_from(self.uvarint()?).map_err(|_| DecodeError::Truncated)?;
+        if n.saturating_mul(min_item) > self.rest.len() {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(n)
+    }
+
+    fn histogram(&mut self, float: bool) -> Result<NativeHistogram, DecodeError> {
+        let mut h = NativeHistogram {
+            reset_hint: match self.take(1)?.first().copied().unwrap_or(0) {
+                1 => ResetHint::Yes,
+                2 => ResetHint::No,
+                3 => ResetHint::Gauge,
+                _ => ResetHint::Unknown,
+            },
+            schema: i32::try_from(self.varint()?).map_err(|_| DecodeError::BadVarint)?,
+            zero_threshold: self.be_f64()?,
+            ..NativeHistogram::default()
+        };
+        if float {
+            h.zero_count = HistogramCount::Float(self.be_f64()?);
+            h.count = HistogramCount::Float(self.be_f64()?);
+        } else {
+            h.zero_count = HistogramCount::Int(self.uvarint()?);
+            h.count = HistogramCount::Int(self.uvarint()?);
+        }
+        h.sum = self.be_f64()?;
+        self.spans(&mut h.positive_spans)?;
+        self.spans(&mut h.negative_spans)?;
+        if float {
+            for out in [&mut h.positive_counts, &mut h.negative_counts] {
+                let n = self.len_prefix(8)?;
+                out.reserve(n);
+                for _ in 0..n {
+                    out.push(self.be_f64()?);
+                }
+            }
+        } else {
+            for out in [&mut h.positive_deltas, &mut h.negative_deltas] {
+                let n = self.len_prefix(1)?;
+                out.reserve(n);
+                for _ in 0..n {
+                    out.push(self.varint()?);
+                }
+            }
+        }
+        if h.schema == CUSTOM_BUCKETS_SCHEMA {
+            // Custom bucket bounds (NHCB); not modelled, skipped so the
+            // rest of the record still decodes.
+            let n = self.len_prefix(8)?;
+            self.take(n * 8)?;
+        }
+        Ok(h)
+    }
+
     fn str(&mut self) -> Result<&'a str, DecodeError> {
         let len = usize::try_from(self.uvarint()?).map_err(|_| DecodeError::Truncated)?;
         let b = self.take(len)?;
@@ -276,6 +653,66 @@ mod tests {
         let mut out = Vec::new();
         decode_series(&buf, &mut out).expect("decodes");
         assert_eq!(out, vec![(SeriesRef(1), a), (SeriesRef(7), b)]);
+    }
+
+    #[test]
+    fn exemplars_and_metadata_round_trip() {
+        let mut bodies = Vec::new();
+        let l = Labels::from_pairs([("trace_id", "abc")]);
+        encode_exemplar_body(2.5, &l, &mut bodies);
+        let first = 0..bodies.len();
+        let s2 = bodies.len();
+        encode_exemplar_body(-1.0, &Labels::default(), &mut bodies);
+        let entries = [
+            BodyEntry {
+                series: SeriesRef(9),
+                t: 100,
+                body: first,
+            },
+            BodyEntry {
+                series: SeriesRef(4),
+                t: 90,
+                body: s2..bodies.len(),
+            },
+        ];
+        let mut rec = Vec::new();
+        encode_with_bodies(RecordType::Exemplars, &entries, &bodies, &mut rec);
+        let mut out = Vec::new();
+        decode_exemplars(&rec, &mut out).unwrap();
+        assert_eq!(
+            out,
+            vec![
+                RefExemplar {
+                    series: SeriesRef(9),
+                    t: 100,
+                    v: 2.5,
+                    labels: l
+                },
+                RefExemplar {
+                    series: SeriesRef(4),
+                    t: 90,
+                    v: -1.0,
+                    labels: Labels::default()
+                },
+            ]
+        );
+        let md = vec![RefMetadata {
+            series: SeriesRef(3),
+            kind: MetricType::Summary,
+            unit: "bytes".into(),
+            help: "Help with \\ and ünïcode.".into(),
+        }];
+        let mut rec = Vec::new();
+        encode_metadata(&md, &mut rec);
+        let mut out = Vec::new();
+        decode_metadata(&rec, &mut out).unwrap();
+        assert_eq!(out, md);
+        for cut in 2..rec.len() {
+            assert!(
+                decode_metadata(&rec[..cut], &mut Vec::new()).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]
@@ -335,6 +772,70 @@ mod tests {
             let _ = decode_series(&bytes, &mut Vec::new());
             let _ = decode_samples(&bytes, &mut Vec::new());
             let _ = count_samples(&bytes);
+            let _ = decode_histograms(&bytes, &mut Vec::new());
+            let _ = decode_exemplars(&bytes, &mut Vec::new());
+            let _ = decode_metadata(&bytes, &mut Vec::new());
+            // The same bytes behind each type byte, so the body parsers run.
+            for t in [4u8, 6, 7, 8] {
+                let mut typed = vec![t];
+                typed.extend_from_slice(&bytes);
+                let _ = decode_histograms(&typed, &mut Vec::new());
+                let _ = decode_exemplars(&typed, &mut Vec::new());
+                let _ = decode_metadata(&typed, &mut Vec::new());
+            }
+        }
+
+        #[test]
+        fn histograms_round_trip(
+            raw in proptest::collection::vec((
+                1u64..1_000_000, any::<i64>(), -4i32..8, any::<u64>(), any::<f64>(),
+                proptest::collection::vec((-5i32..5, 0u32..4), 0..4),
+                proptest::collection::vec(any::<i64>(), 0..6),
+                any::<bool>(),
+            ), 1..10)
+        ) {
+            let items: Vec<RefHistogram> = raw.iter().map(|(r, t, schema, count, sum, spans, deltas, float)| {
+                let spans: Vec<BucketSpan> = spans.iter().map(|&(offset, length)| BucketSpan { offset, length }).collect();
+                let mut h = NativeHistogram { schema: *schema, sum: *sum, positive_spans: spans.clone(), negative_spans: spans, reset_hint: ResetHint::Yes, ..NativeHistogram::default() };
+                if *float {
+                    h.count = HistogramCount::Float(*count as f64);
+                    h.zero_count = HistogramCount::Float(0.5);
+                    h.positive_counts = deltas.iter().map(|d| *d as f64).collect();
+                } else {
+                    h.count = HistogramCount::Int(*count);
+                    h.zero_count = HistogramCount::Int(3);
+                    h.negative_deltas = deltas.clone();
+                }
+                RefHistogram { series: SeriesRef(*r), t: *t, h }
+            }).collect();
+            let mut bodies = Vec::new();
+            let mut by_kind: [Vec<BodyEntry>; 2] = [Vec::new(), Vec::new()];
+            for it in &items {
+                let start = bodies.len();
+                let kind = encode_histogram_body(&it.h, &mut bodies);
+                let idx = usize::from(kind == RecordType::FloatHistogramSamples);
+                by_kind[idx].push(BodyEntry { series: it.series, t: it.t, body: start..bodies.len() });
+            }
+            let mut out = Vec::new();
+            for (kind, entries) in [RecordType::HistogramSamples, RecordType::FloatHistogramSamples].into_iter().zip(&by_kind) {
+                let mut rec = Vec::new();
+                encode_with_bodies(kind, entries, &bodies, &mut rec);
+                if !entries.is_empty() {
+                    decode_histograms(&rec, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                }
+            }
+            let mut want: Vec<&RefHistogram> = items.iter().filter(|h| !h.h.is_float()).collect();
+            want.extend(items.iter().filter(|h| h.h.is_float()));
+            prop_assert_eq!(out.len(), want.len());
+            for (a, b) in out.iter().zip(want) {
+                prop_assert_eq!(a.series, b.series);
+                prop_assert_eq!(a.t, b.t);
+                prop_assert_eq!(a.h.sum.to_bits(), b.h.sum.to_bits());
+                prop_assert_eq!(&a.h.positive_spans, &b.h.positive_spans);
+                prop_assert_eq!(&a.h.negative_deltas, &b.h.negative_deltas);
+                prop_assert_eq!(a.h.positive_counts.len(), b.h.positive_counts.len());
+                prop_assert_eq!(a.h.count.as_f64().to_bits(), b.h.count.as_f64().to_bits());
+            }
         }
     }
 }

@@ -12,7 +12,10 @@ use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tributary_model::{AppendError, Appender, Labels, SeriesRef, Storage, Timestamp};
+use tributary_model::{
+    AppendError, Appender, Exemplar, Labels, MetricType, NativeHistogram, SeriesRef, Storage,
+    Timestamp,
+};
 
 use crate::checkpoint;
 use crate::consumer::{self, Consumer, ConsumerState};
@@ -20,7 +23,7 @@ use crate::error::WalError;
 use crate::format;
 use crate::metrics::Metrics;
 use crate::reader::{Position, SkipReason, WalReader};
-use crate::record::{self, RecordType, RefSample};
+use crate::record::{self, BodyEntry, RecordType, RefSample};
 use crate::writer::SegmentWriter;
 
 /// Options of the agent WAL (`--storage.agent.*` flags).
@@ -147,6 +150,26 @@ struct SeriesEntry {
     last_segment: u32,
     /// Whether its Series record has been written.
     logged: bool,
+    /// The latest metadata logged for it (shared between the series of one
+    /// family created in the same commit).
+    metadata: Option<Arc<SeriesMetadata>>,
+    /// Hash of the last exemplar accepted (0: none), to drop the repeats a
+    /// target exposes until its next observation.
+    last_exemplar: u64,
+}
+
+/// Metric metadata as kept per series.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct SeriesMetadata {
+    pub kind: MetricType,
+    pub unit: Box<str>,
+    pub help: Box<str>,
+}
+
+impl SeriesMetadata {
+    fn same_as(&self, kind: MetricType, unit: &str, help: &str) -> bool {
+        self.kind == kind && &*self.unit == unit && &*self.help == help
+    }
 }
 
 #[derive(Default)]
@@ -319,6 +342,13 @@ impl AgentStorage {
         self.shared.commit_tx.subscribe()
     }
 
+    /// The latest metadata logged for a live series: (type, unit, help).
+    pub fn series_metadata(&self, r: SeriesRef) -> Option<(MetricType, String, String)> {
+        let t = self.shared.series.lock();
+        let m = t.by_ref.get(&r)?.metadata.as_ref()?;
+        Some((m.kind, m.unit.to_string(), m.help.to_string()))
+    }
+
     /// The label set of a live series (shares its buffer).
     pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
         self.shared
@@ -465,8 +495,13 @@ impl Storage for AgentStorage {
             shared: Arc::clone(&self.shared),
             new_series: Vec::new(),
             samples: Vec::new(),
-            series_buf: Vec::new(),
-            samples_buf: Vec::new(),
+            histograms: Vec::new(),
+            float_histograms: Vec::new(),
+            histogram_bodies: Vec::new(),
+            exemplars: Vec::new(),
+            exemplar_bodies: Vec::new(),
+            metadata: Vec::new(),
+            bufs: Default::default(),
         })
     }
 }
@@ -551,6 +586,8 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
         let mut reader = WalReader::open(wal_dir, Position::new(first, 0))?;
         let mut series = Vec::new();
         let mut samples = Vec::new();
+        let mut histograms = Vec::new();
+        let mut metadata = Vec::new();
         // Start of damage in the newest segment not followed by any valid
         // record: the tail to cut.
         let mut tail_damage: Option<Position> = None;
@@ -575,6 +612,40 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                     }
                     for (r, l) in series.drain(..) {
                         insert_replayed(&mut table, &mut aliases, &mut max_ref, r, l, seg);
+                    }
+                }
+                Some(RecordType::HistogramSamples | RecordType::FloatHistogramSamples) => {
+                    histograms.clear();
+                    if let Err(e) = record::decode_histograms(rec.payload, &mut histograms) {
+                        corruptions += 1;
+                        tracing::warn!(position = %rec.start, error = %e, "undecodable histogram record skipped during replay");
+                    }
+                    let meta: &mut SegmentMeta = segments.entry(seg).or_default();
+                    for s in &histograms {
+                        meta.samples += 1;
+                        meta.max_t = meta.max_t.max(s.t);
+                        let r = aliases.get(&s.series).copied().unwrap_or(s.series);
+                        if let Some(e) = table.by_ref.get_mut(&r) {
+                            e.last_ts = e.last_ts.max(s.t);
+                            e.last_segment = e.last_segment.max(seg);
+                        }
+                    }
+                }
+                Some(RecordType::Metadata) => {
+                    metadata.clear();
+                    if let Err(e) = record::decode_metadata(rec.payload, &mut metadata) {
+                        corruptions += 1;
+                        tracing::warn!(position = %rec.start, error = %e, "undecodable Metadata record skipped during replay");
+                    }
+                    for m in metadata.drain(..) {
+                        let r = aliases.get(&m.series).copied().unwrap_or(m.series);
+                        if let Some(e) = table.by_ref.get_mut(&r) {
+                            e.metadata = Some(Arc::new(SeriesMetadata {
+                                kind: m.kind,
+                                unit: m.unit.into(),
+                                help: m.help.into(),
+                            }));
+                        }
                     }
                 }
                 Some(RecordType::Samples) => {
@@ -662,6 +733,8 @@ fn insert_replayed(
             last_ts: Timestamp::MIN,
             last_segment: segment,
             logged: true,
+            metadata: None,
+            last_exemplar: 0,
         },
     );
 }
@@ -1083,8 +1156,116 @@ struct WalAppender {
     /// next commit or rollback.
     new_series: Vec<SeriesRef>,
     samples: Vec<RefSample>,
-    series_buf: Vec<u8>,
-    samples_buf: Vec<u8>,
+    /// Integer and float histogram samples; their bodies are encoded at
+    /// append time into `histogram_bodies` (no allocation per sample).
+    histograms: Vec<BodyEntry>,
+    float_histograms: Vec<BodyEntry>,
+    histogram_bodies: Vec<u8>,
+    exemplars: Vec<BodyEntry>,
+    exemplar_bodies: Vec<u8>,
+    /// Metadata that differs from what the series has logged.
+    metadata: Vec<(SeriesRef, Arc<SeriesMetadata>)>,
+    bufs: RecordBufs,
+}
+
+/// Reused encoding buffers, one per record a commit may write, in the order
+/// they are written.
+#[derive(Default)]
+struct RecordBufs {
+    series: Vec<u8>,
+    metadata: Vec<u8>,
+    samples: Vec<u8>,
+    histograms: Vec<u8>,
+    float_histograms: Vec<u8>,
+    exemplars: Vec<u8>,
+}
+
+impl RecordBufs {
+    fn clear(&mut self) {
+        for b in self.all_mut() {
+            b.clear();
+        }
+    }
+
+    fn all_mut(&mut self) -> [&mut Vec<u8>; 6] {
+        [
+            &mut self.series,
+            &mut self.metadata,
+            &mut self.samples,
+            &mut self.histograms,
+            &mut self.float_histograms,
+            &mut self.exemplars,
+        ]
+    }
+
+    /// The non-empty records, in write order.
+    fn records(&self) -> Vec<&[u8]> {
+        [
+            &self.series,
+            &self.metadata,
+            &self.samples,
+            &self.histograms,
+            &self.float_histograms,
+            &self.exemplars,
+        ]
+        .into_iter()
+        .filter(|b| !b.is_empty())
+        .map(Vec::as_slice)
+        .collect()
+    }
+}
+
+fn exemplar_hash(e: &Exemplar) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&e.t.to_le_bytes());
+    h.update(&e.value.to_bits().to_le_bytes());
+    for l in e.labels.iter() {
+        h.update(l.name.as_bytes());
+        h.update(&[0xff]);
+        h.update(l.value.as_bytes());
+        h.update(&[0xff]);
+    }
+    // 0 means "no exemplar yet".
+    h.digest().max(1)
+}
+
+impl WalAppender {
+    /// The out-of-order check shared by floats and histograms; advances the
+    /// series' watermark.
+    fn admit(&self, series: SeriesRef, t: Timestamp) -> Result<(), AppendError> {
+        let mut table = self.shared.series.lock();
+        let Some(e) = table.by_ref.get_mut(&series) else {
+            return Err(AppendError::UnknownSeries(series));
+        };
+        if e.last_ts != Timestamp::MIN && t <= e.last_ts.saturating_sub(self.shared.ooo_window_ms) {
+            drop(table);
+            self.shared.metrics.out_of_order.inc();
+            return Err(AppendError::OutOfOrder);
+        }
+        // Advanced at append time so duplicates within one batch are caught;
+        // a rolled-back sample still moves the watermark (as the next scrape
+        // is later anyway).
+        e.last_ts = e.last_ts.max(t);
+        Ok(())
+    }
+
+    fn has_data(&self) -> bool {
+        !(self.samples.is_empty()
+            && self.histograms.is_empty()
+            && self.float_histograms.is_empty()
+            && self.exemplars.is_empty()
+            && self.metadata.is_empty())
+    }
+
+    fn clear_data(&mut self) {
+        self.samples.clear();
+        self.histograms.clear();
+        self.float_histograms.clear();
+        self.histogram_bodies.clear();
+        self.exemplars.clear();
+        self.exemplar_bodies.clear();
+        self.metadata.clear();
+    }
 }
 
 impl Appender for WalAppender {
@@ -1106,6 +1287,8 @@ impl Appender for WalAppender {
                 last_ts: Timestamp::MIN,
                 last_segment: 0,
                 logged: false,
+                metadata: None,
+                last_exemplar: 0,
             },
         );
         self.shared.metrics.active_series.set(t.by_ref.len() as i64);
@@ -1115,33 +1298,97 @@ impl Appender for WalAppender {
     }
 
     fn append(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<(), AppendError> {
-        let mut table = self.shared.series.lock();
-        let Some(e) = table.by_ref.get_mut(&series) else {
-            return Err(AppendError::UnknownSeries(series));
-        };
-        if e.last_ts != Timestamp::MIN && t <= e.last_ts.saturating_sub(self.shared.ooo_window_ms) {
-            drop(table);
-            self.shared.metrics.out_of_order.inc();
-            return Err(AppendError::OutOfOrder);
-        }
-        // Advanced at append time so duplicates within one batch are caught;
-        // a rolled-back sample still moves the watermark (as the next scrape
-        // is later anyway).
-        e.last_ts = e.last_ts.max(t);
-        drop(table);
+        self.admit(series, t)?;
         self.samples.push(RefSample { series, t, v });
+        Ok(())
+    }
+
+    fn append_histogram(
+        &mut self,
+        series: SeriesRef,
+        t: Timestamp,
+        h: &NativeHistogram,
+    ) -> Result<(), AppendError> {
+        self.admit(series, t)?;
+        let start = self.histogram_bodies.len();
+        let kind = record::encode_histogram_body(h, &mut self.histogram_bodies);
+        let entry = BodyEntry {
+            series,
+            t,
+            body: start..self.histogram_bodies.len(),
+        };
+        if kind == RecordType::FloatHistogramSamples {
+            self.float_histograms.push(entry);
+        } else {
+            self.histograms.push(entry);
+        }
+        Ok(())
+    }
+
+    fn append_exemplar(&mut self, series: SeriesRef, e: &Exemplar) -> Result<(), AppendError> {
+        let hash = exemplar_hash(e);
+        {
+            let mut table = self.shared.series.lock();
+            let Some(entry) = table.by_ref.get_mut(&series) else {
+                return Err(AppendError::UnknownSeries(series));
+            };
+            if entry.last_exemplar == hash {
+                return Ok(());
+            }
+            entry.last_exemplar = hash;
+        }
+        let start = self.exemplar_bodies.len();
+        record::encode_exemplar_body(e.value, &e.labels, &mut self.exemplar_bodies);
+        self.exemplars.push(BodyEntry {
+            series,
+            t: e.t,
+            body: start..self.exemplar_bodies.len(),
+        });
+        Ok(())
+    }
+
+    fn update_metadata(
+        &mut self,
+        series: SeriesRef,
+        kind: MetricType,
+        help: &str,
+        unit: &str,
+    ) -> Result<(), AppendError> {
+        {
+            let table = self.shared.series.lock();
+            let Some(entry) = table.by_ref.get(&series) else {
+                return Err(AppendError::UnknownSeries(series));
+            };
+            if entry
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.same_as(kind, unit, help))
+            {
+                return Ok(());
+            }
+        }
+        // Series of one family arrive one after another: share their value.
+        let value = match self.metadata.last() {
+            Some((_, m)) if m.same_as(kind, unit, help) => Arc::clone(m),
+            _ => Arc::new(SeriesMetadata {
+                kind,
+                unit: unit.into(),
+                help: help.into(),
+            }),
+        };
+        self.metadata.push((series, value));
         Ok(())
     }
 
     fn commit(&mut self) -> Result<(), AppendError> {
         let r = self.write_batch(true);
-        self.samples.clear();
+        self.clear_data();
         self.new_series.clear();
         r
     }
 
     fn rollback(&mut self) {
-        self.samples.clear();
+        self.clear_data();
         if let Err(e) = self.write_batch(false) {
             tracing::warn!(error = %e, "logging series on rollback failed");
         }
@@ -1151,9 +1398,10 @@ impl Appender for WalAppender {
 
 impl WalAppender {
     /// Writes Series records for series not logged yet and (if
-    /// `with_samples`) the pending samples, in one write.
+    /// `with_samples`) the pending metadata, samples, histograms and
+    /// exemplars, in one write.
     fn write_batch(&mut self, with_samples: bool) -> Result<(), AppendError> {
-        if self.samples.is_empty() && self.new_series.is_empty() {
+        if !self.has_data() && self.new_series.is_empty() {
             return Ok(());
         }
         let shared = Arc::clone(&self.shared);
@@ -1162,8 +1410,7 @@ impl WalAppender {
         }
         let mut w = shared.writer.lock();
         let mut t = shared.series.lock();
-        self.series_buf.clear();
-        self.samples_buf.clear();
+        self.bufs.clear();
         let mut to_log: Vec<SeriesRef> = Vec::new();
         let mut max_t = Timestamp::MIN;
         for &r in &self.new_series {
@@ -1172,55 +1419,62 @@ impl WalAppender {
             }
         }
         if with_samples {
-            // Samples may refer to series another appender created and has
+            // Data may refer to series another appender created and has
             // not logged yet: log them here so a record never precedes its
-            // series. Samples of series GC'd meanwhile are dropped.
-            self.samples.retain(|s| match t.by_ref.get(&s.series) {
+            // series. Data of series GC'd meanwhile is dropped.
+            let mut keep = |r: SeriesRef, ts: Timestamp, counts: bool| match t.by_ref.get(&r) {
                 Some(e) => {
-                    if !e.logged && !to_log.contains(&s.series) {
-                        to_log.push(s.series);
+                    if !e.logged && !to_log.contains(&r) {
+                        to_log.push(r);
                     }
-                    max_t = max_t.max(s.t);
+                    if counts {
+                        max_t = max_t.max(ts);
+                    }
                     true
                 }
                 None => false,
-            });
+            };
+            self.samples.retain(|s| keep(s.series, s.t, true));
+            self.histograms.retain(|h| keep(h.series, h.t, true));
+            self.float_histograms.retain(|h| keep(h.series, h.t, true));
+            self.exemplars.retain(|x| keep(x.series, x.t, false));
+            self.metadata.retain(|(r, _)| keep(*r, 0, false));
         }
         if !to_log.is_empty() {
-            self.series_buf.push(RecordType::Series as u8);
+            self.bufs.series.push(RecordType::Series as u8);
             for r in &to_log {
                 if let Some(e) = t.by_ref.get(r) {
-                    record::encode_series_entry(*r, &e.labels, &mut self.series_buf);
+                    record::encode_series_entry(*r, &e.labels, &mut self.bufs.series);
                 }
             }
         }
-        let have_samples = with_samples && !self.samples.is_empty();
-        if have_samples {
-            record::encode_samples(&self.samples, &mut self.samples_buf);
+        if with_samples {
+            self.encode_data_records();
         }
-        let records: [&[u8]; 2] = [&self.series_buf, &self.samples_buf];
-        let records: &[&[u8]] = match (to_log.is_empty(), have_samples) {
-            (true, false) => return Ok(()),
-            (false, false) => &records[..1],
-            (true, true) => &records[1..],
-            (false, true) => &records[..],
-        };
-        let sample_refs = if have_samples { &self.samples[..] } else { &[] };
+        let records = self.bufs.records();
+        if records.is_empty() {
+            return Ok(());
+        }
+        let samples: &[RefSample] = if with_samples { &self.samples } else { &[] };
         let batch = BatchInfo {
             logged: &to_log,
-            samples: sample_refs,
+            samples,
+            histograms: [&self.histograms, &self.float_histograms],
             max_t,
         };
+        if with_samples {
+            apply_metadata(&mut t, &self.metadata);
+        }
         if !w.pending.is_empty() {
             // A disk-full episode is under way: queue behind the earlier
             // batches so the WAL keeps commit order.
-            return shared.buffer_batch(&mut w, &mut t, records, &batch);
+            return shared.buffer_batch(&mut w, &mut t, &records, &batch);
         }
-        let end = match w.writer.write_records(records) {
+        let end = match w.writer.write_records(&records) {
             Ok(end) => end,
             Err(e) => {
                 tracing::warn!(error = %e, "WAL write failed; keeping commits in memory until the disk accepts writes again");
-                return shared.buffer_batch(&mut w, &mut t, records, &batch);
+                return shared.buffer_batch(&mut w, &mut t, &records, &batch);
             }
         };
         mark_written(
@@ -1228,20 +1482,67 @@ impl WalAppender {
             &mut t,
             end.segment,
             batch.logged,
-            batch.samples.iter().map(|s| s.series),
-            batch.samples.len() as u64,
+            batch.refs(),
+            batch.count(),
             max_t,
         );
-        if have_samples {
-            shared
-                .metrics
-                .samples_appended
-                .inc_by(self.samples.len() as u64);
-        }
+        shared.metrics.samples_appended.inc_by(samples.len() as u64);
+        shared
+            .metrics
+            .histograms_appended
+            .inc_by((self.histograms.len() + self.float_histograms.len()) as u64);
         drop(t);
         drop(w);
         shared.commit_tx.send_modify(|v| *v = v.wrapping_add(1));
         Ok(())
+    }
+
+    /// Encodes the pending metadata, samples, histograms and exemplars into
+    /// their record buffers.
+    fn encode_data_records(&mut self) {
+        if !self.metadata.is_empty() {
+            self.bufs.metadata.push(RecordType::Metadata as u8);
+            for (r, m) in &self.metadata {
+                record::encode_metadata_entry(
+                    *r,
+                    m.kind,
+                    &m.unit,
+                    &m.help,
+                    &mut self.bufs.metadata,
+                );
+            }
+        }
+        if !self.samples.is_empty() {
+            record::encode_samples(&self.samples, &mut self.bufs.samples);
+        }
+        record::encode_with_bodies(
+            RecordType::HistogramSamples,
+            &self.histograms,
+            &self.histogram_bodies,
+            &mut self.bufs.histograms,
+        );
+        record::encode_with_bodies(
+            RecordType::FloatHistogramSamples,
+            &self.float_histograms,
+            &self.histogram_bodies,
+            &mut self.bufs.float_histograms,
+        );
+        record::encode_with_bodies(
+            RecordType::Exemplars,
+            &self.exemplars,
+            &self.exemplar_bodies,
+            &mut self.bufs.exemplars,
+        );
+    }
+}
+
+/// Remembers the metadata a commit logs, so unchanged metadata is not
+/// logged again.
+fn apply_metadata(t: &mut SeriesTable, metadata: &[(SeriesRef, Arc<SeriesMetadata>)]) {
+    for (r, m) in metadata {
+        if let Some(e) = t.by_ref.get_mut(r) {
+            e.metadata = Some(Arc::clone(m));
+        }
     }
 }
 
@@ -1249,7 +1550,25 @@ impl WalAppender {
 struct BatchInfo<'a> {
     logged: &'a [SeriesRef],
     samples: &'a [RefSample],
+    /// Integer and float histogram samples.
+    histograms: [&'a [BodyEntry]; 2],
     max_t: Timestamp,
+}
+
+impl BatchInfo<'_> {
+    /// Series of the batch's samples and histograms.
+    fn refs(&self) -> impl Iterator<Item = SeriesRef> + '_ {
+        self.samples.iter().map(|s| s.series).chain(
+            self.histograms
+                .iter()
+                .flat_map(|h| h.iter().map(|e| e.series)),
+        )
+    }
+
+    /// Samples plus histogram samples: what truncation counts as data.
+    fn count(&self) -> u64 {
+        (self.samples.len() + self.histograms[0].len() + self.histograms[1].len()) as u64
+    }
 }
 
 /// Records that a batch reached segment `segment`: its series are logged,
@@ -1302,10 +1621,8 @@ impl Shared {
                     "WAL write buffer full while the disk refuses writes; dropping new commits"
                 );
             }
-            w.pending.overflowed += batch.samples.len() as u64;
-            self.metrics
-                .write_buffer_dropped
-                .inc_by(batch.samples.len() as u64);
+            w.pending.overflowed += batch.count();
+            self.metrics.write_buffer_dropped.inc_by(batch.count());
             return Err(AppendError::Storage(
                 "WAL disk full and in-memory write buffer full".into(),
             ));
@@ -1316,11 +1633,11 @@ impl Shared {
             }
         }
         let mut refs = batch.logged.to_vec();
-        refs.extend(batch.samples.iter().map(|s| s.series));
+        refs.extend(batch.refs());
         w.pending.batches.push_back(PendingBatch {
             records: records.iter().map(|r| r.to_vec()).collect(),
             refs,
-            samples: batch.samples.len() as u64,
+            samples: batch.count(),
             max_t: batch.max_t,
         });
         w.pending.bytes += size;

@@ -427,11 +427,11 @@ async fn targets_metadata(State(s): State<Arc<WebState>>, Query(q): Params) -> R
         for m in t
             .metrics
             .iter()
-            .filter(|m| metric.is_empty() || m.metric == metric)
+            .filter(|m| metric.is_empty() || m.family == metric)
         {
-            let mut row = json!({"target": labels_json(&t.target), "type": m.kind, "help": m.help, "unit": m.unit});
+            let mut row = json!({"target": labels_json(&t.target), "type": m.kind.as_str(), "help": m.help, "unit": m.unit});
             if metric.is_empty() {
-                row["metric"] = json!(m.metric);
+                row["metric"] = json!(m.family);
             }
             out.push(row);
         }
@@ -446,11 +446,11 @@ async fn metadata(State(s): State<Arc<WebState>>, Query(q): Params) -> Response 
     let mut by_name: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     let all = s.status.target_metadata().unwrap_or_default();
     for m in all.iter().flat_map(|t| &t.metrics) {
-        if !metric.is_empty() && m.metric != metric {
+        if !metric.is_empty() && m.family != metric {
             continue;
         }
-        let row = json!({"type": m.kind, "help": m.help, "unit": m.unit});
-        let rows = by_name.entry(m.metric.as_str()).or_default();
+        let row = json!({"type": m.kind.as_str(), "help": m.help, "unit": m.unit});
+        let rows = by_name.entry(m.family.as_str()).or_default();
         if !rows.contains(&row) {
             rows.push(row);
         }

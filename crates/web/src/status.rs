@@ -67,23 +67,8 @@ pub struct WalStatus {
     pub active_series: usize,
 }
 
-/// One target's metric metadata, for `/api/v1/targets/metadata`.
-#[derive(Debug, Clone, Default)]
-pub struct TargetMetadata {
-    /// The target's labels (as in `activeTargets[].labels`).
-    pub target: Labels,
-    pub metrics: Vec<MetricMetadata>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MetricMetadata {
-    pub metric: String,
-    /// `counter`, `gauge`, `histogram`, `gaugehistogram`, `summary`,
-    /// `info`, `stateset` or `unknown`.
-    pub kind: String,
-    pub help: String,
-    pub unit: String,
-}
+/// Per-target metric metadata, as the scrape layer keeps it.
+pub use tributary_scrape::{FamilyMetadata as MetricMetadata, TargetMetadata};
 
 /// Go's `time.Time` JSON form (RFC 3339 with nanoseconds, trailing zeros
 /// trimmed), in UTC.

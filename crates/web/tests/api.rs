@@ -431,8 +431,8 @@ async fn target_metadata_filters_by_target_and_metric() {
     let pools = pools(&cfg, |_| down(CONNECTION_REFUSED));
     let mut fake = FakeStatus::new(cfg, pools);
     let md = |m: &str, kind: &str| MetricMetadata {
-        metric: m.into(),
-        kind: kind.into(),
+        family: m.into(),
+        kind: tributary_model::MetricType::from_type_word(kind).unwrap(),
         help: format!("{m} help"),
         unit: String::new(),
     };

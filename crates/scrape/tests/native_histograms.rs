@@ -1,0 +1,391 @@
+//! Native histograms, exemplars and metadata from a loopback protobuf
+//! target through the scrape loop into the real WAL, read back with the
+//! WAL's own decoders; plus the per-target metadata accessor and the stale
+//! histogram written when the histogram disappears.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+use tributary_discovery::TargetGroup;
+use tributary_model::{HistogramCount, Labels, MetricType, SeriesRef, Storage};
+use tributary_scrape::{ScrapeManager, ScrapeMetrics};
+use tributary_wal::record::{self, RecordType};
+use tributary_wal::{
+    AgentStorage, Position, RefExemplar, RefHistogram, RefMetadata, WalOptions, WalReader,
+};
+
+// ----- a tiny protobuf encoder for the target's body ------------------------
+
+#[derive(Default, Clone)]
+struct Msg(Vec<u8>);
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+impl Msg {
+    fn key(mut self, field: u32, wire: u8) -> Self {
+        put_varint(&mut self.0, (u64::from(field) << 3) | u64::from(wire));
+        self
+    }
+    fn varint(self, field: u32, v: u64) -> Self {
+        let mut m = self.key(field, 0);
+        put_varint(&mut m.0, v);
+        m
+    }
+    fn sint(self, field: u32, v: i64) -> Self {
+        self.varint(field, ((v << 1) ^ (v >> 63)) as u64)
+    }
+    fn double(self, field: u32, v: f64) -> Self {
+        let mut m = self.key(field, 1);
+        m.0.extend_from_slice(&v.to_le_bytes());
+        m
+    }
+    fn bytes(self, field: u32, b: &[u8]) -> Self {
+        let mut m = self.key(field, 2);
+        put_varint(&mut m.0, b.len() as u64);
+        m.0.extend_from_slice(b);
+        m
+    }
+    fn str(self, field: u32, s: &str) -> Self {
+        self.bytes(field, s.as_bytes())
+    }
+    fn msg(self, field: u32, m: Msg) -> Self {
+        self.bytes(field, &m.0)
+    }
+}
+
+/// io.prometheus.client families: a native histogram (count 5, sum 9,
+/// schema 3, two positive spans, one timestamped exemplar, plus one classic
+/// bucket) and a counter with an exemplar.
+fn exposition(with_histogram: bool, exemplar_ts_s: u64) -> Vec<u8> {
+    let span = |o: i64, l: u64| Msg::default().sint(1, o).varint(2, l);
+    let label = |n: &str, v: &str| Msg::default().str(1, n).str(2, v);
+    let ts = |s: u64| Msg::default().varint(1, s);
+    let histogram = Msg::default()
+        .varint(1, 5)
+        .double(2, 9.0)
+        .sint(5, 3)
+        .double(6, 0.001)
+        .varint(7, 1)
+        .msg(12, span(-1, 2))
+        .msg(12, span(1, 1))
+        .bytes(13, &{
+            let mut packed = Vec::new();
+            for d in [1i64, 1, -1] {
+                put_varint(&mut packed, ((d << 1) ^ (d >> 63)) as u64);
+            }
+            packed
+        })
+        .msg(3, Msg::default().varint(1, 4).double(2, 1.0))
+        .msg(
+            16,
+            Msg::default()
+                .msg(1, label("trace_id", "h1"))
+                .double(2, 0.7)
+                .msg(3, ts(exemplar_ts_s)),
+        );
+    let hist_family = Msg::default()
+        .str(1, "rpc_seconds")
+        .str(2, "RPC latency.")
+        .varint(3, 4)
+        .msg(
+            4,
+            Msg::default().msg(1, label("svc", "api")).msg(7, histogram),
+        );
+    let counter = Msg::default().double(1, 42.0).msg(
+        2,
+        Msg::default()
+            .msg(1, label("trace_id", "c1"))
+            .double(2, 1.0),
+    );
+    let counter_family = Msg::default()
+        .str(1, "jobs_total")
+        .str(2, "Jobs done.")
+        .varint(3, 0)
+        .msg(4, Msg::default().msg(3, counter));
+    let mut out = Vec::new();
+    let families = if with_histogram {
+        vec![hist_family, counter_family]
+    } else {
+        vec![counter_family]
+    };
+    for f in families {
+        put_varint(&mut out, f.0.len() as u64);
+        out.extend_from_slice(&f.0);
+    }
+    out
+}
+
+struct Target {
+    addr: String,
+    scrapes: Arc<AtomicU64>,
+    with_histogram: Arc<AtomicBool>,
+}
+
+async fn start_target() -> Target {
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let with_histogram = Arc::new(AtomicBool::new(true));
+    let (s, h) = (scrapes.clone(), with_histogram.clone());
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let n = s.fetch_add(1, Ordering::SeqCst);
+            let _ = n;
+            let body = exposition(h.load(Ordering::SeqCst), 1_000);
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Target {
+        addr,
+        scrapes,
+        with_histogram,
+    }
+}
+
+async fn wait_scrapes(t: &Target, n: u64) {
+    let start = tokio::time::Instant::now();
+    let target = t.scrapes.load(Ordering::SeqCst) + n;
+    while t.scrapes.load(Ordering::SeqCst) < target {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "target not scraped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(80)).await;
+}
+
+#[derive(Default)]
+struct Read {
+    series: Vec<(SeriesRef, Labels)>,
+    samples: Vec<tributary_wal::RefSample>,
+    histograms: Vec<RefHistogram>,
+    exemplars: Vec<RefExemplar>,
+    metadata: Vec<RefMetadata>,
+}
+
+fn read_wal(dir: &std::path::Path) -> Read {
+    let mut out = Read::default();
+    let mut r = WalReader::open(dir, Position::new(0, 0)).unwrap();
+    while let Some(rec) = r.next_record().unwrap() {
+        match record::record_type(rec.payload) {
+            Some(RecordType::Series) => {
+                record::decode_series(rec.payload, &mut out.series).unwrap()
+            }
+            Some(RecordType::Samples) => {
+                record::decode_samples(rec.payload, &mut out.samples).unwrap()
+            }
+            Some(RecordType::HistogramSamples | RecordType::FloatHistogramSamples) => {
+                record::decode_histograms(rec.payload, &mut out.histograms).unwrap()
+            }
+            Some(RecordType::Exemplars) => {
+                record::decode_exemplars(rec.payload, &mut out.exemplars).unwrap()
+            }
+            Some(RecordType::Metadata) => {
+                record::decode_metadata(rec.payload, &mut out.metadata).unwrap()
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn manager(storage: Arc<dyn Storage>, extra: &str, addr: &str) -> ScrapeManager {
+    let yaml = format!(
+        "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n  - job_name: j\n    scrape_protocols: [PrometheusProto]\n{extra}    static_configs: []\n"
+    );
+    let cfg = tributary_config::load_str(&yaml, "test.yml", std::path::Path::new(".")).unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut m = ScrapeManager::new(
+        storage,
+        "test".into(),
+        true,
+        Duration::from_millis(2),
+        ScrapeMetrics::new(&mut registry),
+        CancellationToken::new(),
+    );
+    m.apply_config(&cfg).map_err(|e| format!("{e:?}")).unwrap();
+    let groups = vec![TargetGroup::from_static(
+        "0".into(),
+        &[addr.to_string()],
+        &[],
+    )];
+    let mut map = std::collections::BTreeMap::new();
+    map.insert("j".to_string(), groups);
+    m.sync(Arc::new(map));
+    m
+}
+
+fn name_of(read: &Read, r: SeriesRef) -> String {
+    read.series
+        .iter()
+        .find(|(s, _)| *s == r)
+        .and_then(|(_, l)| l.metric_name().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_exemplars_and_metadata_reach_the_wal() {
+    let t = start_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wal =
+        AgentStorage::open(dir.path(), WalOptions::default(), &mut Default::default()).unwrap();
+    let mut m = manager(wal.clone(), "    scrape_native_histograms: true\n", &t.addr);
+    wait_scrapes(&t, 2).await;
+
+    let meta = m.target_metadata();
+    assert_eq!(meta.len(), 1);
+    assert_eq!(meta[0].target.get("instance"), Some(t.addr.as_str()));
+    let families: Vec<(&str, MetricType, &str)> = meta[0]
+        .metrics
+        .iter()
+        .map(|f| (f.family.as_str(), f.kind, f.help.as_str()))
+        .collect();
+    assert_eq!(
+        families,
+        vec![
+            ("jobs_total", MetricType::Counter, "Jobs done."),
+            ("rpc_seconds", MetricType::Histogram, "RPC latency."),
+        ]
+    );
+
+    // The histogram disappears: its series gets a stale histogram.
+    t.with_histogram.store(false, Ordering::SeqCst);
+    wait_scrapes(&t, 2).await;
+    m.stop();
+    wal.close().unwrap();
+
+    let read = read_wal(&dir.path().join("wal"));
+    let hist: Vec<&RefHistogram> = read.histograms.iter().collect();
+    assert!(
+        hist.len() >= 3,
+        "two scrapes and a stale marker: {}",
+        hist.len()
+    );
+    assert!(hist
+        .iter()
+        .all(|h| name_of(&read, h.series) == "rpc_seconds"));
+    let first = &hist[0].h;
+    assert_eq!(first.count, HistogramCount::Int(5));
+    assert_eq!(first.sum, 9.0);
+    assert_eq!(first.schema, 3);
+    assert_eq!(first.positive_deltas, vec![1, 1, -1]);
+    assert!(!first.is_stale());
+    assert!(hist.last().unwrap().h.is_stale(), "stale histogram written");
+    // Without always_scrape_classic_histograms no classic series exist.
+    assert!(read
+        .series
+        .iter()
+        .all(|(_, l)| l.metric_name() != Some("rpc_seconds_bucket")));
+
+    // Exemplars: the histogram's is timestamped and the same every scrape
+    // (logged once); the counter's has no timestamp, so it takes each
+    // scrape's (logged every scrape, as Prometheus does).
+    let hist_ex: Vec<&RefExemplar> = read
+        .exemplars
+        .iter()
+        .filter(|e| name_of(&read, e.series) == "rpc_seconds")
+        .collect();
+    assert_eq!(hist_ex.len(), 1, "an unchanged exemplar is logged once");
+    assert_eq!(hist_ex[0].labels.get("trace_id"), Some("h1"));
+    assert_eq!(hist_ex[0].v, 0.7);
+    assert_eq!(hist_ex[0].t, 1_000_000);
+    let counter_ex: Vec<&RefExemplar> = read
+        .exemplars
+        .iter()
+        .filter(|e| name_of(&read, e.series) == "jobs_total")
+        .collect();
+    assert!(counter_ex.len() >= 4);
+    assert!(counter_ex.windows(2).all(|w| w[1].t > w[0].t));
+    let counter_ts: Vec<i64> = read
+        .samples
+        .iter()
+        .filter(|s| s.v == 42.0)
+        .map(|s| s.t)
+        .collect();
+    assert!(counter_ex.iter().all(|e| counter_ts.contains(&e.t)));
+
+    // Metadata: once per series, not per scrape.
+    let md: Vec<(String, MetricType, String)> = read
+        .metadata
+        .iter()
+        .map(|m| (name_of(&read, m.series), m.kind, m.help.clone()))
+        .collect();
+    assert_eq!(
+        md,
+        vec![
+            (
+                "rpc_seconds".into(),
+                MetricType::Histogram,
+                "RPC latency.".into()
+            ),
+            (
+                "jobs_total".into(),
+                MetricType::Counter,
+                "Jobs done.".into()
+            ),
+        ]
+    );
+    assert!(read.samples.iter().any(|s| s.v == 42.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_native_histograms_classic_series_are_scraped() {
+    let t = start_target().await;
+    let storage = tributary_model::testing::MemStorage::new();
+    let mut m = manager(Arc::new(storage.clone()), "", &t.addr);
+    wait_scrapes(&t, 1).await;
+    m.stop();
+    assert!(storage.histograms().is_empty());
+    let buckets = storage.samples_named("rpc_seconds_bucket");
+    assert!(!buckets.is_empty(), "classic buckets kept");
+    let count = storage.samples_named("rpc_seconds_count");
+    assert_eq!(count[0].v, 5.0);
+    let l = &count[0].labels;
+    assert_eq!(
+        storage.metadata(l).map(|m| m.kind),
+        Some(MetricType::Histogram)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_scrape_classic_keeps_both() {
+    let t = start_target().await;
+    let storage = tributary_model::testing::MemStorage::new();
+    let mut m = manager(
+        Arc::new(storage.clone()),
+        "    scrape_native_histograms: true\n    always_scrape_classic_histograms: true\n",
+        &t.addr,
+    );
+    wait_scrapes(&t, 1).await;
+    m.stop();
+    let h = storage.histograms();
+    assert!(!h.is_empty());
+    assert_eq!(h[0].labels.metric_name(), Some("rpc_seconds"));
+    assert!(!storage.samples_named("rpc_seconds_bucket").is_empty());
+    assert!(!storage.exemplars().is_empty());
+}
