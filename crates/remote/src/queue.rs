@@ -126,6 +126,12 @@ pub struct QueueStatus {
     /// The acknowledged WAL position, formatted.
     pub acked_position: Option<String>,
     pub wal_backlog_bytes: Option<u64>,
+    /// Highest timestamp (ms) read from the WAL for this queue: with
+    /// `highest_sent_timestamp_ms`, the queue's lag.
+    pub highest_read_timestamp_ms: Timestamp,
+    pub samples_sent_total: u64,
+    pub samples_failed_total: u64,
+    pub samples_retried_total: u64,
 }
 
 /// What a queued item carries. Histograms and exemplars are boxed so a
@@ -367,6 +373,10 @@ fn status_of<P: Copy + std::fmt::Debug>(shared: &Shared<P>) -> QueueStatus {
         highest_sent_timestamp_ms: shared.highest_sent_ms.load(Ordering::Relaxed),
         acked_position: shared.tracker.lock().watermark().map(|p| format!("{p:?}")),
         wal_backlog_bytes: (backlog != u64::MAX).then_some(backlog),
+        highest_read_timestamp_ms: shared.highest_enqueued_ms.load(Ordering::Relaxed),
+        samples_sent_total: shared.metrics.samples.get(),
+        samples_failed_total: shared.metrics.samples_failed.get(),
+        samples_retried_total: shared.metrics.samples_retried.get(),
     }
 }
 

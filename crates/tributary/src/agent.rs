@@ -164,9 +164,12 @@ impl StatusSource for Status {
                 desired_shards: q.desired_shards,
                 pending_samples: q.pending_samples,
                 highest_sent_timestamp_ms: q.highest_sent_timestamp_ms,
+                highest_wal_timestamp_ms: q.highest_read_timestamp_ms,
+                samples_sent_total: q.samples_sent_total,
+                samples_failed_total: q.samples_failed_total,
+                samples_retried_total: q.samples_retried_total,
                 last_send: q.last_send,
                 last_error: q.last_error,
-                ..Default::default()
             })
             .collect();
         Some(RemoteWriteStatus {

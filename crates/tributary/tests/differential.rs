@@ -187,7 +187,7 @@ fn run_case(case: &Case) -> Result<(), String> {
             dir.path().join("prom-data").display()
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()));
-    let _prom = Proc::spawn(
+    let mut prom = Proc::spawn(
         "prometheus-agent",
         &mut prom_cmd,
         &dir.path().join("prom-agent.log"),
@@ -197,7 +197,7 @@ fn run_case(case: &Case) -> Result<(), String> {
     // Settled: both sides equal and unchanged over a 3 s look, bounded.
     let settle = |want_stale: bool| {
         let mut last = None;
-        wait_for(Duration::from_secs(45), || {
+        wait_for(Duration::from_secs(90), || {
             std::thread::sleep(Duration::from_secs(3));
             let (p, t) = (snapshot(&seen_p), snapshot(&seen_t));
             let ok = !p.0.is_empty()
@@ -217,8 +217,12 @@ fn run_case(case: &Case) -> Result<(), String> {
         return Ok(());
     }
     let (p, t) = (snapshot(&seen_p), snapshot(&seen_t));
+    let prom_state = match prom.child.try_wait() {
+        Ok(Some(status)) => format!("Prometheus exited ({status}): {}", prom.log_text()),
+        _ => String::new(),
+    };
     Err(format!(
-        "case {}:\n{}{}{}",
+        "case {}: {prom_state}\n{}{}{}",
         case.name,
         diff("series", &p.0, &t.0),
         diff("values", &p.1, &t.1),
@@ -230,13 +234,18 @@ fn run_case(case: &Case) -> Result<(), String> {
 fn same_series_values_and_staleness_as_the_prometheus_agent() {
     // Cases run a few at a time: each is two agents and two sinks.
     let failures = Mutex::new(Vec::new());
-    for chunk in CASES.chunks(4) {
+    for chunk in CASES.chunks(3) {
         std::thread::scope(|s| {
             for case in chunk {
                 let f = &failures;
                 s.spawn(move || {
-                    if let Err(e) = run_case(case) {
-                        f.lock().unwrap().push(e);
+                    // One retry absorbs a starved machine or a port taken
+                    // between choosing and binding it; a real difference
+                    // fails both runs.
+                    if let Err(first) = run_case(case) {
+                        if let Err(second) = run_case(case) {
+                            f.lock().unwrap().push(format!("{first}\nretry: {second}"));
+                        }
                     }
                 });
             }

@@ -113,7 +113,11 @@ fn samples_reach_a_real_prometheus_with_labels_and_up() {
     assert_eq!(bad_t["health"], "down");
 
     // Metadata from the exposition's HELP/TYPE lines, per target.
-    let (_, body) = http_get(&format!("http://127.0.0.1:{port}/api/v1/targets/metadata?metric=e2e_requests_total"), Duration::from_secs(5)).unwrap();
+    let (_, body) = http_get(
+        &format!("http://127.0.0.1:{port}/api/v1/targets/metadata?metric=e2e_requests_total"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let rows = v["data"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{body}");

@@ -5,7 +5,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tributary_model::Labels;
 
 /// Remote write as the operator wants to see it: one row per endpoint and
 /// the WAL that feeds them all.
