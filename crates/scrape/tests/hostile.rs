@@ -1,0 +1,138 @@
+//! Hostile targets cost bounded memory and time and never delay others:
+//! a gzip bomb fails its scrape with "body size limit exceeded" (the
+//! decompressed body is capped while it is inflated), a slowloris target
+//! times out, and a healthy target in the same job keeps its schedule.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+use tributary_discovery::TargetGroup;
+use tributary_model::testing::MemStorage;
+use tributary_model::Storage;
+use tributary_scrape::{Health, ScrapeManager, ScrapeMetrics};
+
+/// 256 MiB of zeros as 256 concatenated gzip members of 1 MiB each
+/// (~250 KiB on the wire): cheap to build, a bomb to inflate.
+fn gzip_bomb() -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+    let member = enc.finish().unwrap();
+    member.repeat(256)
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bomb_and_slow_target_fail_alone() {
+    let bomb = Arc::new(gzip_bomb());
+    let b = bomb.clone();
+    let bomb_addr = serve(Router::new().route(
+        "/metrics",
+        get(move || {
+            let body = (*b).clone();
+            async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/plain; version=0.0.4"),
+                        (header::CONTENT_ENCODING, "gzip"),
+                    ],
+                    body,
+                )
+            }
+        }),
+    ))
+    .await;
+    let slow_addr = serve(Router::new().route(
+        "/metrics",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "never 1\n"
+        }),
+    ))
+    .await;
+    let good_scrapes = Arc::new(AtomicU64::new(0));
+    let g = good_scrapes.clone();
+    let good_addr = serve(Router::new().route(
+        "/metrics",
+        get(move || {
+            g.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    "good 1\n",
+                )
+            }
+        }),
+    ))
+    .await;
+
+    let yaml = "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: j\n    body_size_limit: 1MB\n    static_configs: []\n";
+    let cfg = tributary_config::load_str(yaml, "t.yml", std::path::Path::new(".")).unwrap();
+    let storage = MemStorage::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut m = ScrapeManager::new(
+        Arc::new(storage.clone()) as Arc<dyn Storage>,
+        "test".into(),
+        true,
+        Duration::from_millis(2),
+        ScrapeMetrics::new(&mut registry),
+        CancellationToken::new(),
+    );
+    m.apply_config(&cfg).map_err(|e| format!("{e:?}")).unwrap();
+    let targets = [bomb_addr.clone(), slow_addr.clone(), good_addr.clone()];
+    let mut map = std::collections::BTreeMap::new();
+    map.insert(
+        "j".to_string(),
+        vec![TargetGroup::from_static("0".into(), &targets, &[])],
+    );
+    m.sync(Arc::new(map));
+
+    // Bounded wait for both hostile targets to have failed at least once.
+    let start = tokio::time::Instant::now();
+    let (bomb_err, slow_err) = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "hostile scrapes never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let snap = m.snapshot();
+        let err = |addr: &str| {
+            snap[0]
+                .active
+                .iter()
+                .find(|t| t.target.url.contains(addr))
+                .filter(|t| t.health.health == Health::Down)
+                .map(|t| t.health.last_error.clone())
+        };
+        if let (Some(b), Some(s)) = (err(&bomb_addr), err(&slow_addr)) {
+            break (b, s);
+        }
+    };
+    let before = good_scrapes.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let after = good_scrapes.load(Ordering::SeqCst);
+    m.stop();
+    assert!(bomb_err.contains("body size limit exceeded"), "{bomb_err}");
+    assert!(slow_err.contains("deadline"), "{slow_err}");
+    // The healthy target kept its 1 s schedule meanwhile (≥ 2 in 3.2 s).
+    assert!(
+        after - before >= 2,
+        "healthy target was delayed: {before} → {after}"
+    );
+    assert!(storage.samples_named("good").len() >= 2);
+}
