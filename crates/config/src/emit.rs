@@ -582,6 +582,27 @@ pub(crate) fn remote_write_yaml(r: &RemoteWriteConfig) -> Y {
     http_client_yaml(&mut m, &r.http_client);
     m.put("queue_config", queue_yaml(&r.queue_config))
         .put("metadata_config", metadata_yaml(&r.metadata_config));
+    // Prometheus declares `sigv4` after `metadata_config` (it is a field of
+    // the remote-write entry, not of `<http_config>`).
+    if let Some(s) = &r.http_client.sigv4 {
+        m.put("sigv4", sigv4_yaml(s));
+    }
+    m.build()
+}
+
+/// `sigv4`, every field `omitempty` as in prometheus/sigv4.
+fn sigv4_yaml(s: &crate::types::SigV4Config) -> Y {
+    let mut m = MapY::default();
+    m.opt_str("region", Some(&s.region))
+        .opt_str("access_key", Some(&s.access_key))
+        .secret("secret_key", s.secret_key.as_ref())
+        .opt_str("profile", Some(&s.profile))
+        .opt_str("role_arn", Some(&s.role_arn))
+        .opt_str("external_id", Some(&s.external_id));
+    if s.use_fips_sts_endpoint {
+        m.raw("use_fips_sts_endpoint", true);
+    }
+    m.opt_str("service_name", Some(&s.service_name));
     m.build()
 }
 

@@ -55,7 +55,8 @@ pub use sd_kubernetes::{
 pub use types::{
     Authorization, BasicAuth, Config, FileSdConfig, GlobalConfig, HeaderValues, HttpClientConfig,
     HttpSdConfig, MetadataConfig, OAuth2, QueueConfig, RemoteWriteConfig, RemoteWriteProtoMsg,
-    RuntimeConfig, ScrapeConfig, Secret, StorageConfig, TargetGroup, TlsConfig, TlsVersion,
+    RuntimeConfig, ScrapeConfig, Secret, SigV4Config, StorageConfig, TargetGroup, TlsConfig,
+    TlsVersion,
 };
 pub use units::{format_duration, format_size, parse_duration, parse_size, UnitError};
 

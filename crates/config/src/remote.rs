@@ -2,10 +2,11 @@
 //! queue name.
 
 use crate::decode::{boolean, child, duration, map_entries, string, unsigned, Ctx, Fields};
-use crate::http::decode_inline;
+use crate::http::{decode_inline, secret};
 use crate::relabel::relabel_list;
 use crate::types::{
     HttpClientConfig, MetadataConfig, QueueConfig, RemoteWriteConfig, RemoteWriteProtoMsg,
+    SigV4Config,
 };
 use crate::yaml::Node;
 
@@ -29,7 +30,11 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Authentication blocks we can parse but not honour yet: accepting them
 /// silently would send unauthenticated requests.
-const UNSUPPORTED_AUTH: &[&str] = &["sigv4", "azuread", "google_iam"];
+const UNSUPPORTED_AUTH: &[&str] = &["azuread", "google_iam"];
+
+/// The remote-write-only auth blocks; each excludes the others and the
+/// `<http_config>` ones (basic_auth, authorization, oauth2).
+const REMOTE_WRITE_AUTH: &[&str] = &["sigv4", "azuread", "google_iam"];
 
 pub(crate) fn decode_remote_write(
     ctx: &mut Ctx,
@@ -62,7 +67,8 @@ pub(crate) fn decode_remote_write(
             msg
         })
         .unwrap_or(RemoteWriteProtoMsg::V1);
-    let http_client = decode_inline(ctx, &mut f, HttpClientConfig::default_for_remote_write());
+    let mut http_client = decode_inline(ctx, &mut f, HttpClientConfig::default_for_remote_write());
+    http_client.sigv4 = f.get(ctx, "sigv4", sigv4_config);
     check_auth_blocks(ctx, &mut f, &http_client);
     let _ = f.get(ctx, "failed_request_logging", boolean);
     let cfg = RemoteWriteConfig {
@@ -119,40 +125,70 @@ fn remote_headers(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<(String,
 }
 
 fn check_auth_blocks(ctx: &mut Ctx, f: &mut Fields, http: &HttpClientConfig) {
-    let mut present: Vec<&str> = Vec::new();
-    if http.basic_auth.is_some() {
-        present.push("basic_auth");
-    }
-    if http.authorization.is_some() {
-        present.push("authorization");
-    }
-    if http.oauth2.is_some() {
-        present.push("oauth2");
-    }
-    let mut unsupported = Vec::new();
-    for key in UNSUPPORTED_AUTH {
-        if f.take(key).is_some() {
-            present.push(key);
-            unsupported.push(*key);
-        } else {
-            // An explicit `sigv4: null` is as good as absent.
-            let _ = f.take(key);
-        }
-    }
-    if present.len() > 1 && !unsupported.is_empty() {
+    let http_auth =
+        http.basic_auth.is_some() || http.authorization.is_some() || http.oauth2.is_some();
+    // `sigv4` was decoded already; `take` only reports whether it was set.
+    let remote_auth: Vec<&str> = REMOTE_WRITE_AUTH
+        .iter()
+        .copied()
+        .filter(|key| f.take(key).is_some())
+        .collect();
+    if remote_auth.len() > 1 || (http_auth && !remote_auth.is_empty()) {
         ctx.error(
             f.pos,
             &f.path,
             "at most one of basic_auth, authorization, oauth2, sigv4, azuread or google_iam must be configured",
         );
     }
-    for key in unsupported {
+    for key in remote_auth.iter().filter(|k| UNSUPPORTED_AUTH.contains(k)) {
         ctx.error(
             f.pos_of(key),
             &f.path_of(key),
             format!("{key} is not supported yet by Tributary"),
         );
     }
+}
+
+/// `sigv4:` with prometheus/sigv4's validation. Assuming a role through STS
+/// is refused rather than ignored: signing with the base credentials
+/// instead would be rejected by AWS or, worse, write as the wrong principal.
+fn sigv4_config(ctx: &mut Ctx, node: &Node, path: &str) -> Option<SigV4Config> {
+    let mut f = Fields::open(ctx, node, path, "sigv4.SigV4Config")?;
+    let cfg = SigV4Config {
+        region: f.get(ctx, "region", string).unwrap_or_default(),
+        access_key: f.get(ctx, "access_key", string).unwrap_or_default(),
+        secret_key: f.get(ctx, "secret_key", secret).filter(|s| !s.is_empty()),
+        profile: f.get(ctx, "profile", string).unwrap_or_default(),
+        role_arn: f.get(ctx, "role_arn", string).unwrap_or_default(),
+        external_id: f.get(ctx, "external_id", string).unwrap_or_default(),
+        use_fips_sts_endpoint: f
+            .get(ctx, "use_fips_sts_endpoint", boolean)
+            .unwrap_or(false),
+        service_name: f.get(ctx, "service_name", string).unwrap_or_default(),
+    };
+    if cfg.access_key.is_empty() != cfg.secret_key.is_none() {
+        ctx.error(
+            f.pos,
+            &f.path,
+            "must provide a AWS SigV4 Access key and Secret Key if credentials are specified in the SigV4 config",
+        );
+    }
+    if !cfg.external_id.is_empty() && cfg.role_arn.is_empty() {
+        ctx.error(
+            f.pos_of("external_id"),
+            &f.path_of("external_id"),
+            "external_id can only be used with role_arn",
+        );
+    }
+    if !cfg.role_arn.is_empty() {
+        ctx.error(
+            f.pos_of("role_arn"),
+            &f.path_of("role_arn"),
+            "sigv4 role_arn (STS AssumeRole) is not supported yet by Tributary",
+        );
+    }
+    f.finish(ctx);
+    Some(cfg)
 }
 
 fn positive_usize(ctx: &mut Ctx, node: &Node, path: &str) -> Option<usize> {

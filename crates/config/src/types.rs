@@ -295,6 +295,27 @@ pub struct HttpClientConfig {
     pub http_headers: Vec<(String, HeaderValues)>,
     pub follow_redirects: bool,
     pub enable_http2: bool,
+    /// AWS SigV4 request signing. Prometheus keeps `sigv4` on the
+    /// remote-write entry (it is not part of common's `<http_config>`); it
+    /// lives here so every client built from this config signs its
+    /// requests. Only remote write decodes it; elsewhere it stays `None`.
+    pub sigv4: Option<SigV4Config>,
+}
+
+/// `sigv4` (prometheus/sigv4 `SigV4Config`). Empty strings mean "not set":
+/// region and credentials then come from the AWS environment and shared
+/// files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SigV4Config {
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: Option<Secret>,
+    pub profile: String,
+    pub role_arn: String,
+    pub external_id: String,
+    pub use_fips_sts_endpoint: bool,
+    /// Signing service name; empty means `aps` (Amazon Managed Prometheus).
+    pub service_name: String,
 }
 
 impl HttpClientConfig {
@@ -312,6 +333,7 @@ impl HttpClientConfig {
             http_headers: Vec::new(),
             follow_redirects: true,
             enable_http2: true,
+            sigv4: None,
         }
     }
 

@@ -387,7 +387,7 @@ fn remote_write_errors() {
         "remote_write:\n  - url: ''\n\
 \x20 - url: http://a\n    headers:\n      Authorization: x\n      User-Agent: y\n\
 \x20 - url: http://b\n    name: n\n  - url: http://c\n    name: n\n\
-\x20 - url: http://d\n    sigv4: {region: eu}\n\
+\x20 - url: http://d\n    sigv4: {region: eu, access_key: AK}\n\
 \x20 - url: http://e\n    queue_config: {min_shards: 10, max_shards: 5, min_backoff: 1s, max_backoff: 10ms, capacity: 0}\n\
 \x20 - url: http://b\n    name: n2\n  - url: http://b\n    name: n2\n",
     );
@@ -419,7 +419,7 @@ fn remote_write_errors() {
         &errs,
         12,
         "remote_write[4].sigv4",
-        "sigv4 is not supported yet by Tributary",
+        "must provide a AWS SigV4 Access key and Secret Key",
     );
     assert_error(
         &errs,

@@ -34,7 +34,7 @@ use tributary_model::Labels;
 use crate::api::encode_component;
 use crate::group::TargetGroup;
 use crate::refresh::{join_host_port, sanitize_label_name, ProviderCtx};
-use crate::sigv4::{self, Credentials};
+use tributary_http::sigv4::{self, Credentials};
 
 const API_VERSION: &str = "2016-11-15";
 /// Responses larger than this are refused rather than buffered.
@@ -113,76 +113,15 @@ fn resolve_region(
         .ok_or(Ec2SdError::NoRegion)
 }
 
-/// Finds credentials as described in the module docs.
+/// Finds credentials as described in the module docs (the chain lives in
+/// `tributary_http::sigv4`, shared with remote write).
 fn resolve_credentials(
     cfg: &Ec2SdConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, Ec2SdError> {
-    if !cfg.access_key.is_empty() || cfg.secret_key.is_some() {
-        return Ok(Credentials {
-            access_key: cfg.access_key.clone(),
-            secret_key: cfg
-                .secret_key
-                .as_ref()
-                .map(|s| s.expose().to_string())
-                .unwrap_or_default(),
-            session_token: None,
-        });
-    }
-    if cfg.profile.is_empty() {
-        if let (Some(ak), Some(sk)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-            if !ak.is_empty() && !sk.is_empty() {
-                return Ok(Credentials {
-                    access_key: ak,
-                    secret_key: sk,
-                    session_token: env("AWS_SESSION_TOKEN").filter(|t| !t.is_empty()),
-                });
-            }
-        }
-    }
-    let file = env("AWS_SHARED_CREDENTIALS_FILE")
-        .filter(|f| !f.is_empty())
-        .or_else(|| env("HOME").map(|h| format!("{h}/.aws/credentials")))
-        .ok_or(Ec2SdError::NoCredentials)?;
-    let profile = if cfg.profile.is_empty() {
-        env("AWS_PROFILE")
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "default".into())
-    } else {
-        cfg.profile.clone()
-    };
-    let text = std::fs::read_to_string(&file).map_err(|_| Ec2SdError::NoCredentials)?;
-    profile_credentials(&text, &profile).ok_or(Ec2SdError::NoCredentials)
-}
-
-/// Reads one `[profile]` section of an AWS shared credentials file.
-fn profile_credentials(text: &str, profile: &str) -> Option<Credentials> {
-    let mut in_section = false;
-    let mut values: HashMap<String, String> = HashMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            in_section = name.trim() == profile;
-            continue;
-        }
-        if in_section {
-            if let Some((k, v)) = line.split_once('=') {
-                values.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-    }
-    Some(Credentials {
-        access_key: values
-            .remove("aws_access_key_id")
-            .filter(|v| !v.is_empty())?,
-        secret_key: values
-            .remove("aws_secret_access_key")
-            .filter(|v| !v.is_empty())?,
-        session_token: values.remove("aws_session_token").filter(|v| !v.is_empty()),
-    })
+    let secret = cfg.secret_key.as_ref().map(|s| s.expose());
+    sigv4::resolve_credentials(&cfg.access_key, secret, &cfg.profile, env)
+        .map_err(|_| Ec2SdError::NoCredentials)
 }
 
 /// A signed EC2 query API client for one refresh.
@@ -218,12 +157,13 @@ impl Api<'_> {
         if let Some(token) = &self.creds.session_token {
             headers.push(("x-amz-security-token".to_string(), token.clone()));
         }
+        let payload_sha256 = sigv4::sha256_hex(body.as_bytes());
         let request = sigv4::Request {
             method: "POST",
             path: "/",
             query: "",
             headers: headers.clone(),
-            payload: body.as_bytes(),
+            payload_sha256: &payload_sha256,
         };
         let authorization =
             sigv4::authorization(&request, &self.creds, &stamp, &self.region, "ec2");

@@ -5,7 +5,7 @@
 //! Providers implemented: `static_configs`, `file_sd_configs`,
 //! `http_sd_configs`, `dns_sd_configs` (`dns`), `consul_sd_configs`
 //! (`consul`), `docker_sd_configs` (`docker`) and `ec2_sd_configs` (`ec2`,
-//! signed by `sigv4`) and `kubernetes_sd_configs` (`kubernetes`, watch-based); `refresh` and `api` hold what the API-polling
+//! signed by `tributary_http::sigv4`) and `kubernetes_sd_configs` (`kubernetes`, watch-based); `refresh` and `api` hold what the API-polling
 //! providers share. The config crate rejects the other
 //! mechanisms with "not supported yet", so nothing is silently ignored.
 
@@ -21,7 +21,6 @@ mod kubernetes;
 mod manager;
 mod metrics;
 mod refresh;
-mod sigv4;
 
 pub use group::{TargetGroup, TargetGroupError};
 pub use manager::{DiscoveredTargets, DiscoveryManager, ProviderStatus};

@@ -5,6 +5,8 @@
 //! picked up by the next request, matching Prometheus's `*_file` semantics.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
@@ -48,6 +50,9 @@ pub struct AuthStep {
     pub(crate) headers: Vec<HeaderSource>,
     /// Replaces `authorization` when set.
     pub(crate) oauth2: Option<crate::oauth2::OAuth2Source>,
+    /// AWS SigV4; runs after everything else because it signs the final
+    /// headers and body.
+    pub(crate) sigv4: Option<Arc<crate::sigv4::Signer>>,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +74,7 @@ impl AuthStep {
             authorization: Some(Authorization::Basic { username, password }),
             headers: Vec::new(),
             oauth2: None,
+            sigv4: None,
         }
     }
 
@@ -81,6 +87,7 @@ impl AuthStep {
             }),
             headers: Vec::new(),
             oauth2: None,
+            sigv4: None,
         }
     }
 
@@ -89,23 +96,43 @@ impl AuthStep {
         self
     }
 
+    /// Signs every request with AWS SigV4 (`sigv4:` of remote write).
+    pub fn with_sigv4(mut self, signer: crate::sigv4::Signer) -> Self {
+        self.sigv4 = Some(Arc::new(signer));
+        self
+    }
+
     /// Adds the configured headers and the `Authorization` header. With
-    /// OAuth2 this uses the cached token (see [`crate::oauth2`]).
+    /// OAuth2 this uses the cached token (see [`crate::oauth2`]); with SigV4
+    /// the request (including its body, which must already be set and
+    /// buffered) is signed.
     pub fn apply(&self, rb: RequestBuilder) -> Result<RequestBuilder, HttpClientError> {
-        let rb = self.apply_headers(rb)?;
+        let mut rb = self.apply_headers(rb)?;
         if let Some(o) = &self.oauth2 {
-            return Ok(rb.header(AUTHORIZATION, o.header_now()?));
+            rb = rb.header(AUTHORIZATION, o.header_now()?);
         }
-        Ok(rb)
+        self.apply_sigv4(rb)
     }
 
     /// Like [`AuthStep::apply`], but waits for an OAuth2 token if needed.
     pub async fn apply_async(&self, rb: RequestBuilder) -> Result<RequestBuilder, HttpClientError> {
-        let rb = self.apply_headers(rb)?;
+        let mut rb = self.apply_headers(rb)?;
         if let Some(o) = &self.oauth2 {
-            return Ok(rb.header(AUTHORIZATION, o.header_async().await?));
+            rb = rb.header(AUTHORIZATION, o.header_async().await?);
         }
-        Ok(rb)
+        self.apply_sigv4(rb)
+    }
+
+    /// Builds the request to sign it, then hands it back as a builder so
+    /// callers keep their `rb.send()` flow.
+    fn apply_sigv4(&self, rb: RequestBuilder) -> Result<RequestBuilder, HttpClientError> {
+        let Some(signer) = &self.sigv4 else {
+            return Ok(rb);
+        };
+        let (client, request) = rb.build_split();
+        let mut request = request?;
+        signer.sign(&mut request, SystemTime::now())?;
+        Ok(RequestBuilder::from_parts(client, request))
     }
 
     fn apply_headers(&self, mut rb: RequestBuilder) -> Result<RequestBuilder, HttpClientError> {

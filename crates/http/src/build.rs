@@ -14,6 +14,9 @@ const MAX_REDIRECTS: usize = 10;
 
 /// Builds a client for one scrape pool / remote-write queue / SD config.
 ///
+/// `cfg.sigv4` resolves its region and credentials here and fails the
+/// build when either is missing, as Prometheus does.
+///
 /// Settings this crate cannot honour yet (`tls_config.server_name`,
 /// `proxy_connect_header`) are refused with [`HttpClientError::Unsupported`]
 /// rather than silently ignored.
@@ -40,11 +43,31 @@ pub fn build_client(
     }
     b = apply_tls(b, &cfg.tls_config)?;
     b = apply_proxy(b, cfg)?;
+    b = apply_resolver(b, &opts);
     let mut auth = auth_step(cfg)?;
     if let Some(o) = &cfg.oauth2 {
         auth.oauth2 = Some(oauth2_source(o, &opts)?);
     }
+    if let Some(s) = &cfg.sigv4 {
+        auth.sigv4 = Some(std::sync::Arc::new(crate::sigv4::Signer::from_config(s)?));
+    }
     Ok(HttpClient::from_parts(b.build()?, auth))
+}
+
+/// `round_robin_dns` and `static_hosts`. Without round robin the fixed
+/// hosts go through reqwest's own overrides (system DNS otherwise).
+fn apply_resolver(b: reqwest::ClientBuilder, opts: &ClientOptions) -> reqwest::ClientBuilder {
+    if opts.round_robin_dns {
+        let resolver = crate::RoundRobinResolver::with_hosts(opts.static_hosts.clone());
+        return b.dns_resolver(std::sync::Arc::new(resolver));
+    }
+    opts.static_hosts.iter().fold(b, |b, (name, ips)| {
+        let addrs: Vec<std::net::SocketAddr> = ips
+            .iter()
+            .map(|ip| std::net::SocketAddr::new(*ip, 0))
+            .collect();
+        b.resolve_to_addrs(name, &addrs)
+    })
 }
 
 /// The token source of an `oauth2` block: its own TLS and proxy settings.

@@ -4,14 +4,21 @@
 //! (TLS, proxy, redirects, HTTP/2) plus an [`AuthStep`] that is applied to
 //! every request: credentials given as `*_file` are re-read on each request,
 //! as Prometheus does, so rotated secrets take effect without a reload.
-//! `oauth2` (client credentials) is handled by [`oauth2`].
+//! `oauth2` (client credentials) is handled by [`oauth2`]; AWS SigV4
+//! (remote write's `sigv4:`) by [`sigv4`], which signs the finished request
+//! including its body, so it runs last in the auth step.
+//! `round_robin_dns` is a resolver that rotates the resolved addresses
+//! ([`RoundRobinResolver`]).
 
 mod auth;
 mod build;
 pub mod oauth2;
+mod resolve;
+pub mod sigv4;
 
 pub use auth::{AuthStep, HeaderSource, SecretSource};
 pub use build::build_client;
+pub use resolve::RoundRobinResolver;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,6 +46,8 @@ pub enum HttpClientError {
     Tls(String),
     #[error("oauth2: {0}")]
     OAuth2(String),
+    #[error("sigv4: {0}")]
+    SigV4(String),
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
     #[error("building HTTP client: {0}")]
@@ -55,6 +64,12 @@ pub struct ClientOptions {
     pub user_agent: String,
     /// How long idle pooled connections are kept.
     pub idle_pool_timeout: Option<Duration>,
+    /// remote_write `round_robin_dns`: each new connection starts at the
+    /// next resolved address ([`RoundRobinResolver`]).
+    pub round_robin_dns: bool,
+    /// Names resolved to fixed addresses instead of DNS (like
+    /// `/etc/hosts`); with `round_robin_dns` they rotate too.
+    pub static_hosts: Vec<(String, Vec<std::net::IpAddr>)>,
 }
 
 impl Default for ClientOptions {
@@ -63,6 +78,8 @@ impl Default for ClientOptions {
             timeout: None,
             user_agent: "Prometheus/3.0.0".to_owned(),
             idle_pool_timeout: Some(Duration::from_secs(90)),
+            round_robin_dns: false,
+            static_hosts: Vec::new(),
         }
     }
 }

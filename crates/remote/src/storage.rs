@@ -88,6 +88,7 @@ impl RemoteStorage {
             &cfg.http_client,
             tributary_http::ClientOptions {
                 user_agent: self.user_agent.clone(),
+                round_robin_dns: cfg.round_robin_dns,
                 ..Default::default()
             },
         )
