@@ -134,6 +134,8 @@ pub struct RemoteMetrics {
     queue_highest_timestamp: Family<QueueLabels, FloatGauge>,
     queue_highest_sent_timestamp: Family<QueueLabels, FloatGauge>,
     samples_pending: Family<QueueLabels, Gauge>,
+    histograms_pending: Family<QueueLabels, Gauge>,
+    exemplars_pending: Family<QueueLabels, Gauge>,
     shard_capacity: Family<QueueLabels, Gauge>,
     shards: Family<QueueLabels, Gauge>,
     shards_max: Family<QueueLabels, Gauge>,
@@ -168,6 +170,8 @@ impl Default for RemoteMetrics {
             queue_highest_timestamp: Family::default(),
             queue_highest_sent_timestamp: Family::default(),
             samples_pending: Family::default(),
+            histograms_pending: Family::default(),
+            exemplars_pending: Family::default(),
             shard_capacity: Family::default(),
             shards: Family::default(),
             shards_max: Family::default(),
@@ -231,6 +235,16 @@ impl RemoteMetrics {
             format!("{rs}samples_pending"),
             "The number of samples pending in the queues shards to be sent to the remote storage",
             m.samples_pending.clone(),
+        );
+        registry.register(
+            format!("{rs}histograms_pending"),
+            "The number of histograms pending in the queues shards to be sent to the remote storage",
+            m.histograms_pending.clone(),
+        );
+        registry.register(
+            format!("{rs}exemplars_pending"),
+            "The number of exemplars pending in the queues shards to be sent to the remote storage",
+            m.exemplars_pending.clone(),
         );
         registry.register(format!("{rs}shard_capacity"), "The capacity of each shard of the queue used for parallel sending to the remote storage", m.shard_capacity.clone());
         registry.register(
@@ -333,6 +347,8 @@ impl RemoteMetrics {
             queue_highest_timestamp: self.queue_highest_timestamp.get_or_create_owned(&l),
             queue_highest_sent_timestamp: self.queue_highest_sent_timestamp.get_or_create_owned(&l),
             samples_pending: self.samples_pending.get_or_create_owned(&l),
+            histograms_pending: self.histograms_pending.get_or_create_owned(&l),
+            exemplars_pending: self.exemplars_pending.get_or_create_owned(&l),
             shard_capacity: self.shard_capacity.get_or_create_owned(&l),
             shards: self.shards.get_or_create_owned(&l),
             shards_max: self.shards_max.get_or_create_owned(&l),
@@ -379,6 +395,8 @@ impl RemoteMetrics {
         }
         for f in [
             &self.samples_pending,
+            &self.histograms_pending,
+            &self.exemplars_pending,
             &self.shard_capacity,
             &self.shards,
             &self.shards_max,
@@ -442,6 +460,8 @@ pub struct QueueMetrics {
     pub queue_highest_timestamp: FloatGauge,
     pub queue_highest_sent_timestamp: FloatGauge,
     pub samples_pending: Gauge,
+    pub histograms_pending: Gauge,
+    pub exemplars_pending: Gauge,
     pub shard_capacity: Gauge,
     pub shards: Gauge,
     pub shards_max: Gauge,

@@ -255,6 +255,9 @@ struct Shared<P> {
     acker: Acker<P>,
     outcome: Mutex<Outcome>,
     pending: AtomicI64,
+    /// Pending items by [`ItemKind`] (samples, histograms, exemplars), for
+    /// the per-kind `*_pending` gauges.
+    pending_by_kind: [AtomicI64; 3],
     highest_enqueued_ms: AtomicI64,
     highest_sent_ms: AtomicI64,
     /// Cumulative counters feeding the resharding EWMAs.
@@ -301,6 +304,7 @@ impl QueueManager {
             tracker: Mutex::new(AckTracker::new()),
             outcome: Mutex::new(Outcome::default()),
             pending: AtomicI64::new(0),
+            pending_by_kind: Default::default(),
             highest_enqueued_ms: AtomicI64::new(0),
             highest_sent_ms: AtomicI64::new(0),
             samples_in: AtomicU64::new(0),
@@ -367,7 +371,7 @@ fn status_of<P: Copy + std::fmt::Debug>(shared: &Shared<P>) -> QueueStatus {
         url: shared.client.url().to_string(),
         shards: shared.shards.load(Ordering::Relaxed),
         desired_shards: *shared.desired_unrounded.lock(),
-        pending_samples: shared.pending.load(Ordering::Relaxed),
+        pending_samples: shared.pending_by_kind[0].load(Ordering::Relaxed),
         last_send: outcome.last_send,
         last_error: outcome.last_error.clone(),
         highest_sent_timestamp_ms: shared.highest_sent_ms.load(Ordering::Relaxed),
@@ -378,6 +382,14 @@ fn status_of<P: Copy + std::fmt::Debug>(shared: &Shared<P>) -> QueueStatus {
         samples_failed_total: shared.metrics.samples_failed.get(),
         samples_retried_total: shared.metrics.samples_retried.get(),
     }
+}
+
+fn set_pending_gauges<P>(shared: &Shared<P>) {
+    let m = &shared.metrics;
+    let [samples, histograms, exemplars] = &shared.pending_by_kind;
+    m.samples_pending.set(samples.load(Ordering::Relaxed));
+    m.histograms_pending.set(histograms.load(Ordering::Relaxed));
+    m.exemplars_pending.set(exemplars.load(Ordering::Relaxed));
 }
 
 fn is_stopping(stop: &watch::Receiver<Option<Instant>>) -> bool {
@@ -598,6 +610,7 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     // First pass: decide what gets enqueued, so the record is registered
     // with its exact count before any shard can complete part of it.
     let mut keep = 0usize;
+    let mut keep_by_kind = [0i64; 3];
     let mut total = 0u64;
     let mut highest = i64::MIN;
     for (r, t, item) in record_items(record, send_histograms, send_exemplars) {
@@ -610,6 +623,11 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
         match series.labels.get(&r) {
             Some(Some(_)) if t >= min_ts => {
                 keep += 1;
+                keep_by_kind[match item {
+                    ItemRef::Float(_) => 0,
+                    ItemRef::Histogram(_) => 1,
+                    ItemRef::Exemplar(..) => 2,
+                }] += 1;
                 if !matches!(item, ItemRef::Exemplar(..)) {
                     highest = highest.max(t);
                 }
@@ -639,8 +657,10 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
         raise(&m.highest_timestamp_in_seconds, secs);
     }
     shared.pending.fetch_add(keep as i64, Ordering::Relaxed);
-    m.samples_pending
-        .set(shared.pending.load(Ordering::Relaxed));
+    for (kind, n) in keep_by_kind.into_iter().enumerate() {
+        shared.pending_by_kind[kind].fetch_add(n, Ordering::Relaxed);
+    }
+    set_pending_gauges(shared);
     let (seq, moved) = shared.tracker.lock().register(pos, keep);
     if let Some(p) = moved {
         (shared.acker)(p);
@@ -992,8 +1012,15 @@ impl Batch {
         if let Some(p) = moved {
             (shared.acker)(p);
         }
-        let pending = shared.pending.fetch_sub(count as i64, Ordering::Relaxed) - count as i64;
-        shared.metrics.samples_pending.set(pending);
+        shared.pending.fetch_sub(count as i64, Ordering::Relaxed);
+        let mut by_kind = [0i64; 3];
+        for s in &self.samples {
+            by_kind[s.kind() as usize] += 1;
+        }
+        for (kind, n) in by_kind.into_iter().enumerate() {
+            shared.pending_by_kind[kind].fetch_sub(n, Ordering::Relaxed);
+        }
+        set_pending_gauges(shared);
         self.samples.clear();
         self.runs.clear();
         true
