@@ -529,7 +529,7 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
 }
 
 fn route_prefix(flags: &AgentFlags) -> String {
-    let from_url = flags.web_external_url.as_deref().and_then(|u| url_path(u));
+    let from_url = flags.web_external_url.as_deref().and_then(url_path);
     let p = flags
         .web_route_prefix
         .clone()
