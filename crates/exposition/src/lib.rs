@@ -37,6 +37,8 @@ mod protobuf;
 mod scan;
 mod wire;
 
+pub mod testing;
+
 pub use check::{check_metrics, sniff_format, CheckReport, Problem, Severity};
 pub use error::{ParseError, UnsupportedContentType};
 pub use format::Format;

@@ -9,53 +9,11 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
+use tributary_exposition::testing::{delimited, put_varint, Msg};
 use tributary_exposition::{check_metrics, Entry, Format, ParseError, Parser, ParserOptions};
 use tributary_model::{BucketSpan, HistogramCount, Labels, LabelsBuilder, MetricType, ResetHint};
 
 // ----- a tiny protobuf encoder for building test bodies ---------------------
-
-#[derive(Default, Clone)]
-struct Msg(Vec<u8>);
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-impl Msg {
-    fn key(mut self, field: u32, wire: u8) -> Self {
-        put_varint(&mut self.0, (u64::from(field) << 3) | u64::from(wire));
-        self
-    }
-    fn varint(self, field: u32, v: u64) -> Self {
-        let mut m = self.key(field, 0);
-        put_varint(&mut m.0, v);
-        m
-    }
-    fn sint(self, field: u32, v: i64) -> Self {
-        self.varint(field, ((v << 1) ^ (v >> 63)) as u64)
-    }
-    fn double(self, field: u32, v: f64) -> Self {
-        let mut m = self.key(field, 1);
-        m.0.extend_from_slice(&v.to_le_bytes());
-        m
-    }
-    fn bytes(self, field: u32, b: &[u8]) -> Self {
-        let mut m = self.key(field, 2);
-        put_varint(&mut m.0, b.len() as u64);
-        m.0.extend_from_slice(b);
-        m
-    }
-    fn str(self, field: u32, s: &str) -> Self {
-        self.bytes(field, s.as_bytes())
-    }
-    fn msg(self, field: u32, m: Msg) -> Self {
-        self.bytes(field, &m.0)
-    }
-}
 
 fn label(name: &str, value: &str) -> Msg {
     Msg::default().str(1, name).str(2, value)
@@ -85,12 +43,7 @@ fn family(name: &str, kind: u64, metrics: Vec<Msg>) -> Msg {
 }
 
 fn body(families: &[Msg]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for f in families {
-        put_varint(&mut out, f.0.len() as u64);
-        out.extend_from_slice(&f.0);
-    }
-    out
+    delimited(families)
 }
 
 // ----- helpers ---------------------------------------------------------------

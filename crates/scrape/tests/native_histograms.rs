@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tributary_discovery::TargetGroup;
+use tributary_exposition::testing::{put_varint, Msg};
 use tributary_model::{HistogramCount, Labels, MetricType, SeriesRef, Storage};
 use tributary_scrape::{ScrapeManager, ScrapeMetrics};
 use tributary_wal::record::{self, RecordType};
@@ -21,49 +22,6 @@ use tributary_wal::{
 };
 
 // ----- a tiny protobuf encoder for the target's body ------------------------
-
-#[derive(Default, Clone)]
-struct Msg(Vec<u8>);
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-impl Msg {
-    fn key(mut self, field: u32, wire: u8) -> Self {
-        put_varint(&mut self.0, (u64::from(field) << 3) | u64::from(wire));
-        self
-    }
-    fn varint(self, field: u32, v: u64) -> Self {
-        let mut m = self.key(field, 0);
-        put_varint(&mut m.0, v);
-        m
-    }
-    fn sint(self, field: u32, v: i64) -> Self {
-        self.varint(field, ((v << 1) ^ (v >> 63)) as u64)
-    }
-    fn double(self, field: u32, v: f64) -> Self {
-        let mut m = self.key(field, 1);
-        m.0.extend_from_slice(&v.to_le_bytes());
-        m
-    }
-    fn bytes(self, field: u32, b: &[u8]) -> Self {
-        let mut m = self.key(field, 2);
-        put_varint(&mut m.0, b.len() as u64);
-        m.0.extend_from_slice(b);
-        m
-    }
-    fn str(self, field: u32, s: &str) -> Self {
-        self.bytes(field, s.as_bytes())
-    }
-    fn msg(self, field: u32, m: Msg) -> Self {
-        self.bytes(field, &m.0)
-    }
-}
 
 /// io.prometheus.client families: a native histogram (count 5, sum 9,
 /// schema 3, two positive spans, one timestamped exemplar, plus one classic

@@ -18,51 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use tributary_exposition::testing::{put_varint, Msg};
 
 // ----- a tiny protobuf encoder for the target's body ------------------------
-
-#[derive(Default, Clone)]
-struct Msg(Vec<u8>);
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-impl Msg {
-    fn key(mut self, field: u32, wire: u8) -> Self {
-        put_varint(&mut self.0, (u64::from(field) << 3) | u64::from(wire));
-        self
-    }
-    fn varint(self, field: u32, v: u64) -> Self {
-        let mut m = self.key(field, 0);
-        put_varint(&mut m.0, v);
-        m
-    }
-    fn sint(self, field: u32, v: i64) -> Self {
-        self.varint(field, ((v << 1) ^ (v >> 63)) as u64)
-    }
-    fn double(self, field: u32, v: f64) -> Self {
-        let mut m = self.key(field, 1);
-        m.0.extend_from_slice(&v.to_le_bytes());
-        m
-    }
-    fn bytes(self, field: u32, b: &[u8]) -> Self {
-        let mut m = self.key(field, 2);
-        put_varint(&mut m.0, b.len() as u64);
-        m.0.extend_from_slice(b);
-        m
-    }
-    fn str(self, field: u32, s: &str) -> Self {
-        self.bytes(field, s.as_bytes())
-    }
-    fn msg(self, field: u32, m: Msg) -> Self {
-        self.bytes(field, &m.0)
-    }
-}
 
 /// `e2e_rpc_seconds`: a native histogram with count 5, sum 9 (schema 3,
 /// buckets 1, 2, 1 plus one zero-bucket observation) and an exemplar with
