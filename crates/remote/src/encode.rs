@@ -29,6 +29,7 @@
 use tributary_model::{Labels, MetricType, NativeHistogram, Timestamp};
 
 use crate::proto;
+use crate::proto::{put_varint, varint_len};
 
 const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
@@ -153,33 +154,8 @@ impl WriteRequestEncoder {
     }
 
     fn compress(&mut self) -> Result<&[u8], EncodeError> {
-        let max = snap::raw::max_compress_len(self.proto.len());
-        if max == 0 && !self.proto.is_empty() {
-            return Err(EncodeError::TooLarge(self.proto.len()));
-        }
-        if self.compressed.len() < max {
-            self.compressed.resize(max, 0);
-        }
-        let n = self.snappy.compress(&self.proto, &mut self.compressed)?;
-        Ok(self.compressed.get(..n).unwrap_or_default())
+        snappy_into(&mut self.snappy, &self.proto, &mut self.compressed)
     }
-}
-
-fn varint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
 }
 
 /// Length of a length-delimited field (key + length prefix + payload).
@@ -268,6 +244,23 @@ fn write_labels(buf: &mut Vec<u8>, field: u32, labels: &Labels) {
         put_string_field(buf, KEY_LABEL_NAME, l.name);
         put_string_field(buf, KEY_LABEL_VALUE, l.value);
     }
+}
+
+/// Snappy block-compresses `proto` into the reused `out` buffer.
+pub(crate) fn snappy_into<'a>(
+    snappy: &mut snap::raw::Encoder,
+    proto: &[u8],
+    out: &'a mut Vec<u8>,
+) -> Result<&'a [u8], EncodeError> {
+    let max = snap::raw::max_compress_len(proto.len());
+    if max == 0 && !proto.is_empty() {
+        return Err(EncodeError::TooLarge(proto.len()));
+    }
+    if out.len() < max {
+        out.resize(max, 0);
+    }
+    let n = snappy.compress(proto, out)?;
+    Ok(out.get(..n).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -26,8 +26,10 @@ use std::hash::{BuildHasher, Hasher};
 use hashbrown::HashTable;
 use tributary_model::Timestamp;
 
+use crate::encode::snappy_into;
 use crate::encode::{EncodableSample, EncodeError, Payload};
 use crate::proto;
+use crate::proto::{put_varint, varint_len};
 
 /// `Content-Type` of a 2.0 request.
 pub const CONTENT_TYPE_V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
@@ -223,33 +225,8 @@ impl WriteRequestV2Encoder {
     }
 
     fn compress(&mut self) -> Result<&[u8], EncodeError> {
-        let max = snap::raw::max_compress_len(self.proto.len());
-        if max == 0 && !self.proto.is_empty() {
-            return Err(EncodeError::TooLarge(self.proto.len()));
-        }
-        if self.compressed.len() < max {
-            self.compressed.resize(max, 0);
-        }
-        let n = self.snappy.compress(&self.proto, &mut self.compressed)?;
-        Ok(self.compressed.get(..n).unwrap_or_default())
+        snappy_into(&mut self.snappy, &self.proto, &mut self.compressed)
     }
-}
-
-fn varint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
 }
 
 fn write_timeseries(buf: &mut Vec<u8>, refs: &[u32], t: Timestamp, v: f64) {
