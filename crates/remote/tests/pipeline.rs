@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use common::{eventually, PbLabel, PbSample};
+use common::{eventually, Count, PbHistogram, PbLabel, PbSample, PbSpan, V2Request, ZeroCount};
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
 use prost::Message;
@@ -73,104 +73,6 @@ struct V1Metadata {
 }
 
 /// The Histogram message (identical field numbers in 1.0 and 2.0).
-#[derive(Clone, PartialEq, prost::Message)]
-struct PbHistogram {
-    #[prost(oneof = "Count", tags = "1, 2")]
-    count: Option<Count>,
-    #[prost(double, tag = "3")]
-    sum: f64,
-    #[prost(sint32, tag = "4")]
-    schema: i32,
-    #[prost(double, tag = "5")]
-    zero_threshold: f64,
-    #[prost(oneof = "ZeroCount", tags = "6, 7")]
-    zero_count: Option<ZeroCount>,
-    #[prost(message, repeated, tag = "8")]
-    negative_spans: Vec<PbSpan>,
-    #[prost(sint64, repeated, tag = "9")]
-    negative_deltas: Vec<i64>,
-    #[prost(double, repeated, tag = "10")]
-    negative_counts: Vec<f64>,
-    #[prost(message, repeated, tag = "11")]
-    positive_spans: Vec<PbSpan>,
-    #[prost(sint64, repeated, tag = "12")]
-    positive_deltas: Vec<i64>,
-    #[prost(double, repeated, tag = "13")]
-    positive_counts: Vec<f64>,
-    #[prost(int32, tag = "14")]
-    reset_hint: i32,
-    #[prost(int64, tag = "15")]
-    timestamp: i64,
-}
-
-#[derive(Clone, PartialEq, prost::Oneof)]
-enum Count {
-    #[prost(uint64, tag = "1")]
-    Int(u64),
-    #[prost(double, tag = "2")]
-    Float(f64),
-}
-
-#[derive(Clone, PartialEq, prost::Oneof)]
-enum ZeroCount {
-    #[prost(uint64, tag = "6")]
-    Int(u64),
-    #[prost(double, tag = "7")]
-    Float(f64),
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct PbSpan {
-    #[prost(sint32, tag = "1")]
-    offset: i32,
-    #[prost(uint32, tag = "2")]
-    length: u32,
-}
-
-// ----- remote write 2.0 messages ---------------------------------------------
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct V2Request {
-    #[prost(string, repeated, tag = "4")]
-    symbols: Vec<String>,
-    #[prost(message, repeated, tag = "5")]
-    timeseries: Vec<V2TimeSeries>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct V2TimeSeries {
-    #[prost(uint32, repeated, tag = "1")]
-    labels_refs: Vec<u32>,
-    #[prost(message, repeated, tag = "2")]
-    samples: Vec<PbSample>,
-    #[prost(message, repeated, tag = "3")]
-    histograms: Vec<PbHistogram>,
-    #[prost(message, repeated, tag = "4")]
-    exemplars: Vec<V2Exemplar>,
-    #[prost(message, optional, tag = "5")]
-    metadata: Option<V2Metadata>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct V2Exemplar {
-    #[prost(uint32, repeated, tag = "1")]
-    labels_refs: Vec<u32>,
-    #[prost(double, tag = "2")]
-    value: f64,
-    #[prost(int64, tag = "3")]
-    timestamp: i64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct V2Metadata {
-    #[prost(int32, tag = "1")]
-    kind: i32,
-    #[prost(uint32, tag = "3")]
-    help_ref: u32,
-    #[prost(uint32, tag = "4")]
-    unit_ref: u32,
-}
-
 // ----- receiver ----------------------------------------------------------------
 
 #[derive(Default)]

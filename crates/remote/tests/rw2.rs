@@ -25,22 +25,6 @@ use tributary_remote::{
     WriteClientSettings,
 };
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct V2Request {
-    #[prost(string, repeated, tag = "4")]
-    symbols: Vec<String>,
-    #[prost(message, repeated, tag = "5")]
-    timeseries: Vec<V2TimeSeries>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct V2TimeSeries {
-    #[prost(uint32, repeated, tag = "1")]
-    labels_refs: Vec<u32>,
-    #[prost(message, repeated, tag = "2")]
-    samples: Vec<PbSample>,
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// Accepts 2.0 (and 1.0), reporting what it wrote.

@@ -86,46 +86,9 @@ impl StatusSource for Status {
         self.config.lock().to_redacted_yaml()
     }
 
+    /// The typed status below, as JSON: one rendering, not two.
     fn remote_status(&self) -> serde_json::Value {
-        let queues = match self.remote.try_lock() {
-            Ok(r) => r
-                .status()
-                .iter()
-                .map(|q| {
-                    serde_json::json!({
-                        "name": q.name,
-                        "url": q.url,
-                        "shards": q.shards,
-                        "desiredShards": q.desired_shards,
-                        "pendingSamples": q.pending_samples,
-                        "lastSend": q.last_send.map(|t| humantime::format_rfc3339_millis(t).to_string()),
-                        "lastError": q.last_error,
-                        "highestSentTimestampMs": q.highest_sent_timestamp_ms,
-                        "ackedPosition": q.acked_position,
-                        "walBacklogBytes": q.wal_backlog_bytes,
-                    })
-                })
-                .collect(),
-            Err(_) => serde_json::Value::Null,
-        };
-        let wal = self.wal.stats();
-        serde_json::json!({
-            "queues": queues,
-            "wal": {
-                "segments": wal.segments,
-                "firstSegment": wal.first_segment,
-                "currentSegment": wal.current_segment,
-                "bytes": wal.bytes,
-                "activeSeries": wal.active_series,
-                "consumers": wal.consumers.iter().map(|c| serde_json::json!({
-                    "name": c.name,
-                    "segment": c.position.segment,
-                    "offset": c.position.offset,
-                    "backlogBytes": c.backlog_bytes,
-                    "dropped": format!("{:?}", c.dropped),
-                })).collect::<Vec<_>>(),
-            }
-        })
+        serde_json::to_value(self.remote_write_status()).unwrap_or_default()
     }
 
     fn reload_status(&self) -> (bool, Option<SystemTime>) {

@@ -325,14 +325,9 @@ pub fn decode_histograms(payload: &[u8], out: &mut Vec<RefHistogram>) -> Result<
         RecordType::HistogramSamples
     };
     let mut d = Decoder::for_type(payload, expected)?;
-    if d.is_empty() {
+    let Some((base_ref, base_t)) = read_base(&mut d)? else {
         return Ok(());
-    }
-    let base_ref = d.be_u64()? as i64;
-    let base_t = d.be_u64()? as i64;
-    if d.is_empty() {
-        return Err(DecodeError::Truncated);
-    }
+    };
     while !d.is_empty() {
         let dref = d.varint()?;
         let dt = d.varint()?;
@@ -349,14 +344,9 @@ pub fn decode_histograms(payload: &[u8], out: &mut Vec<RefHistogram>) -> Result<
 /// Decodes an Exemplars record, appending to `out`.
 pub fn decode_exemplars(payload: &[u8], out: &mut Vec<RefExemplar>) -> Result<(), DecodeError> {
     let mut d = Decoder::for_type(payload, RecordType::Exemplars)?;
-    if d.is_empty() {
+    let Some((base_ref, base_t)) = read_base(&mut d)? else {
         return Ok(());
-    }
-    let base_ref = d.be_u64()? as i64;
-    let base_t = d.be_u64()? as i64;
-    if d.is_empty() {
-        return Err(DecodeError::Truncated);
-    }
+    };
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     while !d.is_empty() {
         let dref = d.varint()?;
@@ -438,18 +428,27 @@ pub fn decode_series(
     Ok(())
 }
 
-/// Decodes a Samples record, appending to `out`.
-pub fn decode_samples(payload: &[u8], out: &mut Vec<RefSample>) -> Result<(), DecodeError> {
-    let mut d = Decoder::for_type(payload, RecordType::Samples)?;
+/// Reads the base reference and timestamp that open every sample-like
+/// record (Samples, histograms, Exemplars). `None` for an empty record; the
+/// encoder never writes a base without entries after it.
+fn read_base(d: &mut Decoder<'_>) -> Result<Option<(i64, i64)>, DecodeError> {
     if d.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let base_ref = d.be_u64()? as i64;
     let base_t = d.be_u64()? as i64;
-    // The encoder never writes a base without samples.
     if d.is_empty() {
         return Err(DecodeError::Truncated);
     }
+    Ok(Some((base_ref, base_t)))
+}
+
+/// Decodes a Samples record, appending to `out`.
+pub fn decode_samples(payload: &[u8], out: &mut Vec<RefSample>) -> Result<(), DecodeError> {
+    let mut d = Decoder::for_type(payload, RecordType::Samples)?;
+    let Some((base_ref, base_t)) = read_base(&mut d)? else {
+        return Ok(());
+    };
     while !d.is_empty() {
         let dref = d.varint()?;
         let dt = d.varint()?;

@@ -243,3 +243,101 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
     cond()
 }
+
+// ----- remote write 2.0 messages (and the native histogram of 1.0) -------------
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PbHistogram {
+    #[prost(oneof = "Count", tags = "1, 2")]
+    pub count: Option<Count>,
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+    #[prost(sint32, tag = "4")]
+    pub schema: i32,
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    #[prost(oneof = "ZeroCount", tags = "6, 7")]
+    pub zero_count: Option<ZeroCount>,
+    #[prost(message, repeated, tag = "8")]
+    pub negative_spans: Vec<PbSpan>,
+    #[prost(sint64, repeated, tag = "9")]
+    pub negative_deltas: Vec<i64>,
+    #[prost(double, repeated, tag = "10")]
+    pub negative_counts: Vec<f64>,
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<PbSpan>,
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    #[prost(double, repeated, tag = "13")]
+    pub positive_counts: Vec<f64>,
+    #[prost(int32, tag = "14")]
+    pub reset_hint: i32,
+    #[prost(int64, tag = "15")]
+    pub timestamp: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Count {
+    #[prost(uint64, tag = "1")]
+    Int(u64),
+    #[prost(double, tag = "2")]
+    Float(f64),
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum ZeroCount {
+    #[prost(uint64, tag = "6")]
+    Int(u64),
+    #[prost(double, tag = "7")]
+    Float(f64),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PbSpan {
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    #[prost(uint32, tag = "2")]
+    pub length: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct V2Request {
+    #[prost(string, repeated, tag = "4")]
+    pub symbols: Vec<String>,
+    #[prost(message, repeated, tag = "5")]
+    pub timeseries: Vec<V2TimeSeries>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct V2TimeSeries {
+    #[prost(uint32, repeated, tag = "1")]
+    pub labels_refs: Vec<u32>,
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<PbSample>,
+    #[prost(message, repeated, tag = "3")]
+    pub histograms: Vec<PbHistogram>,
+    #[prost(message, repeated, tag = "4")]
+    pub exemplars: Vec<V2Exemplar>,
+    #[prost(message, optional, tag = "5")]
+    pub metadata: Option<V2Metadata>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct V2Exemplar {
+    #[prost(uint32, repeated, tag = "1")]
+    pub labels_refs: Vec<u32>,
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    #[prost(int64, tag = "3")]
+    pub timestamp: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct V2Metadata {
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    #[prost(uint32, tag = "3")]
+    pub help_ref: u32,
+    #[prost(uint32, tag = "4")]
+    pub unit_ref: u32,
+}
