@@ -31,6 +31,20 @@ const SUPPORTED_SD: &[&str] = &[
     "kubernetes_sd_configs",
 ];
 
+/// Providers compiled out of this build: `(field, provider, cargo feature)`.
+/// Their blocks are still decoded (so syntax errors are reported too), and
+/// the file is refused: a configured provider must never be silently idle.
+const LEFT_OUT_SD: &[(&str, &str, &str)] = &[
+    #[cfg(not(feature = "sd-consul"))]
+    ("consul_sd_configs", "Consul", "sd-consul"),
+    #[cfg(not(feature = "sd-docker"))]
+    ("docker_sd_configs", "Docker", "sd-docker"),
+    #[cfg(not(feature = "sd-ec2"))]
+    ("ec2_sd_configs", "EC2", "sd-ec2"),
+    #[cfg(not(feature = "sd-kubernetes"))]
+    ("kubernetes_sd_configs", "Kubernetes", "sd-kubernetes"),
+];
+
 /// Decodes one scrape config at `path`, applying `global` inheritance.
 pub(crate) fn decode_scrape_config(
     ctx: &mut Ctx,
@@ -194,6 +208,17 @@ pub(crate) fn decode_scrape_config(
             crate::sd_kubernetes::kubernetes_sd_configs,
         )
         .unwrap_or_default();
+    for (key, provider, feature) in LEFT_OUT_SD {
+        if f.has_key(key) {
+            ctx.error(
+                f.pos_of(key),
+                &f.path_of(key),
+                format!(
+                    "{key}: this build of Tributary leaves out {provider} discovery (cargo feature {feature})"
+                ),
+            );
+        }
+    }
     for (key, pos) in f.take_suffixed("_sd_configs", SUPPORTED_SD) {
         ctx.error(
             pos,

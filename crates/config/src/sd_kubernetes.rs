@@ -105,6 +105,12 @@ pub struct KubernetesAttachMetadata {
     pub namespace: bool,
     /// `__meta_kubernetes_pod_job_name` for pods owned by a Job.
     pub job: bool,
+    /// `__meta_kubernetes_pod_deployment_name` for pods whose ReplicaSet a
+    /// Deployment controls (Prometheus 3.11+; needs a ReplicaSet watch).
+    pub deployment: bool,
+    /// `__meta_kubernetes_pod_cronjob_name` for pods whose Job a CronJob
+    /// controls (Prometheus 3.11+; needs a Job watch).
+    pub cronjob: bool,
 }
 
 /// One `kubernetes_sd_configs` entry.
@@ -297,18 +303,9 @@ fn attach_metadata(ctx: &mut Ctx, node: &Node, path: &str) -> Option<KubernetesA
         node: f.get(ctx, "node", boolean).unwrap_or(false),
         namespace: f.get(ctx, "namespace", boolean).unwrap_or(false),
         job: f.get(ctx, "job", boolean).unwrap_or(false),
+        deployment: f.get(ctx, "deployment", boolean).unwrap_or(false),
+        cronjob: f.get(ctx, "cronjob", boolean).unwrap_or(false),
     };
-    // These need ReplicaSet/Job watches that Tributary does not run yet:
-    // refuse rather than silently leave the labels out.
-    for key in ["deployment", "cronjob"] {
-        if f.get(ctx, key, boolean).unwrap_or(false) {
-            ctx.error(
-                f.pos_of(key),
-                &f.path_of(key),
-                format!("attach_metadata.{key} is not supported yet by Tributary"),
-            );
-        }
-    }
     f.finish(ctx);
     Some(meta)
 }
@@ -542,9 +539,9 @@ pub(crate) fn kubernetes_sd_yaml(c: &KubernetesSdConfig) -> Y {
     let mut am = MapY::default();
     am.raw("node", c.attach_metadata.node)
         .raw("namespace", c.attach_metadata.namespace)
-        .raw("deployment", false)
+        .raw("deployment", c.attach_metadata.deployment)
         .raw("job", c.attach_metadata.job)
-        .raw("cronjob", false);
+        .raw("cronjob", c.attach_metadata.cronjob);
     m.put("attach_metadata", am.build());
     http_client_yaml(&mut m, &c.http_client);
     m.build()

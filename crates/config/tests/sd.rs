@@ -219,6 +219,11 @@ fn kubernetes_sd_fields_and_validation() {
         ("app in (web, api),!legacy", "spec.nodeName=n1")
     );
     assert!(sd.attach_metadata.node && sd.attach_metadata.namespace);
+    assert!(!sd.attach_metadata.deployment && !sd.attach_metadata.cronjob);
+    // Prometheus 3.11's pod-controller metadata switches.
+    let cfg = load("scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n        attach_metadata: {deployment: true, job: true, cronjob: true}\n").unwrap();
+    let am = cfg.scrape_configs[0].kubernetes_sd_configs[0].attach_metadata;
+    assert!(am.deployment && am.job && am.cronjob && !am.node && !am.namespace);
 
     let cases = [
         ("kubernetes_sd_configs:\n      - api_server: http://x\n", "role missing"),
@@ -231,7 +236,7 @@ fn kubernetes_sd_fields_and_validation() {
         ("kubernetes_sd_configs:\n      - role: pod\n        selectors: [{role: pod}, {role: pod}]\n", "duplicated selector role: pod"),
         ("kubernetes_sd_configs:\n      - role: pod\n        selectors: [{role: pod, field: spec.nodeName}]\n", "can't understand"),
         ("kubernetes_sd_configs:\n      - role: pod\n        selectors: [{role: pod, label: 'app in web'}]\n", "unable to parse requirement"),
-        ("kubernetes_sd_configs:\n      - role: pod\n        attach_metadata: {deployment: true}\n", "attach_metadata.deployment is not supported yet"),
+        ("kubernetes_sd_configs:\n      - role: pod\n        attach_metadata: {deployment: yes please}\n", "attach_metadata.deployment"),
     ];
     for (block, want) in cases {
         let yaml = format!("scrape_configs:\n  - job_name: k\n    {block}");

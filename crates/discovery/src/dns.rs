@@ -45,6 +45,43 @@ pub enum DnsSdError {
     Lookup { name: String, reason: String },
 }
 
+/// Environment variable naming the DNS servers `dns_sd_configs` asks
+/// instead of `/etc/resolv.conf`'s: comma-separated `ip:port`. resolv.conf
+/// cannot name a port, so this is how a resolver on another port (a local
+/// dnsmasq, the binary's end-to-end tests) is reached. Not a Prometheus
+/// setting; unset means the system configuration, as in Prometheus.
+pub const NAMESERVERS_ENV: &str = "TRIBUTARY_DNS_SD_NAMESERVERS";
+
+/// Parses [`NAMESERVERS_ENV`]'s value.
+pub(crate) fn parse_nameservers(value: &str) -> Result<Vec<SocketAddr>, DnsSdError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<SocketAddr>().map_err(|e| {
+                DnsSdError::Resolver(format!("{NAMESERVERS_ENV}: {s:?} is not ip:port: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// The nameservers from [`NAMESERVERS_ENV`]; empty (the system resolver)
+/// when unset. A malformed value is logged as an error and ignored, so a
+/// typo cannot stop the agent, but is never silent.
+pub(crate) fn nameservers_from_env() -> Vec<SocketAddr> {
+    let Ok(value) = std::env::var(NAMESERVERS_ENV) else {
+        return Vec::new();
+    };
+    match parse_nameservers(&value) {
+        Ok(servers) => servers,
+        Err(e) => {
+            tracing::error!(err = %e, "Ignoring the DNS SD nameserver override");
+            Vec::new()
+        }
+    }
+}
+
 /// Builds the resolver: the system configuration, or exactly `nameservers`
 /// (UDP with TCP fallback) when given.
 pub(crate) fn build_resolver(nameservers: &[SocketAddr]) -> Result<TokioResolver, DnsSdError> {
@@ -255,6 +292,20 @@ mod tests {
 
     fn name(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
+    }
+
+    #[test]
+    fn nameserver_override_parses_ip_port_lists() {
+        assert_eq!(
+            parse_nameservers("127.0.0.1:5353, [::1]:53").unwrap(),
+            vec![
+                "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert!(parse_nameservers("").unwrap().is_empty());
+        let err = parse_nameservers("127.0.0.1").unwrap_err().to_string();
+        assert!(err.contains("is not ip:port"), "{err}");
     }
 
     #[test]

@@ -8,20 +8,39 @@
 //! signed by `tributary_http::sigv4`) and `kubernetes_sd_configs` (`kubernetes`, watch-based); `refresh` and `api` hold what the API-polling
 //! providers share. The config crate rejects the other
 //! mechanisms with "not supported yet", so nothing is silently ignored.
+//!
+//! Cargo features `sd-consul`, `sd-docker`, `sd-ec2` and `sd-kubernetes`
+//! (all default; `sd-all` = every one) compile those providers in. Each is
+//! forwarded to `tributary-config`, which refuses a configuration using a
+//! mechanism this build leaves out, naming the field and the feature.
 
+#[cfg(any(
+    feature = "sd-consul",
+    feature = "sd-docker",
+    feature = "sd-ec2",
+    feature = "sd-kubernetes"
+))]
 mod api;
+#[cfg(feature = "sd-consul")]
 mod consul;
 mod dns;
+#[cfg(feature = "sd-docker")]
 mod docker;
+#[cfg(feature = "sd-ec2")]
 mod ec2;
 mod file;
 mod group;
 mod http;
+#[cfg(feature = "sd-kubernetes")]
 mod kubernetes;
 mod manager;
 mod metrics;
 mod refresh;
+#[cfg(feature = "testing")]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub mod testing;
 
+pub use dns::NAMESERVERS_ENV as DNS_SD_NAMESERVERS_ENV;
 pub use group::{TargetGroup, TargetGroupError};
 pub use manager::{DiscoveredTargets, DiscoveryManager, ProviderStatus};
 pub use metrics::DiscoveryMetrics;

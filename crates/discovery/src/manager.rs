@@ -20,10 +20,18 @@ use tributary_config::{
     KubernetesSdConfig,
 };
 
+#[cfg(feature = "sd-consul")]
+use crate::consul;
+#[cfg(feature = "sd-docker")]
+use crate::docker;
+#[cfg(feature = "sd-ec2")]
+use crate::ec2;
 use crate::group::TargetGroup;
+#[cfg(feature = "sd-kubernetes")]
+use crate::kubernetes;
 use crate::metrics::DiscoveryMetrics;
 use crate::refresh::ProviderCtx;
-use crate::{consul, dns, docker, ec2, file, http, kubernetes};
+use crate::{dns, file, http};
 
 /// Every job's target groups, as the scrape manager consumes them.
 pub type DiscoveredTargets = Arc<BTreeMap<String, Vec<TargetGroup>>>;
@@ -128,7 +136,7 @@ impl DiscoveryManager {
             updates: updates_tx,
             metrics,
             shutdown,
-            dns_nameservers: Vec::new(),
+            dns_nameservers: dns::nameservers_from_env(),
         };
         (mgr, rx)
     }
@@ -299,17 +307,44 @@ impl DiscoveryManager {
             ProviderSpec::Dns(cfg) => {
                 tokio::spawn(dns::run(ctx, cfg.clone(), self.dns_nameservers.clone()));
             }
+            #[cfg(feature = "sd-consul")]
             ProviderSpec::Consul(cfg) => {
                 tokio::spawn(consul::run(ctx, cfg.clone()));
             }
+            #[cfg(feature = "sd-docker")]
             ProviderSpec::Docker(cfg) => {
                 tokio::spawn(docker::run(ctx, cfg.clone()));
             }
+            #[cfg(feature = "sd-ec2")]
             ProviderSpec::Ec2(cfg) => {
                 tokio::spawn(ec2::run(ctx, cfg.clone()));
             }
+            #[cfg(feature = "sd-kubernetes")]
             ProviderSpec::Kubernetes(cfg) => {
                 tokio::spawn(kubernetes::run(ctx, cfg.clone()));
+            }
+            // A mechanism compiled out of this build. The config crate
+            // (features forwarded from ours) already refuses such files;
+            // this only guards callers that build a `Config` by hand.
+            #[cfg(not(all(
+                feature = "sd-consul",
+                feature = "sd-docker",
+                feature = "sd-ec2",
+                feature = "sd-kubernetes"
+            )))]
+            ProviderSpec::Consul(_)
+            | ProviderSpec::Docker(_)
+            | ProviderSpec::Ec2(_)
+            | ProviderSpec::Kubernetes(_) => {
+                let msg = format!(
+                    "{}_sd_configs: this build of Tributary leaves out this discovery mechanism",
+                    spec.mechanism()
+                );
+                tracing::error!(job = %ctx.job, "{msg}");
+                ctx.count_failure();
+                tokio::spawn(async move {
+                    let _ = ctx.report(Err(msg)).await;
+                });
             }
             ProviderSpec::Static(_) | ProviderSpec::File(..) | ProviderSpec::Http(_) => {}
         }

@@ -77,6 +77,15 @@ impl ProviderCtx {
 
 /// Prometheus's `strutil.SanitizeLabelName`: every character outside
 /// `[a-zA-Z0-9_]` becomes `_` (used for `__meta_*_label_<name>` suffixes).
+#[cfg_attr(
+    not(any(
+        feature = "sd-consul",
+        feature = "sd-docker",
+        feature = "sd-ec2",
+        feature = "sd-kubernetes"
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn sanitize_label_name(name: &str) -> String {
     name.chars()
         .map(|c| {

@@ -9,140 +9,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use common::{flattened, harness, load, pairs, target_count, wait_for};
-use parking_lot::Mutex;
-use tokio::sync::watch;
+use tributary_discovery::testing::consul::Catalog;
+use tributary_discovery::testing::fixture;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Catalog {
-    /// service → (tags, health entries JSON)
-    services: Mutex<BTreeMap<String, (Vec<String>, String)>>,
-    index: watch::Sender<u64>,
-    /// Query strings and tokens the server saw.
-    seen: Mutex<Vec<(String, Option<String>)>>,
-    /// When set, health queries answer 500.
-    fail_health: AtomicBool,
-}
-
-type Shared = Arc<Catalog>;
-
-impl Catalog {
-    fn update(&self, f: impl FnOnce(&mut BTreeMap<String, (Vec<String>, String)>)) {
-        f(&mut self.services.lock());
-        self.index.send_modify(|i| *i += 1);
-    }
-}
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// Blocks while the client's `index` is current, like Consul does (the
-/// wait is capped so a test cannot hang on it).
-async fn block(c: &Catalog, q: &[(String, String)]) -> u64 {
-    let wanted: u64 = q
-        .iter()
-        .find(|(k, _)| k == "index")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut rx = c.index.subscribe();
-    let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|i| *i > wanted)).await;
-    let current = *rx.borrow();
-    current
-}
-
-fn record(c: &Catalog, q: &[(String, String)], headers: &HeaderMap) {
-    let query = q
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let token = headers
-        .get("X-Consul-Token")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
-    c.seen.lock().push((query, token));
-}
-
-async fn agent_self() -> impl IntoResponse {
-    axum::Json(
-        serde_json::json!({"Config": {"Datacenter": "dc1", "NodeName": "node-1"}, "Member": {}}),
-    )
-}
-
-async fn catalog_services(
-    State(c): State<Shared>,
-    Query(q): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
-) -> impl IntoResponse {
-    record(&c, &q, &headers);
-    let index = block(&c, &q).await;
-    let body: BTreeMap<String, Vec<String>> = c
-        .services
-        .lock()
-        .iter()
-        .map(|(k, (tags, _))| (k.clone(), tags.clone()))
-        .collect();
-    ([("X-Consul-Index", index.to_string())], axum::Json(body))
-}
-
-async fn health_service(
-    State(c): State<Shared>,
-    Path(name): Path<String>,
-    Query(q): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
-) -> impl IntoResponse {
-    record(&c, &q, &headers);
-    let index = block(&c, &q).await;
-    if c.fail_health.load(Ordering::SeqCst) {
-        let headers = [
-            ("X-Consul-Index", index.to_string()),
-            ("Content-Type", "text/plain".to_string()),
-        ];
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            headers,
-            "rpc error: no leader".to_string(),
-        );
-    }
-    let body = c
-        .services
-        .lock()
-        .get(&name)
-        .map(|(_, e)| e.clone())
-        .unwrap_or_else(|| "[]".into());
-    let headers = [
-        ("X-Consul-Index", index.to_string()),
-        ("Content-Type", "application/json".to_string()),
-    ];
-    (StatusCode::OK, headers, body)
-}
-
-async fn serve(c: Shared) -> String {
-    let app = Router::new()
-        .route("/v1/agent/self", get(agent_self))
-        .route("/v1/catalog/services", get(catalog_services))
-        .route("/v1/health/service/{name}", get(health_service))
-        .with_state(c);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr.to_string()
-}
-
-fn catalog() -> Shared {
-    let (index, _) = watch::channel(1);
+fn catalog() -> Arc<Catalog> {
     let mut services = BTreeMap::new();
     services.insert(
         "web".to_string(),
@@ -155,18 +31,13 @@ fn catalog() -> Shared {
         "db".to_string(),
         (vec!["primary".into()], fixture("consul_health_db.json")),
     );
-    Arc::new(Catalog {
-        services: Mutex::new(services),
-        index,
-        seen: Mutex::new(Vec::new()),
-        fail_health: AtomicBool::new(false),
-    })
+    Catalog::new(services)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_services_appear_change_and_disappear() {
     let c = catalog();
-    let server = serve(c.clone()).await;
+    let server = c.serve().await;
     let mut h = harness();
     h.manager.apply_config(&load(&format!(
         "scrape_configs:\n  - job_name: consul\n    consul_sd_configs:\n      - server: '{server}'\n        token: s3cr3t\n        refresh_interval: 50ms\n        node_meta: {{rack: r1}}\n"
@@ -225,7 +96,7 @@ async fn catalog_services_appear_change_and_disappear() {
     assert_eq!(flattened(&groups), want);
 
     // Requests carry the token, stale reads, node-meta and blocking waits.
-    let seen = c.seen.lock().clone();
+    let seen = c.seen();
     assert!(
         seen.iter()
             .all(|(_, token)| token.as_deref() == Some("s3cr3t")),
@@ -258,7 +129,7 @@ async fn catalog_services_appear_change_and_disappear() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_services_with_tags_are_filtered() {
     let c = catalog();
-    let server = serve(c.clone()).await;
+    let server = c.serve().await;
     let mut h = harness();
     h.manager.apply_config(&load(&format!(
         "scrape_configs:\n  - job_name: consul\n    consul_sd_configs:\n      - server: '{server}'\n        datacenter: dc9\n        services: [web, db]\n        tags: [primary]\n        refresh_interval: 50ms\n"
@@ -267,7 +138,7 @@ async fn fixed_services_with_tags_are_filtered() {
     let groups = wait_for(&mut h.rx, "consul", WAIT, |g| target_count(g) == 1).await;
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].labels.get("__meta_consul_dc"), Some("dc9"));
-    let seen = c.seen.lock().clone();
+    let seen = c.seen();
     assert!(
         seen.iter()
             .any(|(q, _)| q.contains("tag=primary") && q.contains("dc=dc9")),
@@ -278,14 +149,14 @@ async fn fixed_services_with_tags_are_filtered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_queries_keep_the_last_targets() {
     let c = catalog();
-    let server = serve(c.clone()).await;
+    let server = c.serve().await;
     let mut h = harness();
     h.manager.apply_config(&load(&format!(
         "scrape_configs:\n  - job_name: consul\n    consul_sd_configs:\n      - server: '{server}'\n        services: [web]\n        refresh_interval: 50ms\n"
     )));
     wait_for(&mut h.rx, "consul", WAIT, |g| target_count(g) == 2).await;
 
-    c.fail_health.store(true, Ordering::SeqCst);
+    c.set_fail_health(true);
     // Wake the blocked watcher so its next query fails.
     c.update(|_| {});
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -5,100 +5,12 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{flattened, harness, load, pairs, target_count, wait_for};
+use tributary_discovery::testing::dns::{free_port, Dnsmasq};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A dnsmasq child serving only the given records; killed on drop.
-struct Dnsmasq {
-    child: Child,
-    port: u16,
-}
-
-impl Dnsmasq {
-    fn start(port: u16, records: &[&str]) -> Dnsmasq {
-        let mut cmd = Command::new(dnsmasq_path());
-        cmd.args([
-            "--no-daemon",
-            "--no-resolv",
-            "--no-hosts",
-            "--conf-file=/dev/null",
-            "--pid-file",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--user=root",
-            // Names under test. are answered here (NXDOMAIN when unknown)
-            // instead of being forwarded.
-            "--local=/test/",
-        ])
-        .arg(format!("--port={port}"))
-        .args(records)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => panic!("cannot start dnsmasq (apt-get install dnsmasq-base): {e}"),
-        };
-        let server = Dnsmasq { child, port };
-        server.wait_ready();
-        server
-    }
-
-    /// Polls until dnsmasq answers on its port (bounded).
-    fn wait_ready(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("dnsmasq did not start listening on port {}", self.port);
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn stop(mut self) {
-        self.kill();
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn dnsmasq_path() -> &'static str {
-    if std::path::Path::new("/usr/sbin/dnsmasq").exists() {
-        "/usr/sbin/dnsmasq"
-    } else {
-        "dnsmasq"
-    }
-}
-
-fn free_port() -> u16 {
-    // UDP and TCP on the same port must both be free; asking the kernel
-    // for a UDP port and checking TCP is good enough on a test host.
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 fn job(body: &str) -> tributary_config::Config {
     load(&format!(

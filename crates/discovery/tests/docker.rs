@@ -6,68 +6,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use common::{flattened, harness, load, target_count, wait_for};
-use parking_lot::Mutex;
+use tributary_discovery::testing::docker::{router, serve_tcp, Shared};
+use tributary_discovery::testing::fixture;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-#[derive(Default)]
-struct Daemon {
-    containers: String,
-    fail: bool,
-    last_filters: Option<String>,
-}
-
-type Shared = Arc<Mutex<Daemon>>;
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-async fn containers(
-    State(d): State<Shared>,
-    Query(q): Query<Vec<(String, String)>>,
-) -> impl IntoResponse {
-    let mut d = d.lock();
-    d.last_filters = q.into_iter().find(|(k, _)| k == "filters").map(|(_, v)| v);
-    if d.fail {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            r#"{"message":"daemon down"}"#.to_string(),
-        );
-    }
-    (StatusCode::OK, d.containers.clone())
-}
-
-async fn networks() -> impl IntoResponse {
-    (
-        [("content-type", "application/json")],
-        fixture("docker_networks.json"),
-    )
-}
-
-fn router(state: Shared) -> Router {
-    Router::new()
-        .route("/containers/json", get(containers))
-        .route("/networks", get(networks))
-        .with_state(state)
-}
-
-async fn serve_tcp(state: Shared) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    format!("tcp://{addr}")
-}
 
 fn network(
     id: &str,

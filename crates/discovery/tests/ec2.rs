@@ -8,80 +8,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::Router;
 use common::{flattened, harness, load, pairs, target_count, wait_for};
-use parking_lot::Mutex;
+use tributary_discovery::testing::ec2::{serve, Shared};
+use tributary_discovery::testing::fixture;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-#[derive(Default)]
-struct Ec2 {
-    page2: String,
-    fail: bool,
-    /// Form bodies of every request.
-    bodies: Vec<String>,
-    bad_auth: Vec<String>,
-}
-
-type Shared = Arc<Mutex<Ec2>>;
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn auth_is_well_formed(headers: &HeaderMap) -> bool {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let date = headers
-        .get("x-amz-date")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Some(day) = date.get(..8) else {
-        return false;
-    };
-    let prefix = format!(
-        "AWS4-HMAC-SHA256 Credential=AKIDTEST/{day}/us-east-1/ec2/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature="
-    );
-    auth.strip_prefix(&prefix)
-        .is_some_and(|sig| sig.len() == 64 && sig.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-async fn api(State(s): State<Shared>, headers: HeaderMap, body: String) -> impl IntoResponse {
-    let mut s = s.lock();
-    if !auth_is_well_formed(&headers) {
-        s.bad_auth.push(format!("{headers:?}"));
-    }
-    s.bodies.push(body.clone());
-    if s.fail {
-        return (StatusCode::UNAUTHORIZED, fixture("ec2_error_auth.xml"));
-    }
-    let xml = if body.contains("Action=DescribeAvailabilityZones") {
-        fixture("ec2_describe_availability_zones.xml")
-    } else if body.contains("NextToken=page2") {
-        s.page2.clone()
-    } else {
-        fixture("ec2_describe_instances_page1.xml")
-    };
-    (StatusCode::OK, xml)
-}
-
-async fn serve(s: Shared) -> String {
-    let app = Router::new().route("/", post(api)).with_state(s);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
 
 fn expected_i1() -> Vec<(String, String)> {
     pairs(&[

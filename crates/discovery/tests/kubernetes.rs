@@ -10,287 +10,13 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use common::{flattened, harness, load, metrics_text, target_count, wait_for};
-use parking_lot::Mutex;
-use serde_json::{json, Value};
-use tokio::sync::{mpsc, Notify};
+use serde_json::json;
+use tributary_discovery::testing::kube::FakeKube;
 
 const LIMIT: Duration = Duration::from_secs(15);
-
-#[derive(Default)]
-struct Store {
-    rv: u64,
-    /// plural → key (ns/name) → object
-    objects: HashMap<String, BTreeMap<String, Value>>,
-    /// (rv, plural, namespace, type, object)
-    events: Vec<(u64, String, String, String, Value)>,
-    /// Watches from a version below this get 410 Gone.
-    compacted: u64,
-    lists: usize,
-    watches: Vec<String>,
-    /// How long the server keeps one watch open.
-    watch_len: Duration,
-}
-
-#[derive(Clone)]
-struct Fake {
-    store: Arc<Mutex<Store>>,
-    changed: Arc<Notify>,
-}
-
-fn key_of(obj: &Value) -> (String, String) {
-    let ns = obj["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-    (
-        ns.clone(),
-        if ns.is_empty() {
-            name
-        } else {
-            format!("{ns}/{name}")
-        },
-    )
-}
-
-impl Fake {
-    fn new() -> Fake {
-        let store = Store {
-            rv: 1000,
-            watch_len: Duration::from_millis(700),
-            ..Store::default()
-        };
-        Fake {
-            store: Arc::new(Mutex::new(store)),
-            changed: Arc::new(Notify::new()),
-        }
-    }
-
-    fn load(&self, plural: &str, fixture: &str) {
-        let path = format!(
-            "{}/tests/fixtures/kubernetes/{fixture}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let items: Vec<Value> =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-        for item in items {
-            self.put_quiet(plural, item);
-        }
-    }
-
-    fn put_quiet(&self, plural: &str, mut obj: Value) {
-        let mut st = self.store.lock();
-        st.rv += 1;
-        obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
-        let (_, key) = key_of(&obj);
-        st.objects
-            .entry(plural.to_string())
-            .or_default()
-            .insert(key, obj);
-    }
-
-    /// Adds or replaces an object and records the watch event.
-    fn put(&self, plural: &str, mut obj: Value) {
-        {
-            let mut st = self.store.lock();
-            st.rv += 1;
-            let rv = st.rv;
-            obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-            let (ns, key) = key_of(&obj);
-            let map = st.objects.entry(plural.to_string()).or_default();
-            let kind = if map.contains_key(&key) {
-                "MODIFIED"
-            } else {
-                "ADDED"
-            };
-            map.insert(key, obj.clone());
-            st.events
-                .push((rv, plural.to_string(), ns, kind.to_string(), obj));
-        }
-        self.changed.notify_waiters();
-    }
-
-    fn delete(&self, plural: &str, key: &str, with_event: bool) {
-        {
-            let mut st = self.store.lock();
-            st.rv += 1;
-            let rv = st.rv;
-            let removed = st.objects.get_mut(plural).and_then(|m| m.remove(key));
-            if let (Some(mut obj), true) = (removed, with_event) {
-                obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-                let (ns, _) = key_of(&obj);
-                st.events
-                    .push((rv, plural.to_string(), ns, "DELETED".into(), obj));
-            }
-        }
-        // A silent deletion must not even wake watches (no bookmark may
-        // cover it): it models history lost to compaction.
-        if with_event {
-            self.changed.notify_waiters();
-        }
-    }
-
-    /// Forgets history: watches from before now get 410 Gone.
-    fn compact(&self) {
-        let mut st = self.store.lock();
-        st.compacted = st.rv + 1;
-        st.rv += 1;
-    }
-
-    fn obj(&self, plural: &str, key: &str) -> Value {
-        self.store.lock().objects[plural][key].clone()
-    }
-
-    async fn serve(&self) -> String {
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        format!("http://{addr}")
-    }
-}
-
-/// `/api/v1[/namespaces/<ns>]/<plural>` or `/apis/<g>/<v>[/namespaces/<ns>]/<plural>`.
-fn parse_path(path: &str) -> Option<(String, String)> {
-    let rest = path.strip_prefix("/api/v1/").or_else(|| {
-        path.strip_prefix("/apis/")
-            .and_then(|p| p.splitn(3, '/').nth(2))
-    })?;
-    let parts: Vec<&str> = rest.split('/').collect();
-    match parts.as_slice() {
-        ["namespaces", ns, plural] => Some((plural.to_string(), ns.to_string())),
-        [plural] => Some((plural.to_string(), String::new())),
-        _ => None,
-    }
-}
-
-fn in_scope(obj_ns: &str, scope: &str) -> bool {
-    scope.is_empty() || obj_ns == scope
-}
-
-async fn handle(
-    State(fake): State<Fake>,
-    uri: Uri,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let Some((plural, ns)) = parse_path(uri.path()) else {
-        return (StatusCode::NOT_FOUND, "no such path").into_response();
-    };
-    if q.get("watch").map(String::as_str) == Some("true") {
-        return watch(fake, plural, ns, q).await;
-    }
-    let mut st = fake.store.lock();
-    st.lists += 1;
-    let all: Vec<Value> = st
-        .objects
-        .get(&plural)
-        .map(|m| {
-            m.values()
-                .filter(|o| in_scope(o["metadata"]["namespace"].as_str().unwrap_or(""), &ns))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    let limit: usize = q
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(usize::MAX);
-    let start: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
-    let page: Vec<Value> = all.iter().skip(start).take(limit).cloned().collect();
-    let next = start + page.len();
-    let cont = if next < all.len() {
-        next.to_string()
-    } else {
-        String::new()
-    };
-    let body = json!({
-        "kind": "List", "apiVersion": "v1",
-        "metadata": {"resourceVersion": st.rv.to_string(), "continue": cont},
-        "items": page,
-    });
-    axum::Json(body).into_response()
-}
-
-async fn watch(fake: Fake, plural: String, ns: String, q: HashMap<String, String>) -> Response {
-    let from: u64 = q
-        .get("resourceVersion")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let bookmarks = q.get("allowWatchBookmarks").map(String::as_str) == Some("true");
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let (gone, watch_len) = {
-        let mut st = fake.store.lock();
-        st.watches.push(format!("{plural}@{from}"));
-        (from < st.compacted, st.watch_len)
-    };
-    tokio::spawn(async move {
-        if gone {
-            let line = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "message": "too old resource version", "reason": "Expired", "code": 410}});
-            let _ = tx.send(Bytes::from(format!("{line}\n"))).await;
-            return;
-        }
-        let deadline = tokio::time::Instant::now() + watch_len;
-        let mut cursor = from;
-        loop {
-            let notified = fake.changed.notified();
-            let (lines, rv) = {
-                let st = fake.store.lock();
-                let lines: Vec<(u64, String)> = st
-                    .events
-                    .iter()
-                    .filter(|(rv, p, ons, _, _)| *rv > cursor && *p == plural && in_scope(ons, &ns))
-                    .map(|(rv, _, _, ty, obj)| {
-                        (*rv, json!({"type": ty, "object": obj}).to_string())
-                    })
-                    .collect();
-                (lines, st.rv)
-            };
-            for (rv, line) in lines {
-                cursor = rv;
-                if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
-                    return;
-                }
-            }
-            if bookmarks && rv > cursor {
-                // A bookmark moves the client past versions it had no events for.
-                let line = json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
-                    "metadata": {"resourceVersion": rv.to_string()}}});
-                cursor = rv;
-                if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
-                    return;
-                }
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep_until(deadline) => return,
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
-    });
-    Response::builder()
-        .header("Content-Type", "application/json")
-        .body(Body::from_stream(stream))
-        .unwrap()
-}
 
 fn sd_config(job: &str, base: &str, role: &str, extra: &str) -> tributary_config::Config {
     load(&format!(
@@ -314,7 +40,7 @@ fn labels(items: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn pod_role_follows_watch_with_bookmarks_and_gone() {
-    let fake = Fake::new();
+    let fake = FakeKube::new();
     fake.load("pods", "pods.json");
     let base = fake.serve().await;
     let mut h = harness();
@@ -393,19 +119,18 @@ async fn pod_role_follows_watch_with_bookmarks_and_gone() {
     // (advanced by bookmarks) instead of listing again.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     {
-        let st = fake.store.lock();
-        assert_eq!(st.lists, 1, "watch resume must not re-list");
-        assert!(st.watches.len() >= 2, "{:?}", st.watches);
-        let last_rv: u64 = st
-            .watches
+        let watches = fake.watches();
+        assert_eq!(fake.lists(), 1, "watch resume must not re-list");
+        assert!(watches.len() >= 2, "{watches:?}");
+        let last_rv: u64 = watches
             .last()
             .and_then(|w| w.split('@').nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         assert_eq!(
-            last_rv, st.rv,
-            "bookmarks advance the resume version: {:?}",
-            st.watches
+            last_rv,
+            fake.resource_version(),
+            "bookmarks advance the resume version: {watches:?}"
         );
     }
 
@@ -420,7 +145,7 @@ async fn pod_role_follows_watch_with_bookmarks_and_gone() {
     fake.compact();
     let groups = wait_for(&mut h.rx, "pods", LIMIT, |g| target_count(g) == 4).await;
     assert!(target_with(&groups, "10.1.0.77:80").is_none());
-    assert!(fake.store.lock().lists >= 2);
+    assert!(fake.lists() >= 2);
 
     let metrics = metrics_text(&h.registry);
     assert!(
@@ -435,7 +160,7 @@ async fn pod_role_follows_watch_with_bookmarks_and_gone() {
 
 #[tokio::test]
 async fn node_role_uses_preferred_address_and_kubelet_port() {
-    let fake = Fake::new();
+    let fake = FakeKube::new();
     fake.load("nodes", "nodes.json");
     let base = fake.serve().await;
     let mut h = harness();
@@ -487,7 +212,7 @@ async fn node_role_uses_preferred_address_and_kubelet_port() {
 
 #[tokio::test]
 async fn service_role_one_target_per_port() {
-    let fake = Fake::new();
+    let fake = FakeKube::new();
     fake.load("services", "services.json");
     let base = fake.serve().await;
     let mut h = harness();
@@ -539,17 +264,12 @@ async fn service_role_one_target_per_port() {
     ));
     let groups = wait_for(&mut h2.rx, "svc", LIMIT, |g| target_count(g) == 1).await;
     assert!(target_with(&groups, "ext.data.svc:5432").is_some());
-    assert!(fake
-        .store
-        .lock()
-        .watches
-        .iter()
-        .any(|w| w.starts_with("services@")));
+    assert!(fake.watches().iter().any(|w| w.starts_with("services@")));
 }
 
 #[tokio::test]
 async fn ingress_role_per_rule_path_with_tls_scheme() {
-    let fake = Fake::new();
+    let fake = FakeKube::new();
     fake.load("ingresses", "ingresses.json");
     let base = fake.serve().await;
     let mut h = harness();
@@ -582,7 +302,7 @@ async fn ingress_role_per_rule_path_with_tls_scheme() {
 
 #[tokio::test]
 async fn endpoints_role_joins_pods_and_services() {
-    let fake = Fake::new();
+    let fake = FakeKube::new();
     fake.load("endpoints", "endpoints.json");
     fake.load("services", "services.json");
     fake.load("pods", "pods.json");
@@ -653,7 +373,7 @@ async fn endpoints_role_joins_pods_and_services() {
 
 #[tokio::test]
 async fn endpointslice_role_labels() {
-    let fake = Fake::new();
+    let fake = FakeKube::new();
     fake.load("endpointslices", "endpointslices.json");
     fake.load("services", "services.json");
     fake.load("pods", "pods.json");
@@ -720,7 +440,7 @@ async fn endpointslice_role_labels() {
 
 #[tokio::test]
 async fn pod_role_attaches_node_and_namespace_metadata() {
-    let fake = Fake::new();
+    let fake = FakeKube::new();
     fake.load("pods", "pods.json");
     fake.load("nodes", "nodes.json");
     fake.put_quiet(
@@ -758,9 +478,251 @@ async fn pod_role_attaches_node_and_namespace_metadata() {
     .await;
 }
 
+/// Prometheus 3.11's `attach_metadata: {deployment, job, cronjob}`
+/// (pod.go `podLabels`): the controller's controller, looked up through
+/// ReplicaSet and Job watches, and following changes to them.
+#[tokio::test]
+async fn pod_role_attaches_deployment_job_and_cronjob_names() {
+    let fake = FakeKube::new();
+    fake.load("pods", "pods.json");
+    let mut job_pod = tributary_discovery::testing::kube::pod(
+        "default",
+        "report-28000000-x1",
+        "10.1.0.40",
+        9100,
+        "node-a",
+        json!({}),
+    );
+    job_pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "report-28000000", "controller": true}]);
+    fake.put_quiet("pods", job_pod);
+    let replicaset = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-7d4b9c", "namespace": "default",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "controller": true}]},
+        "spec": {"replicas": 1}});
+    fake.put_quiet("replicasets", replicaset.clone());
+    fake.put_quiet(
+        "jobs",
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "report-28000000", "namespace": "default",
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "report", "controller": true}]}}),
+    );
+    let base = fake.serve().await;
+    let mut h = harness();
+    h.manager.apply_config(&sd_config(
+        "pods",
+        &base,
+        "pod",
+        "        attach_metadata: {deployment: true, job: true, cronjob: true}\n",
+    ));
+    let groups = wait_for(&mut h.rx, "pods", LIMIT, |g| target_count(g) == 6).await;
+    let web = target_with(&groups, "10.1.0.5:8080").expect("web");
+    assert!(web.contains(&("__meta_kubernetes_pod_deployment_name".into(), "web".into())));
+    assert!(!web.iter().any(|(n, _)| n.contains("job_name")), "{web:?}");
+    let job = target_with(&groups, "10.1.0.40:9100").expect("job pod");
+    assert!(job.contains(&(
+        "__meta_kubernetes_pod_job_name".into(),
+        "report-28000000".into()
+    )));
+    assert!(job.contains(&("__meta_kubernetes_pod_cronjob_name".into(), "report".into())));
+    // A StatefulSet's pod gets none of them.
+    let db = target_with(&groups, "[fd00::7]:5432").expect("db");
+    assert!(
+        !db.iter()
+            .any(|(n, _)| n.contains("deployment_name") || n.contains("job_name")),
+        "{db:?}"
+    );
+    let watches = fake.watches();
+    assert!(
+        watches.iter().any(|w| w.starts_with("replicasets@")),
+        "{watches:?}"
+    );
+    assert!(
+        watches.iter().any(|w| w.starts_with("jobs@")),
+        "{watches:?}"
+    );
+
+    // The ReplicaSet changes hands: its pods follow.
+    let mut rs = replicaset;
+    rs["metadata"]["ownerReferences"][0]["name"] = json!("web-v2");
+    fake.put("replicasets", rs);
+    wait_for(&mut h.rx, "pods", LIMIT, |g| {
+        target_with(g, "10.1.0.5:8080").is_some_and(|t| {
+            t.contains(&(
+                "__meta_kubernetes_pod_deployment_name".into(),
+                "web-v2".into(),
+            ))
+        })
+    })
+    .await;
+    // The Job is deleted: the CronJob name goes, the Job name (from the
+    // pod's own owner reference) stays.
+    fake.delete("jobs", "default/report-28000000", true);
+    let groups = wait_for(&mut h.rx, "pods", LIMIT, |g| {
+        target_with(g, "10.1.0.40:9100").is_some_and(|t| {
+            !t.iter()
+                .any(|(n, _)| n == "__meta_kubernetes_pod_cronjob_name")
+        })
+    })
+    .await;
+    let job = target_with(&groups, "10.1.0.40:9100").expect("job pod");
+    assert!(job.contains(&(
+        "__meta_kubernetes_pod_job_name".into(),
+        "report-28000000".into()
+    )));
+}
+
+/// Without the switches, no ReplicaSet/Job watch runs and no label appears.
+#[tokio::test]
+async fn pod_controller_owner_names_need_their_switches() {
+    let fake = FakeKube::new();
+    fake.load("pods", "pods.json");
+    let base = fake.serve().await;
+    let mut h = harness();
+    h.manager.apply_config(&sd_config("pods", &base, "pod", ""));
+    let groups = wait_for(&mut h.rx, "pods", LIMIT, |g| target_count(g) == 5).await;
+    let web = target_with(&groups, "10.1.0.5:8080").expect("web");
+    assert!(
+        !web.iter().any(|(n, _)| n.contains("deployment_name")),
+        "{web:?}"
+    );
+    let watches = fake.watches();
+    assert!(
+        !watches
+            .iter()
+            .any(|w| w.starts_with("replicasets@") || w.starts_with("jobs@")),
+        "{watches:?}"
+    );
+}
+
+/// A kubeconfig whose user is an `exec` credential plugin: a real shell
+/// script (path relative to the kubeconfig) that counts its runs, records
+/// `KUBERNETES_EXEC_INFO`, and prints an ExecCredential v1 whose token
+/// embeds its argument and run number.
+fn exec_plugin_kubeconfig(dir: &std::path::Path, server: &str, expiry: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("bin/plugin.sh");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nn=$(cat \"$COUNT_FILE\" 2>/dev/null || echo 0)\nn=$((n+1))\necho \"$n\" > \"$COUNT_FILE\"\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$INFO_FILE\"\nprintf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"tok-%s-%s\",\"expirationTimestamp\":\"%s\"}}' \"$1\" \"$n\" \"$EXPIRY\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster: {{server: '{server}'}}\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ./bin/plugin.sh\n      args: [a1]\n      env:\n      - {{name: COUNT_FILE, value: '{}'}}\n      - {{name: INFO_FILE, value: '{}'}}\n      - {{name: EXPIRY, value: '{expiry}'}}\n      interactiveMode: Never\n",
+            dir.join("count").display(),
+            dir.join("info").display(),
+        ),
+    )
+    .unwrap();
+    kubeconfig.display().to_string()
+}
+
+fn plugin_runs(dir: &std::path::Path) -> u32 {
+    std::fs::read_to_string(dir.join("count"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_exec_plugin_token_is_cached_and_renewed_on_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeKube::new();
+    fake.load("pods", "pods.json");
+    fake.require_bearer(Some("tok-a1-1"));
+    let base = fake.serve().await;
+    let kubeconfig = exec_plugin_kubeconfig(dir.path(), &base, "2999-01-01T00:00:00Z");
+    let mut h = harness();
+    h.manager.apply_config(&load(&format!(
+        "scrape_configs:\n  - job_name: pods\n    kubernetes_sd_configs:\n      - role: pod\n        kubeconfig_file: {kubeconfig}\n"
+    )));
+    wait_for(&mut h.rx, "pods", LIMIT, |g| target_count(g) == 5).await;
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("info")).unwrap()).unwrap();
+    assert_eq!(info["apiVersion"], "client.authentication.k8s.io/v1");
+    assert_eq!(info["kind"], "ExecCredential");
+    assert_eq!(info["spec"]["interactive"], false);
+    // Watches end every 700 ms: several requests, one plugin run.
+    let deadline = Instant::now() + LIMIT;
+    while fake.watches().len() < 3 {
+        assert!(Instant::now() < deadline, "watches not renewed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(plugin_runs(dir.path()), 1, "the token was not cached");
+    assert!(fake.authorizations().iter().all(|a| a == "Bearer tok-a1-1"));
+
+    // The server revokes the token: a 401, then the plugin runs again and
+    // its new token is accepted; the targets stay throughout.
+    fake.require_bearer(Some("tok-a1-2"));
+    let deadline = Instant::now() + LIMIT;
+    while !fake.authorizations().iter().any(|a| a == "Bearer tok-a1-2") {
+        assert!(Instant::now() < deadline, "plugin not re-run after a 401");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(plugin_runs(dir.path()), 2);
+    // A new pod arrives through the renewed credential.
+    let mut pod = fake.obj("pods", "data/db-0");
+    pod["metadata"]["name"] = json!("db-1");
+    pod["status"]["podIP"] = json!("fd00::8");
+    fake.put("pods", pod);
+    wait_for(&mut h.rx, "pods", LIMIT, |g| target_count(g) == 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_exec_plugin_expired_credentials_are_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeKube::new();
+    fake.load("pods", "pods.json");
+    let base = fake.serve().await;
+    // Already expired when issued: every request must run the plugin.
+    let kubeconfig = exec_plugin_kubeconfig(dir.path(), &base, "2000-01-01T00:00:00Z");
+    let mut h = harness();
+    h.manager.apply_config(&load(&format!(
+        "scrape_configs:\n  - job_name: pods\n    kubernetes_sd_configs:\n      - role: pod\n        kubeconfig_file: {kubeconfig}\n"
+    )));
+    wait_for(&mut h.rx, "pods", LIMIT, |g| target_count(g) == 5).await;
+    let deadline = Instant::now() + LIMIT;
+    while plugin_runs(dir.path()) < 4 {
+        assert!(Instant::now() < deadline, "expired token reused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let auths = fake.authorizations();
+    assert!(auths.contains(&"Bearer tok-a1-3".to_string()), "{auths:?}");
+}
+
+#[tokio::test]
+async fn kubeconfig_exec_plugin_failure_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\nclusters:\n- name: k\n  cluster: {server: 'http://127.0.0.1:1'}\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: /bin/sh\n      args: ['-c', 'echo token service down >&2; exit 3']\n",
+    )
+    .unwrap();
+    let mut h = harness();
+    h.manager.apply_config(&load(&format!(
+        "scrape_configs:\n  - job_name: pods\n    kubernetes_sd_configs:\n      - role: pod\n        kubeconfig_file: {}\n",
+        kubeconfig.display()
+    )));
+    let deadline = Instant::now() + LIMIT;
+    let error = loop {
+        if let Some(e) = h.manager.status().into_iter().find_map(|s| s.last_error) {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "failure never reported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(error.contains("exit status: 3"), "{error}");
+    assert!(error.contains("token service down"), "{error}");
+}
+
 #[tokio::test]
 async fn unreachable_api_server_counts_failures_and_recovers() {
-    let fake = Fake::new();
+    let fake = FakeKube::new();
     fake.load("pods", "pods.json");
     // Reserve a port, then serve on it only after the provider has failed.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -774,13 +736,7 @@ async fn unreachable_api_server_counts_failures_and_recovers() {
         assert!(Instant::now() < deadline, "no failure counted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let app = axum::Router::new()
-        .fallback(handle)
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    fake.serve_at(addr).await;
     wait_for(&mut h.rx, "pods", LIMIT, |g| target_count(g) == 5).await;
 }
 
@@ -794,7 +750,7 @@ fn rss_bytes() -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_pods_memory_and_time_to_first_full_set() {
     const PODS: usize = 5000;
-    let fake = Fake::new();
+    let fake = FakeKube::new();
     for i in 0..PODS {
         fake.put_quiet(
             "pods",
@@ -860,5 +816,5 @@ async fn five_thousand_pods_memory_and_time_to_first_full_set() {
     // ~5000 × (group labels ≈ 700 B + 2 targets ≈ 2 × 330 B): well under 16 MiB.
     assert!(held < 16 << 20, "held {held} bytes");
     // Paged LIST: 5000 pods in pages of 500.
-    assert_eq!(fake.store.lock().lists, PODS / 500);
+    assert_eq!(fake.lists(), PODS / 500);
 }

@@ -13,6 +13,11 @@
 //! `ns/sample = time per iteration / samples`.
 //!
 //! Run: `cargo bench -p tributary-exposition --bench parse`.
+//!
+//! With `TRIBUTARY_BENCH_DUMP=<dir>` set, the generated bodies are also
+//! written to `<dir>/node_2k.prom`, `<dir>/text_50k.prom` and
+//! `<dir>/proto_native.bin`, so that another parser (e.g. Prometheus's Go
+//! `textparse`) can be measured on exactly the same bytes.
 
 use std::fmt::Write;
 use std::hint::black_box;
@@ -188,6 +193,18 @@ fn samples(format: Format, body: &[u8]) -> usize {
     n
 }
 
+/// Writes `body` to `$TRIBUTARY_BENCH_DUMP/<file>` when that variable is set.
+fn dump(file: &str, body: &[u8]) {
+    let Some(dir) = std::env::var_os("TRIBUTARY_BENCH_DUMP") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join(file);
+    match std::fs::write(&path, body) {
+        Ok(()) => eprintln!("wrote {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+}
+
 fn bench_body(c: &mut Criterion, name: &str, format: Format, body: &[u8]) {
     eprintln!(
         "{name}: {} bytes, {} samples",
@@ -205,10 +222,13 @@ fn bench_body(c: &mut Criterion, name: &str, format: Format, body: &[u8]) {
 
 fn bench(c: &mut Criterion) {
     let node = node_exporter_like_body(2_000);
+    dump("node_2k.prom", node.as_bytes());
     bench_body(c, "node_2k", Format::PrometheusText, node.as_bytes());
     let big = node_exporter_like_body(50_000);
+    dump("text_50k.prom", big.as_bytes());
     bench_body(c, "text_50k", Format::PrometheusText, big.as_bytes());
     let proto = protobuf_native_body(60, 50);
+    dump("proto_native.bin", &proto);
     bench_body(c, "proto_native", Format::Protobuf, &proto);
 }
 

@@ -26,6 +26,11 @@ pub fn parse_value(s: &[u8]) -> Option<f64> {
 /// Go `strconv.ParseFloat(s, 64)` restricted to the spellings Prometheus
 /// accepts (no hex, no underscores). Out-of-range values are errors.
 pub fn parse_go_float(s: &[u8]) -> Option<f64> {
+    // Most sample values are short decimals: convert them exactly without
+    // going through the general algorithm.
+    if let Some(v) = parse_fast_decimal(s) {
+        return Some(v);
+    }
     // Specials start with a sign or a letter; skip the check for the
     // common digit-first values.
     let digit_first = s.first().is_some_and(|b| b.is_ascii_digit());
@@ -45,6 +50,101 @@ pub fn parse_go_float(s: &[u8]) -> Option<f64> {
         return None;
     }
     Some(v)
+}
+
+/// Powers of ten that an `f64` represents exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Largest mantissa an `f64` holds exactly.
+const MAX_EXACT_MANTISSA: u64 = 1 << 53;
+
+/// Clinger's fast path: a decimal `[+-]? digits [. digits] ([eE] [+-]? digits)?`
+/// (or `. digits`) of at most 19 digits whose mantissa fits 53 bits and whose
+/// decimal exponent is within ±22 is converted with one exact product or
+/// quotient, which IEEE arithmetic rounds correctly. `None` means "not
+/// handled here" (malformed or outside the fast path): the caller falls back
+/// to the complete algorithm, so results never differ from it.
+fn parse_fast_decimal(s: &[u8]) -> Option<f64> {
+    parse_fast_decimal_prefix(s)
+        .filter(|&(_, len)| len == s.len())
+        .map(|(v, _)| v)
+}
+
+/// [`parse_fast_decimal`] on the longest prefix of `s` that looks like a
+/// decimal number: returns the value and the prefix length. The caller must
+/// check what follows (e.g. a separator), since a prefix such as `1.5` of
+/// `1.5x` is not a number in itself.
+pub(crate) fn parse_fast_decimal_prefix(s: &[u8]) -> Option<(f64, usize)> {
+    let (negative, mut i) = match s.first() {
+        Some(b'-') => (true, 1),
+        Some(b'+') => (false, 1),
+        _ => (false, 0),
+    };
+    let mut mantissa: u64 = 0;
+    let digits_start = i;
+    while let Some(d) = s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    let int_digits = i - digits_start;
+    let mut frac_digits = 0;
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        let frac_start = i;
+        while let Some(d) = s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        frac_digits = i - frac_start;
+    }
+    let digits = int_digits + frac_digits;
+    // 19 digits cannot overflow a u64, so the wrapping arithmetic above was
+    // exact when this holds.
+    if digits == 0 || digits > 19 || mantissa > MAX_EXACT_MANTISSA {
+        return None;
+    }
+    // `digits <= 19`, so this cannot truncate.
+    let mut exponent = -(frac_digits as i32);
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        let exp_negative = match s.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let exp_start = i;
+        let mut exp: i32 = 0;
+        while let Some(d) = s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            exp = exp * 10 + i32::from(d);
+            i += 1;
+            if i - exp_start > 4 {
+                return None;
+            }
+        }
+        if i == exp_start {
+            return None;
+        }
+        exponent += if exp_negative { -exp } else { exp };
+    }
+    // The mantissa is at most 2^53, so the conversion is exact.
+    let m = mantissa as f64;
+    let magnitude = if mantissa == 0 {
+        0.0
+    } else if exponent >= 0 {
+        m * *EXACT_POWERS_OF_TEN.get(usize::try_from(exponent).ok()?)?
+    } else {
+        m / *EXACT_POWERS_OF_TEN.get(usize::try_from(-exponent).ok()?)?
+    };
+    Some((if negative { -magnitude } else { magnitude }, i))
 }
 
 /// `[+-]inf`, `[+-]infinity`, `nan`, case-insensitively (Go's `special`).
@@ -105,10 +205,16 @@ fn count_digits(s: &[u8]) -> usize {
 /// A text-format timestamp: one or more ASCII digits, integer milliseconds
 /// (Prometheus's lexer has no sign for timestamps). Overflow is an error.
 pub fn parse_int_timestamp(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() {
         return None;
     }
-    std::str::from_utf8(s).ok()?.parse().ok()
+    s.iter().try_fold(0i64, |acc, &b| {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(i64::from(d))
+    })
 }
 
 /// An OpenMetrics timestamp: a float in seconds, converted to milliseconds
@@ -235,6 +341,66 @@ mod tests {
         ];
         for s in bad {
             assert_eq!(parse_value(s.as_bytes()), None, "{s:?} must be rejected");
+        }
+    }
+
+    /// The general algorithm the fast path must agree with.
+    fn slow_decimal(s: &str) -> Option<f64> {
+        if !is_decimal_syntax(s.as_bytes()) {
+            return None;
+        }
+        s.parse::<f64>().ok().filter(|v| v.is_finite())
+    }
+
+    #[test]
+    fn fast_decimals_are_exact() {
+        for s in [
+            "0",
+            "-0",
+            "+0.0",
+            "1",
+            "1.",
+            ".5",
+            "14.0e+03",
+            "9007199254740992",
+            "9007199254740993",
+            "1e22",
+            "1e23",
+            "1e-22",
+            "123.456e-7",
+            "0e999",
+            "1234567890123456789",
+            "12345678901234567890",
+            "1e",
+            "1e+",
+            ".",
+            "-",
+            "1e99999",
+        ] {
+            let fast = parse_fast_decimal(s.as_bytes());
+            if let Some(v) = fast {
+                assert_eq!(Some(v.to_bits()), slow_decimal(s).map(f64::to_bits), "{s}");
+            }
+            assert_eq!(
+                parse_go_float(s.as_bytes()).map(f64::to_bits),
+                slow_decimal(s).map(f64::to_bits),
+                "{s}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_decimal_agrees_with_general_parse(
+            s in "[-+]?[0-9]{0,20}(\\.[0-9]{0,20})?([eE][-+]?[0-9]{0,5})?"
+        ) {
+            if let Some(v) = parse_fast_decimal(s.as_bytes()) {
+                proptest::prop_assert_eq!(Some(v.to_bits()), slow_decimal(&s).map(f64::to_bits));
+            }
+            proptest::prop_assert_eq!(
+                parse_go_float(s.as_bytes()).map(f64::to_bits),
+                slow_decimal(&s).map(f64::to_bits)
+            );
         }
     }
 

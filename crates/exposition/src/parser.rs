@@ -16,11 +16,13 @@ use tributary_model::{Labels, LabelsBuilder, MetricType, NativeHistogram, METRIC
 use crate::error::ParseError;
 use crate::format::Format;
 use crate::number::{
-    format_om_float, parse_go_float, parse_int_timestamp, parse_om_timestamp, parse_value,
+    format_om_float, parse_fast_decimal_prefix, parse_go_float, parse_int_timestamp,
+    parse_om_timestamp, parse_value,
 };
 use crate::protobuf::ProtoParser;
 use crate::scan::{
-    metric_name_len, scan_name, unescape_help, unescape_label, LabelItem, LabelScanner, ScanError,
+    metric_name_len, scan_name, simple_label_block, unescape_help, unescape_label, LabelItem,
+    LabelScanner, ScanError,
 };
 
 /// Labels allowed on one series before the line is rejected: it bounds the
@@ -133,6 +135,9 @@ pub struct Parser<'a> {
     family_type: MetricType,
     /// The protobuf parser, for [`Format::Protobuf`] bodies.
     proto: Option<Box<ProtoParser<'a>>>,
+    /// Whether [`Parser::prom_simple_series`] may take lines (always, except
+    /// in tests that check it against the general path).
+    simple_path: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -165,6 +170,7 @@ impl<'a> Parser<'a> {
             family: NameSpan::default(),
             family_type: MetricType::Unknown,
             proto,
+            simple_path: true,
         }
     }
 
@@ -205,6 +211,12 @@ impl<'a> Parser<'a> {
                     Format::OpenMetrics => Err(self.error_at(0, "data does not end with # EOF")),
                     Format::PrometheusText | Format::Protobuf => Ok(None),
                 };
+            }
+            if self.format == Format::PrometheusText
+                && self.simple_path
+                && self.prom_simple_series()
+            {
+                return Ok(Some(Entry::Series));
             }
             let (line, next_pos) = self.take_line();
             let entry = match self.format {
@@ -306,6 +318,83 @@ impl<'a> Parser<'a> {
         }))
     }
 
+    /// Fast path for the most common Prometheus text line, parsed straight
+    /// from the body without splitting it off first:
+    /// `name[{simple labels}] value[ timestamp]\n` with a legacy name, the
+    /// label block shape of [`simple_label_block`], single spaces and a
+    /// value that [`parse_fast_decimal_prefix`] handles. On success the
+    /// series is recorded exactly as [`Parser::prom_series`] would record
+    /// it, the line is consumed and `true` returned. Otherwise nothing
+    /// changes and the general path takes the line, so this decides
+    /// nothing about what is valid.
+    fn prom_simple_series(&mut self) -> bool {
+        let start = self.pos;
+        let rest = self.body.get(start..).unwrap_or_default();
+        let name_len = metric_name_len(rest);
+        if name_len == 0 {
+            return false;
+        }
+        let mut i = name_len;
+        let mut labels_start = None;
+        if rest.get(i) == Some(&b'{') {
+            match simple_label_block(rest, i + 1, self.options.max_labels_per_series) {
+                Some(end) => {
+                    labels_start = Some(start + i + 1);
+                    i = end;
+                }
+                None => return false,
+            }
+        }
+        let series_end = i;
+        if rest.get(i) != Some(&b' ') {
+            return false;
+        }
+        i += 1;
+        let Some((value, value_len)) = parse_fast_decimal_prefix(&rest[i..]) else {
+            return false;
+        };
+        i += value_len;
+        let mut timestamp = None;
+        if rest.get(i) == Some(&b' ') {
+            i += 1;
+            let ts_start = i;
+            let mut ts: i64 = 0;
+            while let Some(d) = rest
+                .get(i)
+                .map(|b| b.wrapping_sub(b'0'))
+                .filter(|d| *d <= 9)
+            {
+                match ts.checked_mul(10).and_then(|t| t.checked_add(i64::from(d))) {
+                    Some(t) => ts = t,
+                    None => return false,
+                }
+                i += 1;
+            }
+            if i == ts_start {
+                return false;
+            }
+            timestamp = Some(ts);
+        }
+        let next_pos = match rest.get(i) {
+            None => start + i,
+            Some(b'\n') => start + i + 1,
+            Some(_) => return false,
+        };
+        self.line_no += 1;
+        self.line_start = start;
+        self.pos = next_pos;
+        self.name = NameSpan {
+            range: start..start + name_len,
+            quoted: false,
+        };
+        self.labels_start = labels_start;
+        self.series = start..start + series_end;
+        self.value = value;
+        self.timestamp = timestamp;
+        self.exemplar = None;
+        true
+    }
+
     fn prom_series(&mut self, line: &'a [u8], start: usize) -> Result<(), ParseError> {
         self.reset_series();
         let mut i = start;
@@ -318,7 +407,18 @@ impl<'a> Parser<'a> {
         }
         let mut series_end = start + name_len;
         if line.get(i) == Some(&b'{') {
-            i = self.label_block(line, i, false, name_len == 0)?;
+            let simple = if name_len > 0 {
+                simple_label_block(line, i + 1, self.options.max_labels_per_series)
+            } else {
+                None
+            };
+            i = match simple {
+                Some(end) => {
+                    self.labels_start = Some(self.line_start + i + 1);
+                    end
+                }
+                None => self.label_block(line, i, false, name_len == 0)?,
+            };
             series_end = i;
         }
         if self.name.range.is_empty() {
@@ -598,8 +698,11 @@ impl<'a> Parser<'a> {
         if span.quoted {
             unescape_label(raw)
         } else {
-            // Legacy names are ASCII.
-            String::from_utf8_lossy(raw)
+            // Legacy names are ASCII, so this always borrows.
+            match std::str::from_utf8(raw) {
+                Ok(name) => Cow::Borrowed(name),
+                Err(_) => String::from_utf8_lossy(raw),
+            }
         }
     }
 
@@ -745,13 +848,19 @@ impl<'a> Parser<'a> {
         if self.family.range.is_empty() || self.name.range.is_empty() {
             return None;
         }
+        let suffixes = allowed_suffixes(self.family_type, self.format);
+        if !self.family.quoted && !self.name.quoted {
+            // Both legacy (ASCII) names: compare the raw bytes.
+            let rest = self
+                .body
+                .get(self.name.range.clone())?
+                .strip_prefix(self.body.get(self.family.range.clone())?)?;
+            return suffixes.iter().copied().find(|s| s.as_bytes() == rest);
+        }
         let family = self.span_str(&self.family);
         let name = self.metric_name();
         let rest = name.strip_prefix(family.as_ref())?;
-        allowed_suffixes(self.family_type, self.format)
-            .iter()
-            .copied()
-            .find(|s| *s == rest)
+        suffixes.iter().copied().find(|s| *s == rest)
     }
 
     fn is_created_series_of_family(&self) -> bool {
@@ -862,4 +971,172 @@ fn normalized_float_label(kind: MetricType, name: &str, value: &str) -> Option<S
         return None;
     }
     parse_go_float(value.as_bytes()).map(format_om_float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Everything observable about one step of the parser, and whether
+    /// there are more.
+    fn observe(parser: &mut Parser<'_>) -> (String, bool) {
+        let entry = parser.next();
+        let mut out = format!("{entry:?} line={}", parser.line_number());
+        let more = matches!(entry, Ok(Some(_)));
+        if let Ok(Some(Entry::Series)) = entry {
+            let (key, ts, value) = parser.series();
+            let mut labels = LabelsBuilder::new();
+            let filled = parser.labels(&mut labels);
+            let pairs: Vec<_> = labels
+                .iter()
+                .map(|l| format!("{}={}", l.name, l.value))
+                .collect();
+            out += &format!(
+                " key={key:?} ts={ts:?} value={:x} name={} type={:?} labels={filled:?} {pairs:?}",
+                value.to_bits(),
+                parser.metric_name(),
+                parser.metric_type(),
+            );
+        }
+        (out, more)
+    }
+
+    fn trace(body: &[u8], simple_path: bool) -> Vec<String> {
+        let mut parser = Parser::new(Format::PrometheusText, body);
+        parser.simple_path = simple_path;
+        let mut steps = Vec::new();
+        loop {
+            let (step, more) = observe(&mut parser);
+            steps.push(step);
+            if !more {
+                return steps;
+            }
+        }
+    }
+
+    fn assert_same(body: &[u8]) {
+        assert_eq!(
+            trace(body, true),
+            trace(body, false),
+            "body {:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+
+    #[test]
+    fn simple_path_agrees_on_handwritten_lines() {
+        let lines: &[&str] = &[
+            "a 1\n",
+            "a 1",
+            "a{} 1\n",
+            "a{b=\"c\"} 1.5e+03 123\n",
+            "a{b=\"c\",} 1\n",
+            "a{b=\"c\",,d=\"e\"} 1\n",
+            "a{b=\"c\"d=\"e\"} 1\n",
+            "a{b=\"c\",b=\"d\"} 1\n",
+            "a{b=\"c\\\"d\"} 1\n",
+            "a{b=\"c\\nd\"} 1\n",
+            "a{b=\"\u{e9}\"} 1\n",
+            "a{b=\"c\n\"} 1\n",
+            "a{b=\"c\"} 1 \n",
+            "a{b=\"c\"}  1\n",
+            "a{b=\"c\"}\t1\n",
+            "a{b=\"c\"} 1\r\n",
+            "a{b=\"c\"} 1x\n",
+            "a{b=\"c\"} 1e\n",
+            "a{b=\"c\"} 1e99999\n",
+            "a{b=\"c\"} 12345678901234567890\n",
+            "a{b=\"c\"} 9007199254740993\n",
+            "a{b=\"c\"} 1e23\n",
+            "a{b=\"c\"} 1e-23\n",
+            "a{b=\"c\"} -0\n",
+            "a{b=\"c\"} +.5\n",
+            "a{b=\"c\"} .\n",
+            "a{b=\"c\"} NaN\n",
+            "a{b=\"c\"} -Inf 5\n",
+            "a 1 99999999999999999999\n",
+            "a 1 9223372036854775807\n",
+            "a 1 -5\n",
+            "a 1 5 6\n",
+            "a 1 5{\n",
+            "a{\"q\"} 1\n",
+            "{\"a.b\",c=\"d\"} 1\n",
+            "a {b=\"c\"} 1\n",
+            "a{ b=\"c\"} 1\n",
+            "a{b =\"c\"} 1\n",
+            "a{b=\"c\"\n",
+            "a{b=\"c",
+            "a{1=\"c\"} 1\n",
+            "a\x00 1\n",
+            "# HELP a x\n# TYPE a counter\na_total{b=\"1\"} 3\n",
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 4\n",
+            "# TYPE \"h.x\" summary\n{\"h.x\",quantile=\"1\"} 3\n",
+            "# TYPE h summary\nh{quantile=\"1\"} 3\nh_sum 1\nh_count 2\n",
+        ];
+        for line in lines {
+            assert_same(line.as_bytes());
+        }
+        let many: String = (0..=DEFAULT_MAX_LABELS_PER_SERIES)
+            .map(|i| format!("l{i}=\"v\","))
+            .collect();
+        assert_same(format!("a{{{many}}} 1\n").as_bytes());
+    }
+
+    fn fragment() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "a",
+            "b_c",
+            ":",
+            "1",
+            "0",
+            "9",
+            ".",
+            "e",
+            "E",
+            "+",
+            "-",
+            "{",
+            "}",
+            "=",
+            "\"",
+            ",",
+            " ",
+            "\t",
+            "\n",
+            "\\",
+            "#",
+            "\u{e9}",
+            "\x00",
+            "\r",
+            "le",
+            "NaN",
+            "Inf",
+            "x=\"y\"",
+            "1.5e+03",
+            " 123",
+            "# TYPE a counter\n",
+            "a_total",
+        ])
+    }
+
+    proptest! {
+        #[test]
+        fn simple_path_agrees_with_general_path(parts in prop::collection::vec(fragment(), 0..40)) {
+            assert_same(parts.concat().as_bytes());
+        }
+
+        #[test]
+        fn simple_path_agrees_on_series_shaped_lines(
+            name in "[a-z_:][a-z0-9_:]{0,5}",
+            labels in prop::collection::vec(("[a-z_][a-z0-9_]{0,3}", "[ -~]{0,4}"), 0..4),
+            value in "[-+]?[0-9]{0,21}(\\.[0-9]{0,4})?([eE][-+]?[0-9]{0,6})?",
+            ts in prop::option::of("[0-9]{1,20}"),
+        ) {
+            let block: Vec<_> = labels.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
+            let ts = ts.map(|t| format!(" {t}")).unwrap_or_default();
+            let body = format!("{name}{{{}}} {value}{ts}\n{name} {value}\n", block.join(","));
+            assert_same(body.as_bytes());
+        }
+    }
 }

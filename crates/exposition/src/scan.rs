@@ -45,6 +45,25 @@ const fn name_classes() -> [u8; 256] {
 
 static NAME_CLASSES: [u8; 256] = name_classes();
 
+/// Bytes a label value may hold on the fast path: ASCII except `"` (the
+/// end), `\\` (an escape) and `\n` (the end of the line, when scanning a
+/// whole body rather than one line).
+const fn plain_value_bytes() -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = !matches!(b as u8, b'"' | b'\\' | b'\n');
+        b += 1;
+    }
+    table
+}
+
+static PLAIN_VALUE_BYTES: [bool; 256] = plain_value_bytes();
+
+fn is_plain_value_byte(b: u8) -> bool {
+    PLAIN_VALUE_BYTES[usize::from(b)]
+}
+
 fn has_class(b: u8, class: u8) -> bool {
     NAME_CLASSES[usize::from(b)] & class != 0
 }
@@ -136,8 +155,13 @@ pub(crate) fn unescape_help(raw: &[u8], with_quote: bool) -> Cow<'_, str> {
 }
 
 fn unescape(raw: &[u8], with_quote: bool) -> Cow<'_, str> {
-    // Callers only pass slices already checked to be UTF-8.
-    let text = String::from_utf8_lossy(raw);
+    // Callers only pass slices already checked to be UTF-8; the lossy
+    // conversion is only a fallback, `from_utf8` is much faster on the
+    // (typically ASCII) valid input.
+    let text = match std::str::from_utf8(raw) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(raw),
+    };
     if memchr::memchr(b'\\', raw).is_none() {
         return text;
     }
@@ -188,6 +212,52 @@ pub(crate) fn scan_name(
         return Ok(None);
     }
     Ok(Some((&s[..n], n, false)))
+}
+
+/// Fast path for the common shape of a lenient (Prometheus text) label
+/// block, starting just after `{`: legacy label names, `="`, values of
+/// ASCII bytes other than `"`, `\\` and `\n`, single commas between pairs (a
+/// trailing one allowed), no blanks. Returns the offset just past `}`.
+///
+/// `None` means the block has something else (blanks, quoted names,
+/// escapes, non-ASCII values, more than `max_labels` pairs, an error): the
+/// caller then runs [`LabelScanner`] over it, so what is accepted or
+/// rejected, and with which message, never depends on this function.
+pub(crate) fn simple_label_block(line: &[u8], mut i: usize, max_labels: usize) -> Option<usize> {
+    let mut count = 0usize;
+    loop {
+        let b = *line.get(i)?;
+        if b == b'}' {
+            return Some(i + 1);
+        }
+        if !is_label_name_start(b) {
+            return None;
+        }
+        i += 1;
+        while is_label_name_char(*line.get(i)?) {
+            i += 1;
+        }
+        if line.get(i..i + 2)? != b"=\"" {
+            return None;
+        }
+        i += 2;
+        while is_plain_value_byte(*line.get(i)?) {
+            i += 1;
+        }
+        if line.get(i) != Some(&b'"') {
+            return None;
+        }
+        i += 1;
+        count += 1;
+        if count > max_labels {
+            return None;
+        }
+        match *line.get(i)? {
+            b',' => i += 1,
+            b'}' => return Some(i + 1),
+            _ => return None,
+        }
+    }
 }
 
 /// One item of a label block.

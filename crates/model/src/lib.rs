@@ -11,6 +11,7 @@ mod histogram;
 mod labels;
 mod metadata;
 mod protocol;
+mod ref_map;
 mod sample;
 pub mod testing;
 
@@ -19,4 +20,5 @@ pub use histogram::{BucketSpan, HistogramCount, NativeHistogram, ResetHint};
 pub use labels::{Label, Labels, LabelsBuilder, LabelsIter, METRIC_NAME};
 pub use metadata::MetricType;
 pub use protocol::ScrapeProtocol;
+pub use ref_map::RefMap;
 pub use sample::{is_stale_nan, SeriesRef, Timestamp, STALE_NAN, STALE_NAN_BITS};

@@ -3,14 +3,27 @@ pub type Timestamp = i64;
 
 /// A storage-assigned identifier for one series (one label set).
 ///
-/// References are handed out by the storage, are unique for the lifetime of
-/// a WAL directory and increase monotonically. `SeriesRef(0)` is never a
+/// References are handed out by the storage and never name two different
+/// series while a record of either can still be read. The agent storage
+/// makes them `generation << 32 | slot` (a dense slot index, reused with the
+/// next generation once a series is gone), so per-series tables elsewhere can
+/// be arrays indexed by slot ([`crate::RefMap`]). `SeriesRef(0)` is never a
 /// valid reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct SeriesRef(pub u64);
 
 impl SeriesRef {
     pub const NONE: SeriesRef = SeriesRef(0);
+
+    /// The dense slot part of the reference.
+    pub fn slot(self) -> u32 {
+        self.0 as u32
+    }
+
+    /// The generation part of the reference.
+    pub fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
 
     pub fn is_none(self) -> bool {
         self.0 == 0

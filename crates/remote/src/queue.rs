@@ -3,9 +3,12 @@
 //! Tasks:
 //! - the **watcher** reads WAL records from the consumer cursor, keeps the
 //!   series cache (final labels per ref, or "dropped"), registers each record
-//!   with the [`AckTracker`] and enqueues its samples to shard `ref % n`.
-//!   A full shard makes it sleep and retry (`enqueue_retries_total`), so a
-//!   dead endpoint stops WAL reading instead of growing memory.
+//!   with the [`AckTracker`] and enqueues its samples to shard `ref % n`,
+//!   one message per shard per record (a channel send and a wake-up per
+//!   sample cost more than encoding it). Each shard holds at most
+//!   `capacity` queued samples (a semaphore of that many permits); a full
+//!   shard makes the watcher sleep and retry (`enqueue_retries_total`), so
+//!   a dead endpoint stops WAL reading instead of growing memory.
 //! - **shards** batch up to `max_samples_per_send` samples (or whatever
 //!   arrived within `batch_send_deadline` of the first sample of the batch),
 //!   send with unbounded retries on recoverable errors, then report the
@@ -36,11 +39,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use hashbrown::HashMap;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
-use tributary_model::{Labels, MetricType, NativeHistogram, SeriesRef, Timestamp};
+use tributary_model::{Labels, MetricType, NativeHistogram, RefMap, SeriesRef, Timestamp};
 
 use crate::ack::{AckTracker, RecordRuns};
 use crate::client::{Protocol, SendError, WriteClient};
@@ -475,12 +477,12 @@ async fn run_watcher<S: RecordSource>(
     shards.shutdown(deadline).await;
 }
 
-/// The watcher's view of the series: final labels (or "dropped") and the
-/// latest metadata per ref.
+/// The watcher's view of the series: final labels (or "dropped") and, for
+/// 2.0 which sends it inline, the latest metadata per ref.
 #[derive(Default)]
 struct SeriesCache {
-    labels: HashMap<SeriesRef, Option<Labels>>,
-    metadata: HashMap<SeriesRef, Arc<MetricMetadata>>,
+    labels: RefMap<Option<Labels>>,
+    metadata: RefMap<Arc<MetricMetadata>>,
 }
 
 /// The metric family name a series' metadata belongs to: its metric name
@@ -503,13 +505,20 @@ fn family_name(metric: &str, kind: MetricType) -> &str {
 
 /// Remembers metadata of kept series, per series (2.0) and per family (1.0
 /// metadata requests).
-fn store_metadata<P>(shared: &Shared<P>, series: &mut SeriesCache, record: &DecodedRecord) {
+fn store_metadata<P>(
+    shared: &Shared<P>,
+    series: &mut SeriesCache,
+    record: &DecodedRecord,
+    v2: bool,
+) {
     let mut families = None;
     for (r, m) in &record.metadata {
-        let Some(Some(labels)) = series.labels.get(r) else {
+        let Some(Some(labels)) = series.labels.get(*r) else {
             continue;
         };
-        series.metadata.insert(*r, Arc::clone(m));
+        if v2 {
+            series.metadata.insert(*r, Arc::clone(m));
+        }
         if shared.settings.metadata.is_some() {
             if let Some(metric) = labels.metric_name() {
                 let family = family_name(metric, m.kind);
@@ -554,6 +563,14 @@ enum ItemRef<'a> {
 }
 
 impl ItemRef<'_> {
+    fn kind(self) -> ItemKind {
+        match self {
+            ItemRef::Float(_) => ItemKind::Sample,
+            ItemRef::Histogram(_) => ItemKind::Histogram,
+            ItemRef::Exemplar(..) => ItemKind::Exemplar,
+        }
+    }
+
     fn to_owned_item(self) -> Item {
         match self {
             ItemRef::Float(v) => Item::Float(v),
@@ -601,49 +618,78 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
             m.records_other.inc();
         }
     }
-    // Series records of the bootstrap carry the metadata known so far.
-    store_metadata(shared, series, record);
     let v2 = shared.client.protocol() == Protocol::V2;
+    // Series records of the bootstrap carry the metadata known so far.
+    store_metadata(shared, series, record, v2);
     let send_histograms = v2 || shared.settings.send_native_histograms;
     let send_exemplars = v2 || shared.settings.send_exemplars;
     let min_ts = min_allowed_timestamp(&shared.settings);
-    // First pass: decide what gets enqueued, so the record is registered
-    // with its exact count before any shard can complete part of it.
-    let mut keep = 0usize;
+    // Sort what gets enqueued into one chunk per shard first, so the record
+    // is registered with its exact count before any shard can complete
+    // part of it.
+    let mut chunks: Vec<Vec<QueuedSample>> = std::iter::repeat_with(Vec::new)
+        .take(shards.len())
+        .collect();
+    let mut in_by_kind = [0u64; 3];
     let mut keep_by_kind = [0i64; 3];
-    let mut total = 0u64;
+    let mut dropped = [0u64; 3];
     let mut highest = i64::MIN;
     for (r, t, item) in record_items(record, send_histograms, send_exemplars) {
-        total += 1;
-        match item {
-            ItemRef::Float(_) => m.samples_in.inc(),
-            ItemRef::Histogram(_) => m.histograms_in.inc(),
-            ItemRef::Exemplar(..) => m.exemplars_in.inc(),
-        };
-        match series.labels.get(&r) {
-            Some(Some(_)) if t >= min_ts => {
-                keep += 1;
-                keep_by_kind[match item {
-                    ItemRef::Float(_) => 0,
-                    ItemRef::Histogram(_) => 1,
-                    ItemRef::Exemplar(..) => 2,
-                }] += 1;
-                if !matches!(item, ItemRef::Exemplar(..)) {
-                    highest = highest.max(t);
-                }
-            }
+        let kind = item.kind() as usize;
+        in_by_kind[kind] += 1;
+        let labels = match series.labels.get(r) {
+            Some(Some(labels)) if t >= min_ts => labels,
             Some(Some(_)) => {
-                m.dropped(DropReason::TooOld).inc();
+                dropped[0] += 1;
+                continue;
             }
             Some(None) => {
-                m.dropped(DropReason::DroppedSeries).inc();
+                dropped[1] += 1;
+                continue;
             }
             None => {
-                m.dropped(DropReason::UnintentionallyDroppedSeries).inc();
+                dropped[2] += 1;
                 tracing::debug!(remote_name = %shared.settings.name, series = %r, "dropped sample for unknown series reference");
+                continue;
             }
+        };
+        keep_by_kind[kind] += 1;
+        if !matches!(item, ItemRef::Exemplar(..)) {
+            highest = highest.max(t);
+        }
+        let sample = QueuedSample {
+            labels: labels.clone(),
+            t,
+            item: item.to_owned_item(),
+            metadata: if v2 {
+                series.metadata.get(r).cloned()
+            } else {
+                None
+            },
+            seq: 0,
+        };
+        if let Some(chunk) = chunks.get_mut(shards.shard_of(r)) {
+            chunk.push(sample);
         }
     }
+    let m = &shared.metrics;
+    m.samples_in.inc_by(in_by_kind[0]);
+    m.histograms_in.inc_by(in_by_kind[1]);
+    m.exemplars_in.inc_by(in_by_kind[2]);
+    for (reason, n) in [
+        DropReason::TooOld,
+        DropReason::DroppedSeries,
+        DropReason::UnintentionallyDroppedSeries,
+    ]
+    .into_iter()
+    .zip(dropped)
+    {
+        if n > 0 {
+            m.dropped(reason).inc_by(n);
+        }
+    }
+    let total: u64 = in_by_kind.iter().sum();
+    let keep: i64 = keep_by_kind.iter().sum();
     shared.samples_in.fetch_add(total, Ordering::Relaxed);
     shared
         .samples_dropped
@@ -656,34 +702,23 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
         raise(&m.queue_highest_timestamp, secs);
         raise(&m.highest_timestamp_in_seconds, secs);
     }
-    shared.pending.fetch_add(keep as i64, Ordering::Relaxed);
+    shared.pending.fetch_add(keep, Ordering::Relaxed);
     for (kind, n) in keep_by_kind.into_iter().enumerate() {
         shared.pending_by_kind[kind].fetch_add(n, Ordering::Relaxed);
     }
     set_pending_gauges(shared);
-    let (seq, moved) = shared.tracker.lock().register(pos, keep);
+    let (seq, moved) = shared.tracker.lock().register(pos, keep as usize);
     if let Some(p) = moved {
         (shared.acker)(p);
     }
-    for (r, t, item) in record_items(record, send_histograms, send_exemplars) {
-        let Some(Some(labels)) = series.labels.get(&r) else {
-            continue;
-        };
-        if t < min_ts {
+    for (idx, mut chunk) in chunks.into_iter().enumerate() {
+        if chunk.is_empty() {
             continue;
         }
-        let sample = QueuedSample {
-            labels: labels.clone(),
-            t,
-            item: item.to_owned_item(),
-            metadata: if v2 {
-                series.metadata.get(&r).cloned()
-            } else {
-                None
-            },
-            seq,
-        };
-        if !shards.enqueue(shared, r, sample, stop).await {
+        for s in &mut chunk {
+            s.seq = seq;
+        }
+        if !shards.enqueue(shared, idx, chunk, stop).await {
             return false;
         }
     }
@@ -801,64 +836,100 @@ fn now_ms() -> Timestamp {
 // ----------------------------------------------------------------- shards
 
 struct ShardSet {
-    senders: Vec<mpsc::Sender<QueuedSample>>,
+    queues: Vec<ShardQueue>,
     handles: Vec<JoinHandle<()>>,
     hard_stop: watch::Sender<bool>,
+}
+
+/// The watcher's end of one shard: chunks of samples, and permits for the
+/// room left under `capacity`.
+struct ShardQueue {
+    tx: mpsc::UnboundedSender<Vec<QueuedSample>>,
+    room: Arc<Semaphore>,
 }
 
 impl ShardSet {
     fn start<P: Copy + Send + Sync + 'static>(shared: &Arc<Shared<P>>, n: usize) -> Self {
         let n = n.max(1);
         let (hard_stop, hard_rx) = watch::channel(false);
-        let mut senders = Vec::with_capacity(n);
+        let mut queues = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         for _ in 0..n {
-            let (tx, rx) = mpsc::channel(shared.settings.capacity);
-            senders.push(tx);
-            handles.push(tokio::spawn(run_shard(shared.clone(), rx, hard_rx.clone())));
+            let (tx, rx) = mpsc::unbounded_channel();
+            let room = Arc::new(Semaphore::new(shared.settings.capacity));
+            handles.push(tokio::spawn(run_shard(
+                shared.clone(),
+                rx,
+                Arc::clone(&room),
+                hard_rx.clone(),
+            )));
+            queues.push(ShardQueue { tx, room });
         }
         shared.shards.store(n, Ordering::Relaxed);
         shared.metrics.shards.set(n as i64);
         Self {
-            senders,
+            queues,
             handles,
             hard_stop,
         }
     }
 
     fn len(&self) -> usize {
-        self.senders.len()
+        self.queues.len()
     }
 
-    /// Puts a sample on its series' shard, waiting (with growing sleeps)
-    /// while that shard is full. False if a stop was requested meanwhile.
+    /// The shard of a series: all its samples go through one shard, in
+    /// order.
+    fn shard_of(&self, series: SeriesRef) -> usize {
+        (series.0 % self.queues.len().max(1) as u64) as usize
+    }
+
+    /// Puts a chunk of samples on shard `idx`, in pieces of at most
+    /// `capacity`, waiting (with growing sleeps) while the shard is full.
+    /// False if a stop was requested meanwhile.
     async fn enqueue<P>(
         &self,
         shared: &Shared<P>,
-        series: SeriesRef,
-        mut sample: QueuedSample,
+        idx: usize,
+        mut chunk: Vec<QueuedSample>,
         stop: &mut watch::Receiver<Option<Instant>>,
     ) -> bool {
-        let idx = (series.0 % self.senders.len() as u64) as usize;
-        let Some(tx) = self.senders.get(idx) else {
+        let Some(queue) = self.queues.get(idx) else {
             return false;
         };
-        let mut backoff = ENQUEUE_FIRST_BACKOFF;
-        loop {
-            match tx.try_send(sample) {
-                Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                Err(mpsc::error::TrySendError::Full(s)) => {
-                    sample = s;
-                    shared.metrics.enqueue_retries.inc();
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop_requested(stop) => return false,
+        let capacity = shared.settings.capacity;
+        while !chunk.is_empty() {
+            let rest = if chunk.len() > capacity {
+                chunk.split_off(capacity)
+            } else {
+                Vec::new()
+            };
+            let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            let mut backoff = ENQUEUE_FIRST_BACKOFF;
+            loop {
+                match queue.room.try_acquire_many(n) {
+                    Ok(permits) => {
+                        // Given back by the shard as it takes the samples.
+                        permits.forget();
+                        break;
                     }
-                    backoff = (backoff * 2).min(shared.settings.max_backoff);
+                    Err(TryAcquireError::Closed) => return false,
+                    Err(TryAcquireError::NoPermits) => {
+                        shared.metrics.enqueue_retries.inc();
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop_requested(stop) => return false,
+                        }
+                        backoff = (backoff * 2).min(shared.settings.max_backoff);
+                    }
                 }
             }
+            if queue.tx.send(chunk).is_err() {
+                return false;
+            }
+            chunk = rest;
         }
+        true
     }
 
     /// Flushes every shard completely, then starts `n` new ones. If a stop
@@ -871,7 +942,7 @@ impl ShardSet {
         stop: &mut watch::Receiver<Option<Instant>>,
     ) -> Result<ShardSet, (ShardSet, Instant)> {
         tracing::info!(remote_name = %shared.settings.name, from = self.len(), to = n, "remote storage resharding");
-        self.senders.clear();
+        self.queues.clear();
         while let Some(h) = self.handles.last_mut() {
             tokio::select! {
                 _ = h => { self.handles.pop(); }
@@ -884,7 +955,7 @@ impl ShardSet {
     /// Closes the queues, waits for shards to flush until `deadline`, then
     /// cancels the rest.
     async fn shutdown(mut self, deadline: Instant) {
-        self.senders.clear();
+        self.queues.clear();
         let deadline = tokio::time::Instant::from_std(deadline);
         let mut handles = std::mem::take(&mut self.handles);
         let all = futures_join_all(&mut handles);
@@ -909,7 +980,8 @@ async fn futures_join_all(handles: &mut Vec<JoinHandle<()>>) {
 
 async fn run_shard<P: Copy + Send + Sync + 'static>(
     shared: Arc<Shared<P>>,
-    mut rx: mpsc::Receiver<QueuedSample>,
+    mut rx: mpsc::UnboundedReceiver<Vec<QueuedSample>>,
+    room: Arc<Semaphore>,
     mut hard_stop: watch::Receiver<bool>,
 ) {
     let max = shared.settings.max_samples_per_send;
@@ -931,32 +1003,42 @@ async fn run_shard<P: Copy + Send + Sync + 'static>(
             biased;
             _ = hard_stop.wait_for(|v| *v) => return,
             msg = rx.recv() => match msg {
-                Some(s) => ShardEvent::Sample(s),
+                Some(chunk) => ShardEvent::Chunk(chunk),
                 None => ShardEvent::Closed,
             },
             _ = flush_timer => ShardEvent::Deadline,
         };
-        let flush = match event {
-            ShardEvent::Sample(s) => {
-                if batch.samples.is_empty() {
-                    deadline =
-                        Some(tokio::time::Instant::now() + shared.settings.batch_send_deadline);
+        match event {
+            ShardEvent::Chunk(chunk) => {
+                let mut taken = 0;
+                for s in chunk {
+                    if batch.samples.is_empty() {
+                        deadline =
+                            Some(tokio::time::Instant::now() + shared.settings.batch_send_deadline);
+                    }
+                    batch.runs.push(s.seq);
+                    batch.samples.push(s);
+                    taken += 1;
+                    if batch.samples.len() >= max {
+                        room.add_permits(std::mem::take(&mut taken));
+                        deadline = None;
+                        if !batch.send(&shared, &mut hard_stop).await {
+                            return;
+                        }
+                    }
                 }
-                batch.runs.push(s.seq);
-                batch.samples.push(s);
-                batch.samples.len() >= max
+                room.add_permits(taken);
             }
-            ShardEvent::Deadline => true,
+            ShardEvent::Deadline => {
+                deadline = None;
+                if !batch.send(&shared, &mut hard_stop).await {
+                    return;
+                }
+            }
             ShardEvent::Closed => {
                 if !batch.samples.is_empty() {
                     batch.send(&shared, &mut hard_stop).await;
                 }
-                return;
-            }
-        };
-        if flush {
-            deadline = None;
-            if !batch.send(&shared, &mut hard_stop).await {
                 return;
             }
         }
@@ -964,7 +1046,7 @@ async fn run_shard<P: Copy + Send + Sync + 'static>(
 }
 
 enum ShardEvent {
-    Sample(QueuedSample),
+    Chunk(Vec<QueuedSample>),
     Deadline,
     Closed,
 }

@@ -100,6 +100,7 @@ mod inspect;
 mod metrics;
 mod reader;
 pub mod record;
+mod series;
 mod storage;
 mod writer;
 

@@ -452,7 +452,9 @@ fn decompress(
     if len > MAX_RECORD_BYTES {
         return Err("record too large");
     }
-    out.clear();
+    // Only the part not written before is zeroed: `decompress` overwrites
+    // the first `len` bytes.
+    out.truncate(len);
     out.resize(len, 0);
     let n = dec.decompress(input, out).map_err(|_| "bad snappy data")?;
     out.truncate(n);

@@ -28,6 +28,7 @@ use crate::format;
 use crate::metrics::Metrics;
 use crate::reader::{Position, SkipReason, WalReader};
 use crate::record::{self, BodyEntry, RecordType, RefSample};
+use crate::series::{Replayed as ReplayedSeries, SeriesTable};
 use crate::writer::SegmentWriter;
 
 /// Options of the agent WAL (`--storage.agent.*` flags).
@@ -145,23 +146,6 @@ pub struct ConsumerStats {
     pub dropped: consumer::DroppedCounts,
 }
 
-/// Per-series state: the label set (shared `Arc` buffer) plus what the
-/// out-of-order check and truncation need.
-struct SeriesEntry {
-    labels: Labels,
-    last_ts: Timestamp,
-    /// Newest segment holding the Series record or a sample of this series.
-    last_segment: u32,
-    /// Whether its Series record has been written.
-    logged: bool,
-    /// The latest metadata logged for it (shared between the series of one
-    /// family created in the same commit).
-    metadata: Option<Arc<SeriesMetadata>>,
-    /// Hash of the last exemplar accepted (0: none), to drop the repeats a
-    /// target exposes until its next observation.
-    last_exemplar: u64,
-}
-
 /// Metric metadata as kept per series.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct SeriesMetadata {
@@ -174,13 +158,6 @@ impl SeriesMetadata {
     fn same_as(&self, kind: MetricType, unit: &str, help: &str) -> bool {
         self.kind == kind && &*self.unit == unit && &*self.help == help
     }
-}
-
-#[derive(Default)]
-struct SeriesTable {
-    by_labels: HashMap<Labels, SeriesRef>,
-    by_ref: HashMap<SeriesRef, SeriesEntry>,
-    next_ref: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -294,9 +271,7 @@ impl AgentStorage {
         )?;
         let mut segments = replayed.segments;
         segments.insert(writer.segment(), SegmentMeta::default());
-        metrics
-            .active_series
-            .set(replayed.series.by_ref.len() as i64);
+        metrics.active_series.set(replayed.series.len() as i64);
 
         let generation = Arc::new(AtomicU64::new(0));
         let mut consumers = BTreeMap::new();
@@ -349,18 +324,13 @@ impl AgentStorage {
     /// The latest metadata logged for a live series: (type, unit, help).
     pub fn series_metadata(&self, r: SeriesRef) -> Option<(MetricType, String, String)> {
         let t = self.shared.series.lock();
-        let m = t.by_ref.get(&r)?.metadata.as_ref()?;
+        let m = t.cold(r)?.metadata.as_ref()?;
         Some((m.kind, m.unit.to_string(), m.help.to_string()))
     }
 
     /// The label set of a live series (shares its buffer).
     pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
-        self.shared
-            .series
-            .lock()
-            .by_ref
-            .get(&r)
-            .map(|e| e.labels.clone())
+        self.shared.series.lock().cold(r).map(|c| c.labels.clone())
     }
 
     /// The durable cursor `name`, created at the current end of the WAL if
@@ -562,16 +532,15 @@ struct Replayed {
 fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
     let mut table = SeriesTable::default();
     let mut corruptions = 0u64;
-    let mut max_ref = 0u64;
     // Duplicate refs for one label set (possible after a crash between
     // creating and logging a series) are folded into the first ref.
     let mut aliases: HashMap<SeriesRef, SeriesRef> = HashMap::new();
     let cp = checkpoint::read_latest_checkpoint(wal_dir, &mut corruptions, |r, l| {
-        insert_replayed(&mut table, &mut aliases, &mut max_ref, r, l, 0);
+        insert_replayed(&mut table, &mut aliases, r, l, 0);
     })?;
     if let Some(c) = cp {
-        for e in table.by_ref.values_mut() {
-            e.last_segment = c;
+        for h in table.hot_iter_mut() {
+            h.last_segment = c;
         }
     }
     let segs =
@@ -615,7 +584,7 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                         tracing::warn!(position = %rec.start, error = %e, "undecodable Series record skipped during replay");
                     }
                     for (r, l) in series.drain(..) {
-                        insert_replayed(&mut table, &mut aliases, &mut max_ref, r, l, seg);
+                        insert_replayed(&mut table, &mut aliases, r, l, seg);
                     }
                 }
                 Some(RecordType::HistogramSamples | RecordType::FloatHistogramSamples) => {
@@ -629,9 +598,9 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                         meta.samples += 1;
                         meta.max_t = meta.max_t.max(s.t);
                         let r = aliases.get(&s.series).copied().unwrap_or(s.series);
-                        if let Some(e) = table.by_ref.get_mut(&r) {
-                            e.last_ts = e.last_ts.max(s.t);
-                            e.last_segment = e.last_segment.max(seg);
+                        if let Some(h) = table.hot_mut(r) {
+                            h.last_ts = h.last_ts.max(s.t);
+                            h.last_segment = h.last_segment.max(seg);
                         }
                     }
                 }
@@ -643,8 +612,8 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                     }
                     for m in metadata.drain(..) {
                         let r = aliases.get(&m.series).copied().unwrap_or(m.series);
-                        if let Some(e) = table.by_ref.get_mut(&r) {
-                            e.metadata = Some(Arc::new(SeriesMetadata {
+                        if let Some(c) = table.cold_mut(r) {
+                            c.metadata = Some(Arc::new(SeriesMetadata {
                                 kind: m.kind,
                                 unit: m.unit.into(),
                                 help: m.help.into(),
@@ -663,9 +632,9 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                         meta.samples += 1;
                         meta.max_t = meta.max_t.max(s.t);
                         let r = aliases.get(&s.series).copied().unwrap_or(s.series);
-                        if let Some(e) = table.by_ref.get_mut(&r) {
-                            e.last_ts = e.last_ts.max(s.t);
-                            e.last_segment = e.last_segment.max(seg);
+                        if let Some(h) = table.hot_mut(r) {
+                            h.last_ts = h.last_ts.max(s.t);
+                            h.last_segment = h.last_segment.max(seg);
                         }
                     }
                 }
@@ -699,7 +668,7 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
             segments.entry(*i).or_default();
         }
     }
-    table.next_ref = max_ref + 1;
+    table.rebuild_free_list();
     metrics.corruptions.inc_by(corruptions);
     Ok(Replayed {
         series: table,
@@ -711,36 +680,13 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
 fn insert_replayed(
     table: &mut SeriesTable,
     aliases: &mut HashMap<SeriesRef, SeriesRef>,
-    max_ref: &mut u64,
     r: SeriesRef,
     labels: Labels,
     segment: u32,
 ) {
-    *max_ref = (*max_ref).max(r.0);
-    if r.is_none() || labels.is_empty() {
-        return;
+    if let ReplayedSeries::Alias(to) = table.insert_replayed(r, labels, segment) {
+        aliases.insert(r, to);
     }
-    if let Some(&existing) = table.by_labels.get(&labels) {
-        if existing != r {
-            aliases.insert(r, existing);
-        }
-        if let Some(e) = table.by_ref.get_mut(&existing) {
-            e.last_segment = e.last_segment.max(segment);
-        }
-        return;
-    }
-    table.by_labels.insert(labels.clone(), r);
-    table.by_ref.insert(
-        r,
-        SeriesEntry {
-            labels,
-            last_ts: Timestamp::MIN,
-            last_segment: segment,
-            logged: true,
-            metadata: None,
-            last_exemplar: 0,
-        },
-    );
 }
 
 /// The segments a truncation deletes and why.
@@ -792,23 +738,10 @@ impl Shared {
         let keep_after = now.saturating_sub(duration_ms(self.opts.min_time));
         let live: Vec<(SeriesRef, Labels)> = {
             let mut t = self.series.lock();
-            let mut removed = Vec::new();
-            for (r, e) in &t.by_ref {
-                if e.logged && e.last_segment <= last && e.last_ts < keep_after {
-                    removed.push(*r);
-                }
-            }
-            for r in &removed {
-                if let Some(e) = t.by_ref.remove(r) {
-                    t.by_labels.remove(&e.labels);
-                }
-            }
-            stats.series_removed = removed.len();
-            self.metrics.active_series.set(t.by_ref.len() as i64);
-            t.by_ref
-                .iter()
-                .map(|(r, e)| (*r, e.labels.clone()))
-                .collect()
+            stats.series_removed =
+                t.remove_where(|h| h.logged() && h.last_segment <= last && h.last_ts < keep_after);
+            self.metrics.active_series.set(t.len() as i64);
+            t.iter().map(|(r, _, c)| (r, c.labels.clone())).collect()
         };
         self.metrics.checkpoint_creations.inc();
         if let Err(e) =
@@ -1100,7 +1033,7 @@ impl Shared {
             current_segment,
             segments: segs.len(),
             bytes,
-            active_series: self.series.lock().by_ref.len(),
+            active_series: self.series.lock().len(),
             consumers,
         }
     }
@@ -1238,7 +1171,7 @@ impl WalAppender {
     /// series' watermark.
     fn admit(&self, series: SeriesRef, t: Timestamp) -> Result<(), AppendError> {
         let mut table = self.shared.series.lock();
-        let Some(e) = table.by_ref.get_mut(&series) else {
+        let Some(e) = table.hot_mut(series) else {
             return Err(AppendError::UnknownSeries(series));
         };
         if e.last_ts != Timestamp::MIN && t <= e.last_ts.saturating_sub(self.shared.ooo_window_ms) {
@@ -1278,24 +1211,11 @@ impl Appender for WalAppender {
             return Err(AppendError::EmptyLabels);
         }
         let mut t = self.shared.series.lock();
-        if let Some(&r) = t.by_labels.get(labels) {
+        let (r, created) = t.get_or_create(labels);
+        if !created {
             return Ok(r);
         }
-        let r = SeriesRef(t.next_ref);
-        t.next_ref += 1;
-        t.by_labels.insert(labels.clone(), r);
-        t.by_ref.insert(
-            r,
-            SeriesEntry {
-                labels: labels.clone(),
-                last_ts: Timestamp::MIN,
-                last_segment: 0,
-                logged: false,
-                metadata: None,
-                last_exemplar: 0,
-            },
-        );
-        self.shared.metrics.active_series.set(t.by_ref.len() as i64);
+        self.shared.metrics.active_series.set(t.len() as i64);
         drop(t);
         self.new_series.push(r);
         Ok(r)
@@ -1331,15 +1251,10 @@ impl Appender for WalAppender {
 
     fn append_exemplar(&mut self, series: SeriesRef, e: &Exemplar) -> Result<(), AppendError> {
         let hash = exemplar_hash(e);
-        {
-            let mut table = self.shared.series.lock();
-            let Some(entry) = table.by_ref.get_mut(&series) else {
-                return Err(AppendError::UnknownSeries(series));
-            };
-            if entry.last_exemplar == hash {
-                return Ok(());
-            }
-            entry.last_exemplar = hash;
+        match self.shared.series.lock().note_exemplar(series, hash) {
+            None => return Err(AppendError::UnknownSeries(series)),
+            Some(false) => return Ok(()),
+            Some(true) => {}
         }
         let start = self.exemplar_bodies.len();
         record::encode_exemplar_body(e.value, &e.labels, &mut self.exemplar_bodies);
@@ -1360,7 +1275,7 @@ impl Appender for WalAppender {
     ) -> Result<(), AppendError> {
         {
             let table = self.shared.series.lock();
-            let Some(entry) = table.by_ref.get(&series) else {
+            let Some(entry) = table.cold(series) else {
                 return Err(AppendError::UnknownSeries(series));
             };
             if entry
@@ -1418,7 +1333,7 @@ impl WalAppender {
         let mut to_log: Vec<SeriesRef> = Vec::new();
         let mut max_t = Timestamp::MIN;
         for &r in &self.new_series {
-            if t.by_ref.get(&r).is_some_and(|e| !e.logged) {
+            if t.hot(r).is_some_and(|h| !h.logged()) {
                 to_log.push(r);
             }
         }
@@ -1426,9 +1341,9 @@ impl WalAppender {
             // Data may refer to series another appender created and has
             // not logged yet: log them here so a record never precedes its
             // series. Data of series GC'd meanwhile is dropped.
-            let mut keep = |r: SeriesRef, ts: Timestamp, counts: bool| match t.by_ref.get(&r) {
-                Some(e) => {
-                    if !e.logged && !to_log.contains(&r) {
+            let mut keep = |r: SeriesRef, ts: Timestamp, counts: bool| match t.hot(r) {
+                Some(h) => {
+                    if !h.logged() && !to_log.contains(&r) {
                         to_log.push(r);
                     }
                     if counts {
@@ -1447,8 +1362,8 @@ impl WalAppender {
         if !to_log.is_empty() {
             self.bufs.series.push(RecordType::Series as u8);
             for r in &to_log {
-                if let Some(e) = t.by_ref.get(r) {
-                    record::encode_series_entry(*r, &e.labels, &mut self.bufs.series);
+                if let Some(c) = t.cold(*r) {
+                    record::encode_series_entry(*r, &c.labels, &mut self.bufs.series);
                 }
             }
         }
@@ -1544,8 +1459,8 @@ impl WalAppender {
 /// logged again.
 fn apply_metadata(t: &mut SeriesTable, metadata: &[(SeriesRef, Arc<SeriesMetadata>)]) {
     for (r, m) in metadata {
-        if let Some(e) = t.by_ref.get_mut(r) {
-            e.metadata = Some(Arc::clone(m));
+        if let Some(c) = t.cold_mut(*r) {
+            c.metadata = Some(Arc::clone(m));
         }
     }
 }
@@ -1588,14 +1503,14 @@ fn mark_written(
     max_t: Timestamp,
 ) {
     for r in logged {
-        if let Some(e) = t.by_ref.get_mut(r) {
-            e.logged = true;
-            e.last_segment = e.last_segment.max(segment);
+        if let Some(h) = t.hot_mut(*r) {
+            h.set_logged();
+            h.last_segment = h.last_segment.max(segment);
         }
     }
     for r in sample_refs {
-        if let Some(e) = t.by_ref.get_mut(&r) {
-            e.last_segment = e.last_segment.max(segment);
+        if let Some(h) = t.hot_mut(r) {
+            h.last_segment = h.last_segment.max(segment);
         }
     }
     if samples > 0 {
@@ -1632,8 +1547,8 @@ impl Shared {
             ));
         }
         for r in batch.logged {
-            if let Some(e) = t.by_ref.get_mut(r) {
-                e.logged = true;
+            if let Some(h) = t.hot_mut(*r) {
+                h.set_logged();
             }
         }
         let mut refs = batch.logged.to_vec();

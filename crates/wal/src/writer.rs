@@ -88,13 +88,8 @@ impl SegmentWriter {
         self.out.clear();
         let mut pending_end = self.offset;
         for payload in records {
-            let compressed = self.compress_into_scratch(payload);
-            let data: &[u8] = if compressed {
-                &self.compressed
-            } else {
-                payload
-            };
-            let len = format::framed_len(pending_end, data.len());
+            let compressed_len = self.compress_into_scratch(payload);
+            let len = format::framed_len(pending_end, compressed_len.unwrap_or(payload.len()));
             if pending_end > 0 && pending_end + len > self.segment_size {
                 // Records never span segments; an oversized record gets a
                 // segment of its own rather than an error.
@@ -102,31 +97,31 @@ impl SegmentWriter {
                 self.rotate()?;
                 pending_end = 0;
             }
-            let data: &[u8] = if compressed {
-                &self.compressed
-            } else {
-                payload
+            let data: &[u8] = match compressed_len {
+                Some(n) => self.compressed.get(..n).unwrap_or(payload),
+                None => payload,
             };
+            let compressed = compressed_len.is_some() && data.len() < payload.len();
             pending_end = format::frame_record(&mut self.out, pending_end, data, compressed);
         }
         self.flush_out(pending_end)?;
         Ok(self.end())
     }
 
-    /// Compresses `payload` into the scratch buffer; true if that shrank it.
-    fn compress_into_scratch(&mut self, payload: &[u8]) -> bool {
+    /// Compresses `payload` into the scratch buffer; the compressed length
+    /// if that shrank it. The scratch buffer only ever grows: zeroing it to
+    /// the worst-case size for every record cost more than compressing.
+    fn compress_into_scratch(&mut self, payload: &[u8]) -> Option<usize> {
         if !self.compress {
-            return false;
+            return None;
         }
-        self.compressed.clear();
-        self.compressed
-            .resize(snap::raw::max_compress_len(payload.len()), 0);
+        let max = snap::raw::max_compress_len(payload.len());
+        if self.compressed.len() < max {
+            self.compressed.resize(max, 0);
+        }
         match self.encoder.compress(payload, &mut self.compressed) {
-            Ok(n) if n < payload.len() => {
-                self.compressed.truncate(n);
-                true
-            }
-            _ => false,
+            Ok(n) if n < payload.len() => Some(n),
+            _ => None,
         }
     }
 

@@ -10,14 +10,17 @@
 //! Kubeconfig support covers what static credentials need: server,
 //! `certificate-authority(-data)`, `insecure-skip-tls-verify`, `token`,
 //! `tokenFile`, `client-certificate(-data)`/`client-key(-data)` and
-//! `username`/`password`. `exec` and `auth-provider` plugins are refused.
+//! `username`/`password`, and `exec` credential plugins (see [`super::exec`]).
+//! Legacy `auth-provider` plugins (removed from client-go) are refused.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine;
 use serde::Deserialize;
 use tributary_config::{Authorization, BasicAuth, HttpClientConfig, KubernetesSdConfig, Secret};
 
+use super::exec::{ExecAuth, ExecConfig, ExecError};
 use super::watch::Api;
 use crate::refresh::join_host_port;
 
@@ -38,6 +41,21 @@ pub enum ConnectError {
     Kubeconfig { path: PathBuf, message: String },
     #[error("{0}")]
     Client(#[from] tributary_http::HttpClientError),
+    #[error("{0}")]
+    Exec(#[from] ExecError),
+}
+
+impl ConnectError {
+    /// Worth retrying: a credential plugin can fail transiently (network,
+    /// SSO refresh); a broken kubeconfig or missing files cannot heal.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Exec(
+                ExecError::Spawn { .. } | ExecError::Timeout { .. } | ExecError::Failed { .. }
+            )
+        )
+    }
 }
 
 /// A ready API handle plus the pod's own namespace (in-cluster only).
@@ -46,9 +64,30 @@ pub(crate) struct Connection {
     pub own_namespace: Option<String>,
 }
 
-pub(crate) fn connect(cfg: &KubernetesSdConfig) -> Result<Connection, ConnectError> {
+pub(crate) async fn connect(cfg: &KubernetesSdConfig) -> Result<Connection, ConnectError> {
     let (base, http) = if let Some(path) = &cfg.kubeconfig_file {
-        from_kubeconfig(Path::new(path))?
+        let (base, mut http, exec) = from_kubeconfig(Path::new(path))?;
+        let exec = match exec {
+            Some(exec) => {
+                // Run the plugin now: a client certificate it returns must
+                // be part of the client being built.
+                let cred = exec.credential().await?;
+                if let Some((cert, key)) = cred.client_cert {
+                    http.tls_config.cert = Some(cert);
+                    http.tls_config.cert_file = None;
+                    http.tls_config.key = Some(Secret::new(key));
+                    http.tls_config.key_file = None;
+                }
+                Some(Arc::new(exec))
+            }
+            None => None,
+        };
+        let mut api = build(base, &http)?;
+        api.exec = exec;
+        return Ok(Connection {
+            api,
+            own_namespace: None,
+        });
     } else if let Some(server) = &cfg.api_server {
         (server.clone(), cfg.http_client.clone())
     } else {
@@ -77,6 +116,7 @@ fn build(base: String, http: &HttpClientConfig) -> Result<Api, ConnectError> {
     Ok(Api {
         client,
         base: base.trim_end_matches('/').to_string(),
+        exec: None,
     })
 }
 
@@ -155,7 +195,7 @@ struct User {
     client_key_data: String,
     username: String,
     password: String,
-    exec: Option<serde_json::Value>,
+    exec: Option<ExecConfig>,
     auth_provider: Option<serde_json::Value>,
 }
 
@@ -166,8 +206,11 @@ struct Context {
     user: String,
 }
 
-/// The server and client settings of the kubeconfig's current context.
-pub(crate) fn from_kubeconfig(path: &Path) -> Result<(String, HttpClientConfig), ConnectError> {
+/// The server and client settings of the kubeconfig's current context, and
+/// its user's credential plugin if it has one.
+pub(crate) fn from_kubeconfig(
+    path: &Path,
+) -> Result<(String, HttpClientConfig, Option<ExecAuth>), ConnectError> {
     let err = |message: String| ConnectError::Kubeconfig {
         path: path.to_path_buf(),
         message,
@@ -210,11 +253,15 @@ pub(crate) fn from_kubeconfig(path: &Path) -> Result<(String, HttpClientConfig),
     tls.insecure_skip_verify = cluster.insecure_skip_tls_verify;
     tls.ca = decode_data(&cluster.certificate_authority_data).map_err(&err)?;
     tls.ca_file = resolve(dir, &cluster.certificate_authority);
+    let mut exec = None;
     if let Some(u) = user {
-        if u.exec.is_some() || u.auth_provider.is_some() {
+        if u.auth_provider.is_some() {
             return Err(err(
-                "exec and auth-provider credential plugins are not supported".into(),
+                "auth-provider plugins are not supported (client-go removed them; use exec)".into(),
             ));
+        }
+        if let Some(e) = &u.exec {
+            exec = Some(ExecAuth::new(e.clone(), dir)?);
         }
         tls.cert = decode_data(&u.client_certificate_data).map_err(&err)?;
         tls.cert_file = resolve(dir, &u.client_certificate);
@@ -237,7 +284,7 @@ pub(crate) fn from_kubeconfig(path: &Path) -> Result<(String, HttpClientConfig),
             });
         }
     }
-    Ok((cluster.server.clone(), http))
+    Ok((cluster.server.clone(), http, exec))
 }
 
 fn resolve(dir: &Path, file: &str) -> Option<String> {
@@ -310,7 +357,8 @@ mod tests {
         );
         let path = dir.path().join("kubeconfig");
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-        let (server, http) = from_kubeconfig(&path).unwrap_or_else(|e| panic!("{e}"));
+        let (server, http, exec) = from_kubeconfig(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(exec.is_none());
         assert_eq!(server, "https://prod.example:6443");
         assert!(http
             .tls_config
@@ -341,10 +389,10 @@ mod tests {
             Some(dir.path().join("token.txt").to_string_lossy().into_owned())
         );
 
-        std::fs::write(&path, "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\nclusters:\n- name: k\n  cluster: {server: https://k}\nusers:\n- name: u\n  user:\n    exec: {command: aws}\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\nclusters:\n- name: k\n  cluster: {server: https://k}\nusers:\n- name: u\n  user:\n    auth-provider: {name: gcp}\n").unwrap_or_else(|e| panic!("{e}"));
         assert!(
             from_kubeconfig(&path).is_err(),
-            "exec plugins must be refused"
+            "auth-provider plugins must be refused"
         );
     }
 }

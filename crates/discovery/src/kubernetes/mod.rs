@@ -25,6 +25,7 @@
 //! to the manager at most every [`REPORT_INTERVAL`].
 
 mod connect;
+mod exec;
 mod objects;
 mod targets;
 mod watch;
@@ -35,10 +36,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tributary_config::{KubernetesRole, KubernetesSdConfig};
+use tributary_config::{KubernetesAttachMetadata, KubernetesRole, KubernetesSdConfig};
 
 use self::objects::{
-    EndpointSlice, Endpoints, Ingress, Meta, Namespace, Node, Object, Pod, Service,
+    Controlled, EndpointSlice, Endpoints, Ingress, Meta, Namespace, Node, Object, Pod, Service,
 };
 use self::targets::Lookups;
 use self::watch::{Event, ReflectorCtx, Resource, Sink, WatchSpec};
@@ -60,6 +61,8 @@ enum Change {
     EndpointSlice(Event<EndpointSlice>),
     Ingress(Event<Ingress>),
     Namespace(Event<Namespace>),
+    ReplicaSet(Event<Controlled>),
+    Job(Event<Controlled>),
 }
 
 /// Object kinds, for metrics and dispatch.
@@ -72,6 +75,8 @@ enum Kind {
     EndpointSlice,
     Ingress,
     Namespace,
+    ReplicaSet,
+    Job,
 }
 
 impl Kind {
@@ -85,19 +90,32 @@ impl Kind {
             Kind::EndpointSlice => "endpointslice",
             Kind::Ingress => "ingress",
             Kind::Namespace => "namespace",
+            Kind::ReplicaSet => "replicaset",
+            Kind::Job => "job",
         }
     }
 }
 
 /// Runs one `kubernetes_sd_configs` entry until cancelled.
 pub(crate) async fn run(ctx: ProviderCtx, cfg: KubernetesSdConfig) {
-    let conn = match connect::connect(&cfg) {
-        Ok(c) => c,
-        Err(e) => {
-            ctx.count_failure();
-            tracing::error!(job = %ctx.job, err = %e, "Cannot create Kubernetes discovery");
-            let _ = ctx.report(Err(e.to_string())).await;
-            return;
+    let mut backoff = Duration::from_secs(1);
+    let conn = loop {
+        match connect::connect(&cfg).await {
+            Ok(c) => break c,
+            Err(e) => {
+                ctx.count_failure();
+                tracing::error!(job = %ctx.job, err = %e, "Cannot create Kubernetes discovery");
+                let _ = ctx.report(Err(e.to_string())).await;
+                if !e.is_transient() {
+                    return;
+                }
+                // A failing credential plugin may recover: retry, backing off.
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
         }
     };
     let namespaces = watched_namespaces(&cfg, conn.own_namespace.as_deref());
@@ -229,6 +247,18 @@ impl Spawner<'_> {
                     self.spawn(Kind::Pod, watch::PODS, ns, Some(R::Pod), Change::Pod);
                 }
             }
+            // Pod controllers' owners (kubernetes.go: ReplicaSet and Job
+            // informers per namespace for the pod-backed roles).
+            if matches!(role, R::Pod | R::Endpoints | R::EndpointSlice) {
+                if attach.deployment {
+                    let wrap: fn(Event<Controlled>) -> Change = Change::ReplicaSet;
+                    self.spawn(Kind::ReplicaSet, watch::REPLICASETS, ns, None, wrap);
+                }
+                if attach.cronjob {
+                    let wrap: fn(Event<Controlled>) -> Change = Change::Job;
+                    self.spawn(Kind::Job, watch::JOBS, ns, None, wrap);
+                }
+            }
         }
     }
 }
@@ -245,14 +275,17 @@ struct Stores {
     nodes: HashMap<String, Meta>,
     /// Namespace metadata by name (`attach_metadata.namespace`).
     namespaces: HashMap<String, Meta>,
+    /// `ns/replicaset` → the Deployment controlling it
+    /// (`attach_metadata.deployment`); ReplicaSets without one are absent.
+    deployments: HashMap<String, String>,
+    /// `ns/job` → the CronJob controlling it (`attach_metadata.cronjob`).
+    cronjobs: HashMap<String, String>,
 }
 
 /// Everything one provider task owns.
 struct State {
     role: KubernetesRole,
-    attach_node: bool,
-    attach_namespace: bool,
-    attach_job: bool,
+    attach: KubernetesAttachMetadata,
     /// Keep primary objects of the pod/service/ingress roles (only when
     /// attached metadata can change under them).
     keep_primary: bool,
@@ -273,10 +306,9 @@ impl State {
         let a = cfg.attach_metadata;
         State {
             role: cfg.role,
-            attach_node: a.node,
-            attach_namespace: a.namespace,
-            attach_job: a.job,
-            keep_primary: a.namespace || (a.node && cfg.role == KubernetesRole::Pod),
+            attach: a,
+            keep_primary: a.namespace
+                || ((a.node || a.deployment || a.cronjob) && cfg.role == KubernetesRole::Pod),
             stores: Stores::default(),
             keys: vec![HashSet::new(); reflectors],
             synced: vec![false; reflectors],
@@ -311,6 +343,10 @@ impl State {
             Change::Namespace(e) => {
                 self.dispatch(id, Kind::Namespace, e, metrics, State::apply_namespace)
             }
+            Change::ReplicaSet(e) => {
+                self.dispatch(id, Kind::ReplicaSet, e, metrics, State::apply_replicaset)
+            }
+            Change::Job(e) => self.dispatch(id, Kind::Job, e, metrics, State::apply_job),
         }
     }
 
@@ -325,7 +361,8 @@ impl State {
         apply: fn(&mut State, T),
     ) {
         let count = |event: &str| {
-            if kind != Kind::Namespace {
+            // Like Prometheus, only the role's own informers count events.
+            if !matches!(kind, Kind::Namespace | Kind::ReplicaSet | Kind::Job) {
                 metrics
                     .kubernetes_events
                     .get_or_create(&vec![
@@ -400,18 +437,23 @@ impl State {
         )
     }
 
-    fn lookups(
-        stores: &Stores,
-        attach_node: bool,
-        attach_namespace: bool,
-        attach_job: bool,
-    ) -> Lookups<'_> {
+    fn lookups(stores: &Stores, attach: KubernetesAttachMetadata) -> Lookups<'_> {
         Lookups {
             pods: &stores.pods,
             services: &stores.services,
-            nodes: attach_node.then_some(&stores.nodes),
-            namespaces: attach_namespace.then_some(&stores.namespaces),
-            attach_job,
+            nodes: attach.node.then_some(&stores.nodes),
+            namespaces: attach.namespace.then_some(&stores.namespaces),
+            attach_job: attach.job,
+            deployments: attach.deployment.then_some(&stores.deployments),
+            cronjobs: attach.cronjob.then_some(&stores.cronjobs),
+        }
+    }
+
+    /// Only namespace metadata applies to the service and ingress roles.
+    fn namespace_only(&self) -> KubernetesAttachMetadata {
+        KubernetesAttachMetadata {
+            namespace: self.attach.namespace,
+            ..KubernetesAttachMetadata::default()
         }
     }
 
@@ -443,12 +485,7 @@ impl State {
     fn apply_pod(&mut self, pod: Pod) {
         let key = pod.metadata.key();
         if self.role == KubernetesRole::Pod {
-            let lk = Self::lookups(
-                &self.stores,
-                self.attach_node,
-                self.attach_namespace,
-                self.attach_job,
-            );
+            let lk = Self::lookups(&self.stores, self.attach);
             let group = targets::build_pod(&pod, &lk);
             self.set_group(
                 targets::pod_source(&pod.metadata.namespace, &pod.metadata.name),
@@ -481,7 +518,7 @@ impl State {
         let key = svc.metadata.key();
         match self.role {
             KubernetesRole::Service => {
-                let lk = Self::lookups(&self.stores, false, self.attach_namespace, false);
+                let lk = Self::lookups(&self.stores, self.namespace_only());
                 let g = targets::build_service(&svc, &lk);
                 self.set_group(g.source.clone(), Some(g));
                 if self.keep_primary {
@@ -497,7 +534,7 @@ impl State {
     }
 
     fn apply_ingress(&mut self, ing: Ingress) {
-        let lk = Self::lookups(&self.stores, false, self.attach_namespace, false);
+        let lk = Self::lookups(&self.stores, self.namespace_only());
         let g = targets::build_ingress(&ing, &lk);
         self.set_group(g.source.clone(), Some(g));
         if self.keep_primary {
@@ -522,6 +559,40 @@ impl State {
         self.stores.namespaces.insert(name.clone(), ns.metadata);
         let deps = self.primaries_in_namespace(&name);
         self.mark(deps);
+    }
+
+    fn apply_replicaset(&mut self, rs: Controlled) {
+        let owner = rs
+            .metadata
+            .controller()
+            .filter(|o| o.kind == "Deployment")
+            .map(|o| o.name.clone());
+        let key = rs.metadata.key();
+        let changed = match owner {
+            Some(d) => self.stores.deployments.insert(key.clone(), d.clone()) != Some(d),
+            None => self.stores.deployments.remove(&key).is_some(),
+        };
+        if changed {
+            let deps = self.dependents_of_owner(&key, "ReplicaSet");
+            self.mark(deps);
+        }
+    }
+
+    fn apply_job(&mut self, job: Controlled) {
+        let owner = job
+            .metadata
+            .controller()
+            .filter(|o| o.kind == "CronJob")
+            .map(|o| o.name.clone());
+        let key = job.metadata.key();
+        let changed = match owner {
+            Some(c) => self.stores.cronjobs.insert(key.clone(), c.clone()) != Some(c),
+            None => self.stores.cronjobs.remove(&key).is_some(),
+        };
+        if changed {
+            let deps = self.dependents_of_owner(&key, "Job");
+            self.mark(deps);
+        }
     }
 
     fn delete(&mut self, kind: Kind, key: &str) {
@@ -570,6 +641,18 @@ impl State {
                 self.stores.namespaces.remove(key);
                 let deps = self.primaries_in_namespace(key);
                 self.mark(deps);
+            }
+            Kind::ReplicaSet => {
+                if self.stores.deployments.remove(key).is_some() {
+                    let deps = self.dependents_of_owner(key, "ReplicaSet");
+                    self.mark(deps);
+                }
+            }
+            Kind::Job => {
+                if self.stores.cronjobs.remove(key).is_some() {
+                    let deps = self.dependents_of_owner(key, "Job");
+                    self.mark(deps);
+                }
             }
         }
     }
@@ -675,6 +758,29 @@ impl State {
         }
     }
 
+    /// Primaries whose labels depend on the ReplicaSet or Job `owner_key`
+    /// (`ns/name`): the pods it controls in the pod role; in the endpoints
+    /// roles every primary of its namespace (pods are matched there through
+    /// their addresses, so the namespace is the cheap, safe superset).
+    fn dependents_of_owner(&self, owner_key: &str, owner_kind: &str) -> Vec<String> {
+        let (ns, name) = owner_key.split_once('/').unwrap_or(("", owner_key));
+        match self.role {
+            KubernetesRole::Pod => self
+                .stores
+                .pods
+                .iter()
+                .filter(|(_, p)| {
+                    p.metadata.namespace == ns
+                        && p.metadata
+                            .controller()
+                            .is_some_and(|o| o.kind == owner_kind && o.name == name)
+                })
+                .map(|(k, _)| k.clone())
+                .collect(),
+            _ => self.primaries_in_namespace(ns),
+        }
+    }
+
     fn primary_keys(&self) -> Vec<String> {
         let s = &self.stores;
         match self.role {
@@ -704,12 +810,7 @@ impl State {
             self.pending.drain().collect()
         };
         for key in keys {
-            let lk = Self::lookups(
-                &self.stores,
-                self.attach_node,
-                self.attach_namespace,
-                self.attach_job,
-            );
+            let lk = Self::lookups(&self.stores, self.attach);
             let (source, group) = match self.role {
                 KubernetesRole::Pod => match self.stores.pods.get(&key) {
                     Some(p) => (format!("pod/{key}"), targets::build_pod(p, &lk)),

@@ -64,6 +64,7 @@ macro_rules! object {
     )*};
 }
 object!(
+    Controlled,
     Pod,
     Node,
     Service,
@@ -363,6 +364,14 @@ pub(crate) struct IngressTls {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub(crate) struct Namespace {
+    pub metadata: Meta,
+}
+
+/// apps/v1 ReplicaSet or batch/v1 Job: only the metadata is read, for the
+/// controller owning it (`attach_metadata.deployment` / `.cronjob`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub(crate) struct Controlled {
     pub metadata: Meta,
 }
 

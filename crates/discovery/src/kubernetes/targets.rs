@@ -32,6 +32,10 @@ pub(crate) struct Lookups<'a> {
     /// `Some` when `attach_metadata.namespace` is on.
     pub namespaces: Option<&'a HashMap<String, Meta>>,
     pub attach_job: bool,
+    /// `Some` when `attach_metadata.deployment` is on: ReplicaSet → Deployment.
+    pub deployments: Option<&'a HashMap<String, String>>,
+    /// `Some` when `attach_metadata.cronjob` is on: Job → CronJob.
+    pub cronjobs: Option<&'a HashMap<String, String>>,
 }
 
 /// A label set under construction; a later `set` of a name wins, which is
@@ -103,7 +107,7 @@ pub(crate) fn pod_source(namespace: &str, name: &str) -> String {
 
 /// Prometheus's `podLabels`: the pod-level labels shared by the pod role
 /// and the pod-backed endpoints targets.
-fn pod_labels(pod: &Pod, attach_job: bool) -> Ls {
+fn pod_labels(pod: &Pod, lk: &Lookups<'_>) -> Ls {
     let mut ls = Ls::default();
     let s = &pod.status;
     ls.set(format!("{PREFIX}pod_ip"), s.pod_ip.as_str());
@@ -119,8 +123,24 @@ fn pod_labels(pod: &Pod, attach_job: bool) -> Ls {
     if let Some(owner) = pod.metadata.controller() {
         ls.set(format!("{PREFIX}pod_controller_kind"), owner.kind.as_str());
         ls.set(format!("{PREFIX}pod_controller_name"), owner.name.as_str());
-        if attach_job && owner.kind == "Job" {
-            ls.set(format!("{PREFIX}pod_job_name"), owner.name.as_str());
+        // The controller's own controller (pod.go `podLabels`): looked up
+        // in the ReplicaSet / Job stores, so absent until they are listed.
+        let owner_key = || format!("{}/{}", pod.metadata.namespace, owner.name);
+        match owner.kind.as_str() {
+            "ReplicaSet" => {
+                if let Some(d) = lk.deployments.and_then(|m| m.get(&owner_key())) {
+                    ls.set(format!("{PREFIX}pod_deployment_name"), d.as_str());
+                }
+            }
+            "Job" => {
+                if lk.attach_job {
+                    ls.set(format!("{PREFIX}pod_job_name"), owner.name.as_str());
+                }
+                if let Some(c) = lk.cronjobs.and_then(|m| m.get(&owner_key())) {
+                    ls.set(format!("{PREFIX}pod_cronjob_name"), c.as_str());
+                }
+            }
+            _ => {}
         }
     }
     ls
@@ -166,7 +186,7 @@ pub(crate) fn build_pod(pod: &Pod, lk: &Lookups) -> Option<TargetGroup> {
             return None;
         }
     }
-    let mut labels = pod_labels(pod, lk.attach_job);
+    let mut labels = pod_labels(pod, lk);
     labels.set(NAMESPACE, pod.metadata.namespace.as_str());
     add_node_meta(&mut labels, lk, Some(&pod.spec.node_name));
     add_namespace_meta(&mut labels, lk, &pod.metadata.namespace);
@@ -487,7 +507,7 @@ fn unseen_container_ports(seen: &SeenPods, lk: &Lookups, targets: &mut Vec<Ls>) 
                     cp.protocol.as_str(),
                 );
                 t.set(format!("{PREFIX}pod_container_init"), init.to_string());
-                t.extend(&pod_labels(pod, lk.attach_job));
+                t.extend(&pod_labels(pod, lk));
                 targets.push(t);
             }
         }
@@ -561,7 +581,7 @@ fn endpoint_target<'a>(
     add_node_meta(&mut t, lk, node_ref);
     if let Some(pod) = resolve_pod(lk, addr.target_ref.as_ref()) {
         note_seen(seen, pod, Some(port.port));
-        t.extend(&pod_labels(pod, lk.attach_job));
+        t.extend(&pod_labels(pod, lk));
         matching_container_labels(&mut t, pod, port.port, Some(&port.protocol));
     }
     t
@@ -708,7 +728,7 @@ fn slice_target<'a>(
     add_node_meta(&mut t, lk, node_ref);
     if let Some(pod) = resolve_pod(lk, ep.target_ref.as_ref()) {
         note_seen(seen, pod, port.port);
-        t.extend(&pod_labels(pod, lk.attach_job));
+        t.extend(&pod_labels(pod, lk));
         if let Some(p) = port.port {
             matching_container_labels(&mut t, pod, p, None);
         }

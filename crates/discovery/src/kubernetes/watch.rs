@@ -63,6 +63,8 @@ pub(crate) struct Api {
     pub client: tributary_http::HttpClient,
     /// `scheme://host[:port][/prefix]`, no trailing slash.
     pub base: String,
+    /// A kubeconfig `exec` plugin supplying the bearer token.
+    pub exec: Option<Arc<super::exec::ExecAuth>>,
 }
 
 /// Where a resource lives in the API.
@@ -92,6 +94,16 @@ pub(crate) const SERVICES: Resource = Resource {
 pub(crate) const ENDPOINTS: Resource = Resource {
     group_version: "/api/v1",
     plural: "endpoints",
+    namespaced: true,
+};
+pub(crate) const REPLICASETS: Resource = Resource {
+    group_version: "/apis/apps/v1",
+    plural: "replicasets",
+    namespaced: true,
+};
+pub(crate) const JOBS: Resource = Resource {
+    group_version: "/apis/batch/v1",
+    plural: "jobs",
     namespaced: true,
 };
 pub(crate) const NAMESPACES: Resource = Resource {
@@ -194,14 +206,31 @@ async fn get(
     if let Some(t) = timeout {
         req = req.timeout(t);
     }
-    let resp = api
+    let mut req = api
         .client
         .apply_auth(req)
-        .map_err(|e| WatchError::Request(e.to_string()))?
+        .map_err(|e| WatchError::Request(e.to_string()))?;
+    if let Some(exec) = &api.exec {
+        let token = exec
+            .token()
+            .await
+            .map_err(|e| WatchError::Request(e.to_string()))?;
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+    }
+    let resp = req
         .send()
         .await
         .map_err(|e| WatchError::Request(e.to_string()))?;
     let status = resp.status().as_u16();
+    if status == 401 {
+        // The credential was revoked or expired early: the next request
+        // runs the plugin again (client-go does the same on 401).
+        if let Some(exec) = &api.exec {
+            exec.invalidate().await;
+        }
+    }
     if status == 410 {
         return Err(WatchError::Gone);
     }

@@ -348,3 +348,53 @@ pub fn snapshot(s: &Arc<Mutex<Seen>>) -> (BTreeSet<String>, BTreeSet<String>, BT
     let s = s.lock().unwrap();
     (s.series.clone(), s.values.clone(), s.stale.clone())
 }
+
+// --- helpers for the SD follow tests (discovery_providers.rs) ---
+
+/// Like [`start_tributary`], with extra environment variables for the agent.
+pub fn start_tributary_env(
+    dir: &Path,
+    config: &str,
+    listen_port: u16,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Proc {
+    let cfg = dir.join("tributary.yml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut cmd = Command::new(tributary_bin());
+    cmd.arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.agent.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{listen_port}"))
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let p = Proc::spawn(
+        "tributary",
+        &mut cmd,
+        &dir.join(format!("tributary-{listen_port}.log")),
+    );
+    let ready = wait_for(Duration::from_secs(30), || {
+        http_get(
+            &format!("http://127.0.0.1:{listen_port}/-/ready"),
+            Duration::from_secs(2),
+        )
+        .filter(|(s, _)| *s == 200)
+    });
+    assert!(
+        ready.is_some(),
+        "tributary did not become ready: {}",
+        p.log_text()
+    );
+    p
+}
+
+/// A sink key as `tributary receive` prints it: `name{a="1",b="2"}` with
+/// the labels sorted by name.
+pub fn series_key(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut sorted = labels.to_vec();
+    sorted.sort();
+    let inner: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
