@@ -43,6 +43,7 @@ use std::path::Path;
 
 pub use check::check_config_files;
 pub use error::{ConfigError, ConfigErrors, Position};
+pub use load::{LoadOptions, PROTO_FIRST_SCRAPE_PROTOCOLS};
 pub use relabel::{NameValidation, RelabelConfig};
 pub use sd_consul::ConsulSdConfig;
 pub use sd_dns::{DnsRecordType, DnsSdConfig};
@@ -69,6 +70,11 @@ fn process_env(name: &str) -> Option<String> {
 /// against the file's directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     load::load_file_with_env(path, &process_env)
+}
+
+/// Like [`load_file`], with defaults changed by feature flags.
+pub fn load_file_with_options(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
+    load::load_file_with_options(path, &process_env, options)
 }
 
 /// Loads a configuration from text. `file_name` is used in error messages

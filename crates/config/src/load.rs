@@ -15,6 +15,26 @@ use crate::types::{
     Config, GlobalConfig, RemoteWriteConfig, RuntimeConfig, ScrapeConfig, StorageConfig,
 };
 use crate::yaml::{parse, Node};
+use tributary_model::ScrapeProtocol;
+
+/// Process-wide switches that change configuration defaults, as some of
+/// Prometheus's `--enable-feature` flags do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// `created-timestamp-zero-ingestion`: when `global.scrape_protocols`
+    /// is not set, it defaults to [`PROTO_FIRST_SCRAPE_PROTOCOLS`]
+    /// (Prometheus's `DefaultProtoFirstScrapeProtocols`).
+    pub proto_first_scrape_protocols: bool,
+}
+
+/// Prometheus's `DefaultProtoFirstScrapeProtocols`.
+pub const PROTO_FIRST_SCRAPE_PROTOCOLS: [ScrapeProtocol; 5] = [
+    ScrapeProtocol::PrometheusProto,
+    ScrapeProtocol::OpenMetricsText1_0_0,
+    ScrapeProtocol::OpenMetricsText0_0_1,
+    ScrapeProtocol::PrometheusText1_0_0,
+    ScrapeProtocol::PrometheusText0_0_4,
+];
 
 /// Environment lookup used for `external_labels` expansion.
 pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -25,9 +45,19 @@ pub(crate) fn load_with_env(
     base_dir: &Path,
     env: EnvLookup,
 ) -> Result<Config, ConfigErrors> {
+    load_with_options(yaml, file_name, base_dir, env, &LoadOptions::default())
+}
+
+pub(crate) fn load_with_options(
+    yaml: &str,
+    file_name: &str,
+    base_dir: &Path,
+    env: EnvLookup,
+    options: &LoadOptions,
+) -> Result<Config, ConfigErrors> {
     let root = parse_root(yaml, file_name)?;
     let mut ctx = Ctx::new(file_name, base_dir);
-    let config = decode_root(&mut ctx, &root, env);
+    let config = decode_root(&mut ctx, &root, env, options);
     if ctx.errors.is_empty() {
         Ok(config)
     } else {
@@ -47,7 +77,7 @@ fn parse_root(yaml: &str, file_name: &str) -> Result<Node, ConfigErrors> {
     })
 }
 
-fn decode_root(ctx: &mut Ctx, root: &Node, env: EnvLookup) -> Config {
+fn decode_root(ctx: &mut Ctx, root: &Node, env: EnvLookup, options: &LoadOptions) -> Config {
     let mut config = Config {
         global: GlobalConfig::default(),
         scrape_configs: Vec::new(),
@@ -60,6 +90,11 @@ fn decode_root(ctx: &mut Ctx, root: &Node, env: EnvLookup) -> Config {
         return config;
     };
     config.global = decode_global(ctx, f.take("global"), env);
+    if options.proto_first_scrape_protocols && config.global.scrape_protocols.is_none() {
+        // Set on the global section (as Prometheus changes its global
+        // default), so every job without its own list inherits it.
+        config.global.scrape_protocols = Some(PROTO_FIRST_SCRAPE_PROTOCOLS.to_vec());
+    }
     ctx.name_validation = name_validation(&config.global.metric_name_validation_scheme);
     reject_agent_only(ctx, &mut f);
     if let Some(node) = f.take("runtime") {
@@ -376,6 +411,14 @@ fn load_one_scrape_file(
 
 /// Reads and loads a file; the configuration directory is the file's.
 pub(crate) fn load_file_with_env(path: &Path, env: EnvLookup) -> Result<Config, ConfigErrors> {
+    load_file_with_options(path, env, &LoadOptions::default())
+}
+
+pub(crate) fn load_file_with_options(
+    path: &Path,
+    env: EnvLookup,
+    options: &LoadOptions,
+) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors::single(ConfigError {
@@ -386,7 +429,7 @@ pub(crate) fn load_file_with_env(path: &Path, env: EnvLookup) -> Result<Config, 
         })
     })?;
     let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut config = load_with_env(&text, &name, base_dir, env)?;
+    let mut config = load_with_options(&text, &name, base_dir, env, options)?;
     config.source_files.insert(0, path.to_path_buf());
     Ok(config)
 }
@@ -396,5 +439,51 @@ pub(crate) fn name_validation(scheme: &str) -> crate::relabel::NameValidation {
         crate::relabel::NameValidation::Legacy
     } else {
         crate::relabel::NameValidation::Utf8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str, proto_first: bool) -> Config {
+        let options = LoadOptions {
+            proto_first_scrape_protocols: proto_first,
+        };
+        load_with_options(yaml, "t.yml", Path::new("."), &|_| None, &options).unwrap()
+    }
+
+    /// `created-timestamp-zero-ingestion` changes only the default: the
+    /// global list becomes protobuf-first and jobs without their own list
+    /// inherit it; explicit lists (global or per job) stay.
+    #[test]
+    fn proto_first_default_applies_only_when_unset() {
+        let yaml = "scrape_configs:\n  - job_name: a\n  - job_name: b\n    scrape_protocols: [PrometheusText0.0.4]\n";
+        let on = load(yaml, true);
+        assert_eq!(
+            on.global.scrape_protocols.as_deref(),
+            Some(&PROTO_FIRST_SCRAPE_PROTOCOLS[..])
+        );
+        assert_eq!(
+            on.scrape_configs[0].scrape_protocols,
+            PROTO_FIRST_SCRAPE_PROTOCOLS
+        );
+        assert_eq!(
+            on.scrape_configs[1].scrape_protocols,
+            [ScrapeProtocol::PrometheusText0_0_4]
+        );
+        let off = load(yaml, false);
+        assert_eq!(off.global.scrape_protocols, None);
+        assert_eq!(
+            off.scrape_configs[0].scrape_protocols[0],
+            ScrapeProtocol::OpenMetricsText1_0_0
+        );
+
+        let explicit = "global:\n  scrape_protocols: [OpenMetricsText1.0.0]\nscrape_configs:\n  - job_name: a\n";
+        let on = load(explicit, true);
+        assert_eq!(
+            on.scrape_configs[0].scrape_protocols,
+            [ScrapeProtocol::OpenMetricsText1_0_0]
+        );
     }
 }

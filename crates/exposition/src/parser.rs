@@ -9,6 +9,7 @@
 //! caller asks through [`Parser::labels`] (a cache miss).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::ops::Range;
 
 use tributary_model::{Labels, LabelsBuilder, MetricType, NativeHistogram, METRIC_NAME};
@@ -103,6 +104,22 @@ struct NameSpan {
     quoted: bool,
 }
 
+/// What one [`Parser::created_timestamp`] look-ahead found, kept so that
+/// the following lines of the same metric point (a histogram's buckets,
+/// `_count`, `_sum`) reuse it instead of scanning ahead again: every line
+/// strictly between `from` and `end` was walked by that scan and has the
+/// same labels (ignoring `le`/`quantile`), so its own scan would stop at the
+/// same line with the same answer.
+#[derive(Debug, Clone, Copy)]
+struct CreatedMemo {
+    /// Offset of the line the scan started from.
+    from: usize,
+    /// Offset of the line the scan stopped at (the `_created` line, or the
+    /// line that ended the metric point).
+    end: usize,
+    value: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 struct ExemplarSpan {
     /// Offset of the first byte after `{` in the body.
@@ -138,6 +155,9 @@ pub struct Parser<'a> {
     /// Whether [`Parser::prom_simple_series`] may take lines (always, except
     /// in tests that check it against the general path).
     simple_path: bool,
+    /// The last created-timestamp look-ahead (OpenMetrics); interior
+    /// mutability because the lookup is a read-only query for callers.
+    created_memo: Cell<Option<CreatedMemo>>,
 }
 
 impl<'a> Parser<'a> {
@@ -171,6 +191,7 @@ impl<'a> Parser<'a> {
             family_type: MetricType::Unknown,
             proto,
             simple_path: true,
+            created_memo: Cell::new(None),
         }
     }
 
@@ -889,23 +910,44 @@ impl<'a> Parser<'a> {
         if self.family_suffix()? == "_created" {
             return None;
         }
+        let here = self.line_start;
+        if let Some(m) = self.created_memo.get() {
+            if m.from < here && here < m.end {
+                return m.value;
+            }
+        }
         let mut ahead = self.clone();
         ahead.options.skip_created_series = false;
+        let memo = |value: Option<i64>, end: usize| {
+            self.created_memo.set(Some(CreatedMemo {
+                from: here,
+                end,
+                value,
+            }));
+            value
+        };
         for _ in 0..CREATED_LOOKAHEAD_LINES {
             match ahead.next() {
                 Ok(Some(Entry::Series)) => {}
-                _ => return None,
+                _ => return memo(None, ahead.line_start),
             }
             if ahead.family_suffix().is_none() || !self.same_labels_ignoring_bucket(&ahead) {
                 // OpenMetrics keeps a metric point's lines together, so a
-                // line of another family or point ends the search.
-                return None;
+                // line of another family or point ends the search. (Prometheus
+                // scans on to the next `_created` line of the family, which
+                // only differs for expositions that split a point, and costs
+                // a scan of the whole family for every series of a family
+                // without `_created` lines.)
+                return memo(None, ahead.line_start);
             }
             if ahead.family_suffix() == Some("_created") {
+                // Truncated towards zero, as Prometheus converts it.
                 let ms = ahead.value * 1000.0;
-                return ms.is_finite().then_some(ms as i64);
+                return memo(ms.is_finite().then_some(ms as i64), ahead.line_start);
             }
         }
+        // Gave up: a later line of the point may still reach the
+        // `_created` line, so nothing is remembered.
         None
     }
 
@@ -1137,6 +1179,61 @@ mod tests {
             let ts = ts.map(|t| format!(" {t}")).unwrap_or_default();
             let body = format!("{name}{{{}}} {value}{ts}\n{name} {value}\n", block.join(","));
             assert_same(body.as_bytes());
+        }
+    }
+
+    /// The look-ahead memo answers the later lines of a metric point
+    /// without changing any answer: each point gets its own `_created`, a
+    /// point without one gets none, and skipping `_created` lines does not
+    /// change what the other lines see.
+    #[test]
+    fn created_timestamp_memo_is_per_point() {
+        let body = "# TYPE h histogram\n\
+            h_bucket{a=\"1\",le=\"1\"} 1\nh_bucket{a=\"1\",le=\"2\"} 1\nh_bucket{a=\"1\",le=\"+Inf\"} 1\n\
+            h_count{a=\"1\"} 1\nh_sum{a=\"1\"} 1\nh_created{a=\"1\"} 10\n\
+            h_bucket{a=\"2\",le=\"+Inf\"} 1\nh_count{a=\"2\"} 1\nh_sum{a=\"2\"} 1\n\
+            h_bucket{a=\"3\",le=\"+Inf\"} 1\nh_count{a=\"3\"} 1\nh_created{a=\"3\"} 30.5\n\
+            # TYPE c counter\nc_total 1\nc_created 40\n# EOF\n";
+        for skip in [false, true] {
+            let options = ParserOptions {
+                skip_created_series: skip,
+                ..ParserOptions::default()
+            };
+            let mut p = Parser::with_options(Format::OpenMetrics, body.as_bytes(), options);
+            let mut seen = Vec::new();
+            while let Some(e) = p.next().expect("valid") {
+                if e != Entry::Series {
+                    continue;
+                }
+                let mut b = LabelsBuilder::new();
+                p.labels(&mut b).expect("labels");
+                let key = format!("{}{}", p.metric_name(), b.get("a").unwrap_or(""));
+                // Asked twice: the memo must answer as the scan did.
+                let first = p.created_timestamp();
+                assert_eq!(first, p.created_timestamp());
+                seen.push((key, first));
+            }
+            let expect: Vec<(String, Option<i64>)> = [
+                ("h_bucket1", Some(10_000)),
+                ("h_bucket1", Some(10_000)),
+                ("h_bucket1", Some(10_000)),
+                ("h_count1", Some(10_000)),
+                ("h_sum1", Some(10_000)),
+                ("h_created1", None),
+                ("h_bucket2", None),
+                ("h_count2", None),
+                ("h_sum2", None),
+                ("h_bucket3", Some(30_500)),
+                ("h_count3", Some(30_500)),
+                ("h_created3", None),
+                ("c_total", Some(40_000)),
+                ("c_created", None),
+            ]
+            .into_iter()
+            .filter(|(k, _)| !(skip && k.contains("_created")))
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            assert_eq!(seen, expect, "skip_created_series={skip}");
         }
     }
 }

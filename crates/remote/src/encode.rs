@@ -174,6 +174,36 @@ fn sample_message_len(t: Timestamp, v: f64) -> usize {
     value + ts
 }
 
+/// Up to two field keys with their varint lengths, assembled on the stack.
+#[derive(Default)]
+struct FieldHead {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl FieldHead {
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn len_field(&mut self, key: u8, payload_len: usize) {
+        self.push(key);
+        let mut v = payload_len as u64;
+        while v >= 0x80 {
+            self.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.push(v as u8);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
 fn put_len_field(buf: &mut Vec<u8>, key: u8, payload_len: usize) {
     buf.push(key);
     put_varint(buf, payload_len as u64);
@@ -198,13 +228,17 @@ fn write_timeseries(buf: &mut Vec<u8>, labels: &Labels, t: Timestamp, v: f64) {
     buf.reserve(len_field_size(series_len));
     put_len_field(buf, KEY_WRITE_REQUEST_TIMESERIES, series_len);
     for l in labels {
-        put_len_field(
-            buf,
-            KEY_TIMESERIES_LABEL,
-            label_message_len(l.name, l.value),
-        );
-        put_string_field(buf, KEY_LABEL_NAME, l.name);
-        put_string_field(buf, KEY_LABEL_VALUE, l.value);
+        // Keys and lengths go through a stack buffer: one append per run
+        // of small fields instead of a capacity check per byte.
+        let mut head = FieldHead::default();
+        head.len_field(KEY_TIMESERIES_LABEL, label_message_len(l.name, l.value));
+        head.len_field(KEY_LABEL_NAME, l.name.len());
+        buf.extend_from_slice(head.as_bytes());
+        buf.extend_from_slice(l.name.as_bytes());
+        let mut head = FieldHead::default();
+        head.len_field(KEY_LABEL_VALUE, l.value.len());
+        buf.extend_from_slice(head.as_bytes());
+        buf.extend_from_slice(l.value.as_bytes());
     }
     put_len_field(buf, KEY_TIMESERIES_SAMPLE, sample_len);
     if v.to_bits() != 0 {

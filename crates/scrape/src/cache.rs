@@ -31,6 +31,14 @@ pub(crate) struct CacheEntry {
     /// A native histogram series: its staleness marker is a stale
     /// histogram, not a float.
     pub histogram: bool,
+    /// The newest timestamp appended to the series by this target
+    /// (`i64::MIN` before the first): a created-timestamp zero sample is
+    /// only written when the created timestamp is newer, as Prometheus
+    /// only writes one newer than the series' last sample. Kept here rather
+    /// than asked of the storage, whose out-of-order window would otherwise
+    /// let the same old zero sample in again on every scrape. (Fits in the
+    /// padding the 16-byte-aligned key leaves in each map slot.)
+    pub last_t: i64,
 }
 
 /// A series that went stale, and whether it is a native histogram series.
@@ -127,5 +135,17 @@ impl ScrapeCache {
             }
             iter.wrapping_sub(e.last_iter) <= EVICT_AFTER_ITERATIONS
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `last_t` rides in the padding of the map slot: an entry with its
+    /// 16-byte-aligned key costs no more than before the field existed.
+    #[test]
+    fn map_slot_stays_48_bytes() {
+        assert!(std::mem::size_of::<(u128, CacheEntry)>() <= 48);
     }
 }

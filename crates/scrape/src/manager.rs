@@ -21,6 +21,7 @@ pub struct ScrapeManager {
     user_agent: String,
     adjust_timestamps: bool,
     timestamp_tolerance: Duration,
+    created_timestamp_zero_ingestion: bool,
     options: Option<LoopOptions>,
     metrics: ScrapeMetrics,
     shutdown: CancellationToken,
@@ -62,11 +63,19 @@ impl ScrapeManager {
             user_agent,
             adjust_timestamps,
             timestamp_tolerance,
+            created_timestamp_zero_ingestion: false,
             options: None,
             metrics,
             shutdown,
             targets: DiscoveredTargets::default(),
         }
+    }
+
+    /// `--enable-feature=created-timestamp-zero-ingestion` (see
+    /// [`LoopOptions::created_timestamp_zero_ingestion`]). A process-wide
+    /// flag: set it before the first [`ScrapeManager::apply_config`].
+    pub fn set_created_timestamp_zero_ingestion(&mut self, on: bool) {
+        self.created_timestamp_zero_ingestion = on;
     }
 
     /// Creates, reloads and removes pools to match `cfg`. Unchanged jobs
@@ -76,6 +85,7 @@ impl ScrapeManager {
             offset_seed: offset_seed(cfg),
             adjust_timestamps: self.adjust_timestamps,
             timestamp_tolerance: self.timestamp_tolerance,
+            created_timestamp_zero_ingestion: self.created_timestamp_zero_ingestion,
         };
         let options_changed =
             self.options.as_ref().map(|o| o.offset_seed) != Some(options.offset_seed);

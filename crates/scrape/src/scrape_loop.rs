@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tributary_config::ScrapeConfig;
 use tributary_exposition::{Entry, Format, Parser, ParserOptions};
 use tributary_model::{
-    AppendError, Appender, Exemplar, Labels, LabelsBuilder, NativeHistogram, ScrapeProtocol,
-    SeriesRef, Storage, STALE_NAN,
+    AppendError, Appender, Exemplar, HistogramCount, Labels, LabelsBuilder, NativeHistogram,
+    ResetHint, ScrapeProtocol, SeriesRef, Storage, STALE_NAN,
 };
 
 use crate::cache::{self, CacheEntry, ScrapeCache, StaleSeries};
@@ -61,6 +61,11 @@ pub struct LoopOptions {
     pub offset_seed: u64,
     pub adjust_timestamps: bool,
     pub timestamp_tolerance: Duration,
+    /// `--enable-feature=created-timestamp-zero-ingestion`: a counter,
+    /// summary or histogram sample whose exposition carries a created
+    /// timestamp is preceded by a zero sample at that timestamp, and
+    /// OpenMetrics `_created` lines are not ingested as series.
+    pub created_timestamp_zero_ingestion: bool,
 }
 
 /// Synthetic series names, in the order they are written.
@@ -97,6 +102,9 @@ pub(crate) struct ScrapeLoop {
     exemplars: Vec<tributary_exposition::Exemplar>,
     /// The stale histogram, built once.
     stale_histogram: NativeHistogram,
+    /// Reused for created-timestamp zero histograms (no bucket vectors, so
+    /// filling it in never allocates).
+    zero_histogram: NativeHistogram,
 }
 
 fn wall_ms(t: SystemTime) -> i64 {
@@ -137,6 +145,7 @@ impl ScrapeLoop {
             metadata,
             exemplars: Vec::new(),
             stale_histogram: NativeHistogram::stale(),
+            zero_histogram: NativeHistogram::default(),
         }
     }
 
@@ -447,10 +456,15 @@ impl ScrapeLoop {
         let honor_ts = self.cfg.honor_timestamps;
         let track_ts_staleness = self.cfg.track_timestamps_staleness;
         let native = self.cfg.scrape_native_histograms;
+        let ct_zero = self.options.created_timestamp_zero_ingestion;
         let options = ParserOptions {
             // Without native histograms, a histogram that has classic
             // buckets is ingested as classic series instead.
             keep_classic_histograms: !native || self.cfg.always_scrape_classic_histograms,
+            // With created-timestamp ingestion, OpenMetrics `_created` lines
+            // are read as the created timestamp of their point, not stored
+            // (Prometheus's `OpenMetricsSkipSTSeries`).
+            skip_created_series: ct_zero,
             ..ParserOptions::default()
         };
         let mut parser = Parser::with_options(format, body, options);
@@ -493,8 +507,13 @@ impl ScrapeLoop {
             }
             let (raw, exposed_ts, v) = parser.series();
             counts.scraped += 1;
+            let t = match exposed_ts {
+                Some(t) if honor_ts => t,
+                _ => ts,
+            };
+            let in_bounds = t <= now + MAX_FUTURE_MS;
             let k = cache::key(raw);
-            let (series, is_new) = match self.cache.get_mut(k) {
+            let (series, is_new, prev_t) = match self.cache.get_mut(k) {
                 Some(e) if e.last_iter == iter => {
                     // The same series twice in one exposition.
                     self.metrics.sample_duplicate_timestamp.inc();
@@ -507,7 +526,11 @@ impl ScrapeLoop {
                     if e.series.is_none() {
                         continue;
                     }
-                    (e.series, false)
+                    let prev_t = e.last_t;
+                    if in_bounds {
+                        e.last_t = prev_t.max(t);
+                    }
+                    (e.series, false, prev_t)
                 }
                 None => {
                     let stale_tracked = exposed_ts.is_none() || !honor_ts || track_ts_staleness;
@@ -526,24 +549,35 @@ impl ScrapeLoop {
                             prev_iter: 0,
                             stale_tracked,
                             histogram,
+                            last_t: if in_bounds { t } else { i64::MIN },
                         },
                     );
                     if series.is_none() {
                         continue;
                     }
-                    (series, true)
+                    (series, true, i64::MIN)
                 }
             };
             counts.post_relabel += 1;
-            let t = match exposed_ts {
-                Some(t) if honor_ts => t,
-                _ => ts,
-            };
-            if t > now + MAX_FUTURE_MS {
+            if !in_bounds {
                 self.metrics.sample_out_of_bounds.inc();
                 continue;
             }
             let native_h = if histogram { parser.histogram() } else { None };
+            // Prometheus 3.x: created timestamps are parsed only with the
+            // feature on (the OpenMetrics look-ahead is not free), and a
+            // zero sample is written only when the created timestamp lies
+            // after everything the series has and before this sample.
+            let ct = if ct_zero {
+                parser
+                    .created_timestamp()
+                    .filter(|&ct| ct != 0 && ct < t && ct > prev_t)
+            } else {
+                None
+            };
+            if let Some(ct) = ct {
+                self.append_ct_zero(app, series, ct, native_h);
+            }
             let series = match append_value(app, series, t, v, native_h) {
                 Ok(()) => series,
                 Err(AppendError::OutOfOrder) => {
@@ -558,6 +592,9 @@ impl ScrapeLoop {
                     let series = app.series(&labels)?;
                     if let Some(e) = self.cache.get_mut(k) {
                         e.series = series;
+                    }
+                    if let Some(ct) = ct {
+                        self.append_ct_zero(app, series, ct, native_h);
                     }
                     if let Err(AppendError::OutOfOrder) = append_value(app, series, t, v, native_h)
                     {
@@ -584,6 +621,46 @@ impl ScrapeLoop {
             return Err(ScrapeError::SampleLimit);
         }
         Ok(())
+    }
+
+    /// The created-timestamp zero sample before a sample: 0 for a float
+    /// series; for a native histogram an empty histogram of the sample's
+    /// schema and zero threshold (and kind: integer or float) flagged as a
+    /// counter reset, as Prometheus's agent storage writes it. Best effort,
+    /// like Prometheus: an out-of-order created timestamp is skipped
+    /// silently and any other refusal only logged, never failing the
+    /// scrape; a vanished series is resolved again by the sample's own
+    /// append, which then retries this.
+    fn append_ct_zero(
+        &mut self,
+        app: &mut dyn Appender,
+        series: SeriesRef,
+        ct: i64,
+        histogram: Option<&NativeHistogram>,
+    ) {
+        let result = match histogram {
+            Some(h) => {
+                let z = &mut self.zero_histogram;
+                z.schema = h.schema;
+                z.zero_threshold = h.zero_threshold;
+                let zero = if h.is_float() {
+                    HistogramCount::Float(0.0)
+                } else {
+                    HistogramCount::Int(0)
+                };
+                z.count = zero;
+                z.zero_count = zero;
+                z.reset_hint = ResetHint::Yes;
+                app.append_histogram(series, ct, z)
+            }
+            None => app.append(series, ct, 0.0),
+        };
+        match result {
+            Ok(()) | Err(AppendError::OutOfOrder) | Err(AppendError::UnknownSeries(_)) => {}
+            Err(e) => {
+                tracing::debug!(target = %self.target.url, ct, err = %e, "Error when appending created timestamp zero sample");
+            }
+        }
     }
 
     /// Appends the exemplars of the parser's current sample. Exemplars

@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tributary_config::Config;
+use tributary_config::{Config, LoadOptions};
 use tributary_discovery::{DiscoveryManager, DiscoveryMetrics};
 use tributary_remote::RemoteStorage;
 use tributary_scrape::{PoolSnapshot, ScrapeManager, ScrapeMetrics};
@@ -149,8 +149,8 @@ impl StatusSource for Status {
     }
 }
 
-fn load_config(path: &Path) -> anyhow::Result<Config> {
-    tributary_config::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))
+fn load_config(path: &Path, options: &LoadOptions) -> anyhow::Result<Config> {
+    tributary_config::load_file_with_options(path, options).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn wal_options(flags: &AgentFlags) -> anyhow::Result<WalOptions> {
@@ -243,7 +243,16 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         version = VERSION,
         "Starting Tributary (Prometheus Agent mode)"
     );
-    let config = match load_config(&flags.config_file) {
+    let ct_zero = flags.created_timestamp_zero_ingestion();
+    let load_options = LoadOptions {
+        proto_first_scrape_protocols: ct_zero,
+    };
+    if ct_zero {
+        tracing::info!(
+            "Experimental created timestamp zero ingestion enabled. OpenMetrics 1.0 parsing will parse <metric>_created metrics as created timestamps instead of normal samples. Changed default scrape_protocols to prefer PrometheusProto format."
+        );
+    }
+    let config = match load_config(&flags.config_file, &load_options) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!(file = %flags.config_file.display(), err = format!("{e:#}"), "Error loading config (--config.file={})", flags.config_file.display());
@@ -311,6 +320,7 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         scrape_metrics,
         shutdown.child_token(),
     )));
+    scrape.lock().set_created_timestamp_zero_ingestion(ct_zero);
     let (discovery, mut targets_rx) = DiscoveryManager::start(
         flags.scrape_discovery_reload_interval,
         DiscoveryMetrics::new(&mut registry),
@@ -423,7 +433,7 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         let record_reload = &record_reload;
         async move {
             tracing::info!(filename = %path.display(), reason, "Loading configuration file");
-            let cfg = match load_config(&path) {
+            let cfg = match load_config(&path, &load_options) {
                 Ok(c) => Arc::new(c),
                 Err(e) => {
                     tracing::error!(filename = %path.display(), err = format!("{e:#}"), "Error reloading config, keeping the old configuration");

@@ -248,6 +248,13 @@ impl AgentFlags {
                 .any(|f| f == "auto-reload-config")
     }
 
+    /// `--enable-feature=created-timestamp-zero-ingestion`.
+    pub fn created_timestamp_zero_ingestion(&self) -> bool {
+        self.enable_feature
+            .iter()
+            .any(|f| f == "created-timestamp-zero-ingestion")
+    }
+
     /// The flags and their values, for `/api/v1/status/flags`.
     pub fn as_pairs(&self) -> Vec<(String, String)> {
         let d = |d: Duration| tributary_config::format_duration(d);

@@ -400,31 +400,23 @@ impl WalReader {
         let have_end = self.base + self.buf.len() as u64;
         let want = usize::try_from(need.saturating_sub(have_end)).unwrap_or(usize::MAX);
         let target = want.max(READ_CHUNK);
-        let mut got_any = false;
-        let mut read_total = 0usize;
-        while read_total < target {
-            let old = self.buf.len();
-            let chunk = (target - read_total).min(READ_CHUNK);
-            self.buf.resize(old + chunk, 0);
-            let n = match f.read(&mut self.buf[old..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+        // `read_to_end` fills spare capacity without zeroing it first: a
+        // tailing reader polls after every commit, and zeroing a 1 MiB
+        // chunk per poll showed up as 5 % of the agent's CPU.
+        let before = self.buf.len();
+        loop {
+            match f.take(target as u64).read_to_end(&mut self.buf) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.buf.truncate(old);
                     return Err(WalError::io(
                         "read WAL segment",
                         format::segment_path(&self.dir, self.segment),
                     )(e));
                 }
-            };
-            self.buf.truncate(old + n);
-            if n == 0 {
-                break;
             }
-            got_any = true;
-            read_total += n;
         }
-        Ok(got_any)
+        Ok(self.buf.len() > before)
     }
 
     /// Whether a newer segment exists (so the current one is complete).
