@@ -215,32 +215,62 @@ impl<'a> Iterator for LabelsIter<'a> {
 
 /// A mutable label set used by relabeling and label merging. Setting a label
 /// to the empty string deletes it, as in Prometheus's `labels.Builder`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Clearing keeps the name and value `String`s for reuse (only the first
+/// `len` pairs are live): a scrape builds the labels of every new series in
+/// one builder, and allocating two strings per label showed up as most of
+/// the cold parse path.
+#[derive(Debug, Clone, Default)]
 pub struct LabelsBuilder {
     pairs: Vec<(String, String)>,
+    len: usize,
 }
+
+impl PartialEq for LabelsBuilder {
+    fn eq(&self, other: &Self) -> bool {
+        self.live() == other.live()
+    }
+}
+
+impl Eq for LabelsBuilder {}
 
 impl LabelsBuilder {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Replaces the contents with `labels`, reusing the allocation.
+    fn live(&self) -> &[(String, String)] {
+        self.pairs.get(..self.len).unwrap_or_default()
+    }
+
+    /// Appends a pair known not to be present, reusing a spare slot.
+    fn push(&mut self, name: &str, value: &str) {
+        match self.pairs.get_mut(self.len) {
+            Some((n, v)) => {
+                n.clear();
+                n.push_str(name);
+                v.clear();
+                v.push_str(value);
+            }
+            None => self.pairs.push((name.to_owned(), value.to_owned())),
+        }
+        self.len += 1;
+    }
+
+    /// Replaces the contents with `labels`, reusing the allocations.
     pub fn reset(&mut self, labels: &Labels) {
-        self.pairs.clear();
-        self.pairs.extend(
-            labels
-                .iter()
-                .map(|l| (l.name.to_owned(), l.value.to_owned())),
-        );
+        self.len = 0;
+        for l in labels.iter() {
+            self.push(l.name, l.value);
+        }
     }
 
     pub fn clear(&mut self) {
-        self.pairs.clear();
+        self.len = 0;
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
+        self.live()
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
@@ -252,41 +282,57 @@ impl LabelsBuilder {
             self.del(name);
             return;
         }
-        match self.pairs.iter_mut().find(|(n, _)| n == name) {
+        let len = self.len;
+        match self
+            .pairs
+            .get_mut(..len)
+            .and_then(|live| live.iter_mut().find(|(n, _)| n == name))
+        {
             Some((_, v)) => {
                 v.clear();
                 v.push_str(value);
             }
-            None => self.pairs.push((name.to_owned(), value.to_owned())),
+            None => self.push(name, value),
         }
     }
 
     pub fn del(&mut self, name: &str) {
-        self.pairs.retain(|(n, _)| n != name);
+        self.retain(|n, _| n != name);
     }
 
-    /// Keeps only the labels for which `keep(name, value)` is true.
+    /// Keeps only the labels for which `keep(name, value)` is true (in
+    /// their order); the removed ones become spare slots.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
-        self.pairs.retain(|(n, v)| keep(n, v));
+        let mut kept = 0;
+        for i in 0..self.len {
+            let Some((n, v)) = self.pairs.get(i) else {
+                break;
+            };
+            if keep(n, v) {
+                self.pairs.swap(kept, i);
+                kept += 1;
+            }
+        }
+        self.len = kept;
     }
 
     /// The current labels in insertion order (not sorted).
     pub fn iter(&self) -> impl Iterator<Item = Label<'_>> {
-        self.pairs.iter().map(|(n, v)| Label { name: n, value: v })
+        self.live().iter().map(|(n, v)| Label { name: n, value: v })
     }
 
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.len == 0
     }
 
     /// The finished, sorted label set.
     pub fn labels(&self) -> Labels {
         let mut sorted: Vec<(&str, &str)> = self
-            .pairs
+            .live()
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
@@ -332,6 +378,29 @@ mod tests {
         assert!(Labels::from_sorted([("a", "1"), ("a", "2")]).is_none());
         assert!(Labels::from_sorted([("a", "")]).is_none());
         assert!(Labels::from_sorted([("a", "1"), ("b", "2")]).is_some());
+    }
+
+    #[test]
+    fn builder_reuses_slots_without_leaking_old_labels() {
+        let mut b = LabelsBuilder::new();
+        b.reset(&Labels::from_pairs([("a", "1"), ("b", "2"), ("c", "3")]));
+        b.del("b");
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.get("b"), None);
+        let order: Vec<_> = b.iter().map(|l| l.name).collect();
+        assert_eq!(order, ["a", "c"], "removal keeps the others' order");
+        b.set("d", "4");
+        assert_eq!(
+            b.labels(),
+            Labels::from_pairs([("a", "1"), ("c", "3"), ("d", "4")])
+        );
+        b.clear();
+        assert!(b.is_empty() && b.get("a").is_none());
+        b.set("z", "9");
+        assert_eq!(b.labels(), Labels::from_pairs([("z", "9")]));
+        let mut other = LabelsBuilder::new();
+        other.set("z", "9");
+        assert_eq!(b, other, "spare slots do not take part in equality");
     }
 
     #[test]
