@@ -32,7 +32,11 @@
 //!
 //! On stop the watcher stops reading, shards flush until the deadline and
 //! are then cancelled; cancelled samples are never acknowledged, so the
-//! next start re-reads them from the WAL.
+//! next start re-reads them from the WAL. For the same reason a shard whose
+//! send fails while stopping gives up at once instead of retrying until the
+//! deadline: with the endpoint down, shutdown takes one attempt, not the
+//! whole flush deadline (Prometheus waits it out, as it would lose the
+//! data otherwise).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -271,6 +275,8 @@ struct Shared<P> {
     desired_shards: AtomicUsize,
     desired_unrounded: Mutex<f64>,
     backlog_bytes: AtomicU64,
+    /// Set once stop was requested: failed sends are not retried.
+    stopping: std::sync::atomic::AtomicBool,
     /// Latest metadata per metric family, for 1.0 metadata requests.
     family_metadata: Mutex<std::collections::BTreeMap<String, Arc<MetricMetadata>>>,
 }
@@ -317,6 +323,7 @@ impl QueueManager {
             desired_shards: AtomicUsize::new(settings.min_shards),
             desired_unrounded: Mutex::new(settings.min_shards as f64),
             backlog_bytes: AtomicU64::new(u64::MAX),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             family_metadata: Mutex::new(std::collections::BTreeMap::new()),
             settings,
             client,
@@ -474,6 +481,7 @@ async fn run_watcher<S: RecordSource>(
         }
     }
     let deadline = stop_deadline.unwrap_or_else(Instant::now);
+    shared.stopping.store(true, Ordering::Release);
     shards.shutdown(deadline).await;
 }
 
@@ -1155,6 +1163,13 @@ impl Batch {
                     tracing::error!(remote_name = %s.name, url = %shared.client.url(), samples = self.samples.len(), error = %msg, "non-recoverable error, dropping batch");
                     record_error(shared, msg);
                     return Delivery::Dropped;
+                }
+                Err(SendError::Recoverable { message, .. })
+                    if shared.stopping.load(Ordering::Acquire) =>
+                {
+                    record_error(shared, message);
+                    tracing::warn!(remote_name = %s.name, samples = self.samples.len(), "send failed while stopping; the samples stay in the WAL for the next start");
+                    return Delivery::Cancelled;
                 }
                 Err(SendError::Recoverable {
                     message,

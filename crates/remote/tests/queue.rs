@@ -349,3 +349,33 @@ async fn restart_delivers_everything_not_acknowledged() {
     );
     q.stop(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_with_the_endpoint_down_does_not_wait_out_the_flush_deadline() {
+    let rx = start_receiver().await;
+    *rx.state.default_status.lock() = Some(StatusCode::SERVICE_UNAVAILABLE);
+    let wal = MemWal::default();
+    fill(&wal, 10, 5);
+    let m = metrics();
+    let q = QueueManager::start(
+        settings(2),
+        client(&rx, false),
+        wal.source(),
+        transform(),
+        m.clone(),
+    );
+    assert!(
+        eventually(WAIT, || m.samples_retried.get() > 0).await,
+        "sends are failing"
+    );
+    let started = std::time::Instant::now();
+    q.stop(Duration::from_secs(60)).await;
+    let took = started.elapsed();
+    // One more attempt after at most one backoff (50 ms here), not 60 s.
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    assert!(
+        wal.acked.load(Ordering::SeqCst) <= 1,
+        "nothing unsent is acknowledged: it stays in the WAL"
+    );
+    assert_eq!(rx.state.accepted_samples().len(), 0);
+}

@@ -1,16 +1,11 @@
 //! One scrape request: headers as Prometheus sends them, the body read
 //! chunk by chunk under a byte cap, gzip inflated through the same cap.
 //!
-//! A gzip body is first collected compressed (a pooled buffer, a quarter
-//! of the inflated size) and then inflated straight into the body buffer's
-//! spare capacity: inflating chunk by chunk through a writer copied every
-//! inflated byte once more.
-//!
 //! The cap is what makes a hostile target (gzip bomb, endless body) cost
 //! bounded memory: `body_size_limit` when configured, otherwise
 //! [`DEFAULT_BODY_CAP`] — a Tributary safety net Prometheus does not have.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use tributary_model::ScrapeProtocol;
@@ -81,11 +76,13 @@ pub struct ScrapeRequest {
 struct CappedWriter<'a> {
     buf: &'a mut Vec<u8>,
     cap: u64,
+    exceeded: bool,
 }
 
 impl Write for CappedWriter<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         if self.buf.len() as u64 + data.len() as u64 >= self.cap {
+            self.exceeded = true;
             return Err(std::io::Error::other("body size limit exceeded"));
         }
         self.buf.extend_from_slice(data);
@@ -156,57 +153,54 @@ async fn fetch_inner(
         .collect();
     let cap = req.body_limit;
     let mut wire_bytes = 0u64;
+    let mut writer = CappedWriter {
+        buf: body,
+        cap,
+        exceeded: false,
+    };
     if gzip {
-        let mut compressed = crate::buffers::take();
-        let mut raw = CappedWriter {
-            buf: &mut compressed,
-            cap,
-        };
-        let read = read_chunks(&mut resp, &mut raw, &mut wire_bytes).await;
-        let inflated = read.and_then(|()| inflate_gzip(&compressed, body, cap));
-        crate::buffers::give_back(compressed);
-        inflated?;
+        let mut dec = flate2::write::MultiGzDecoder::new(writer);
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| FetchError::Http(e.to_string()))?
+        {
+            wire_bytes += chunk.len() as u64;
+            if let Err(e) = dec.write_all(&chunk) {
+                return Err(if dec.get_ref().exceeded {
+                    FetchError::BodySizeLimit
+                } else {
+                    FetchError::Gzip(e.to_string())
+                });
+            }
+        }
+        if let Err(e) = dec.try_finish() {
+            return Err(if dec.get_ref().exceeded {
+                FetchError::BodySizeLimit
+            } else {
+                FetchError::Gzip(e.to_string())
+            });
+        }
+        writer = dec.finish().map_err(|e| FetchError::Gzip(e.to_string()))?;
     } else {
-        let mut writer = CappedWriter { buf: body, cap };
-        read_chunks(&mut resp, &mut writer, &mut wire_bytes).await?;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| FetchError::Http(e.to_string()))?
+        {
+            wire_bytes += chunk.len() as u64;
+            if writer.write_all(&chunk).is_err() {
+                return Err(FetchError::BodySizeLimit);
+            }
+        }
     }
+    let _ = writer;
     Ok(FetchedBody {
         content_type,
         wire_bytes,
         status: status.as_u16(),
         headers,
     })
-}
-
-/// Appends the response body to `out` (under its cap), counting wire bytes.
-async fn read_chunks(
-    resp: &mut reqwest::Response,
-    out: &mut CappedWriter<'_>,
-    wire_bytes: &mut u64,
-) -> Result<(), FetchError> {
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| FetchError::Http(e.to_string()))?
-    {
-        *wire_bytes += chunk.len() as u64;
-        if out.write_all(&chunk).is_err() {
-            return Err(FetchError::BodySizeLimit);
-        }
-    }
-    Ok(())
-}
-
-/// Inflates a (possibly multi-member) gzip body into `body`; reaching `cap`
-/// bytes fails with [`FetchError::BodySizeLimit`] before more is inflated.
-fn inflate_gzip(compressed: &[u8], body: &mut Vec<u8>, cap: u64) -> Result<(), FetchError> {
-    let mut dec = flate2::read::MultiGzDecoder::new(compressed).take(cap);
-    dec.read_to_end(body)
-        .map_err(|e| FetchError::Gzip(e.to_string()))?;
-    if body.len() as u64 >= cap {
-        return Err(FetchError::BodySizeLimit);
-    }
-    Ok(())
 }
 
 /// Seconds as Go's `strconv.FormatFloat(s, 'f', -1, 64)` prints them.
