@@ -105,6 +105,7 @@ pub(crate) fn decode_global(
     limit!(always_scrape_classic_histograms, boolean);
     limit!(convert_classic_histograms_to_nhcb, boolean);
     limit!(extra_scrape_metrics, boolean);
+    reject_nhcb_conversion(ctx, &f, g.convert_classic_histograms_to_nhcb);
     g.query_log_file = f
         .get(ctx, "query_log_file", file_path)
         .filter(|s| !s.is_empty());
@@ -344,5 +345,20 @@ mod tests {
         assert!(!is_valid_label_name("foo.bar", true));
         assert!(is_valid_label_name("foo.bar", false));
         assert!(!is_valid_label_name("", false));
+    }
+}
+
+/// `convert_classic_histograms_to_nhcb: true` would change what is sent
+/// (native histograms with custom buckets instead of classic series);
+/// until Tributary implements it, such a configuration is refused rather
+/// than silently sending the classic series.
+pub(crate) fn reject_nhcb_conversion(ctx: &mut Ctx, f: &Fields, enabled: bool) {
+    const KEY: &str = "convert_classic_histograms_to_nhcb";
+    if enabled {
+        ctx.error(
+            f.pos_of(KEY),
+            &f.path_of(KEY),
+            format!("{KEY}: converting classic histograms to native histograms with custom buckets is not supported yet by Tributary"),
+        );
     }
 }

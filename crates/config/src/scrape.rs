@@ -256,9 +256,13 @@ pub(crate) fn decode_scrape_config(
         always_scrape_classic_histograms: f
             .get(ctx, "always_scrape_classic_histograms", boolean)
             .unwrap_or(global.always_scrape_classic_histograms),
-        convert_classic_histograms_to_nhcb: f
-            .get(ctx, "convert_classic_histograms_to_nhcb", boolean)
-            .unwrap_or(global.convert_classic_histograms_to_nhcb),
+        convert_classic_histograms_to_nhcb: {
+            let v = f.get(ctx, "convert_classic_histograms_to_nhcb", boolean);
+            if let Some(v) = v {
+                crate::global::reject_nhcb_conversion(ctx, &f, v);
+            }
+            v.unwrap_or(global.convert_classic_histograms_to_nhcb)
+        },
         native_histogram_bucket_limit: f
             .get(ctx, "native_histogram_bucket_limit", unsigned)
             .unwrap_or(0),

@@ -227,6 +227,21 @@ fn unsupported_sd_is_an_error_with_line() {
 }
 
 #[test]
+fn nhcb_conversion_is_refused_not_ignored() {
+    let errs = errors("global:\n  convert_classic_histograms_to_nhcb: true\nscrape_configs:\n  - job_name: k\n    convert_classic_histograms_to_nhcb: true\n    static_configs: []\n");
+    let msg = "convert_classic_histograms_to_nhcb: converting classic histograms to native histograms with custom buckets is not supported yet by Tributary";
+    assert_error(&errs, 2, "global.convert_classic_histograms_to_nhcb", msg);
+    assert_error(
+        &errs,
+        5,
+        "scrape_configs[0].convert_classic_histograms_to_nhcb",
+        msg,
+    );
+    let cfg = load("scrape_configs:\n  - job_name: k\n    convert_classic_histograms_to_nhcb: false\n    native_histogram_bucket_limit: 160\n    native_histogram_min_bucket_factor: 1.1\n").unwrap();
+    assert_eq!(cfg.scrape_configs[0].native_histogram_bucket_limit, 160);
+}
+
+#[test]
 fn file_and_http_sd() {
     let cfg = load(
         "scrape_configs:\n  - job_name: f\n    file_sd_configs:\n      - files: ['targets/*.json']\n    http_sd_configs:\n      - url: http://sd.example:8080/targets\n        refresh_interval: 30s\n        basic_auth: {username: u, password: p}\n",

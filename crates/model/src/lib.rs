@@ -7,7 +7,7 @@
 //! one representation without depending on each other.
 
 mod appender;
-mod histogram;
+pub mod histogram;
 mod labels;
 mod metadata;
 mod protocol;

@@ -17,6 +17,7 @@ pub struct ScrapeMetrics {
     pub exceeded_label_limits: Counter,
     pub exceeded_body_size_limit: Counter,
     pub exceeded_sample_limit: Counter,
+    pub exceeded_bucket_limit: Counter,
     pub sample_duplicate_timestamp: Counter,
     pub sample_out_of_order: Counter,
     pub sample_out_of_bounds: Counter,
@@ -71,6 +72,11 @@ impl ScrapeMetrics {
             "prometheus_target_scrapes_exceeded_sample_limit",
             "Total number of scrapes that hit the sample limit and were rejected",
             m.exceeded_sample_limit.clone(),
+        );
+        r.register(
+            "prometheus_target_scrapes_exceeded_native_histogram_bucket_limit",
+            "Total number of scrapes that hit the native histogram bucket limit and were rejected",
+            m.exceeded_bucket_limit.clone(),
         );
         r.register(
             "prometheus_target_scrapes_sample_duplicate_timestamp",

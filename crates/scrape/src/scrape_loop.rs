@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary_config::ScrapeConfig;
 use tributary_exposition::{Entry, Format, Parser, ParserOptions};
+use tributary_model::histogram::{schema_for_min_bucket_factor, EXPONENTIAL_SCHEMA_MIN};
 use tributary_model::{
     AppendError, Appender, Exemplar, HistogramCount, Labels, LabelsBuilder, NativeHistogram,
     ResetHint, ScrapeProtocol, SeriesRef, Storage, STALE_NAN,
@@ -39,6 +40,8 @@ pub enum ScrapeError {
     ContentType(String),
     #[error("sample limit exceeded")]
     SampleLimit,
+    #[error("histogram bucket limit exceeded")]
+    BucketLimit,
     #[error("{0}")]
     LabelLimit(String),
     #[error("append: {0}")]
@@ -105,6 +108,32 @@ pub(crate) struct ScrapeLoop {
     /// Reused for created-timestamp zero histograms (no bucket vectors, so
     /// filling it in never allocates).
     zero_histogram: NativeHistogram,
+}
+
+/// Whether a native histogram is finer than `max_schema` or has more than
+/// `limit` buckets (0: no limit).
+fn needs_fitting(h: &NativeHistogram, limit: usize, max_schema: i32) -> bool {
+    (h.is_exponential() && h.schema > max_schema) || (limit > 0 && h.bucket_count() > limit)
+}
+
+/// Brings a histogram under the maximum schema and the bucket limit by
+/// lowering its resolution, as Prometheus's scrape appenders do; false if
+/// the limit cannot be met (custom buckets, or already at the coarsest
+/// schema).
+fn fit_histogram(h: &mut NativeHistogram, limit: usize, max_schema: i32) -> bool {
+    if h.is_exponential() && h.schema > max_schema {
+        h.reduce_resolution(max_schema);
+    }
+    if limit == 0 {
+        return true;
+    }
+    while h.bucket_count() > limit {
+        if !h.is_exponential() || h.schema <= EXPONENTIAL_SCHEMA_MIN {
+            return false;
+        }
+        h.reduce_resolution(h.schema - 1);
+    }
+    true
 }
 
 fn wall_ms(t: SystemTime) -> i64 {
@@ -473,6 +502,14 @@ impl ScrapeLoop {
         // family; the API only reads it.
         let mut store = store.lock();
         let mut family = FamilyState::default();
+        // native_histogram_min_bucket_factor as a maximum schema, and
+        // native_histogram_bucket_limit; a histogram over either is
+        // reduced in this scratch copy, the parser's stays untouched.
+        let max_schema = schema_for_min_bucket_factor(self.cfg.native_histogram_min_bucket_factor);
+        let bucket_limit =
+            usize::try_from(self.cfg.native_histogram_bucket_limit).unwrap_or(usize::MAX);
+        let mut reduced = NativeHistogram::default();
+        let mut bucket_limit_exceeded = false;
         loop {
             let entry = parser
                 .next()
@@ -563,7 +600,20 @@ impl ScrapeLoop {
                 self.metrics.sample_out_of_bounds.inc();
                 continue;
             }
-            let native_h = if histogram { parser.histogram() } else { None };
+            let parsed_h = if histogram { parser.histogram() } else { None };
+            let native_h = match parsed_h {
+                Some(h) if needs_fitting(h, bucket_limit, max_schema) => {
+                    reduced.clone_from(h);
+                    if !fit_histogram(&mut reduced, bucket_limit, max_schema) {
+                        // Like the sample limit: keep parsing to count
+                        // the samples, then fail the scrape.
+                        bucket_limit_exceeded = true;
+                        continue;
+                    }
+                    Some(&reduced)
+                }
+                other => other,
+            };
             // Prometheus 3.x: created timestamps are parsed only with the
             // feature on (the OpenMetrics look-ahead is not free), and a
             // zero sample is written only when the created timestamp lies
@@ -619,6 +669,10 @@ impl ScrapeLoop {
         if limit > 0 && counts.post_relabel > limit {
             self.metrics.exceeded_sample_limit.inc();
             return Err(ScrapeError::SampleLimit);
+        }
+        if bucket_limit_exceeded {
+            self.metrics.exceeded_bucket_limit.inc();
+            return Err(ScrapeError::BucketLimit);
         }
         Ok(())
     }

@@ -347,3 +347,67 @@ async fn always_scrape_classic_keeps_both() {
     assert!(!storage.samples_named("rpc_seconds_bucket").is_empty());
     assert!(!storage.exemplars().is_empty());
 }
+
+/// The target's histogram has schema 3 and buckets -1, 0 (span 1) and 2
+/// (span 2) with counts 1, 2, 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_limit_and_min_bucket_factor_lower_the_resolution() {
+    let t = start_target().await;
+    let storage = tributary_model::testing::MemStorage::new();
+    let mut m = manager(
+        Arc::new(storage.clone()),
+        "    scrape_native_histograms: true\n    native_histogram_bucket_limit: 2\n",
+        &t.addr,
+    );
+    wait_scrapes(&t, 1).await;
+    m.stop();
+    let h = &storage.histograms()[0].h;
+    // One schema coarser, -1 and 0 share bucket 0: counts 3 and 1.
+    assert_eq!(h.schema, 2);
+    assert_eq!(
+        h.positive_spans,
+        vec![tributary_model::BucketSpan {
+            offset: 0,
+            length: 2
+        }]
+    );
+    assert_eq!(h.positive_deltas, vec![3, -2]);
+    assert_eq!(h.count, HistogramCount::Int(5));
+
+    let t = start_target().await;
+    let storage = tributary_model::testing::MemStorage::new();
+    // Growth factor ≥ 1.5 allows schema 0 at most.
+    let mut m = manager(
+        Arc::new(storage.clone()),
+        "    scrape_native_histograms: true\n    native_histogram_min_bucket_factor: 1.5\n",
+        &t.addr,
+    );
+    wait_scrapes(&t, 1).await;
+    m.stop();
+    let h = &storage.histograms()[0].h;
+    assert_eq!(h.schema, 0);
+    assert_eq!(h.positive_deltas, vec![3, -2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_histogram_that_cannot_meet_the_bucket_limit_fails_the_scrape() {
+    let t = start_target().await;
+    let storage = tributary_model::testing::MemStorage::new();
+    // Buckets on both sides of 1 never merge: one bucket is out of reach.
+    let mut m = manager(
+        Arc::new(storage.clone()),
+        "    scrape_native_histograms: true\n    native_histogram_bucket_limit: 1\n",
+        &t.addr,
+    );
+    wait_scrapes(&t, 2).await;
+    let snapshot = m.snapshot();
+    m.stop();
+    let target = &snapshot[0].active[0];
+    assert_eq!(target.health.last_error, "histogram bucket limit exceeded");
+    assert!(
+        storage.histograms().is_empty(),
+        "the scrape was rolled back"
+    );
+    let up = storage.samples_named("up");
+    assert!(!up.is_empty() && up.iter().all(|s| s.v == 0.0), "up = 0");
+}

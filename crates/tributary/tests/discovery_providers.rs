@@ -21,6 +21,21 @@ use tributary_discovery::testing;
 const METRIC: &str = "sd_provider_metric";
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// The port a test target listens on.
+fn port_of(t: &TestTarget) -> u16 {
+    t.addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// Whether the sink ever saw a series whose key contains `needle`.
+fn sink_saw(run: &Run, needle: &str) -> bool {
+    run.seen
+        .lock()
+        .unwrap()
+        .series
+        .iter()
+        .any(|k| k.contains(needle))
+}
+
 fn target() -> TestTarget {
     TestTarget::start("text/plain; version=0.0.4", |_| format!("{METRIC} 1\n"))
 }
@@ -110,7 +125,6 @@ fn assert_follows(
 fn dns_sd_srv_records_follow_under_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (target(), target());
-    let port_of = |t: &TestTarget| t.addr.rsplit(':').next().unwrap().to_string();
     let dns_port = testing::dns::free_port();
     let dns = testing::dns::Dnsmasq::start(
         dns_port,
@@ -166,7 +180,7 @@ fn consul_sd_services_follow_under_the_binary() {
     let (a, b) = (target(), target());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let entry = |t: &TestTarget, id: &str| {
-        let port: u16 = t.addr.rsplit(':').next().unwrap().parse().unwrap();
+        let port = port_of(t);
         testing::consul::health_entry(
             "node-1",
             "127.0.0.1",
@@ -218,12 +232,7 @@ fn consul_sd_services_follow_under_the_binary() {
         },
     );
     assert!(
-        !run.seen
-            .lock()
-            .unwrap()
-            .series
-            .iter()
-            .any(|k| k.contains("batch")),
+        !sink_saw(&run, "batch"),
         "the keep rule on __meta_consul_tags did not drop the dev service"
     );
 }
@@ -241,7 +250,7 @@ fn docker_sd_containers_follow_under_the_binary() {
     // targets); the bridge IPs are not reachable from here, so the rules
     // scrape through the published port, as users do for host-only daemons.
     let container = |t: &TestTarget, id: &str, name: &str, ip: &str| {
-        let port: u16 = t.addr.rsplit(':').next().unwrap().parse().unwrap();
+        let port = port_of(t);
         testing::docker::container(
             id,
             name,
@@ -371,12 +380,7 @@ fn kubernetes_sd_pods_follow_under_the_binary() {
         );
     });
     assert!(
-        !run.seen
-            .lock()
-            .unwrap()
-            .series
-            .iter()
-            .any(|k| k.contains("shop/other")),
+        !sink_saw(&run, "shop/other"),
         "the keep rule on __meta_kubernetes_pod_label_app did not drop the other pod"
     );
 }

@@ -255,37 +255,7 @@ pub fn prom_query(port: u16, query: &str) -> Option<serde_json::Value> {
 }
 
 pub fn start_tributary(dir: &Path, config: &str, listen_port: u16, extra: &[&str]) -> Proc {
-    let cfg = dir.join("tributary.yml");
-    std::fs::write(&cfg, config).unwrap();
-    let mut cmd = Command::new(tributary_bin());
-    cmd.arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.agent.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{listen_port}"))
-        .args(extra);
-    let p = Proc::spawn(
-        "tributary",
-        &mut cmd,
-        &dir.join(format!(
-            "tributary-{listen_port}-{}.log",
-            std::process::id()
-        )),
-    );
-    let ready = wait_for(Duration::from_secs(30), || {
-        http_get(
-            &format!("http://127.0.0.1:{listen_port}/-/ready"),
-            Duration::from_secs(2),
-        )
-        .filter(|(s, _)| *s == 200)
-    });
-    assert!(
-        ready.is_some(),
-        "tributary did not become ready: {}",
-        p.log_text()
-    );
-    p
+    start_tributary_env(dir, config, listen_port, extra, &[])
 }
 
 // --- a remote-write sink: `tributary receive`, its output parsed ---
@@ -373,7 +343,10 @@ pub fn start_tributary_env(
     let p = Proc::spawn(
         "tributary",
         &mut cmd,
-        &dir.join(format!("tributary-{listen_port}.log")),
+        &dir.join(format!(
+            "tributary-{listen_port}-{}.log",
+            std::process::id()
+        )),
     );
     let ready = wait_for(Duration::from_secs(30), || {
         http_get(
