@@ -314,6 +314,21 @@ pub(crate) fn expand_env(input: &str, env: &dyn Fn(&str) -> Option<String>) -> S
     out
 }
 
+/// `convert_classic_histograms_to_nhcb: true` would change what is sent
+/// (native histograms with custom buckets instead of classic series);
+/// until Tributary implements it, such a configuration is refused rather
+/// than silently sending the classic series.
+pub(crate) fn reject_nhcb_conversion(ctx: &mut Ctx, f: &Fields, enabled: bool) {
+    const KEY: &str = "convert_classic_histograms_to_nhcb";
+    if enabled {
+        ctx.error(
+            f.pos_of(KEY),
+            &f.path_of(KEY),
+            format!("{KEY}: converting classic histograms to native histograms with custom buckets is not supported yet by Tributary"),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,20 +360,5 @@ mod tests {
         assert!(!is_valid_label_name("foo.bar", true));
         assert!(is_valid_label_name("foo.bar", false));
         assert!(!is_valid_label_name("", false));
-    }
-}
-
-/// `convert_classic_histograms_to_nhcb: true` would change what is sent
-/// (native histograms with custom buckets instead of classic series);
-/// until Tributary implements it, such a configuration is refused rather
-/// than silently sending the classic series.
-pub(crate) fn reject_nhcb_conversion(ctx: &mut Ctx, f: &Fields, enabled: bool) {
-    const KEY: &str = "convert_classic_histograms_to_nhcb";
-    if enabled {
-        ctx.error(
-            f.pos_of(KEY),
-            &f.path_of(KEY),
-            format!("{KEY}: converting classic histograms to native histograms with custom buckets is not supported yet by Tributary"),
-        );
     }
 }
