@@ -277,6 +277,8 @@ struct Shared<P> {
     backlog_bytes: AtomicU64,
     /// Set once stop was requested: failed sends are not retried.
     stopping: std::sync::atomic::AtomicBool,
+    /// Wakes shards sleeping in a retry backoff when stop is requested.
+    stop_notify: tokio::sync::Notify,
     /// Latest metadata per metric family, for 1.0 metadata requests.
     family_metadata: Mutex<std::collections::BTreeMap<String, Arc<MetricMetadata>>>,
 }
@@ -324,6 +326,7 @@ impl QueueManager {
             desired_unrounded: Mutex::new(settings.min_shards as f64),
             backlog_bytes: AtomicU64::new(u64::MAX),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            stop_notify: tokio::sync::Notify::new(),
             family_metadata: Mutex::new(std::collections::BTreeMap::new()),
             settings,
             client,
@@ -482,6 +485,7 @@ async fn run_watcher<S: RecordSource>(
     }
     let deadline = stop_deadline.unwrap_or_else(Instant::now);
     shared.stopping.store(true, Ordering::Release);
+    shared.stop_notify.notify_waiters();
     shards.shutdown(deadline).await;
 }
 
@@ -1183,6 +1187,9 @@ impl Batch {
                     tokio::select! {
                         biased;
                         _ = hard_stop.wait_for(|v| *v) => return Delivery::Cancelled,
+                        // One more attempt at once; if it fails too, the
+                        // samples stay in the WAL (see the module docs).
+                        _ = shared.stop_notify.notified() => {}
                         _ = tokio::time::sleep(sleep) => {}
                     }
                     // A zero Retry-After (or the 2.0 → 1.0 fallback) must not zero

@@ -143,6 +143,26 @@ impl ScrapeManager {
         }
     }
 
+    /// Stops every loop, letting scrapes in flight finish and commit, and
+    /// returns a future that resolves when they have (or after `max`):
+    /// at shutdown, a scrape whose timestamp is already taken is not lost.
+    pub fn stop_and_drain(
+        &mut self,
+        max: std::time::Duration,
+    ) -> impl std::future::Future<Output = ()> + use<> {
+        let joins: Vec<_> = self.pools.values_mut().flat_map(|p| p.stop()).collect();
+        async move {
+            let all = async {
+                for j in joins {
+                    let _ = j.await;
+                }
+            };
+            if tokio::time::timeout(max, all).await.is_err() {
+                tracing::warn!(?max, "scrapes still in flight at shutdown were abandoned");
+            }
+        }
+    }
+
     /// Every pool's [`ScrapePool::target_metadata`], jobs in name order.
     pub fn target_metadata(&self) -> Vec<crate::TargetMetadata> {
         self.pools

@@ -155,14 +155,19 @@ impl ScrapePool {
     }
 
     /// Stops every loop without staleness markers (shutdown, job removed).
-    pub(crate) fn stop(&mut self) {
+    /// A scrape in flight still completes and commits (within its
+    /// timeout); the returned handles finish when it has.
+    pub(crate) fn stop(&mut self) -> Vec<JoinHandle<ScrapeCache>> {
+        let mut joins = Vec::with_capacity(self.loops.len());
         for (_, h) in self.loops.drain() {
             h.stop.cancel();
+            joins.push(h.join);
         }
         self.metrics
             .pool_targets
             .get_or_create(&self.job_label())
             .set(0);
+        joins
     }
 
     fn job_label(&self) -> Vec<(&'static str, String)> {

@@ -192,7 +192,7 @@ impl ScrapeLoop {
     }
 
     /// Runs until `stop` (process shutdown or pool reload: no staleness
-    /// markers) or `removed` (target gone from discovery: end-of-run markers).
+    /// markers; a scrape in flight finishes first) or `removed` (target gone from discovery: end-of-run markers).
     /// Returns the cache so a successor loop can continue staleness tracking.
     pub(crate) async fn run(
         mut self,
@@ -227,11 +227,10 @@ impl ScrapeLoop {
             } else {
                 now
             };
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => return self.cache,
-                _ = self.scrape_once(ts) => {}
-            }
+            // Not cancelled by `stop`: a scrape that started completes and
+            // commits (its fetch is bounded by the scrape timeout), so
+            // shutdown never drops a scrape whose time has come.
+            self.scrape_once(ts).await;
             last_slot = Some(slot);
             // Next slot strictly in the future (skipping missed ones).
             let now = wall_ms(SystemTime::now());

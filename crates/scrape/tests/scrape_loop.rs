@@ -256,3 +256,48 @@ async fn metric_relabeling_and_honor_labels() {
     let post = storage.samples_named("scrape_samples_post_metric_relabeling");
     assert_eq!(post[0].v, 2.0);
 }
+
+/// A target that answers after 300 ms; `started` counts requests received.
+async fn start_slow_target() -> (String, Arc<AtomicU64>) {
+    let started = Arc::new(AtomicU64::new(0));
+    let s = started.clone();
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let n = s.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    format!("slow_seq {n}\n"),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, started)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_in_flight_at_shutdown_is_completed_and_committed() {
+    let (addr, started) = start_slow_target().await;
+    let storage = MemStorage::new();
+    let cfg = config("    scrape_interval: 5s\n    scrape_timeout: 2s\n    static_configs: []\n");
+    let mut m = manager(&storage, &cfg, &addr);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while started.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "target not scraped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The request is in flight (the target answers after 300 ms).
+    assert!(storage.samples_named("slow_seq").is_empty());
+    m.stop_and_drain(Duration::from_secs(5)).await;
+    let got = storage.samples_named("slow_seq");
+    assert_eq!(got.len(), 1, "the in-flight scrape was committed");
+    assert_eq!(got[0].v, 1.0);
+    assert_eq!(storage.samples_named("up").len(), 1);
+}

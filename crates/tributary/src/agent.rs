@@ -482,7 +482,10 @@ async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
     web.set_ready(false);
     ready_gauge.set(0);
     shutdown.cancel();
-    scrape.lock().stop();
+    // Scrapes in flight finish and commit (bounded by the longest scrape
+    // timeout Prometheus allows by default, 10 s) before the queues flush.
+    let drained = scrape.lock().stop_and_drain(Duration::from_secs(10));
+    drained.await;
     let _ = sync_task.await;
     tracing::info!("Scrape manager stopped");
     remote
