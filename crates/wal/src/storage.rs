@@ -593,16 +593,14 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                         corruptions += 1;
                         tracing::warn!(position = %rec.start, error = %e, "undecodable histogram record skipped during replay");
                     }
-                    let meta: &mut SegmentMeta = segments.entry(seg).or_default();
-                    for s in &histograms {
-                        meta.samples += 1;
-                        meta.max_t = meta.max_t.max(s.t);
-                        let r = aliases.get(&s.series).copied().unwrap_or(s.series);
-                        if let Some(h) = table.hot_mut(r) {
-                            h.last_ts = h.last_ts.max(s.t);
-                            h.last_segment = h.last_segment.max(seg);
-                        }
-                    }
+                    let points = histograms.iter().map(|h| (h.series, h.t));
+                    replay_points(
+                        &mut table,
+                        &aliases,
+                        segments.entry(seg).or_default(),
+                        seg,
+                        points,
+                    );
                 }
                 Some(RecordType::Metadata) => {
                     metadata.clear();
@@ -627,16 +625,14 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                         corruptions += 1;
                         tracing::warn!(position = %rec.start, error = %e, "undecodable Samples record skipped during replay");
                     }
-                    let meta: &mut SegmentMeta = segments.entry(seg).or_default();
-                    for s in &samples {
-                        meta.samples += 1;
-                        meta.max_t = meta.max_t.max(s.t);
-                        let r = aliases.get(&s.series).copied().unwrap_or(s.series);
-                        if let Some(h) = table.hot_mut(r) {
-                            h.last_ts = h.last_ts.max(s.t);
-                            h.last_segment = h.last_segment.max(seg);
-                        }
-                    }
+                    let points = samples.iter().map(|s| (s.series, s.t));
+                    replay_points(
+                        &mut table,
+                        &aliases,
+                        segments.entry(seg).or_default(),
+                        seg,
+                        points,
+                    );
                 }
                 _ => {}
             }
@@ -675,6 +671,27 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
         segments,
         next_segment,
     })
+}
+
+/// Replayed samples or histogram samples of segment `seg`: they count
+/// towards the segment's data and advance their series' newest timestamp
+/// and segment.
+fn replay_points(
+    table: &mut SeriesTable,
+    aliases: &HashMap<SeriesRef, SeriesRef>,
+    meta: &mut SegmentMeta,
+    seg: u32,
+    points: impl Iterator<Item = (SeriesRef, Timestamp)>,
+) {
+    for (series, t) in points {
+        meta.samples += 1;
+        meta.max_t = meta.max_t.max(t);
+        let r = aliases.get(&series).copied().unwrap_or(series);
+        if let Some(h) = table.hot_mut(r) {
+            h.last_ts = h.last_ts.max(t);
+            h.last_segment = h.last_segment.max(seg);
+        }
+    }
 }
 
 fn insert_replayed(

@@ -562,35 +562,34 @@ impl State {
     }
 
     fn apply_replicaset(&mut self, rs: Controlled) {
-        let owner = rs
-            .metadata
-            .controller()
-            .filter(|o| o.kind == "Deployment")
-            .map(|o| o.name.clone());
-        let key = rs.metadata.key();
-        let changed = match owner {
-            Some(d) => self.stores.deployments.insert(key.clone(), d.clone()) != Some(d),
-            None => self.stores.deployments.remove(&key).is_some(),
-        };
-        if changed {
-            let deps = self.dependents_of_owner(&key, "ReplicaSet");
-            self.mark(deps);
-        }
+        self.apply_controlled(rs, "ReplicaSet", "Deployment");
     }
 
     fn apply_job(&mut self, job: Controlled) {
-        let owner = job
+        self.apply_controlled(job, "Job", "CronJob");
+    }
+
+    /// Records the name of the `owner_kind` controller of a ReplicaSet or
+    /// Job (the only thing kept of it) and re-derives the pods it owns when
+    /// that name changed.
+    fn apply_controlled(&mut self, obj: Controlled, kind: &str, owner_kind: &str) {
+        let owner = obj
             .metadata
             .controller()
-            .filter(|o| o.kind == "CronJob")
+            .filter(|o| o.kind == owner_kind)
             .map(|o| o.name.clone());
-        let key = job.metadata.key();
+        let key = obj.metadata.key();
+        let store = if owner_kind == "Deployment" {
+            &mut self.stores.deployments
+        } else {
+            &mut self.stores.cronjobs
+        };
         let changed = match owner {
-            Some(c) => self.stores.cronjobs.insert(key.clone(), c.clone()) != Some(c),
-            None => self.stores.cronjobs.remove(&key).is_some(),
+            Some(name) => store.insert(key.clone(), name.clone()) != Some(name),
+            None => store.remove(&key).is_some(),
         };
         if changed {
-            let deps = self.dependents_of_owner(&key, "Job");
+            let deps = self.dependents_of_owner(&key, kind);
             self.mark(deps);
         }
     }
