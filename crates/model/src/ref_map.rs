@@ -118,6 +118,22 @@ impl<V> RefMap<V> {
         old
     }
 
+    /// Keeps only the entries for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(SeriesRef, &V) -> bool) {
+        let mut removed = 0;
+        for (slot, cell) in self.dense.iter_mut().enumerate() {
+            if let Some((g, v)) = cell {
+                if !keep(SeriesRef(u64::from(*g) << 32 | slot as u64), v) {
+                    *cell = None;
+                    removed += 1;
+                }
+            }
+        }
+        let before = self.overflow.len();
+        self.overflow.retain(|r, v| keep(SeriesRef(*r), v));
+        self.len -= removed + (before - self.overflow.len());
+    }
+
     pub fn clear(&mut self) {
         self.dense.clear();
         self.overflow.clear();
@@ -176,5 +192,10 @@ mod tests {
         assert_eq!(all, vec![(r(0, 1), 2), (huge, 11)]);
         assert_eq!(m.insert(r(0, 1), 5), Some(2));
         assert_eq!(m.len(), 2);
+        m.retain(|k, _| k != huge);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.get(huge), None);
+        m.retain(|_, v| *v != 5);
+        assert!(m.is_empty() && m.get(r(0, 1)).is_none());
     }
 }

@@ -426,6 +426,7 @@ async fn run_watcher<S: RecordSource>(
     mut stop: watch::Receiver<Option<Instant>>,
 ) {
     let mut series = SeriesCache::default();
+    let mut series_gc = source.series_gc_generation();
     let mut shards = ShardSet::start(&shared, shared.settings.min_shards);
     let mut record = DecodedRecord::default();
     let mut stop_deadline = None;
@@ -448,6 +449,13 @@ async fn run_watcher<S: RecordSource>(
         record.clear();
         match source.next_record(&mut record) {
             Ok(Some(pos)) => {
+                let gc = source.series_gc_generation();
+                if gc != series_gc {
+                    // Truncation collected series: forget their labels.
+                    series_gc = gc;
+                    source.retain_live(&mut series.labels);
+                    source.retain_live(&mut series.metadata);
+                }
                 if let Some(segment) = source.current_segment() {
                     shared.metrics.current_segment.set(segment as i64);
                 }

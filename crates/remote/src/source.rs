@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tributary_model::{Labels, NativeHistogram, SeriesRef, Timestamp};
+use tributary_model::{Labels, NativeHistogram, RefMap, SeriesRef, Timestamp};
 
 use crate::encode::MetricMetadata;
 
@@ -101,4 +101,15 @@ pub trait RecordSource: Send + 'static {
     fn backlog_bytes(&self) -> Option<u64> {
         None
     }
+
+    /// A counter the source bumps when series it announced are gone for
+    /// good (WAL truncation collected them); 0 for sources that never drop.
+    fn series_gc_generation(&self) -> u64 {
+        0
+    }
+
+    /// Keeps only the entries of `map` for series the source still has;
+    /// the queue calls it when [`RecordSource::series_gc_generation`]
+    /// changed, so its per-series maps do not grow with churn.
+    fn retain_live<V>(&self, _map: &mut RefMap<V>) {}
 }

@@ -219,4 +219,12 @@ impl RecordSource for WalSource {
     fn current_segment(&self) -> Option<u64> {
         Some(u64::from(self.reader.position().segment))
     }
+
+    fn series_gc_generation(&self) -> u64 {
+        self.storage.series_gc_generation()
+    }
+
+    fn retain_live<V>(&self, map: &mut tributary_model::RefMap<V>) {
+        self.storage.retain_live(map);
+    }
 }

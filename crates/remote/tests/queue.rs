@@ -379,3 +379,43 @@ async fn stop_with_the_endpoint_down_does_not_wait_out_the_flush_deadline() {
     );
     assert_eq!(rx.state.accepted_samples().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_collected_by_the_wal_are_forgotten_by_the_queue() {
+    let rx = start_receiver().await;
+    let wal = MemWal::default();
+    fill(&wal, 2, 1);
+    let m = metrics();
+    let q = QueueManager::start(
+        settings(1),
+        client(&rx, false),
+        wal.source(),
+        transform(),
+        m.clone(),
+    );
+    assert!(eventually(WAIT, || rx.state.accepted_samples().len() == 2).await);
+    // Truncation collects series 1; a (corrupt) later sample for it now
+    // meets an unknown series instead of its stale labels.
+    wal.collected.lock().push(1);
+    wal.gc_generation.fetch_add(1, Ordering::SeqCst);
+    wal.push(MemRecord::Samples(vec![(1, 2000, 1.0), (2, 2000, 1.0)]));
+    assert!(eventually(WAIT, || rx.state.accepted_samples().len() == 3).await);
+    let got: Vec<(String, i64)> = rx
+        .state
+        .accepted_samples()
+        .into_iter()
+        .map(|(l, t, _)| (l, t))
+        .filter(|(_, t)| *t == 2000)
+        .collect();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].0.ends_with("i=2"), "{got:?}");
+    assert!(
+        eventually(WAIT, || {
+            m.dropped(tributary_remote::DropReason::UnintentionallyDroppedSeries)
+                .get()
+                == 1
+        })
+        .await
+    );
+    q.stop(Duration::from_secs(1)).await;
+}

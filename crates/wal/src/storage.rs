@@ -222,6 +222,8 @@ struct Shared {
     lock_file: Mutex<Option<File>>,
     closed: AtomicBool,
     truncating: Mutex<()>,
+    /// Bumped whenever truncation garbage-collects series.
+    series_gc: AtomicU64,
 }
 
 /// The agent's WAL-backed storage. See the crate docs for the design.
@@ -305,6 +307,7 @@ impl AgentStorage {
             lock_file: Mutex::new(lock_file),
             closed: AtomicBool::new(false),
             truncating: Mutex::new(()),
+            series_gc: AtomicU64::new(0),
         };
         shared.update_size_gauge();
         Ok(Arc::new(AgentStorage {
@@ -331,6 +334,20 @@ impl AgentStorage {
     /// The label set of a live series (shares its buffer).
     pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
         self.shared.series.lock().cold(r).map(|c| c.labels.clone())
+    }
+
+    /// A counter bumped each time truncation garbage-collects series, so
+    /// readers holding per-series state know when to drop theirs.
+    pub fn series_gc_generation(&self) -> u64 {
+        self.shared.series_gc.load(Ordering::Acquire)
+    }
+
+    /// Keeps only the entries of `map` whose series the storage still has.
+    /// Safe for a consumer at its cursor: truncation only collects series
+    /// whose every record lies in segments all cursors have passed.
+    pub fn retain_live<V>(&self, map: &mut tributary_model::RefMap<V>) {
+        let t = self.shared.series.lock();
+        map.retain(|r, _| t.hot(r).is_some());
     }
 
     /// The durable cursor `name`, created at the current end of the WAL if
@@ -757,6 +774,9 @@ impl Shared {
             let mut t = self.series.lock();
             stats.series_removed =
                 t.remove_where(|h| h.logged() && h.last_segment <= last && h.last_ts < keep_after);
+            if stats.series_removed > 0 {
+                self.series_gc.fetch_add(1, Ordering::Release);
+            }
             self.metrics.active_series.set(t.len() as i64);
             t.iter().map(|(r, _, c)| (r, c.labels.clone())).collect()
         };

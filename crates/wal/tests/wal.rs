@@ -589,13 +589,23 @@ fn max_time_deletes_unsent_data() {
     let c = s.consumer("down").unwrap();
     let now = now_ms();
     let rounds = fill_segments(&s, 4, 40, now);
+    // A reader's per-series map, as a remote-write queue keeps one.
+    let mut per_series = tributary_model::RefMap::new();
+    for r in 1..=40u64 {
+        per_series.insert(tributary_model::SeriesRef(r), ());
+    }
     // Nothing is old enough yet: the consumer pins everything.
     assert_eq!(s.truncate_at(now + 1000).unwrap().segments_deleted, 0);
+    assert_eq!(s.series_gc_generation(), 0);
     let st = s.truncate_at(now + 5 * 3600 * 1000).unwrap();
     assert!(st.segments_deleted >= 3);
     assert_eq!(c.dropped().max_time, rounds as u64 * 40);
     assert_eq!(st.series_removed, 40);
     assert_eq!(s.stats().active_series, 0);
+    // Readers learn that series were collected and can drop theirs.
+    assert_eq!(s.series_gc_generation(), 1);
+    s.retain_live(&mut per_series);
+    assert!(per_series.is_empty());
 }
 
 #[test]

@@ -152,6 +152,10 @@ pub struct MemWal {
     pub records: Arc<Mutex<Vec<MemRecord>>>,
     pub acked: Arc<AtomicUsize>,
     pub notify: Arc<tokio::sync::Notify>,
+    /// Series "garbage-collected" by the test, and the generation that
+    /// tells readers so.
+    pub collected: Arc<Mutex<Vec<u64>>>,
+    pub gc_generation: Arc<AtomicUsize>,
 }
 
 impl MemWal {
@@ -218,6 +222,15 @@ impl RecordSource for MemSource {
         }
         self.next += 1;
         Ok(Some(self.next))
+    }
+
+    fn series_gc_generation(&self) -> u64 {
+        self.wal.gc_generation.load(Ordering::SeqCst) as u64
+    }
+
+    fn retain_live<V>(&self, map: &mut tributary_model::RefMap<V>) {
+        let collected = self.wal.collected.lock();
+        map.retain(|r, _| !collected.contains(&r.0));
     }
 
     fn acker(&self) -> Acker<usize> {
