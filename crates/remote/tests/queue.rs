@@ -66,6 +66,17 @@ fn transform() -> SeriesTransform {
     })
 }
 
+/// A queue over `wal` with `shards` shards sending to `rx`.
+fn start_queue(rx: &Receiver, wal: &MemWal, shards: usize, m: QueueMetrics) -> QueueManager {
+    QueueManager::start(
+        settings(shards),
+        client(rx, false),
+        wal.source(),
+        transform(),
+        m,
+    )
+}
+
 fn metrics() -> QueueMetrics {
     RemoteMetrics::register(&mut Registry::default()).for_queue("test", "http://x")
 }
@@ -113,13 +124,7 @@ async fn delivers_everything_with_exact_labels_and_headers() {
         (99, 10, 4.0),
     ]));
     let m = metrics();
-    let q = QueueManager::start(
-        settings(1),
-        client(&rx, false),
-        wal.source(),
-        transform(),
-        m.clone(),
-    );
+    let q = start_queue(&rx, &wal, 1, m.clone());
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 2).await);
     let mut got = rx.state.accepted_samples();
     got.sort_by(|a, b| a.0.cmp(&b.0));
@@ -154,13 +159,7 @@ async fn server_errors_are_retried_until_delivered() {
     let wal = MemWal::default();
     fill(&wal, 5, 4);
     let m = metrics();
-    let q = QueueManager::start(
-        settings(1),
-        client(&rx, false),
-        wal.source(),
-        transform(),
-        m.clone(),
-    );
+    let q = start_queue(&rx, &wal, 1, m.clone());
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 5).await);
     let got = rx.state.accepted_samples();
     assert_eq!(
@@ -190,13 +189,7 @@ async fn client_errors_drop_the_batch_without_resending() {
     let wal = MemWal::default();
     fill(&wal, 5, 4);
     let m = metrics();
-    let q = QueueManager::start(
-        settings(1),
-        client(&rx, false),
-        wal.source(),
-        transform(),
-        m.clone(),
-    );
+    let q = start_queue(&rx, &wal, 1, m.clone());
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 5).await);
     let reqs = rx.state.requests.lock().clone();
     let rejected = reqs[0].samples.clone();
@@ -256,13 +249,7 @@ async fn per_series_order_is_kept_across_shards() {
     ]);
     let wal = MemWal::default();
     fill(&wal, 40, 25);
-    let q = QueueManager::start(
-        settings(4),
-        client(&rx, false),
-        wal.source(),
-        transform(),
-        metrics(),
-    );
+    let q = start_queue(&rx, &wal, 4, metrics());
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 26).await);
     let got = rx.state.accepted_samples();
     assert_eq!(got.len(), 40 * 25);
@@ -282,13 +269,7 @@ async fn endpoint_down_holds_the_cursor_and_bounds_memory() {
     let wal = MemWal::default();
     fill(&wal, 20, 50); // 1000 samples, capacity 50 per shard
     let m = metrics();
-    let q = QueueManager::start(
-        settings(1),
-        client(&rx, false),
-        wal.source(),
-        transform(),
-        m.clone(),
-    );
+    let q = start_queue(&rx, &wal, 1, m.clone());
     assert!(
         eventually(WAIT, || m.enqueue_retries.get() > 0).await,
         "watcher back-pressured"
@@ -314,13 +295,7 @@ async fn restart_delivers_everything_not_acknowledged() {
     *rx.state.default_status.lock() = Some(StatusCode::SERVICE_UNAVAILABLE);
     let wal = MemWal::default();
     fill(&wal, 10, 10);
-    let q = QueueManager::start(
-        settings(2),
-        client(&rx, false),
-        wal.source(),
-        transform(),
-        metrics(),
-    );
+    let q = start_queue(&rx, &wal, 2, metrics());
     tokio::time::sleep(Duration::from_millis(200)).await;
     q.stop(Duration::from_millis(50)).await;
     // Endpoint recovers; a new queue resumes from the cursor.
@@ -328,13 +303,7 @@ async fn restart_delivers_everything_not_acknowledged() {
     wal.push(MemRecord::Samples(
         (1..=10).map(|i| (i, 5000, 1.0)).collect(),
     ));
-    let q = QueueManager::start(
-        settings(2),
-        client(&rx, false),
-        wal.source(),
-        transform(),
-        metrics(),
-    );
+    let q = start_queue(&rx, &wal, 2, metrics());
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 12).await);
     let got: std::collections::HashSet<(String, i64)> = rx
         .state
@@ -357,13 +326,7 @@ async fn stop_with_the_endpoint_down_does_not_wait_out_the_flush_deadline() {
     let wal = MemWal::default();
     fill(&wal, 10, 5);
     let m = metrics();
-    let q = QueueManager::start(
-        settings(2),
-        client(&rx, false),
-        wal.source(),
-        transform(),
-        m.clone(),
-    );
+    let q = start_queue(&rx, &wal, 2, m.clone());
     assert!(
         eventually(WAIT, || m.samples_retried.get() > 0).await,
         "sends are failing"
@@ -386,13 +349,7 @@ async fn series_collected_by_the_wal_are_forgotten_by_the_queue() {
     let wal = MemWal::default();
     fill(&wal, 2, 1);
     let m = metrics();
-    let q = QueueManager::start(
-        settings(1),
-        client(&rx, false),
-        wal.source(),
-        transform(),
-        m.clone(),
-    );
+    let q = start_queue(&rx, &wal, 1, m.clone());
     assert!(eventually(WAIT, || rx.state.accepted_samples().len() == 2).await);
     // Truncation collects series 1; a (corrupt) later sample for it now
     // meets an unknown series instead of its stale labels.

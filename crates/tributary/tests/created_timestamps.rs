@@ -10,9 +10,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -94,41 +93,14 @@ impl Drop for Target {
 type Samples = Arc<Mutex<Vec<(String, String, i64)>>>;
 
 fn start_sink(dir: &std::path::Path) -> (Proc, u16, Samples) {
-    let port = free_port();
-    let mut child = Command::new(tributary_bin())
-        .args(["receive", &format!("--web.listen-address=127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
     let samples: Samples = Arc::default();
     let s = samples.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let mut parts = line.rsplitn(3, ' ');
-            let (Some(ts), Some(value), Some(key)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            if let Ok(ts) = ts.parse() {
-                s.lock()
-                    .unwrap()
-                    .push((key.to_string(), value.to_string(), ts));
-            }
-        }
+    let (proc, port) = start_receiver(dir, "ct", move |key, value, ts| {
+        s.lock()
+            .unwrap()
+            .push((key.to_string(), value.to_string(), ts));
     });
-    let log = dir.join("ct-sink.log");
-    std::fs::write(&log, "").unwrap();
-    (
-        Proc {
-            child,
-            name: "sink",
-            log,
-        },
-        port,
-        samples,
-    )
+    (proc, port, samples)
 }
 
 struct Run {

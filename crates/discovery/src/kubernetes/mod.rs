@@ -562,28 +562,30 @@ impl State {
     }
 
     fn apply_replicaset(&mut self, rs: Controlled) {
-        self.apply_controlled(rs, "ReplicaSet", "Deployment");
+        self.apply_controlled(rs, "ReplicaSet", "Deployment", |s| &mut s.deployments);
     }
 
     fn apply_job(&mut self, job: Controlled) {
-        self.apply_controlled(job, "Job", "CronJob");
+        self.apply_controlled(job, "Job", "CronJob", |s| &mut s.cronjobs);
     }
 
     /// Records the name of the `owner_kind` controller of a ReplicaSet or
     /// Job (the only thing kept of it) and re-derives the pods it owns when
     /// that name changed.
-    fn apply_controlled(&mut self, obj: Controlled, kind: &str, owner_kind: &str) {
+    fn apply_controlled(
+        &mut self,
+        obj: Controlled,
+        kind: &str,
+        owner_kind: &str,
+        store: fn(&mut Stores) -> &mut HashMap<String, String>,
+    ) {
         let owner = obj
             .metadata
             .controller()
             .filter(|o| o.kind == owner_kind)
             .map(|o| o.name.clone());
         let key = obj.metadata.key();
-        let store = if owner_kind == "Deployment" {
-            &mut self.stores.deployments
-        } else {
-            &mut self.stores.cronjobs
-        };
+        let store = store(&mut self.stores);
         let changed = match owner {
             Some(name) => store.insert(key.clone(), name.clone()) != Some(name),
             None => store.remove(&key).is_some(),

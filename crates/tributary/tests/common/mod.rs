@@ -273,7 +273,14 @@ pub struct Seen {
     pub stale: BTreeSet<String>,
 }
 
-pub fn start_sink(dir: &std::path::Path, name: String) -> (Proc, u16, Arc<Mutex<Seen>>) {
+/// Starts `tributary receive` on a free port and calls `on_sample(key,
+/// value, timestamp)` for every sample line it prints (`name{labels} value
+/// ts`), from a reader thread.
+pub fn start_receiver(
+    dir: &std::path::Path,
+    name: &str,
+    mut on_sample: impl FnMut(&str, &str, i64) + Send + 'static,
+) -> (Proc, u16) {
     let port = free_port();
     let mut child = Command::new(tributary_bin())
         .args(["receive", &format!("--web.listen-address=127.0.0.1:{port}")])
@@ -282,22 +289,15 @@ pub fn start_sink(dir: &std::path::Path, name: String) -> (Proc, u16, Arc<Mutex<
         .spawn()
         .unwrap();
     let out = child.stdout.take().unwrap();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let s = seen.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            // `name{labels} value ts`
             let mut parts = line.rsplitn(3, ' ');
-            let (Some(_ts), Some(value), Some(key)) = (parts.next(), parts.next(), parts.next())
+            let (Some(ts), Some(value), Some(key)) = (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
-            let mut s = s.lock().unwrap();
-            s.series.insert(key.to_string());
-            if value == "StaleNaN" {
-                s.stale.insert(key.to_string());
-            } else if !VOLATILE.iter().any(|v| key.starts_with(&format!("{v}{{"))) {
-                s.values.insert(format!("{key} {value}"));
+            if let Ok(ts) = ts.parse() {
+                on_sample(key, value, ts);
             }
         }
     });
@@ -310,8 +310,23 @@ pub fn start_sink(dir: &std::path::Path, name: String) -> (Proc, u16, Arc<Mutex<
             log,
         },
         port,
-        seen,
     )
+}
+
+/// A sink that collects series, values and staleness markers.
+pub fn start_sink(dir: &std::path::Path, name: String) -> (Proc, u16, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s = seen.clone();
+    let (proc, port) = start_receiver(dir, &name, move |key, value, _ts| {
+        let mut s = s.lock().unwrap();
+        s.series.insert(key.to_string());
+        if value == "StaleNaN" {
+            s.stale.insert(key.to_string());
+        } else if !VOLATILE.iter().any(|v| key.starts_with(&format!("{v}{{"))) {
+            s.values.insert(format!("{key} {value}"));
+        }
+    });
+    (proc, port, seen)
 }
 
 pub fn snapshot(s: &Arc<Mutex<Seen>>) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
