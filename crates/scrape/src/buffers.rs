@@ -4,7 +4,8 @@
 //! is done — a few milliseconds per interval. Keeping one buffer per loop
 //! would cost every target its largest body forever (200 targets × 250 KiB
 //! = 50 MiB); the pool keeps only as many as are in use at once, plus a few
-//! idle ones, and drops outsized buffers instead of hoarding them.
+//! idle ones, and drops outsized buffers instead of hoarding them. A fetch
+//! also borrows one for a gzip'd body's compressed bytes while it inflates.
 
 use parking_lot::Mutex;
 

@@ -4,11 +4,17 @@
 //! The cap is what makes a hostile target (gzip bomb, endless body) cost
 //! bounded memory: `body_size_limit` when configured, otherwise
 //! [`DEFAULT_BODY_CAP`] — a Tributary safety net Prometheus does not have.
+//! A gzip'd body is read whole (its compressed bytes held to the same cap)
+//! and then inflated, in one call when it can be trusted ([`inflate_gzip`]).
 
 use std::io::Write;
 use std::time::Duration;
 
 use tributary_model::ScrapeProtocol;
+
+mod gzip;
+
+pub use gzip::{inflate_gzip, inflate_gzip_streaming};
 
 /// Cap on the decompressed body when `body_size_limit` is 0 (unlimited in
 /// Prometheus). Far above any real exposition, far below what would hurt.
@@ -72,11 +78,22 @@ pub struct ScrapeRequest {
     pub body_limit: u64,
 }
 
-/// A writer that refuses to grow `buf` past `cap` bytes.
+/// A writer that refuses to grow `buf` to `cap` bytes or more (a body of
+/// exactly `body_size_limit` bytes fails, as in Prometheus).
 struct CappedWriter<'a> {
     buf: &'a mut Vec<u8>,
     cap: u64,
     exceeded: bool,
+}
+
+impl<'a> CappedWriter<'a> {
+    fn new(buf: &'a mut Vec<u8>, cap: u64) -> Self {
+        Self {
+            buf,
+            cap,
+            exceeded: false,
+        }
+    }
 }
 
 impl Write for CappedWriter<'_> {
@@ -101,16 +118,21 @@ pub async fn fetch(
     body: &mut Vec<u8>,
 ) -> Result<FetchedBody, FetchError> {
     body.clear();
-    match tokio::time::timeout(req.timeout, fetch_inner(client, req, body)).await {
-        Ok(r) => r,
-        Err(_) => Err(FetchError::Timeout),
-    }
+    // A gzip'd body's compressed bytes, kept until it is inflated; pooled
+    // like the body buffer, so a scrape allocates neither in steady state.
+    let mut compressed = crate::buffers::take();
+    let result = tokio::time::timeout(req.timeout, fetch_inner(client, req, body, &mut compressed))
+        .await
+        .unwrap_or(Err(FetchError::Timeout));
+    crate::buffers::give_back(compressed);
+    result
 }
 
 async fn fetch_inner(
     client: &tributary_http::HttpClient,
     req: &ScrapeRequest,
     body: &mut Vec<u8>,
+    compressed: &mut Vec<u8>,
 ) -> Result<FetchedBody, FetchError> {
     let builder = client
         .client()
@@ -152,49 +174,24 @@ async fn fetch_inner(
         })
         .collect();
     let cap = req.body_limit;
+    // The compressed bytes are held to the cap too: a valid gzip body is
+    // hardly larger than its content, and an endless stream of empty
+    // deflate blocks must not grow the buffer forever.
+    let mut writer = CappedWriter::new(if gzip { &mut *compressed } else { &mut *body }, cap);
     let mut wire_bytes = 0u64;
-    let mut writer = CappedWriter {
-        buf: body,
-        cap,
-        exceeded: false,
-    };
-    if gzip {
-        let mut dec = flate2::write::MultiGzDecoder::new(writer);
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| FetchError::Http(e.to_string()))?
-        {
-            wire_bytes += chunk.len() as u64;
-            if let Err(e) = dec.write_all(&chunk) {
-                return Err(if dec.get_ref().exceeded {
-                    FetchError::BodySizeLimit
-                } else {
-                    FetchError::Gzip(e.to_string())
-                });
-            }
-        }
-        if let Err(e) = dec.try_finish() {
-            return Err(if dec.get_ref().exceeded {
-                FetchError::BodySizeLimit
-            } else {
-                FetchError::Gzip(e.to_string())
-            });
-        }
-        writer = dec.finish().map_err(|e| FetchError::Gzip(e.to_string()))?;
-    } else {
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| FetchError::Http(e.to_string()))?
-        {
-            wire_bytes += chunk.len() as u64;
-            if writer.write_all(&chunk).is_err() {
-                return Err(FetchError::BodySizeLimit);
-            }
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Http(e.to_string()))?
+    {
+        wire_bytes += chunk.len() as u64;
+        if writer.write_all(&chunk).is_err() {
+            return Err(FetchError::BodySizeLimit);
         }
     }
-    let _ = writer;
+    if gzip {
+        inflate_gzip(compressed, body, cap)?;
+    }
     Ok(FetchedBody {
         content_type,
         wire_bytes,

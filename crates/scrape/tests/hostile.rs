@@ -136,3 +136,105 @@ async fn gzip_bomb_and_slow_target_fail_alone() {
     );
     assert!(storage.samples_named("good").len() >= 2);
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Serves `body` as a gzip'd text exposition.
+async fn serve_gzip(body: Vec<u8>) -> String {
+    let body = Arc::new(body);
+    serve(Router::new().route(
+        "/metrics",
+        get(move || {
+            let body = (*body).clone();
+            async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/plain; version=0.0.4"),
+                        (header::CONTENT_ENCODING, "gzip"),
+                    ],
+                    body,
+                )
+            }
+        }),
+    ))
+    .await
+}
+
+/// Gzip bodies whose trailer cannot be trusted: a bomb whose trailer
+/// claims 100 bytes still fails on the cap, a body of two gzip members is
+/// scraped whole, and a corrupt CRC fails the scrape as a gzip error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_trailers_are_not_trusted() {
+    let mut lying_bomb = gzip(&vec![0u8; 8 << 20]);
+    let n = lying_bomb.len();
+    lying_bomb[n - 4..].copy_from_slice(&100u32.to_le_bytes());
+    // Members of equal length: the last trailer's size fits the first
+    // member too, so only the check that it spans the body catches it.
+    let two_members = [gzip(b"first_member 1\n"), gzip(b"other_member 2\n")].concat();
+    let mut corrupt = gzip(b"corrupt 1\n");
+    let n = corrupt.len();
+    corrupt[n - 8] ^= 0xff;
+
+    let bomb_addr = serve_gzip(lying_bomb).await;
+    let multi_addr = serve_gzip(two_members).await;
+    let corrupt_addr = serve_gzip(corrupt).await;
+
+    let yaml = "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: j\n    body_size_limit: 1MB\n    static_configs: []\n";
+    let cfg = tributary_config::load_str(yaml, "t.yml", std::path::Path::new(".")).unwrap();
+    let storage = MemStorage::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut m = ScrapeManager::new(
+        Arc::new(storage.clone()) as Arc<dyn Storage>,
+        "test".into(),
+        true,
+        Duration::from_millis(2),
+        ScrapeMetrics::new(&mut registry),
+        CancellationToken::new(),
+    );
+    m.apply_config(&cfg).map_err(|e| format!("{e:?}")).unwrap();
+    let targets = [bomb_addr.clone(), multi_addr.clone(), corrupt_addr.clone()];
+    let mut map = std::collections::BTreeMap::new();
+    map.insert(
+        "j".to_string(),
+        vec![TargetGroup::from_static("0".into(), &targets, &[])],
+    );
+    m.sync(Arc::new(map));
+
+    // Bounded wait for every target to have been scraped once.
+    let start = tokio::time::Instant::now();
+    let (bomb, multi, corrupt) = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "scrapes never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let snap = m.snapshot();
+        let health = |addr: &str| {
+            snap[0]
+                .active
+                .iter()
+                .find(|t| t.target.url.contains(addr))
+                .filter(|t| t.health.health != Health::Unknown)
+                .map(|t| (t.health.health, t.health.last_error.clone()))
+        };
+        if let (Some(b), Some(mm), Some(c)) = (
+            health(&bomb_addr),
+            health(&multi_addr),
+            health(&corrupt_addr),
+        ) {
+            break (b, mm, c);
+        }
+    };
+    m.stop();
+    assert_eq!(bomb.0, Health::Down);
+    assert!(bomb.1.contains("body size limit exceeded"), "{}", bomb.1);
+    assert_eq!(multi.0, Health::Up, "{}", multi.1);
+    assert!(!storage.samples_named("first_member").is_empty());
+    assert!(!storage.samples_named("other_member").is_empty());
+    assert_eq!(corrupt.0, Health::Down);
+    assert!(corrupt.1.contains("gzip"), "{}", corrupt.1);
+}
