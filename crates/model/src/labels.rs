@@ -185,6 +185,7 @@ impl<'a> IntoIterator for &'a Labels {
 }
 
 /// Iterates the labels of a [`Labels`] in name order.
+#[derive(Clone)]
 pub struct LabelsIter<'a> {
     rest: &'a str,
 }

@@ -8,8 +8,10 @@
 
 mod appender;
 pub mod histogram;
+mod label_store;
 mod labels;
 mod metadata;
+mod pairs;
 mod protocol;
 mod ref_map;
 mod sample;
@@ -17,8 +19,10 @@ pub mod testing;
 
 pub use appender::{AppendError, Appender, Exemplar, Storage};
 pub use histogram::{BucketSpan, HistogramCount, NativeHistogram, ResetHint};
+pub use label_store::{LabelStore, PairIds, SharedLabelStore};
 pub use labels::{Label, Labels, LabelsBuilder, LabelsIter, METRIC_NAME};
 pub use metadata::MetricType;
+pub use pairs::{PairId, PairTable, PairTableFull};
 pub use protocol::ScrapeProtocol;
 pub use ref_map::RefMap;
 pub use sample::{is_stale_nan, SeriesRef, Timestamp, STALE_NAN, STALE_NAN_BITS};

@@ -26,10 +26,11 @@
 //!
 //! Zero-valued scalars are omitted, as proto3 encoders do.
 
-use tributary_model::{Labels, MetricType, NativeHistogram, Timestamp};
+use tributary_model::{Label, Labels, MetricType, NativeHistogram, PairIds, PairTable, Timestamp};
 
 use crate::proto;
 use crate::proto::{put_varint, varint_len};
+use crate::snappy_stream::SnappyStream;
 
 const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
@@ -46,6 +47,10 @@ const KEY_LABEL_NAME: u8 = key(1, WIRE_LEN);
 const KEY_LABEL_VALUE: u8 = key(2, WIRE_LEN);
 const KEY_SAMPLE_VALUE: u8 = key(1, WIRE_FIXED64);
 const KEY_SAMPLE_TIMESTAMP: u8 = key(2, WIRE_VARINT);
+
+/// Keys of external labels in the request stream: the top of the id space,
+/// which a [`PairTable`] never reaches.
+const EXTERNAL_KEY_BASE: u32 = u32::MAX - 4096;
 
 /// Why a request could not be encoded.
 #[derive(Debug, thiserror::Error)]
@@ -73,19 +78,220 @@ pub struct MetricMetadata {
     pub unit: String,
 }
 
+/// A queue's external labels, sorted by name, with their wire form.
+#[derive(Debug, Clone, Default)]
+pub struct ExternalLabels {
+    entries: Vec<ExternalLabel>,
+}
+
+#[derive(Debug, Clone)]
+struct ExternalLabel {
+    name: String,
+    wire: Vec<u8>,
+}
+
+impl ExternalLabels {
+    pub fn new(labels: &Labels) -> Self {
+        let entries = labels
+            .iter()
+            .take((u32::MAX - EXTERNAL_KEY_BASE) as usize)
+            .map(|l| {
+                let mut wire = Vec::new();
+                write_label_field(&mut wire, l);
+                ExternalLabel {
+                    name: l.name.to_owned(),
+                    wire,
+                }
+            })
+            .collect();
+        ExternalLabels { entries }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Where an item's labels come from.
+#[derive(Clone)]
+pub enum ItemLabels<'a> {
+    /// A finished set (already with external labels and relabeling).
+    Owned(&'a Labels),
+    /// A series' interned pairs, external labels merged in by name (the
+    /// series' own label wins, as in Prometheus).
+    Stored {
+        pairs: &'a PairTable,
+        ids: PairIds<'a>,
+        external: &'a ExternalLabels,
+    },
+}
+
+/// One label of an item: interned wire bytes with their key, or text.
+#[derive(Clone, Copy)]
+pub enum LabelPiece<'a> {
+    Wire { key: u32, bytes: &'a [u8] },
+    Text(Label<'a>),
+}
+
+impl<'a> LabelPiece<'a> {
+    /// Length of the piece's `TimeSeries.labels` field.
+    fn wire_len(&self) -> usize {
+        match self {
+            LabelPiece::Wire { bytes, .. } => bytes.len(),
+            LabelPiece::Text(l) => len_field_size(label_message_len(l.name, l.value)),
+        }
+    }
+
+    /// Name and value (interned text is UTF-8 by construction).
+    pub fn label(&self) -> Label<'a> {
+        match *self {
+            LabelPiece::Text(l) => l,
+            LabelPiece::Wire { bytes, .. } => {
+                let (n, v) = tributary_model::PairTable::split_wire(bytes).unwrap_or_default();
+                Label {
+                    name: std::str::from_utf8(n).unwrap_or_default(),
+                    value: std::str::from_utf8(v).unwrap_or_default(),
+                }
+            }
+        }
+    }
+}
+
+impl<'a> ItemLabels<'a> {
+    /// The labels in name order.
+    pub fn pieces(&self) -> Pieces<'a> {
+        match self {
+            ItemLabels::Owned(l) => Pieces(PiecesInner::Owned(l.iter())),
+            ItemLabels::Stored {
+                pairs,
+                ids,
+                external,
+            } => Pieces(PiecesInner::Stored {
+                pairs,
+                ids: ids.clone(),
+                next: None,
+                external: &external.entries,
+            }),
+        }
+    }
+}
+
+/// Iterator of an item's [`LabelPiece`]s.
+#[derive(Clone)]
+pub struct Pieces<'a>(PiecesInner<'a>);
+
+#[derive(Clone)]
+enum PiecesInner<'a> {
+    Owned(tributary_model::LabelsIter<'a>),
+    Stored {
+        pairs: &'a PairTable,
+        ids: PairIds<'a>,
+        /// A stored pair read but not handed out yet: (id, wire).
+        next: Option<(u32, &'a [u8])>,
+        external: &'a [ExternalLabel],
+    },
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = LabelPiece<'a>;
+
+    fn next(&mut self) -> Option<LabelPiece<'a>> {
+        match &mut self.0 {
+            PiecesInner::Owned(it) => it.next().map(LabelPiece::Text),
+            PiecesInner::Stored {
+                pairs,
+                ids,
+                next,
+                external,
+            } => {
+                let stored = match next.take() {
+                    Some(p) => Some(p),
+                    None => ids.next().map(|id| (id, pairs.encoded(id))),
+                };
+                let Some((ext, rest)) = external.split_first() else {
+                    return stored.map(|(key, bytes)| LabelPiece::Wire { key, bytes });
+                };
+                let ext_piece = LabelPiece::Wire {
+                    key: u32::MAX - rest.len() as u32,
+                    bytes: &ext.wire,
+                };
+                let Some((id, bytes)) = stored else {
+                    *external = rest;
+                    return Some(ext_piece);
+                };
+                let name = PairTable::split_wire(bytes).map_or(&[][..], |(n, _)| n);
+                match ext.name.as_bytes().cmp(name) {
+                    std::cmp::Ordering::Less => {
+                        *next = Some((id, bytes));
+                        *external = rest;
+                        Some(ext_piece)
+                    }
+                    std::cmp::Ordering::Equal => {
+                        *external = rest;
+                        Some(LabelPiece::Wire { key: id, bytes })
+                    }
+                    std::cmp::Ordering::Greater => Some(LabelPiece::Wire { key: id, bytes }),
+                }
+            }
+        }
+    }
+}
+
 /// One item to send (a float sample unless [`EncodableSample::payload`]
-/// says otherwise), with the final (external-labelled, relabelled) label
-/// set of its series.
-pub trait EncodableSample {
-    fn labels(&self) -> &Labels;
+/// says otherwise) with the labels of its series, borrowed for `'a` (the
+/// encoding of one request).
+pub trait EncodableSample<'a> {
+    fn labels(&self) -> ItemLabels<'a>;
     fn timestamp(&self) -> Timestamp;
     fn value(&self) -> f64;
-    fn payload(&self) -> Payload<'_> {
+    fn payload(&self) -> Payload<'a> {
         Payload::Sample(self.value())
     }
     /// Sent inline by remote write 2.0 only.
-    fn metadata(&self) -> Option<&MetricMetadata> {
+    fn metadata(&self) -> Option<&'a MetricMetadata> {
         None
+    }
+}
+
+/// Where encoded bytes go: straight into a protobuf buffer, or into a
+/// [`SnappyStream`] that turns repeated keyed bytes into copies.
+trait Sink {
+    /// Label text.
+    fn text(&mut self, bytes: &[u8]);
+    /// Framing and values.
+    fn raw(&mut self, bytes: &[u8]);
+    fn keyed(&mut self, key: u32, bytes: &[u8]);
+    /// Bytes that often equal the previous call's.
+    fn repeated(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn text(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn raw(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn keyed(&mut self, _key: u32, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn repeated(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for SnappyStream {
+    fn text(&mut self, bytes: &[u8]) {
+        self.literal(bytes);
+    }
+    fn raw(&mut self, bytes: &[u8]) {
+        self.plain(bytes);
+    }
+    fn keyed(&mut self, key: u32, bytes: &[u8]) {
+        SnappyStream::keyed(self, key, bytes);
+    }
+    fn repeated(&mut self, bytes: &[u8]) {
+        SnappyStream::repeated(self, bytes);
     }
 }
 
@@ -95,6 +301,9 @@ pub struct WriteRequestEncoder {
     proto: Vec<u8>,
     compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
+    stream: SnappyStream,
+    /// The non-label part of the TimeSeries being written.
+    tail: Vec<u8>,
 }
 
 impl Default for WriteRequestEncoder {
@@ -105,27 +314,43 @@ impl Default for WriteRequestEncoder {
 
 impl WriteRequestEncoder {
     pub fn new() -> Self {
-        Self {
+        WriteRequestEncoder {
             proto: Vec::new(),
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
+            stream: SnappyStream::default(),
+            tail: Vec::new(),
         }
     }
 
     /// Encodes `samples` (one TimeSeries each) and returns the
     /// snappy-compressed body, valid until the next call.
-    pub fn encode<'a, S: EncodableSample + 'a>(
+    ///
+    /// When every item's labels are interned (the queue's normal case) the
+    /// request is written as a snappy stream with copies for repeated pairs
+    /// (see [`crate::snappy_stream`]); items with owned labels have no ids
+    /// to match, so such a batch is encoded plainly and compressed by snappy.
+    pub fn encode<'a, S: EncodableSample<'a>>(
         &mut self,
-        samples: impl IntoIterator<Item = &'a S>,
+        samples: impl IntoIterator<Item = S, IntoIter: Clone>,
     ) -> Result<&[u8], EncodeError> {
+        let samples = samples.into_iter();
+        let all_interned = samples
+            .clone()
+            .all(|s| matches!(s.labels(), ItemLabels::Stored { .. }));
+        // One item's labels, gathered once: their total length heads the
+        // TimeSeries entry.
+        let mut pieces: Vec<LabelPiece<'a>> = Vec::new();
+        if all_interned {
+            self.stream.reset();
+            for s in samples {
+                write_item(&mut self.stream, &mut self.tail, &mut pieces, &s);
+            }
+            return Ok(self.stream.finish());
+        }
         self.proto.clear();
         for s in samples {
-            match s.payload() {
-                Payload::Sample(v) => {
-                    write_timeseries(&mut self.proto, s.labels(), s.timestamp(), v)
-                }
-                other => write_other_timeseries(&mut self.proto, s.labels(), s.timestamp(), other),
-            }
+            write_item(&mut self.proto, &mut self.tail, &mut pieces, &s);
         }
         self.compress()
     }
@@ -146,11 +371,6 @@ impl WriteRequestEncoder {
             });
         }
         self.compress()
-    }
-
-    /// The uncompressed protobuf of the last [`WriteRequestEncoder::encode`].
-    pub fn last_uncompressed(&self) -> &[u8] {
-        &self.proto
     }
 
     fn compress(&mut self) -> Result<&[u8], EncodeError> {
@@ -174,29 +394,31 @@ fn sample_message_len(t: Timestamp, v: f64) -> usize {
     value + ts
 }
 
-/// Up to two field keys with their varint lengths, assembled on the stack.
+/// A field key with its varint length, assembled on the stack.
 #[derive(Default)]
 struct FieldHead {
-    bytes: [u8; 24],
+    bytes: [u8; 12],
     len: usize,
 }
 
 impl FieldHead {
+    fn new(key: u8, payload_len: usize) -> Self {
+        let mut h = FieldHead::default();
+        h.push(key);
+        let mut v = payload_len as u64;
+        while v >= 0x80 {
+            h.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        h.push(v as u8);
+        h
+    }
+
     fn push(&mut self, b: u8) {
         if let Some(slot) = self.bytes.get_mut(self.len) {
             *slot = b;
             self.len += 1;
         }
-    }
-
-    fn len_field(&mut self, key: u8, payload_len: usize) {
-        self.push(key);
-        let mut v = payload_len as u64;
-        while v >= 0x80 {
-            self.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.push(v as u8);
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -214,69 +436,89 @@ fn put_string_field(buf: &mut Vec<u8>, key: u8, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
-fn write_timeseries(buf: &mut Vec<u8>, labels: &Labels, t: Timestamp, v: f64) {
-    // Sizes are computed first because protobuf prefixes each nested message
-    // with its length; walking the packed labels twice is cheaper than
-    // encoding into a scratch buffer and copying.
-    let labels_len: usize = labels
-        .iter()
-        .map(|l| len_field_size(label_message_len(l.name, l.value)))
-        .sum();
-    let sample_len = sample_message_len(t, v);
-    let series_len = labels_len + len_field_size(sample_len);
-
-    buf.reserve(len_field_size(series_len));
-    put_len_field(buf, KEY_WRITE_REQUEST_TIMESERIES, series_len);
-    for l in labels {
-        // Keys and lengths go through a stack buffer: one append per run
-        // of small fields instead of a capacity check per byte.
-        let mut head = FieldHead::default();
-        head.len_field(KEY_TIMESERIES_LABEL, label_message_len(l.name, l.value));
-        head.len_field(KEY_LABEL_NAME, l.name.len());
-        buf.extend_from_slice(head.as_bytes());
-        buf.extend_from_slice(l.name.as_bytes());
-        let mut head = FieldHead::default();
-        head.len_field(KEY_LABEL_VALUE, l.value.len());
-        buf.extend_from_slice(head.as_bytes());
-        buf.extend_from_slice(l.value.as_bytes());
-    }
-    put_len_field(buf, KEY_TIMESERIES_SAMPLE, sample_len);
-    if v.to_bits() != 0 {
-        buf.push(KEY_SAMPLE_VALUE);
-        buf.extend_from_slice(&v.to_bits().to_le_bytes());
-    }
-    if t != 0 {
-        buf.push(KEY_SAMPLE_TIMESTAMP);
-        put_varint(buf, t as u64);
-    }
+/// One `TimeSeries.labels` field for a label given as text.
+fn write_label_field(buf: &mut Vec<u8>, l: Label<'_>) {
+    put_len_field(
+        buf,
+        KEY_TIMESERIES_LABEL,
+        label_message_len(l.name, l.value),
+    );
+    put_string_field(buf, KEY_LABEL_NAME, l.name);
+    put_string_field(buf, KEY_LABEL_VALUE, l.value);
 }
 
-/// A TimeSeries carrying a histogram (field 4) or an exemplar (field 3).
-fn write_other_timeseries(buf: &mut Vec<u8>, labels: &Labels, t: Timestamp, payload: Payload<'_>) {
-    proto::put_message(buf, 1, |b| {
-        write_labels(b, 1, labels);
-        match payload {
-            Payload::Histogram(h) => proto::put_message(b, 4, |b| proto::write_histogram(b, h, t)),
-            Payload::Exemplar(ex_labels, v) => proto::put_message(b, 3, |b| {
-                write_labels(b, 1, ex_labels);
-                proto::put_double(b, 2, v);
-                proto::put_int64(b, 3, t);
-            }),
-            Payload::Sample(v) => proto::put_message(b, 2, |b| {
-                proto::put_double(b, 1, v);
-                proto::put_int64(b, 2, t);
-            }),
+fn write_text_label<S: Sink>(sink: &mut S, l: Label<'_>) {
+    let head = FieldHead::new(KEY_TIMESERIES_LABEL, label_message_len(l.name, l.value));
+    sink.raw(head.as_bytes());
+    sink.raw(FieldHead::new(KEY_LABEL_NAME, l.name.len()).as_bytes());
+    sink.text(l.name.as_bytes());
+    sink.raw(FieldHead::new(KEY_LABEL_VALUE, l.value.len()).as_bytes());
+    sink.text(l.value.as_bytes());
+}
+
+/// One TimeSeries entry: labels, then the sample, histogram or exemplar
+/// (encoded into `tail` first, as its length is part of the entry's).
+fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
+    sink: &mut S,
+    tail: &mut Vec<u8>,
+    pieces: &mut Vec<LabelPiece<'a>>,
+    item: &E,
+) {
+    let t = item.timestamp();
+    tail.clear();
+    // A float sample's timestamp goes last, so the samples of one scrape
+    // repeat it as a copy.
+    let mut ts_at = None;
+    match item.payload() {
+        Payload::Sample(v) => {
+            put_len_field(tail, KEY_TIMESERIES_SAMPLE, sample_message_len(t, v));
+            if v.to_bits() != 0 {
+                tail.push(KEY_SAMPLE_VALUE);
+                tail.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+            if t != 0 {
+                ts_at = Some(tail.len());
+                tail.push(KEY_SAMPLE_TIMESTAMP);
+                put_varint(tail, t as u64);
+            }
         }
-    });
-}
-
-/// Repeated `Label` messages in field `field`.
-fn write_labels(buf: &mut Vec<u8>, field: u32, labels: &Labels) {
-    for l in labels {
-        proto::put_key(buf, field, proto::WIRE_LEN);
-        put_varint(buf, label_message_len(l.name, l.value) as u64);
-        put_string_field(buf, KEY_LABEL_NAME, l.name);
-        put_string_field(buf, KEY_LABEL_VALUE, l.value);
+        Payload::Histogram(h) => proto::put_message(tail, 4, |b| proto::write_histogram(b, h, t)),
+        Payload::Exemplar(ex_labels, v) => proto::put_message(tail, 3, |b| {
+            for l in ex_labels {
+                write_label_field(b, l);
+            }
+            proto::put_double(b, 2, v);
+            proto::put_int64(b, 3, t);
+        }),
+    }
+    pieces.clear();
+    match item.labels() {
+        // The common case, without the merge.
+        ItemLabels::Stored {
+            pairs,
+            ids,
+            external,
+        } if external.is_empty() => pieces.extend(ids.map(|id| LabelPiece::Wire {
+            key: id,
+            bytes: pairs.encoded(id),
+        })),
+        labels => pieces.extend(labels.pieces()),
+    }
+    let labels_len: usize = pieces.iter().map(|p| p.wire_len()).sum();
+    let series_len = labels_len + tail.len();
+    sink.raw(FieldHead::new(KEY_WRITE_REQUEST_TIMESERIES, series_len).as_bytes());
+    for &piece in pieces.iter() {
+        match piece {
+            LabelPiece::Wire { key, bytes } => sink.keyed(key, bytes),
+            LabelPiece::Text(l) => write_text_label(sink, l),
+        }
+    }
+    match ts_at.and_then(|at| Some((tail.get(..at)?, tail.get(at..)?))) {
+        Some((value, ts)) => {
+            sink.raw(value);
+            sink.repeated(ts);
+        }
+        None => sink.raw(tail),
     }
 }
 
@@ -305,9 +547,9 @@ mod tests {
     use prost::Message;
 
     struct S(Labels, i64, f64);
-    impl EncodableSample for S {
-        fn labels(&self) -> &Labels {
-            &self.0
+    impl<'a> EncodableSample<'a> for &'a S {
+        fn labels(&self) -> ItemLabels<'a> {
+            ItemLabels::Owned(&self.0)
         }
         fn timestamp(&self) -> Timestamp {
             self.1
@@ -385,11 +627,86 @@ mod tests {
     #[test]
     fn empty_batch_is_an_empty_request() {
         let mut enc = WriteRequestEncoder::new();
-        let req = decode(enc.encode::<S>([]).expect("encodes"));
+        let req = decode(enc.encode::<&S>([]).expect("encodes"));
         assert!(req.timeseries.is_empty());
     }
 
+    /// A stored series as the queue hands it to the encoder.
+    struct Stored<'a> {
+        store: &'a tributary_model::LabelStore,
+        external: &'a ExternalLabels,
+        r: tributary_model::SeriesRef,
+        t: i64,
+        v: f64,
+    }
+    impl<'a> EncodableSample<'a> for &Stored<'a> {
+        fn labels(&self) -> ItemLabels<'a> {
+            ItemLabels::Stored {
+                pairs: self.store.pairs(),
+                ids: self.store.pair_ids(self.r).expect("stored"),
+                external: self.external,
+            }
+        }
+        fn timestamp(&self) -> Timestamp {
+            self.t
+        }
+        fn value(&self) -> f64 {
+            self.v
+        }
+    }
+
+    fn snappy_decode(body: &[u8]) -> Vec<u8> {
+        snap::raw::Decoder::new()
+            .decompress_vec(body)
+            .expect("valid snappy block")
+    }
+
     proptest! {
+        /// The interned path (snappy stream with copies, external labels
+        /// merged) produces exactly the protobuf of the plain path fed the
+        /// final label sets.
+        #[test]
+        fn interned_labels_encode_to_the_same_request_as_owned_ones(
+            sets in proptest::collection::vec(
+                proptest::collection::btree_map("[a-d]{1,2}", "[x-z]{1,3}", 1..6), 1..20),
+            external in proptest::collection::btree_map("[a-e]{1,2}", "[x-z]{1,3}", 0..3),
+            picks in proptest::collection::vec((0usize..20, -3i64..3, any::<f64>()), 0..60),
+        ) {
+            let mut store = tributary_model::LabelStore::new();
+            let labels: Vec<Labels> = sets.iter().map(|m| Labels::from_pairs(m.iter())).collect();
+            for (i, l) in labels.iter().enumerate() {
+                store.insert(tributary_model::SeriesRef(i as u64 + 1), l).expect("insert");
+            }
+            let ext_labels = Labels::from_pairs(external.iter());
+            let ext = ExternalLabels::new(&ext_labels);
+            let stored: Vec<Stored<'_>> = picks
+                .iter()
+                .map(|&(i, t, v)| Stored {
+                    store: &store,
+                    external: &ext,
+                    r: tributary_model::SeriesRef((i % labels.len()) as u64 + 1),
+                    t: 1_700_000_000_000 + t,
+                    v,
+                })
+                .collect();
+            let owned: Vec<S> = stored
+                .iter()
+                .map(|s| {
+                    let mut b = labels[s.r.0 as usize - 1].to_builder();
+                    for l in &ext_labels {
+                        if b.get(l.name).is_none() {
+                            b.set(l.name, l.value);
+                        }
+                    }
+                    S(b.labels(), s.t, s.v)
+                })
+                .collect();
+            let mut enc = WriteRequestEncoder::new();
+            let fast = snappy_decode(enc.encode(&stored).expect("encodes"));
+            let plain = snappy_decode(enc.encode(&owned).expect("encodes"));
+            prop_assert_eq!(fast, plain);
+        }
+
         #[test]
         fn round_trips_through_prost(
             series in proptest::collection::vec(

@@ -136,15 +136,15 @@ impl WriteRequestV2Encoder {
 
     /// Encodes `samples` (one TimeSeries each) and returns the
     /// snappy-compressed body, valid until the next call.
-    pub fn encode<'a, S: EncodableSample + 'a>(
+    pub fn encode<'a, S: EncodableSample<'a>>(
         &mut self,
-        samples: impl IntoIterator<Item = &'a S>,
+        samples: impl IntoIterator<Item = S>,
     ) -> Result<&[u8], EncodeError> {
         self.symbols.clear();
         self.series.clear();
         for s in samples {
             self.refs.clear();
-            for l in s.labels() {
+            for l in s.labels().pieces().map(|p| p.label()) {
                 let name = self.symbols.intern(l.name);
                 let value = self.symbols.intern(l.value);
                 self.refs.push(name);
@@ -336,9 +336,9 @@ mod tests {
     }
 
     struct S(Labels, i64, f64);
-    impl EncodableSample for S {
-        fn labels(&self) -> &Labels {
-            &self.0
+    impl<'a> EncodableSample<'a> for &'a S {
+        fn labels(&self) -> crate::encode::ItemLabels<'a> {
+            crate::encode::ItemLabels::Owned(&self.0)
         }
         fn timestamp(&self) -> Timestamp {
             self.1

@@ -19,15 +19,21 @@ pub mod encode_v2;
 pub mod metrics;
 mod proto;
 pub mod queue;
+mod snappy_stream;
 pub mod source;
 mod storage;
 mod wal_source;
 
 pub use client::{Protocol, SendError, WriteClient, WriteClientSettings};
-pub use encode::{EncodableSample, EncodeError, MetricMetadata, Payload, WriteRequestEncoder};
+pub use encode::{
+    EncodableSample, EncodeError, ExternalLabels, ItemLabels, LabelPiece, MetricMetadata, Payload,
+    WriteRequestEncoder,
+};
 pub use encode_v2::{WriteRequestV2Encoder, WrittenStats};
 pub use metrics::{DropReason, QueueMetrics, RemoteMetrics};
-pub use queue::{MetadataSettings, QueueManager, QueueSettings, QueueStatus, SeriesTransform};
+pub use queue::{
+    MetadataSettings, QueueManager, QueueSettings, QueueStatus, RelabelFn, SeriesTransform,
+};
 pub use source::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};
 pub use storage::{RemoteError, RemoteStorage};
 pub use wal_source::WalSource;

@@ -1,9 +1,12 @@
 //! The queue manager of one `remote_write` entry.
 //!
 //! Tasks:
-//! - the **watcher** reads WAL records from the consumer cursor, keeps the
-//!   series cache (final labels per ref, or "dropped"), registers each record
-//!   with the [`AckTracker`] and enqueues its samples to shard `ref % n`,
+//! - the **watcher** reads WAL records from the consumer cursor, decides
+//!   once per series whether `write_relabel_configs` keep, drop or rewrite
+//!   it (no per-series state without such rules: labels are read from the
+//!   storage's [`tributary_model::LabelStore`] when a batch is encoded),
+//!   registers each record with the [`AckTracker`] and enqueues its
+//!   samples to shard `ref % n`,
 //!   one message per shard per record (a channel send and a wake-up per
 //!   sample cost more than encoding it). Each shard holds at most
 //!   `capacity` queued samples (a semaphore of that many permits); a full
@@ -46,11 +49,15 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
-use tributary_model::{Labels, MetricType, NativeHistogram, RefMap, SeriesRef, Timestamp};
+use tributary_model::{
+    LabelStore, Labels, MetricType, NativeHistogram, RefMap, SeriesRef, SharedLabelStore, Timestamp,
+};
 
 use crate::ack::{AckTracker, RecordRuns};
 use crate::client::{Protocol, SendError, WriteClient};
-use crate::encode::{EncodableSample, MetricMetadata, Payload, WriteRequestEncoder};
+use crate::encode::{
+    EncodableSample, ExternalLabels, ItemLabels, MetricMetadata, Payload, WriteRequestEncoder,
+};
 use crate::encode_v2::WriteRequestV2Encoder;
 use crate::metrics::{raise, DropReason, QueueMetrics};
 use crate::source::{Acker, DecodedRecord, RecordKind, RecordSource};
@@ -69,9 +76,60 @@ const BACKLOG_CATCHUP: f64 = 0.05;
 /// Never reduce shards while the queue is this far behind (seconds).
 const DOWNSHARD_MAX_DELAY_SECS: f64 = 10.0;
 
-/// Maps a series' stored labels to the labels sent (external labels,
-/// write_relabel_configs); `None` drops the series.
-pub type SeriesTransform = Arc<dyn Fn(&Labels) -> Option<Labels> + Send + Sync>;
+/// `write_relabel_configs` as a function of a series' labels (external
+/// labels already added); `None` drops the series.
+pub type RelabelFn = Arc<dyn Fn(&Labels) -> Option<Labels> + Send + Sync>;
+
+/// What a queue does to a series' stored labels before sending them:
+/// external labels are added where the series lacks the name, then the
+/// write relabeling runs (Prometheus's order).
+#[derive(Clone, Default)]
+pub struct SeriesTransform {
+    pub external: Labels,
+    pub relabel: Option<RelabelFn>,
+}
+
+impl SeriesTransform {
+    /// Sends the stored labels unchanged.
+    pub fn identity() -> Self {
+        Self::default()
+    }
+
+    /// The stored labels with the external labels added.
+    fn with_external(&self, labels: &Labels) -> Labels {
+        if self.external.is_empty() {
+            return labels.clone();
+        }
+        let mut b = labels.to_builder();
+        for l in &self.external {
+            if b.get(l.name).is_none() {
+                b.set(l.name, l.value);
+            }
+        }
+        b.labels()
+    }
+
+    /// The watcher's decision for a series with these stored labels.
+    fn decide(&self, stored: &Labels, relabel: &RelabelFn) -> SeriesDecision {
+        let full = self.with_external(stored);
+        match relabel(&full) {
+            None => SeriesDecision::Drop,
+            Some(out) if out.is_empty() => SeriesDecision::Drop,
+            Some(out) if out == full => SeriesDecision::Keep,
+            Some(out) => SeriesDecision::Rewrite(out),
+        }
+    }
+}
+
+/// What write relabeling made of a series.
+#[derive(Clone, Debug)]
+enum SeriesDecision {
+    /// Sent with its stored labels (and external labels).
+    Keep,
+    Drop,
+    /// Sent with these labels instead.
+    Rewrite(Labels),
+}
 
 /// The queue_config of one remote_write entry, validated.
 #[derive(Clone, Debug)]
@@ -160,7 +218,9 @@ enum ItemKind {
 /// A sample, histogram or exemplar on its way to the endpoint.
 #[derive(Clone, Debug)]
 struct QueuedSample {
-    labels: Labels,
+    series: SeriesRef,
+    /// Labels write relabeling produced; `None`: the stored ones.
+    rewritten: Option<Labels>,
     t: Timestamp,
     item: Item,
     /// The series' metadata, sent inline by 2.0.
@@ -179,28 +239,53 @@ impl QueuedSample {
     }
 }
 
-impl EncodableSample for QueuedSample {
-    fn labels(&self) -> &Labels {
-        &self.labels
+/// A queued sample with its labels found: in the store (under the read
+/// lock the encoder holds) or rewritten by relabeling.
+struct Resolved<'a> {
+    sample: &'a QueuedSample,
+    labels: ItemLabels<'a>,
+}
+
+impl<'a> Resolved<'a> {
+    fn new(
+        sample: &'a QueuedSample,
+        store: &'a LabelStore,
+        external: &'a ExternalLabels,
+    ) -> Option<Self> {
+        let labels = match &sample.rewritten {
+            Some(l) => ItemLabels::Owned(l),
+            None => ItemLabels::Stored {
+                pairs: store.pairs(),
+                ids: store.pair_ids(sample.series)?,
+                external,
+            },
+        };
+        Some(Resolved { sample, labels })
+    }
+}
+
+impl<'a> EncodableSample<'a> for Resolved<'a> {
+    fn labels(&self) -> ItemLabels<'a> {
+        self.labels.clone()
     }
     fn timestamp(&self) -> Timestamp {
-        self.t
+        self.sample.t
     }
     fn value(&self) -> f64 {
-        match self.item {
+        match self.sample.item {
             Item::Float(v) => v,
             _ => 0.0,
         }
     }
-    fn payload(&self) -> Payload<'_> {
-        match &self.item {
+    fn payload(&self) -> Payload<'a> {
+        match &self.sample.item {
             Item::Float(v) => Payload::Sample(*v),
             Item::Histogram(h) => Payload::Histogram(h),
             Item::Exemplar(e) => Payload::Exemplar(&e.0, e.1),
         }
     }
-    fn metadata(&self) -> Option<&MetricMetadata> {
-        self.metadata.as_deref()
+    fn metadata(&self) -> Option<&'a MetricMetadata> {
+        self.sample.metadata.as_deref()
     }
 }
 
@@ -255,6 +340,9 @@ struct Outcome {
 /// State shared by the watcher, the shards and the resharder.
 struct Shared<P> {
     settings: QueueSettings,
+    /// The label sets of the series the WAL's records refer to.
+    labels: SharedLabelStore,
+    external: ExternalLabels,
     client: WriteClient,
     metrics: QueueMetrics,
     tracker: Mutex<AckTracker<P>>,
@@ -310,6 +398,8 @@ impl QueueManager {
             .set(settings.max_samples_per_send as i64);
         metrics.shards_desired.set(settings.min_shards as f64);
         let shared = Arc::new(Shared {
+            labels: source.label_store(),
+            external: ExternalLabels::new(&transform.external),
             acker: source.acker(),
             tracker: Mutex::new(AckTracker::new()),
             outcome: Mutex::new(Outcome::default()),
@@ -451,9 +541,9 @@ async fn run_watcher<S: RecordSource>(
             Ok(Some(pos)) => {
                 let gc = source.series_gc_generation();
                 if gc != series_gc {
-                    // Truncation collected series: forget their labels.
+                    // Truncation collected series: forget them.
                     series_gc = gc;
-                    source.retain_live(&mut series.labels);
+                    source.retain_live(&mut series.decisions);
                     source.retain_live(&mut series.metadata);
                 }
                 if let Some(segment) = source.current_segment() {
@@ -497,11 +587,12 @@ async fn run_watcher<S: RecordSource>(
     shards.shutdown(deadline).await;
 }
 
-/// The watcher's view of the series: final labels (or "dropped") and, for
-/// 2.0 which sends it inline, the latest metadata per ref.
+/// The watcher's per-series state: what write relabeling decided (only
+/// kept when there are rules) and, for 2.0 which sends it inline, the
+/// latest metadata per ref.
 #[derive(Default)]
 struct SeriesCache {
-    labels: RefMap<Option<Labels>>,
+    decisions: RefMap<SeriesDecision>,
     metadata: RefMap<Arc<MetricMetadata>>,
 }
 
@@ -531,16 +622,22 @@ fn store_metadata<P>(
     record: &DecodedRecord,
     v2: bool,
 ) {
+    if record.metadata.is_empty() {
+        return;
+    }
     let mut families = None;
+    let store = shared.labels.read();
     for (r, m) in &record.metadata {
-        let Some(Some(labels)) = series.labels.get(*r) else {
+        if store.resolve(*r).is_none()
+            || matches!(series.decisions.get(*r), Some(SeriesDecision::Drop))
+        {
             continue;
-        };
+        }
         if v2 {
             series.metadata.insert(*r, Arc::clone(m));
         }
         if shared.settings.metadata.is_some() {
-            if let Some(metric) = labels.metric_name() {
+            if let Some(metric) = store.metric_name(*r) {
                 let family = family_name(metric, m.kind);
                 let map = families.get_or_insert_with(|| shared.family_metadata.lock());
                 if map.get(family).is_none_or(|old| **old != **m) {
@@ -618,9 +715,6 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     match record.kind {
         RecordKind::Series => {
             m.records_series.inc();
-            for (r, labels) in &record.series {
-                series.labels.insert(*r, transform(labels));
-            }
         }
         RecordKind::Samples => {
             m.records_samples.inc();
@@ -657,13 +751,14 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     for (r, t, item) in record_items(record, send_histograms, send_exemplars) {
         let kind = item.kind() as usize;
         in_by_kind[kind] += 1;
-        let labels = match series.labels.get(r) {
-            Some(Some(labels)) if t >= min_ts => labels,
-            Some(Some(_)) => {
-                dropped[0] += 1;
-                continue;
-            }
-            Some(None) => {
+        if t < min_ts {
+            dropped[0] += 1;
+            continue;
+        }
+        let rewritten = match relabel_decision(shared, transform, series, r) {
+            Some(SeriesDecision::Keep) => None,
+            Some(SeriesDecision::Rewrite(l)) => Some(l),
+            Some(SeriesDecision::Drop) => {
                 dropped[1] += 1;
                 continue;
             }
@@ -678,7 +773,8 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
             highest = highest.max(t);
         }
         let sample = QueuedSample {
-            labels: labels.clone(),
+            series: r,
+            rewritten,
             t,
             item: item.to_owned_item(),
             metadata: if v2 {
@@ -743,6 +839,28 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
         }
     }
     true
+}
+
+/// What write relabeling makes of series `r`, decided on its first sample
+/// (`None`: the storage does not know `r`). Without rules every series is
+/// kept and nothing is looked up: a series the storage no longer has is
+/// found out when its batch is encoded.
+fn relabel_decision<P>(
+    shared: &Shared<P>,
+    transform: &SeriesTransform,
+    series: &mut SeriesCache,
+    r: SeriesRef,
+) -> Option<SeriesDecision> {
+    let Some(relabel) = &transform.relabel else {
+        return Some(SeriesDecision::Keep);
+    };
+    if let Some(d) = series.decisions.get(r) {
+        return Some(d.clone());
+    }
+    let stored = shared.labels.read().labels(r)?;
+    let d = transform.decide(&stored, relabel);
+    series.decisions.insert(r, d.clone());
+    Some(d)
 }
 
 // ------------------------------------------------------- metadata sender
@@ -1093,6 +1211,10 @@ impl Batch {
         hard_stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let count = self.samples.len();
+        let mut by_kind = [0i64; 3];
+        for s in &self.samples {
+            by_kind[s.kind() as usize] += 1;
+        }
         let delivery = self.deliver(shared, hard_stop).await;
         if matches!(delivery, Delivery::Cancelled) {
             return false;
@@ -1115,10 +1237,6 @@ impl Batch {
             (shared.acker)(p);
         }
         shared.pending.fetch_sub(count as i64, Ordering::Relaxed);
-        let mut by_kind = [0i64; 3];
-        for s in &self.samples {
-            by_kind[s.kind() as usize] += 1;
-        }
         for (kind, n) in by_kind.into_iter().enumerate() {
             shared.pending_by_kind[kind].fetch_sub(n, Ordering::Relaxed);
         }
@@ -1145,12 +1263,12 @@ impl Batch {
                 return Delivery::Dropped;
             }
             let protocol = shared.client.protocol();
-            let encoded = match protocol {
-                Protocol::V1 => self.encoder.encode(self.samples.iter()),
-                Protocol::V2 => self.encoder_v2.encode(self.samples.iter()),
-            };
+            let encoded = self.encode(shared, protocol);
+            if self.samples.is_empty() {
+                return Delivery::Dropped;
+            }
             let body = match encoded {
-                Ok(b) => Bytes::copy_from_slice(b),
+                Ok(b) => b,
                 Err(e) => {
                     tally(m, &self.samples, Tally::Failed);
                     record_error(shared, format!("encoding batch: {e}"));
@@ -1207,6 +1325,36 @@ impl Batch {
                 }
             }
         }
+    }
+
+    /// Encodes the batch for `protocol`, first dropping samples whose
+    /// series the storage collected meanwhile (forced WAL truncation).
+    fn encode<P>(
+        &mut self,
+        shared: &Shared<P>,
+        protocol: Protocol,
+    ) -> Result<Bytes, crate::encode::EncodeError> {
+        let store = shared.labels.read();
+        let before = self.samples.len();
+        self.samples
+            .retain(|s| s.rewritten.is_some() || store.resolve(s.series).is_some());
+        let gone = before - self.samples.len();
+        if gone > 0 {
+            shared
+                .metrics
+                .dropped(DropReason::UnintentionallyDroppedSeries)
+                .inc_by(gone as u64);
+        }
+        let external = &shared.external;
+        let items = self
+            .samples
+            .iter()
+            .filter_map(|s| Resolved::new(s, &store, external));
+        let body = match protocol {
+            Protocol::V1 => self.encoder.encode(items)?,
+            Protocol::V2 => self.encoder_v2.encode(items)?,
+        };
+        Ok(Bytes::copy_from_slice(body))
     }
 
     fn drop_too_old<P>(&mut self, shared: &Shared<P>) {

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tributary_model::{Labels, NativeHistogram, RefMap, SeriesRef, Timestamp};
+use tributary_model::{Labels, NativeHistogram, RefMap, SeriesRef, SharedLabelStore, Timestamp};
 
 use crate::encode::MetricMetadata;
 
@@ -20,7 +20,6 @@ pub type Acker<P> = Arc<dyn Fn(P) + Send + Sync>;
 #[derive(Debug, Default)]
 pub struct DecodedRecord {
     pub kind: RecordKind,
-    pub series: Vec<(SeriesRef, Labels)>,
     pub samples: Vec<(SeriesRef, Timestamp, f64)>,
     pub histograms: Vec<(SeriesRef, Timestamp, NativeHistogram)>,
     /// (series, time, value, exemplar labels).
@@ -36,7 +35,6 @@ pub struct DecodedRecord {
 impl DecodedRecord {
     pub fn clear(&mut self) {
         self.kind = RecordKind::Other;
-        self.series.clear();
         self.samples.clear();
         self.histograms.clear();
         self.exemplars.clear();
@@ -76,12 +74,18 @@ pub trait RecordSource: Send + 'static {
 
     /// Reads the next record after the previous one into `out`, returning
     /// the position just past it; `Ok(None)` at the current end of the log.
-    /// The first records returned carry the series defined before the
-    /// consumer's cursor, so sample refs resolve.
+    /// The first record returned carries the metadata known of the series
+    /// defined before the consumer's cursor (their Metadata records will not
+    /// be read). Series records carry nothing: labels are in
+    /// [`RecordSource::label_store`].
     fn next_record(
         &mut self,
         out: &mut DecodedRecord,
     ) -> Result<Option<Self::Position>, SourceError>;
+
+    /// The label sets of every series whose records can still be read,
+    /// by ref.
+    fn label_store(&self) -> SharedLabelStore;
 
     /// A handle, callable from any shard, that persists "everything up to
     /// `pos` is done"; after a restart reading resumes from the last

@@ -46,22 +46,19 @@ pub struct RemoteStorage {
 /// External labels (added when absent) then `write_relabel_configs`.
 fn transform(cfg: &RemoteWriteConfig, external: &Labels) -> SeriesTransform {
     let rules = cfg.write_relabel_configs.clone();
-    let external = external.clone();
-    Arc::new(move |labels: &Labels| {
-        if external.is_empty() && rules.is_empty() {
-            return Some(labels.clone());
-        }
-        let mut b = labels.to_builder();
-        for l in &external {
-            if b.get(l.name).is_none() {
-                b.set(l.name, l.value);
+    let relabel: Option<crate::queue::RelabelFn> = (!rules.is_empty()).then(|| {
+        Arc::new(move |labels: &Labels| {
+            let mut b = labels.to_builder();
+            if !tributary_relabel::relabel(&rules, &mut b) || b.is_empty() {
+                return None;
             }
-        }
-        if !tributary_relabel::relabel(&rules, &mut b) || b.is_empty() {
-            return None;
-        }
-        Some(b.labels())
-    })
+            Some(b.labels())
+        }) as crate::queue::RelabelFn
+    });
+    SeriesTransform {
+        external: external.clone(),
+        relabel,
+    }
 }
 
 impl RemoteStorage {

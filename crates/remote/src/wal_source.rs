@@ -1,20 +1,21 @@
 //! The adapter between a queue manager and the on-disk WAL: reads records
-//! from the endpoint's durable cursor, first announcing every series
-//! defined before the cursor (checkpoint + earlier segments), and
-//! acknowledges through the WAL consumer.
+//! from the endpoint's durable cursor and acknowledges through the WAL
+//! consumer. Labels are not read from Series records: the storage's label
+//! store holds every series that still has data in the WAL, so a reader
+//! starting (or jumping) anywhere resolves every ref it meets without
+//! re-reading the checkpoint and earlier segments.
 //!
 //! Two things move the reader forward past data it has not read: forced
 //! truncation (the global byte cap or `max_time` deleted the segments) and
-//! the consumer's own byte cap (the WAL moved its cursor). In both cases the
-//! series defined in the skipped range are announced again (from the
-//! checkpoint and the remaining segments) before reading resumes, so no
-//! later sample meets an unknown series.
+//! the consumer's own byte cap (the WAL moved its cursor). In both cases, as
+//! at start, the metadata the storage knows is announced first, since the
+//! skipped Metadata records will not be read.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tributary_model::{Labels, SeriesRef};
+use tributary_model::SharedLabelStore;
 use tributary_wal::record::{self, RecordType, RefSample};
 use tributary_wal::{AgentStorage, Consumer, Position, SkipReason, WalError, WalReader};
 
@@ -25,8 +26,8 @@ pub struct WalSource {
     storage: Arc<AgentStorage>,
     consumer: Consumer,
     reader: WalReader,
-    /// Series defined before the cursor, handed out as the first record.
-    bootstrap: Option<Vec<(SeriesRef, Labels)>>,
+    /// Whether the known metadata is still to be handed out first.
+    announce: bool,
     commits: watch::Receiver<u64>,
     samples: Vec<RefSample>,
 }
@@ -36,57 +37,23 @@ impl WalSource {
     pub fn open(storage: Arc<AgentStorage>, name: &str) -> Result<WalSource, WalError> {
         let consumer = storage.consumer(name)?;
         let start = consumer.position();
-        let series = series_before(&storage, start)?;
         let reader = WalReader::open(storage.wal_dir(), start)?;
         let commits = storage.commit_watch();
         Ok(WalSource {
             storage,
             consumer,
             reader,
-            bootstrap: Some(series),
+            announce: true,
             commits,
             samples: Vec::new(),
         })
     }
 }
 
-/// Every series defined before `pos`, sharing the storage's in-memory
-/// label buffers where it still has them.
-fn series_before(
-    storage: &AgentStorage,
-    pos: Position,
-) -> Result<Vec<(SeriesRef, Labels)>, WalError> {
-    let mut series = Vec::new();
-    tributary_wal::load_series_before(storage.wal_dir(), pos, |r, l| series.push((r, l)))?;
-    for (r, l) in series.iter_mut() {
-        if let Some(shared) = storage.series_labels(*r) {
-            *l = shared;
-        }
-    }
-    Ok(series)
-}
-
-/// Decodes one record payload into `out`, sharing label buffers with the
-/// storage's live series where possible.
-fn decode(
-    storage: &AgentStorage,
-    samples: &mut Vec<RefSample>,
-    payload: &[u8],
-    out: &mut DecodedRecord,
-) {
+/// Decodes one record payload into `out`.
+fn decode(samples: &mut Vec<RefSample>, payload: &[u8], out: &mut DecodedRecord) {
     match record::record_type(payload) {
-        Some(RecordType::Series) => {
-            out.kind = RecordKind::Series;
-            if let Err(e) = record::decode_series(payload, &mut out.series) {
-                out.decode_error = Some(e.to_string());
-                return;
-            }
-            for (r, l) in out.series.iter_mut() {
-                if let Some(shared) = storage.series_labels(*r) {
-                    *l = shared;
-                }
-            }
-        }
+        Some(RecordType::Series) => out.kind = RecordKind::Series,
         Some(RecordType::Samples) => {
             out.kind = RecordKind::Samples;
             samples.clear();
@@ -137,35 +104,17 @@ fn decode(
     }
 }
 
-/// The metadata the storage holds for `series` (the ones announced before
-/// the cursor, whose Metadata records this reader will not meet).
-fn known_metadata(
-    storage: &AgentStorage,
-    series: &[(SeriesRef, Labels)],
-) -> Vec<(SeriesRef, Arc<MetricMetadata>)> {
-    series
-        .iter()
-        .filter_map(|(r, _)| {
-            let (kind, unit, help) = storage.series_metadata(*r)?;
-            Some((*r, Arc::new(MetricMetadata { kind, help, unit })))
-        })
-        .collect()
-}
-
 impl WalSource {
-    /// Fills `out` with a Series record of every series defined before
-    /// `pos` (after a jump over unread data).
-    fn announce_series_before(
-        &self,
-        pos: Position,
-        out: &mut DecodedRecord,
-    ) -> Result<(), SourceError> {
+    /// Fills `out` with the metadata the storage knows of its live series.
+    fn announce_metadata(&self, out: &mut DecodedRecord) {
         out.clear();
-        out.kind = RecordKind::Series;
-        out.series =
-            series_before(&self.storage, pos).map_err(|e| SourceError::Read(e.to_string()))?;
-        out.metadata = known_metadata(&self.storage, &out.series);
-        Ok(())
+        out.kind = RecordKind::Metadata;
+        out.metadata = self
+            .storage
+            .live_metadata()
+            .into_iter()
+            .map(|(r, kind, unit, help)| (r, Arc::new(MetricMetadata { kind, help, unit })))
+            .collect();
     }
 }
 
@@ -174,10 +123,8 @@ impl RecordSource for WalSource {
 
     fn next_record(&mut self, out: &mut DecodedRecord) -> Result<Option<Position>, SourceError> {
         out.clear();
-        if let Some(series) = self.bootstrap.take() {
-            out.kind = RecordKind::Series;
-            out.metadata = known_metadata(&self.storage, &series);
-            out.series = series;
+        if std::mem::take(&mut self.announce) {
+            self.announce_metadata(out);
             return Ok(Some(self.consumer.position()));
         }
         let acked = self.consumer.position();
@@ -187,7 +134,7 @@ impl RecordSource for WalSource {
             tracing::warn!(consumer = self.consumer.name(), from = %self.reader.position(), to = %acked, "WAL cursor moved ahead by the byte cap; resuming there");
             self.reader = WalReader::open(self.storage.wal_dir(), acked)
                 .map_err(|e| SourceError::Read(e.to_string()))?;
-            self.announce_series_before(acked, out)?;
+            self.announce_metadata(out);
             return Ok(Some(acked));
         }
         let rec = match self.reader.next_record() {
@@ -199,12 +146,16 @@ impl RecordSource for WalSource {
         if let Some(skipped) = rec.skipped {
             tracing::warn!(consumer = self.consumer.name(), from = %skipped.from, to = %skipped.to, reason = ?skipped.reason, "WAL records skipped");
             if skipped.reason == SkipReason::SegmentsDeleted {
-                self.announce_series_before(end, out)?;
+                self.announce_metadata(out);
             }
             return Ok(Some(end));
         }
-        decode(&self.storage, &mut self.samples, rec.payload, out);
+        decode(&mut self.samples, rec.payload, out);
         Ok(Some(end))
+    }
+
+    fn label_store(&self) -> SharedLabelStore {
+        self.storage.label_store()
     }
 
     fn acker(&self) -> Acker<Position> {

@@ -236,7 +236,7 @@ fn open_wal(dir: &std::path::Path) -> Arc<AgentStorage> {
 fn start_queue(wal: &Arc<AgentStorage>, url: &str, v2: bool, extras: bool) -> QueueManager {
     let metrics = RemoteMetrics::register(&mut Registry::default()).for_queue("q", url);
     let source = WalSource::open(wal.clone(), "q").unwrap();
-    let identity: tributary_remote::SeriesTransform = Arc::new(|l: &Labels| Some(l.clone()));
+    let identity = tributary_remote::SeriesTransform::identity();
     QueueManager::start(settings(extras), client(url, v2), source, identity, metrics)
 }
 

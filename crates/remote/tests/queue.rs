@@ -54,16 +54,12 @@ fn client(rx: &Receiver, retry_429: bool) -> WriteClient {
 /// External label `cluster="c1"` added when absent; series with
 /// `drop="yes"` removed (a stand-in for write_relabel_configs).
 fn transform() -> SeriesTransform {
-    Arc::new(|l: &Labels| {
-        if l.get("drop") == Some("yes") {
-            return None;
-        }
-        let mut b = l.to_builder();
-        if !l.has("cluster") {
-            b.set("cluster", "c1");
-        }
-        Some(b.labels())
-    })
+    SeriesTransform {
+        external: Labels::from_pairs([("cluster", "c1")]),
+        relabel: Some(Arc::new(|l: &Labels| {
+            (l.get("drop") != Some("yes")).then(|| l.clone())
+        })),
+    }
 }
 
 /// A queue over `wal` with `shards` shards sending to `rx`.
@@ -353,8 +349,7 @@ async fn series_collected_by_the_wal_are_forgotten_by_the_queue() {
     assert!(eventually(WAIT, || rx.state.accepted_samples().len() == 2).await);
     // Truncation collects series 1; a (corrupt) later sample for it now
     // meets an unknown series instead of its stale labels.
-    wal.collected.lock().push(1);
-    wal.gc_generation.fetch_add(1, Ordering::SeqCst);
+    wal.collect(1);
     wal.push(MemRecord::Samples(vec![(1, 2000, 1.0), (2, 2000, 1.0)]));
     assert!(eventually(WAIT, || rx.state.accepted_samples().len() == 3).await);
     let got: Vec<(String, i64)> = rx

@@ -220,7 +220,7 @@ async fn deliver(mode: Mode) -> (Arc<Rx>, Vec<(String, i64, f64)>, Vec<String>) 
     let want = fill(&wal);
     let records = wal.records.lock().len();
     let metrics = RemoteMetrics::register(&mut Registry::default()).for_queue("v2", &url);
-    let identity: tributary_remote::SeriesTransform = Arc::new(|l: &Labels| Some(l.clone()));
+    let identity = tributary_remote::SeriesTransform::identity();
     let q = QueueManager::start(settings(), client(&url), wal.source(), identity, metrics);
     assert!(
         eventually(Duration::from_secs(10), || wal.acked.load(Ordering::SeqCst)
@@ -270,9 +270,9 @@ async fn a_2xx_that_wrote_nothing_is_an_error() {
     assert_eq!(c.protocol(), Protocol::V2);
     let mut enc = tributary_remote::WriteRequestV2Encoder::new();
     struct S(Labels);
-    impl tributary_remote::EncodableSample for S {
-        fn labels(&self) -> &Labels {
-            &self.0
+    impl<'a> tributary_remote::EncodableSample<'a> for &'a S {
+        fn labels(&self) -> tributary_remote::ItemLabels<'a> {
+            tributary_remote::ItemLabels::Owned(&self.0)
         }
         fn timestamp(&self) -> i64 {
             1

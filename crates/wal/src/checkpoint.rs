@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use tributary_model::{Labels, SeriesRef};
+use tributary_model::{Labels, SeriesRef, SharedLabelStore};
 
 use crate::error::WalError;
 use crate::format;
@@ -24,12 +24,15 @@ use crate::writer::{sync_dir, SegmentWriter};
 
 /// Target size of one Series record in a checkpoint.
 const BATCH_BYTES: usize = 1 << 20;
+/// Series encoded per hold of the label store's read lock.
+const CHUNK_SERIES: usize = 4096;
 
 /// Writes `checkpoint.<upto>` with the given series. Returns its size.
 pub(crate) fn write_checkpoint(
     wal_dir: &Path,
     upto: u32,
-    series: &[(SeriesRef, Labels)],
+    series: &[SeriesRef],
+    store: &SharedLabelStore,
     compress: bool,
 ) -> Result<u64, WalError> {
     let final_dir = wal_dir.join(format::checkpoint_name(upto));
@@ -42,11 +45,18 @@ pub(crate) fn write_checkpoint(
     let scratch_metrics = Arc::new(Metrics::new());
     let mut w = SegmentWriter::create(&tmp_dir, 0, u64::MAX, compress, scratch_metrics)?;
     let mut buf = Vec::with_capacity(BATCH_BYTES + 4096);
-    for (r, l) in series {
-        if buf.is_empty() {
-            buf.push(RecordType::Series as u8);
+    // Encoded a batch at a time, so the store's lock is never held across
+    // a write.
+    for chunk in series.chunks(CHUNK_SERIES) {
+        {
+            let store = store.read();
+            for &r in chunk {
+                if buf.is_empty() {
+                    buf.push(RecordType::Series as u8);
+                }
+                record::encode_stored_series(&store, r, &mut buf);
+            }
         }
-        record::encode_series_entry(*r, l, &mut buf);
         if buf.len() >= BATCH_BYTES {
             w.write_records(&[&buf])?;
             buf.clear();

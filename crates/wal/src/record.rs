@@ -33,8 +33,8 @@
 use std::ops::Range;
 
 use tributary_model::{
-    BucketSpan, HistogramCount, Labels, MetricType, NativeHistogram, ResetHint, SeriesRef,
-    Timestamp,
+    BucketSpan, HistogramCount, Label, LabelStore, Labels, MetricType, NativeHistogram, ResetHint,
+    SeriesRef, Timestamp,
 };
 
 /// The first byte of every record payload.
@@ -148,9 +148,29 @@ pub fn encode_series<'a>(
 
 /// Appends one series to a Series record body (after its type byte).
 pub(crate) fn encode_series_entry(r: SeriesRef, labels: &Labels, out: &mut Vec<u8>) {
+    encode_series_labels(r, labels.len(), labels.iter(), out);
+}
+
+/// Appends one Series record entry for `r` with its labels read from the
+/// store; nothing if the store does not have `r`.
+pub(crate) fn encode_stored_series(store: &LabelStore, r: SeriesRef, out: &mut Vec<u8>) {
+    let Some(ids) = store.pair_ids(r) else {
+        return;
+    };
+    let count = ids.clone().count();
+    let labels = ids.filter_map(|id| store.pairs().label(id));
+    encode_series_labels(r, count, labels, out);
+}
+
+fn encode_series_labels<'a>(
+    r: SeriesRef,
+    count: usize,
+    labels: impl Iterator<Item = Label<'a>>,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(&r.0.to_be_bytes());
-    put_uvarint(out, labels.len() as u64);
-    for l in labels.iter() {
+    put_uvarint(out, count as u64);
+    for l in labels {
         put_uvarint(out, l.name.len() as u64);
         out.extend_from_slice(l.name.as_bytes());
         put_uvarint(out, l.value.len() as u64);

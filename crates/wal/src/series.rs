@@ -4,7 +4,7 @@
 //! A [`SeriesRef`] is `generation << 32 | slot`. The slot indexes two
 //! parallel vectors: a 16-byte [`Hot`] record that every appended sample
 //! touches (newest timestamp, newest segment, liveness) and the colder
-//! label set and metadata. Series of one target are created together, so
+//! metadata. Series of one target are created together, so
 //! their slots are neighbours and a scrape walks the hot array almost
 //! sequentially; a hash map of refs made every append a cache miss (it was
 //! a fifth of the agent's CPU at 400k series).
@@ -15,15 +15,14 @@
 //! refs of a new table the plain counter 1, 2, 3, … that earlier versions
 //! wrote. Slot 0 is never used: ref 0 is [`SeriesRef::NONE`].
 //!
-//! Label lookup (`series()` for a new label set) goes through a hash table
-//! of slot numbers whose keys live in the cold array, so a label set is
-//! stored once, not once as key and once as value.
+//! Label sets live in a [`LabelStore`] shared with the remote-write
+//! queues (interned pairs, a few bytes of ids per series); the table keeps
+//! only what appends and commits need.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::{HashMap, HashTable};
-use tributary_model::{Labels, SeriesRef, Timestamp};
+use hashbrown::HashMap;
+use tributary_model::{LabelStore, Labels, PairTableFull, SeriesRef, SharedLabelStore, Timestamp};
 
 use crate::storage::SeriesMetadata;
 
@@ -70,13 +69,9 @@ impl Hot {
     }
 }
 
-/// The rest of a live series.
-pub(crate) struct Cold {
-    pub labels: Labels,
-    /// The latest metadata logged for it (shared between the series of one
-    /// family created in the same commit).
-    pub metadata: Option<Arc<SeriesMetadata>>,
-}
+/// The latest metadata logged for a series (shared between the series of
+/// one family created in the same commit).
+pub(crate) type Metadata = Option<Arc<SeriesMetadata>>;
 
 fn slot_of(r: SeriesRef) -> u64 {
     r.0 & 0xffff_ffff
@@ -90,13 +85,12 @@ fn make_ref(slot: u32, generation: u32) -> SeriesRef {
     SeriesRef(u64::from(generation) << 32 | u64::from(slot))
 }
 
-/// The series table. Not synchronised: the storage keeps it behind a mutex.
+/// The series table. Not synchronised: the storage keeps it behind a mutex
+/// (lock order: table, then its label store).
 pub(crate) struct SeriesTable {
     hot: Vec<Hot>,
-    cold: Vec<Option<Cold>>,
-    /// Slot numbers, hashed by their label set.
-    by_labels: HashTable<u32>,
-    hasher: hashbrown::DefaultHashBuilder,
+    metadata: Vec<Metadata>,
+    labels: SharedLabelStore,
     /// Freed slots, reused last-in first-out.
     free: Vec<u32>,
     live: usize,
@@ -110,9 +104,8 @@ impl Default for SeriesTable {
     fn default() -> Self {
         SeriesTable {
             hot: vec![Hot::FREE],
-            cold: vec![None],
-            by_labels: HashTable::new(),
-            hasher: hashbrown::DefaultHashBuilder::default(),
+            metadata: vec![None],
+            labels: LabelStore::shared(),
             free: Vec::new(),
             live: 0,
             last_exemplar: HashMap::new(),
@@ -127,13 +120,18 @@ pub(crate) enum Replayed {
     /// Its labels already have a series, or its ref could not be used:
     /// data of the replayed ref belongs to this one.
     Alias(SeriesRef),
-    /// Empty labels or ref 0: ignored.
+    /// Empty labels, ref 0, or no room for its labels: ignored.
     Ignored,
 }
 
 impl SeriesTable {
     pub fn len(&self) -> usize {
         self.live
+    }
+
+    /// The label store, for readers outside the table's lock.
+    pub fn label_store(&self) -> &SharedLabelStore {
+        &self.labels
     }
 
     /// The slot of a live series `r`, if `r` names one.
@@ -153,40 +151,38 @@ impl SeriesTable {
         self.hot.get(slot)
     }
 
-    pub fn cold(&self, r: SeriesRef) -> Option<&Cold> {
+    /// The metadata of a live series (`Some(None)`: none logged yet).
+    pub fn metadata(&self, r: SeriesRef) -> Option<&Metadata> {
         let slot = self.slot(r)?;
-        self.cold.get(slot)?.as_ref()
+        self.metadata.get(slot)
     }
 
-    pub fn cold_mut(&mut self, r: SeriesRef) -> Option<&mut Cold> {
+    pub fn metadata_mut(&mut self, r: SeriesRef) -> Option<&mut Metadata> {
         let slot = self.slot(r)?;
-        self.cold.get_mut(slot)?.as_mut()
+        self.metadata.get_mut(slot)
     }
 
-    fn hash(&self, labels: &Labels) -> u64 {
-        self.hasher.hash_one(labels.as_bytes())
+    /// The label set of a live series.
+    pub fn labels(&self, r: SeriesRef) -> Option<Labels> {
+        self.slot(r)?;
+        self.labels.read().labels(r)
     }
 
     /// The live series with exactly these labels.
     pub fn find(&self, labels: &Labels) -> Option<SeriesRef> {
-        let hash = self.hash(labels);
-        let cold = &self.cold;
-        let slot = *self.by_labels.find(
-            hash,
-            |&s| matches!(cold.get(s as usize), Some(Some(c)) if c.labels == *labels),
-        )?;
-        let hot = self.hot.get(slot as usize)?;
-        Some(make_ref(slot, hot.generation()))
+        let r = self.labels.write().find(labels)?;
+        self.slot(r).map(|_| r)
     }
 
     /// The series for `labels`, created (not yet logged) if there is none.
     /// Returns whether it was created.
-    pub fn get_or_create(&mut self, labels: &Labels) -> (SeriesRef, bool) {
+    pub fn get_or_create(&mut self, labels: &Labels) -> Result<(SeriesRef, bool), PairTableFull> {
         if let Some(r) = self.find(labels) {
-            return (r, false);
+            return Ok((r, false));
         }
         let slot = self.take_free_slot();
-        (self.occupy(slot, None, labels.clone(), 0, false), true)
+        let r = self.occupy(slot, None, labels, 0, false)?;
+        Ok((r, true))
     }
 
     /// A slot for a new series: a freed one, else a new one at the end.
@@ -198,24 +194,24 @@ impl SeriesTable {
         }
         let slot = self.hot.len() as u32;
         self.hot.push(Hot::FREE);
-        self.cold.push(None);
+        self.metadata.push(None);
         slot
     }
 
     /// Puts a series into a free `slot`. `generation` None: the next one
-    /// after the slot's previous occupant.
+    /// after the slot's previous occupant. On error the slot stays free.
     fn occupy(
         &mut self,
         slot: u32,
         generation: Option<u32>,
-        labels: Labels,
+        labels: &Labels,
         last_segment: u32,
         logged: bool,
-    ) -> SeriesRef {
+    ) -> Result<SeriesRef, PairTableFull> {
         let idx = slot as usize;
         if idx >= self.hot.len() {
             self.hot.resize(idx + 1, Hot::FREE);
-            self.cold.resize_with(idx + 1, || None);
+            self.metadata.resize(idx + 1, None);
         }
         let generation = match generation {
             Some(g) => g,
@@ -224,41 +220,36 @@ impl SeriesTable {
             // previous occupant's otherwise.
             None => self.hot[idx].generation(),
         };
-        let hash = self.hash(&labels);
+        let r = make_ref(slot, generation);
+        if let Err(e) = self.labels.write().insert(r, labels) {
+            self.free.push(slot);
+            return Err(e);
+        }
         self.hot[idx] = Hot {
             last_ts: Timestamp::MIN,
             last_segment,
             state: LIVE | if logged { LOGGED } else { 0 } | generation,
         };
-        self.cold[idx] = Some(Cold {
-            labels,
-            metadata: None,
-        });
-        let (hasher, cold) = (&self.hasher, &self.cold);
-        self.by_labels
-            .insert_unique(hash, slot, |&s| match cold.get(s as usize) {
-                Some(Some(c)) => hasher.hash_one(c.labels.as_bytes()),
-                _ => 0,
-            });
+        self.metadata[idx] = None;
         self.live += 1;
-        make_ref(slot, generation)
+        Ok(r)
     }
 
     /// Adds a series read back from the WAL (logged, living at least until
     /// `segment`).
-    pub fn insert_replayed(&mut self, r: SeriesRef, labels: Labels, segment: u32) -> Replayed {
+    pub fn insert_replayed(&mut self, r: SeriesRef, labels: &Labels, segment: u32) -> Replayed {
         if r.is_none() || labels.is_empty() {
             return Replayed::Ignored;
         }
-        if let Some(existing) = self.find(&labels) {
+        if let Some(existing) = self.find(labels) {
             if let Some(h) = self.hot_mut(existing) {
                 h.last_segment = h.last_segment.max(segment);
             }
-            return if existing == r {
-                Replayed::Stored
-            } else {
-                Replayed::Alias(existing)
-            };
+            if existing == r {
+                return Replayed::Stored;
+            }
+            self.labels.write().alias(r, existing);
+            return Replayed::Alias(existing);
         }
         let slot = slot_of(r);
         let generation = generation_of(r);
@@ -266,14 +257,27 @@ impl SeriesTable {
             && slot < MAX_SLOT
             && generation <= u64::from(GEN_MASK)
             && self.hot.get(slot as usize).is_none_or(|h| !h.is_live());
-        if usable {
-            self.occupy(slot as u32, Some(generation as u32), labels, segment, true);
-            return Replayed::Stored;
+        let stored = if usable {
+            self.occupy(slot as u32, Some(generation as u32), labels, segment, true)
+                .map(|_| Replayed::Stored)
+        } else {
+            // The ref cannot be represented (or its slot is taken): a fresh
+            // series, logged again under its new ref by the next commit.
+            let slot = self.take_free_slot();
+            self.occupy(slot, None, labels, segment, false)
+                .map(Replayed::Alias)
+        };
+        match stored {
+            Ok(Replayed::Alias(to)) => {
+                self.labels.write().alias(r, to);
+                Replayed::Alias(to)
+            }
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(series = %r, error = %e, "replayed series dropped");
+                Replayed::Ignored
+            }
         }
-        // The ref cannot be represented (or its slot is taken): a fresh
-        // series, logged again under its new ref by the next commit.
-        let slot = self.take_free_slot();
-        Replayed::Alias(self.occupy(slot, None, labels, segment, false))
     }
 
     /// After replay: every unused slot below the end becomes reusable.
@@ -287,37 +291,34 @@ impl SeriesTable {
     /// Removes the live series for which `remove` is true; returns how many.
     pub fn remove_where(&mut self, mut remove: impl FnMut(&Hot) -> bool) -> usize {
         let mut removed = 0;
+        let mut store = self.labels.write();
         for slot in 1..self.hot.len() {
             let hot = self.hot[slot];
             if !hot.is_live() || !remove(&hot) {
                 continue;
             }
+            store.remove(make_ref(slot as u32, hot.generation()));
             self.hot[slot].state = (hot.generation() + 1) & GEN_MASK;
-            if let Some(c) = self.cold[slot].take() {
-                let hash = self.hasher.hash_one(c.labels.as_bytes());
-                if let Ok(e) = self.by_labels.find_entry(hash, |&s| s as usize == slot) {
-                    e.remove();
-                }
-            }
+            self.metadata[slot] = None;
             self.last_exemplar.remove(&(slot as u32));
             self.free.push(slot as u32);
             removed += 1;
+        }
+        if removed > 0 {
+            store.prune_aliases();
         }
         self.live -= removed;
         removed
     }
 
-    /// Every live series: (ref, hot, cold).
-    pub fn iter(&self) -> impl Iterator<Item = (SeriesRef, &Hot, &Cold)> + '_ {
+    /// Every live series: (ref, hot, metadata).
+    pub fn iter(&self) -> impl Iterator<Item = (SeriesRef, &Hot, &Metadata)> + '_ {
         self.hot
             .iter()
-            .zip(&self.cold)
+            .zip(&self.metadata)
             .enumerate()
-            .filter_map(|(slot, (h, c))| {
-                let c = c.as_ref()?;
-                h.is_live()
-                    .then(|| (make_ref(slot as u32, h.generation()), h, c))
-            })
+            .filter(|(_, (h, _))| h.is_live())
+            .map(|(slot, (h, m))| (make_ref(slot as u32, h.generation()), h, m))
     }
 
     /// Every live series' hot record, mutable.
@@ -350,42 +351,44 @@ mod tests {
     #[test]
     fn new_table_hands_out_the_plain_counter() {
         let mut t = SeriesTable::default();
-        let refs: Vec<u64> = (0..3).map(|i| t.get_or_create(&labels(i)).0 .0).collect();
+        let refs: Vec<u64> = (0..3)
+            .map(|i| t.get_or_create(&labels(i)).unwrap().0 .0)
+            .collect();
         assert_eq!(refs, [1, 2, 3]);
-        assert_eq!(t.get_or_create(&labels(1)), (SeriesRef(2), false));
+        assert_eq!(t.get_or_create(&labels(1)).unwrap(), (SeriesRef(2), false));
         assert_eq!(t.len(), 3);
     }
 
     #[test]
     fn reused_slot_gets_a_new_generation_and_the_old_ref_dies() {
         let mut t = SeriesTable::default();
-        let (a, _) = t.get_or_create(&labels(0));
-        let (b, _) = t.get_or_create(&labels(1));
+        let (a, _) = t.get_or_create(&labels(0)).unwrap();
+        let (b, _) = t.get_or_create(&labels(1)).unwrap();
         assert_eq!(t.remove_where(|h| h.last_segment == 0 && !h.logged()), 2);
         assert!(t.hot(a).is_none() && t.hot(b).is_none());
         assert!(t.find(&labels(0)).is_none());
-        let (c, created) = t.get_or_create(&labels(2));
+        let (c, created) = t.get_or_create(&labels(2)).unwrap();
         assert!(created);
         assert_eq!(slot_of(c), slot_of(b), "last freed slot is reused first");
         assert_eq!(generation_of(c), 1);
         assert!(t.hot(b).is_none(), "the old ref names nothing");
-        assert_eq!(t.cold(c).unwrap().labels, labels(2));
+        assert_eq!(t.labels(c).unwrap(), labels(2));
     }
 
     #[test]
     fn replay_keeps_refs_and_aliases_duplicates_and_foreign_refs() {
         let mut t = SeriesTable::default();
         assert!(matches!(
-            t.insert_replayed(SeriesRef(5), labels(0), 3),
+            t.insert_replayed(SeriesRef(5), &labels(0), 3),
             Replayed::Stored
         ));
         assert!(matches!(
-            t.insert_replayed(SeriesRef(9), labels(0), 4),
+            t.insert_replayed(SeriesRef(9), &labels(0), 4),
             Replayed::Alias(SeriesRef(5))
         ));
         assert_eq!(t.hot(SeriesRef(5)).unwrap().last_segment, 4);
         let huge = SeriesRef(u64::MAX - 1);
-        let Replayed::Alias(fresh) = t.insert_replayed(huge, labels(1), 4) else {
+        let Replayed::Alias(fresh) = t.insert_replayed(huge, &labels(1), 4) else {
             panic!("foreign ref must be aliased");
         };
         assert!(
@@ -393,7 +396,7 @@ mod tests {
             "logged again under its new ref"
         );
         t.rebuild_free_list();
-        let (r, _) = t.get_or_create(&labels(2));
+        let (r, _) = t.get_or_create(&labels(2)).unwrap();
         assert!(slot_of(r) < 5, "gaps left by replay are reused");
         assert_eq!(t.len(), 3);
     }

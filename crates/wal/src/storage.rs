@@ -17,8 +17,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tributary_model::{
-    AppendError, Appender, Exemplar, Labels, MetricType, NativeHistogram, SeriesRef, Storage,
-    Timestamp,
+    AppendError, Appender, Exemplar, Labels, MetricType, NativeHistogram, SeriesRef,
+    SharedLabelStore, Storage, Timestamp,
 };
 
 use crate::checkpoint;
@@ -327,13 +327,32 @@ impl AgentStorage {
     /// The latest metadata logged for a live series: (type, unit, help).
     pub fn series_metadata(&self, r: SeriesRef) -> Option<(MetricType, String, String)> {
         let t = self.shared.series.lock();
-        let m = t.cold(r)?.metadata.as_ref()?;
+        let m = t.metadata(r)?.as_ref()?;
         Some((m.kind, m.unit.to_string(), m.help.to_string()))
     }
 
-    /// The label set of a live series (shares its buffer).
+    /// The metadata of every live series that has some: (ref, type, unit,
+    /// help).
+    pub fn live_metadata(&self) -> Vec<(SeriesRef, MetricType, String, String)> {
+        let t = self.shared.series.lock();
+        t.iter()
+            .filter_map(|(r, _, m)| {
+                let m = m.as_ref()?;
+                Some((r, m.kind, m.unit.to_string(), m.help.to_string()))
+            })
+            .collect()
+    }
+
+    /// The label set of a live series.
     pub fn series_labels(&self, r: SeriesRef) -> Option<Labels> {
-        self.shared.series.lock().cold(r).map(|c| c.labels.clone())
+        self.shared.series.lock().labels(r)
+    }
+
+    /// The label sets of the live series, for readers that encode labels
+    /// straight from the interned pairs (remote write). Refs of samples in
+    /// the WAL resolve here for as long as their segment exists.
+    pub fn label_store(&self) -> SharedLabelStore {
+        Arc::clone(self.shared.series.lock().label_store())
     }
 
     /// A counter bumped each time truncation garbage-collects series, so
@@ -627,8 +646,8 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                     }
                     for m in metadata.drain(..) {
                         let r = aliases.get(&m.series).copied().unwrap_or(m.series);
-                        if let Some(c) = table.cold_mut(r) {
-                            c.metadata = Some(Arc::new(SeriesMetadata {
+                        if let Some(slot) = table.metadata_mut(r) {
+                            *slot = Some(Arc::new(SeriesMetadata {
                                 kind: m.kind,
                                 unit: m.unit.into(),
                                 help: m.help.into(),
@@ -718,7 +737,7 @@ fn insert_replayed(
     labels: Labels,
     segment: u32,
 ) {
-    if let ReplayedSeries::Alias(to) = table.insert_replayed(r, labels, segment) {
+    if let ReplayedSeries::Alias(to) = table.insert_replayed(r, &labels, segment) {
         aliases.insert(r, to);
     }
 }
@@ -770,7 +789,7 @@ impl Shared {
         // GC series with no data left in kept segments and not seen within
         // min_time, then checkpoint the rest.
         let keep_after = now.saturating_sub(duration_ms(self.opts.min_time));
-        let live: Vec<(SeriesRef, Labels)> = {
+        let (live, store): (Vec<SeriesRef>, SharedLabelStore) = {
             let mut t = self.series.lock();
             stats.series_removed =
                 t.remove_where(|h| h.logged() && h.last_segment <= last && h.last_ts < keep_after);
@@ -778,11 +797,12 @@ impl Shared {
                 self.series_gc.fetch_add(1, Ordering::Release);
             }
             self.metrics.active_series.set(t.len() as i64);
-            t.iter().map(|(r, _, c)| (r, c.labels.clone())).collect()
+            let refs = t.iter().map(|(r, _, _)| r).collect();
+            (refs, Arc::clone(t.label_store()))
         };
         self.metrics.checkpoint_creations.inc();
         if let Err(e) =
-            checkpoint::write_checkpoint(&self.wal_dir, last, &live, self.opts.compression)
+            checkpoint::write_checkpoint(&self.wal_dir, last, &live, &store, self.opts.compression)
         {
             self.metrics.checkpoint_creations_failed.inc();
             return Err(e);
@@ -1248,7 +1268,9 @@ impl Appender for WalAppender {
             return Err(AppendError::EmptyLabels);
         }
         let mut t = self.shared.series.lock();
-        let (r, created) = t.get_or_create(labels);
+        let (r, created) = t
+            .get_or_create(labels)
+            .map_err(|e| AppendError::Storage(e.to_string()))?;
         if !created {
             return Ok(r);
         }
@@ -1312,14 +1334,10 @@ impl Appender for WalAppender {
     ) -> Result<(), AppendError> {
         {
             let table = self.shared.series.lock();
-            let Some(entry) = table.cold(series) else {
+            let Some(known) = table.metadata(series) else {
                 return Err(AppendError::UnknownSeries(series));
             };
-            if entry
-                .metadata
-                .as_ref()
-                .is_some_and(|m| m.same_as(kind, unit, help))
-            {
+            if known.as_ref().is_some_and(|m| m.same_as(kind, unit, help)) {
                 return Ok(());
             }
         }
@@ -1398,10 +1416,9 @@ impl WalAppender {
         }
         if !to_log.is_empty() {
             self.bufs.series.push(RecordType::Series as u8);
+            let store = t.label_store().read();
             for r in &to_log {
-                if let Some(c) = t.cold(*r) {
-                    record::encode_series_entry(*r, &c.labels, &mut self.bufs.series);
-                }
+                record::encode_stored_series(&store, *r, &mut self.bufs.series);
             }
         }
         if with_samples {
@@ -1496,8 +1513,8 @@ impl WalAppender {
 /// logged again.
 fn apply_metadata(t: &mut SeriesTable, metadata: &[(SeriesRef, Arc<SeriesMetadata>)]) {
     for (r, m) in metadata {
-        if let Some(c) = t.cold_mut(*r) {
-            c.metadata = Some(Arc::clone(m));
+        if let Some(slot) = t.metadata_mut(*r) {
+            *slot = Some(Arc::clone(m));
         }
     }
 }

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use prost::Message;
-use tributary_model::{Labels, SeriesRef};
+use tributary_model::{Labels, SeriesRef, SharedLabelStore};
 use tributary_remote::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -156,33 +156,34 @@ pub struct MemWal {
     /// tells readers so.
     pub collected: Arc<Mutex<Vec<u64>>>,
     pub gc_generation: Arc<AtomicUsize>,
+    /// The label sets of the series pushed so far, as the storage keeps them.
+    pub labels: SharedLabelStore,
 }
 
 impl MemWal {
     pub fn push(&self, r: MemRecord) {
+        if let MemRecord::Series(s) = &r {
+            let mut store = self.labels.write();
+            for (r, l) in s {
+                store.insert(SeriesRef(*r), l).unwrap();
+            }
+        }
         self.records.lock().push(r);
         self.notify.notify_one();
     }
 
-    /// A reader resuming at the acknowledged position, with the series
-    /// defined before it replayed first (like `load_series_before`).
+    /// Garbage-collects series `r`, as WAL truncation does.
+    pub fn collect(&self, r: u64) {
+        self.labels.write().remove(SeriesRef(r));
+        self.collected.lock().push(r);
+        self.gc_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A reader resuming at the acknowledged position.
     pub fn source(&self) -> MemSource {
-        let start = self.acked.load(Ordering::SeqCst);
-        let series = self
-            .records
-            .lock()
-            .iter()
-            .take(start)
-            .filter_map(|r| match r {
-                MemRecord::Series(s) => Some(s.clone()),
-                MemRecord::Samples(_) => None,
-            })
-            .flatten()
-            .collect();
         MemSource {
             wal: self.clone(),
-            next: start,
-            bootstrap: Some(series),
+            next: self.acked.load(Ordering::SeqCst),
         }
     }
 }
@@ -190,30 +191,18 @@ impl MemWal {
 pub struct MemSource {
     wal: MemWal,
     next: usize,
-    bootstrap: Option<Vec<(u64, Labels)>>,
 }
 
 impl RecordSource for MemSource {
     type Position = usize;
 
     fn next_record(&mut self, out: &mut DecodedRecord) -> Result<Option<usize>, SourceError> {
-        if let Some(series) = self.bootstrap.take() {
-            out.kind = RecordKind::Series;
-            out.series
-                .extend(series.into_iter().map(|(r, l)| (SeriesRef(r), l)));
-            // Position of the bootstrap = where we start (already acked).
-            return Ok(Some(self.next));
-        }
         let records = self.wal.records.lock();
         let Some(r) = records.get(self.next) else {
             return Ok(None);
         };
         match r {
-            MemRecord::Series(s) => {
-                out.kind = RecordKind::Series;
-                out.series
-                    .extend(s.iter().map(|(r, l)| (SeriesRef(*r), l.clone())));
-            }
+            MemRecord::Series(_) => out.kind = RecordKind::Series,
             MemRecord::Samples(s) => {
                 out.kind = RecordKind::Samples;
                 out.samples
@@ -222,6 +211,10 @@ impl RecordSource for MemSource {
         }
         self.next += 1;
         Ok(Some(self.next))
+    }
+
+    fn label_store(&self) -> SharedLabelStore {
+        self.wal.labels.clone()
     }
 
     fn series_gc_generation(&self) -> u64 {

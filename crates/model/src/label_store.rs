@@ -1,0 +1,416 @@
+//! [`LabelStore`]: the label sets of every series, by [`SeriesRef`], as
+//! lists of interned pairs.
+//!
+//! The agent keeps one label set per active series for as long as the WAL
+//! may still hold its samples; at hundreds of thousands of series that is
+//! most of its memory. Here a set is a varint count followed by varint
+//! [`PairId`]s (2–3 bytes a label) in one shared byte arena, found by the
+//! series' slot, and the pair text lives once in a [`PairTable`]. The WAL's
+//! series table owns the store; remote-write queues read it (behind a
+//! read-write lock, see [`SharedLabelStore`]) to encode each sample's labels
+//! straight from the interned wire form.
+//!
+//! A ref is checked against the generation stored with its set, so a ref
+//! of a collected series never reads its successor's labels. Refs replayed
+//! from an old WAL that had to be renumbered are followed through
+//! [`LabelStore::alias`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+
+use crate::pairs::{get_uvarint, put_uvarint, PairId, PairTable, PairTableFull};
+use crate::{Label, Labels, SeriesRef};
+
+/// A store shared between the storage (writer) and its readers.
+pub type SharedLabelStore = Arc<parking_lot::RwLock<LabelStore>>;
+
+/// Compaction runs when dead bytes exceed both this and the live bytes.
+const COMPACT_MIN_DEAD: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug)]
+struct SetEntry {
+    /// Offset of the set in `ids`; `EMPTY` when the slot holds no series.
+    offset: u32,
+    generation: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
+const EMPTY_ENTRY: SetEntry = SetEntry {
+    offset: EMPTY,
+    generation: 0,
+};
+
+/// Arena offsets are 32-bit.
+const MAX_IDS: usize = u32::MAX as usize;
+
+/// See the module docs.
+#[derive(Default)]
+pub struct LabelStore {
+    pairs: PairTable,
+    sets: Vec<SetEntry>,
+    ids: Vec<u8>,
+    dead_bytes: usize,
+    /// Slots, hashed by their set's bytes (interned ids make equal label
+    /// sets equal bytes).
+    by_labels: HashTable<u32>,
+    /// Replayed refs that were given another ref → that ref.
+    aliases: HashMap<SeriesRef, SeriesRef>,
+    live: usize,
+    scratch: Vec<u8>,
+    set_scratch: Vec<u8>,
+}
+
+/// The pair ids of one set, in label-name order.
+#[derive(Clone)]
+pub struct PairIds<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl Iterator for PairIds<'_> {
+    type Item = PairId;
+
+    fn next(&mut self) -> Option<PairId> {
+        if self.left == 0 {
+            return None;
+        }
+        let (v, n) = get_uvarint(self.rest)?;
+        self.rest = self.rest.get(n..)?;
+        self.left -= 1;
+        Some(v as PairId)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
+    }
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+/// The bytes of the set starting at `ids[offset]`: count then ids.
+fn set_slice(ids: &[u8], offset: u32) -> &[u8] {
+    let Some(rest) = ids.get(offset as usize..) else {
+        return &[];
+    };
+    let Some((count, mut len)) = get_uvarint(rest) else {
+        return &[];
+    };
+    for _ in 0..count {
+        match rest.get(len..).and_then(get_uvarint) {
+            Some((_, n)) => len += n,
+            None => return &[],
+        }
+    }
+    rest.get(..len).unwrap_or_default()
+}
+
+fn pair_ids(set: &[u8]) -> PairIds<'_> {
+    match get_uvarint(set) {
+        Some((count, n)) => PairIds {
+            rest: set.get(n..).unwrap_or_default(),
+            left: count as usize,
+        },
+        None => PairIds { rest: &[], left: 0 },
+    }
+}
+
+impl LabelStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new store behind the lock its readers share.
+    pub fn shared() -> SharedLabelStore {
+        Arc::new(parking_lot::RwLock::new(Self::new()))
+    }
+
+    /// Series held.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub fn pairs(&self) -> &PairTable {
+        &self.pairs
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub fn heap_size(&self) -> usize {
+        self.pairs.heap_size()
+            + self.sets.capacity() * std::mem::size_of::<SetEntry>()
+            + self.ids.capacity()
+            + self.by_labels.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+
+    fn entry(&self, r: SeriesRef) -> Option<SetEntry> {
+        let e = *self.sets.get(r.slot() as usize)?;
+        (e.offset != EMPTY && e.generation == r.generation()).then_some(e)
+    }
+
+    /// The live ref `r` stands for: itself, or what replay renumbered it to.
+    pub fn resolve(&self, r: SeriesRef) -> Option<SeriesRef> {
+        if self.entry(r).is_some() {
+            return Some(r);
+        }
+        if self.aliases.is_empty() {
+            return None;
+        }
+        let to = *self.aliases.get(&r)?;
+        self.entry(to).map(|_| to)
+    }
+
+    /// The pair ids of series `r` (following aliases).
+    pub fn pair_ids(&self, r: SeriesRef) -> Option<PairIds<'_>> {
+        let r = self.resolve(r)?;
+        let e = self.entry(r)?;
+        // The iterator stops after the count, so the set's end need not be
+        // found first.
+        Some(pair_ids(self.ids.get(e.offset as usize..)?))
+    }
+
+    /// The labels of series `r`, as pairs borrowed from the store.
+    pub fn labels_iter(&self, r: SeriesRef) -> Option<impl Iterator<Item = Label<'_>> + '_> {
+        let ids = self.pair_ids(r)?;
+        Some(ids.filter_map(|id| self.pairs.label(id)))
+    }
+
+    /// The labels of series `r`, as an owned set.
+    pub fn labels(&self, r: SeriesRef) -> Option<Labels> {
+        Labels::from_sorted(self.labels_iter(r)?.map(|l| (l.name, l.value)))
+    }
+
+    /// The value of `__name__` of series `r`.
+    pub fn metric_name(&self, r: SeriesRef) -> Option<&str> {
+        self.labels_iter(r)?
+            .find(|l| l.name == crate::METRIC_NAME)
+            .map(|l| l.value)
+    }
+
+    /// Encodes the ids of `labels` into `set_scratch` if every pair is
+    /// interned (without taking references).
+    fn encode_existing(&mut self, labels: &Labels) -> bool {
+        self.set_scratch.clear();
+        put_uvarint(&mut self.set_scratch, labels.len() as u64);
+        for l in labels {
+            match self.pairs.lookup(l.name, l.value, &mut self.scratch) {
+                Some(id) => put_uvarint(&mut self.set_scratch, u64::from(id)),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// The live series with exactly these labels.
+    pub fn find(&mut self, labels: &Labels) -> Option<SeriesRef> {
+        if !self.encode_existing(labels) {
+            return None;
+        }
+        let (sets, ids, want) = (&self.sets, &self.ids, &self.set_scratch);
+        let slot = *self.by_labels.find(hash(want), |&slot| {
+            sets.get(slot as usize)
+                .is_some_and(|e| e.offset != EMPTY && set_slice(ids, e.offset) == want.as_slice())
+        })?;
+        let e = self.sets.get(slot as usize)?;
+        Some(SeriesRef(u64::from(e.generation) << 32 | u64::from(slot)))
+    }
+
+    /// Stores `labels` as series `r`, whose slot must be free.
+    pub fn insert(&mut self, r: SeriesRef, labels: &Labels) -> Result<(), PairTableFull> {
+        let slot = r.slot() as usize;
+        if self.sets.get(slot).is_some_and(|e| e.offset != EMPTY) {
+            self.remove_slot(slot);
+        }
+        self.set_scratch.clear();
+        put_uvarint(&mut self.set_scratch, labels.len() as u64);
+        let mut taken: Vec<PairId> = Vec::with_capacity(labels.len());
+        for l in labels {
+            match self.pairs.intern(l.name, l.value, &mut self.scratch) {
+                Ok(id) => {
+                    taken.push(id);
+                    put_uvarint(&mut self.set_scratch, u64::from(id));
+                }
+                Err(e) => {
+                    for id in taken {
+                        self.pairs.release(id);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if self.ids.len() + self.set_scratch.len() > MAX_IDS {
+            self.compact();
+        }
+        if self.ids.len() + self.set_scratch.len() > MAX_IDS {
+            for id in taken {
+                self.pairs.release(id);
+            }
+            return Err(PairTableFull);
+        }
+        let offset = self.ids.len() as u32;
+        self.ids.extend_from_slice(&self.set_scratch);
+        if slot >= self.sets.len() {
+            self.sets.resize(slot + 1, EMPTY_ENTRY);
+        }
+        if let Some(e) = self.sets.get_mut(slot) {
+            *e = SetEntry {
+                offset,
+                generation: r.generation(),
+            };
+        }
+        let (sets, ids) = (&self.sets, &self.ids);
+        self.by_labels
+            .insert_unique(hash(&self.set_scratch), slot as u32, |&s| {
+                sets.get(s as usize)
+                    .map_or(0, |e| hash(set_slice(ids, e.offset)))
+            });
+        self.live += 1;
+        Ok(())
+    }
+
+    /// Forgets series `r` (and the pairs only it used).
+    pub fn remove(&mut self, r: SeriesRef) {
+        if self.entry(r).is_some() {
+            self.remove_slot(r.slot() as usize);
+        }
+    }
+
+    fn remove_slot(&mut self, slot: usize) {
+        let Some(e) = self.sets.get(slot).copied() else {
+            return;
+        };
+        if e.offset == EMPTY {
+            return;
+        }
+        let set = set_slice(&self.ids, e.offset);
+        let h = hash(set);
+        self.dead_bytes += set.len();
+        for id in pair_ids(set) {
+            self.pairs.release(id);
+        }
+        if let Ok(found) = self.by_labels.find_entry(h, |&s| s as usize == slot) {
+            found.remove();
+        }
+        if let Some(e) = self.sets.get_mut(slot) {
+            *e = EMPTY_ENTRY;
+        }
+        self.live -= 1;
+        if self.dead_bytes > COMPACT_MIN_DEAD && self.dead_bytes > self.ids.len() / 2 {
+            self.compact();
+        }
+    }
+
+    /// Makes `from` (a ref read back from the WAL) stand for `to`.
+    pub fn alias(&mut self, from: SeriesRef, to: SeriesRef) {
+        self.aliases.insert(from, to);
+    }
+
+    /// Forgets aliases whose target is gone (after garbage collection).
+    pub fn prune_aliases(&mut self) {
+        let sets = &self.sets;
+        self.aliases.retain(|_, to| {
+            sets.get(to.slot() as usize)
+                .is_some_and(|e| e.offset != EMPTY && e.generation == to.generation())
+        });
+    }
+
+    /// Rewrites the set arena with only live sets (offsets change, refs
+    /// and hashes do not).
+    fn compact(&mut self) {
+        if self.dead_bytes == 0 {
+            return;
+        }
+        let mut ids = Vec::with_capacity(self.ids.len() - self.dead_bytes);
+        for e in self.sets.iter_mut().filter(|e| e.offset != EMPTY) {
+            let set = set_slice(&self.ids, e.offset);
+            e.offset = ids.len() as u32;
+            ids.extend_from_slice(set);
+        }
+        self.ids = ids;
+        self.dead_bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn labels(i: usize) -> Labels {
+        Labels::from_pairs([("__name__", "m"), ("job", "j"), ("i", &i.to_string())])
+    }
+
+    fn r(slot: u64, generation: u64) -> SeriesRef {
+        SeriesRef(generation << 32 | slot)
+    }
+
+    #[test]
+    fn sets_round_trip_and_share_pairs() {
+        let mut s = LabelStore::new();
+        for i in 0..10 {
+            s.insert(r(i as u64 + 1, 0), &labels(i)).unwrap();
+        }
+        assert_eq!(s.len(), 10);
+        assert_eq!(s.pairs().len(), 12, "name and job shared by all");
+        assert_eq!(s.labels(r(4, 0)), Some(labels(3)));
+        assert_eq!(s.metric_name(r(4, 0)), Some("m"));
+        assert_eq!(s.find(&labels(7)), Some(r(8, 0)));
+        assert_eq!(s.find(&labels(70)), None);
+        let wire: Vec<u8> = s
+            .pair_ids(r(1, 0))
+            .unwrap()
+            .flat_map(|id| s.pairs().encoded(id).to_vec())
+            .collect();
+        assert!(wire.starts_with(b"\x0a\x0d\x0a\x08__name__\x12\x01m"));
+    }
+
+    #[test]
+    fn a_stale_generation_reads_nothing() {
+        let mut s = LabelStore::new();
+        s.insert(r(3, 0), &labels(1)).unwrap();
+        s.remove(r(3, 0));
+        assert!(s.labels(r(3, 0)).is_none());
+        assert_eq!(s.pairs().len(), 0, "pairs released with their last set");
+        s.insert(r(3, 1), &labels(2)).unwrap();
+        assert!(s.labels(r(3, 0)).is_none(), "old generation");
+        assert_eq!(s.labels(r(3, 1)), Some(labels(2)));
+        assert_eq!(s.find(&labels(1)), None);
+        assert_eq!(s.find(&labels(2)), Some(r(3, 1)));
+    }
+
+    #[test]
+    fn aliases_lead_to_the_live_series() {
+        let mut s = LabelStore::new();
+        s.insert(r(2, 0), &labels(1)).unwrap();
+        s.alias(SeriesRef(99), r(2, 0));
+        assert_eq!(s.labels(SeriesRef(99)), Some(labels(1)));
+        s.remove(r(2, 0));
+        s.prune_aliases();
+        assert!(s.aliases.is_empty());
+    }
+
+    #[test]
+    fn churn_keeps_the_arenas_bounded() {
+        let mut s = LabelStore::new();
+        let long = "x".repeat(200);
+        for round in 0..40u64 {
+            for i in 0..500u64 {
+                let l =
+                    Labels::from_pairs([("a", format!("{round}-{i}-{long}")), ("b", "c".into())]);
+                s.insert(r(i + 1, round), &l).unwrap();
+            }
+            for i in 0..500u64 {
+                s.remove(r(i + 1, round));
+            }
+        }
+        assert!(s.is_empty());
+        assert!(s.ids.len() < 4 * COMPACT_MIN_DEAD);
+        assert!(s.pairs().is_empty());
+    }
+}

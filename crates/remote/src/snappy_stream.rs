@@ -1,0 +1,519 @@
+//! A snappy block written while the protobuf is produced, with copies for
+//! the label pairs the request already carries.
+//!
+//! Remote write 1.0 repeats every label of every sample, and snappy earns
+//! its ratio by finding those repeats again with a hash of every input
+//! position — the single biggest CPU cost of forwarding a sample, more than
+//! encoding it. The encoder here already knows where the repeats are: a
+//! label pair comes from the [`tributary_model::PairTable`] with an id, so
+//! the second time an id appears in a request its bytes are emitted as a
+//! snappy *copy* of the first occurrence (offset, length) instead of being
+//! searched for. Runs of pairs that were adjacent before too (same offset)
+//! become one copy. Everything else (series headers, values, a new
+//! timestamp) is a literal.
+//!
+//! What is left as literal — mostly label values seen for the first time,
+//! which share prefixes and fragments with each other (pod names, container
+//! ids, mount points) — goes through a small snappy-style matcher over the
+//! request's earlier literal bytes, so first occurrences compress about as
+//! well as snappy would compress them, at the cost of hashing only those
+//! bytes rather than the whole request.
+//!
+//! The output is an ordinary snappy block (varint length, then literal and
+//! copy elements): any decoder reads it. Copies use 2- or 4-byte offsets,
+//! which the format allows up to the whole decoded length (the reference
+//! encoder only emits offsets within 64 KiB because it compresses in
+//! 64 KiB blocks; decoders do not assume that).
+
+/// Ids remembered per request: a direct-mapped table, so a collision only
+/// costs a literal where a copy was possible.
+const SEEN_BITS: u32 = 14;
+const SEEN_SLOTS: usize = 1 << SEEN_BITS;
+/// Room left before the elements for the length varint written at the end.
+const HEADER_ROOM: usize = 10;
+/// Longest copy one element can express.
+const MAX_COPY: usize = 64;
+/// Literal elements are cut at this length (tag + 2 length bytes).
+const MAX_LITERAL: usize = 1 << 16;
+/// The literal matcher's hash table: 4-byte sequences → where last seen.
+const LIT_BITS: u32 = 12;
+const LIT_SLOTS: usize = 1 << LIT_BITS;
+/// Shortest match worth a copy element (3 bytes) instead of literal bytes.
+const MIN_MATCH: usize = 5;
+
+/// Where a 4-byte sequence was last seen among the literal bytes.
+#[derive(Clone, Copy, Default)]
+struct LitSeen {
+    /// Index in `history` + 1 (0 = empty).
+    at: u32,
+    /// Its uncompressed position.
+    pos: u32,
+    /// End (in `history`) of the literal run it is in: a copy cannot
+    /// extend past it, the bytes after it were not contiguous.
+    run_end: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Seen {
+    key: u32,
+    /// Uncompressed position + 1 (0 = empty).
+    pos: u32,
+}
+
+const EMPTY: Seen = Seen { key: 0, pos: 0 };
+
+/// See the module docs. Reused across requests.
+pub(crate) struct SnappyStream {
+    out: Vec<u8>,
+    literal: Vec<u8>,
+    /// Uncompressed bytes so far.
+    pos: usize,
+    /// A copy not yet written: (offset, length).
+    copy: Option<(usize, usize)>,
+    seen: Box<[Seen]>,
+    /// The last bytes given to [`SnappyStream::repeated`] and where.
+    last_repeated: Vec<u8>,
+    last_repeated_pos: usize,
+    /// Ranges of `literal` worth searching for repeats.
+    matchable: Vec<(u32, u32)>,
+    /// Every literal byte of the request, in order.
+    history: Vec<u8>,
+    lit_seen: Box<[LitSeen]>,
+}
+
+impl Default for SnappyStream {
+    fn default() -> Self {
+        SnappyStream {
+            out: Vec::new(),
+            literal: Vec::new(),
+            pos: 0,
+            copy: None,
+            seen: vec![EMPTY; SEEN_SLOTS].into_boxed_slice(),
+            last_repeated: Vec::new(),
+            last_repeated_pos: 0,
+            matchable: Vec::new(),
+            history: Vec::new(),
+            lit_seen: vec![LitSeen::default(); LIT_SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+fn slot_of(key: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B1) >> (32 - SEEN_BITS)) as usize
+}
+
+impl SnappyStream {
+    /// Starts a new request.
+    pub fn reset(&mut self) {
+        self.out.clear();
+        self.out.resize(HEADER_ROOM, 0);
+        self.literal.clear();
+        self.matchable.clear();
+        self.pos = 0;
+        self.copy = None;
+        self.seen.fill(EMPTY);
+        self.last_repeated.clear();
+        self.history.clear();
+        self.lit_seen.fill(LitSeen::default());
+    }
+
+    /// Bytes with no identity of their own that may repeat earlier text
+    /// of the request (label text): searched for repeats when written.
+    pub fn literal(&mut self, bytes: &[u8]) {
+        self.flush_copy();
+        let start = self.literal.len();
+        self.literal.extend_from_slice(bytes);
+        self.pos += bytes.len();
+        match self.matchable.last_mut() {
+            Some((_, end)) if *end as usize == start => *end = self.literal.len() as u32,
+            _ => self
+                .matchable
+                .push((start as u32, self.literal.len() as u32)),
+        }
+    }
+
+    /// Bytes not worth searching (lengths, sample values).
+    pub fn plain(&mut self, bytes: &[u8]) {
+        self.flush_copy();
+        self.literal.extend_from_slice(bytes);
+        self.pos += bytes.len();
+    }
+
+    /// Bytes identified by `key` (always the same bytes for one key within
+    /// a request): a copy if the key was seen, a literal otherwise.
+    pub fn keyed(&mut self, key: u32, bytes: &[u8]) {
+        let slot = slot_of(key);
+        let prev = self.seen.get(slot).copied().unwrap_or(EMPTY);
+        let here = self.pos;
+        let offset = here - (prev.pos as usize).saturating_sub(1);
+        if prev.pos != 0 && prev.key == key && offset <= u32::MAX as usize && !bytes.is_empty() {
+            self.copy_from(offset, bytes.len());
+        } else {
+            self.literal(bytes);
+        }
+        // Remember the newest occurrence: nearer copies get shorter offsets.
+        if let (Some(s), Ok(p)) = (self.seen.get_mut(slot), u32::try_from(here + 1)) {
+            *s = Seen { key, pos: p };
+        }
+    }
+
+    /// Bytes likely equal to the previous call's (a sample timestamp: one
+    /// per scrape): a copy when they are.
+    pub fn repeated(&mut self, bytes: &[u8]) {
+        let here = self.pos;
+        let offset = here - self.last_repeated_pos;
+        if !bytes.is_empty() && self.last_repeated == bytes && offset <= u32::MAX as usize {
+            self.copy_from(offset, bytes.len());
+        } else {
+            self.plain(bytes);
+            self.last_repeated.clear();
+            self.last_repeated.extend_from_slice(bytes);
+        }
+        self.last_repeated_pos = here;
+    }
+
+    /// `len` bytes equal to those `offset` (1..=u32::MAX) bytes back.
+    fn copy_from(&mut self, offset: usize, len: usize) {
+        if !self.literal.is_empty() {
+            self.flush_literal();
+        }
+        match &mut self.copy {
+            // Same distance back = the source continues where the last
+            // copy's source ended.
+            Some((o, l)) if *o == offset => *l += len,
+            _ => {
+                self.flush_copy();
+                self.copy = Some((offset, len));
+            }
+        }
+        self.pos += len;
+    }
+
+    fn flush_copy(&mut self) {
+        let Some((offset, mut len)) = self.copy.take() else {
+            return;
+        };
+        while len > 0 {
+            let n = len.min(MAX_COPY);
+            put_copy(&mut self.out, offset, n);
+            len -= n;
+        }
+    }
+
+    /// Writes the pending literal bytes, as copies where their matchable
+    /// spans repeat earlier literal text of the request.
+    fn flush_literal(&mut self) {
+        let n = self.literal.len();
+        if n == 0 {
+            return;
+        }
+        let start_pos = self.pos - n;
+        let base = self.history.len();
+        self.history.extend_from_slice(&self.literal);
+        self.literal.clear();
+        let spans = std::mem::take(&mut self.matchable);
+        let mut emitted = 0;
+        if u32::try_from(base + n).is_ok() && u32::try_from(self.pos).is_ok() {
+            for &(from, to) in &spans {
+                emitted = self.match_span(base, start_pos, from as usize, to as usize, emitted);
+            }
+        }
+        emit_literal(&mut self.out, self.history.get(base + emitted..base + n));
+        self.matchable = spans;
+        self.matchable.clear();
+    }
+
+    /// Runs the matcher over `literal[from..to]` (history index `base`,
+    /// uncompressed position `start_pos` for literal index 0), emitting
+    /// the literal bytes before each match and the match as copies.
+    /// Returns how much of the literal is emitted.
+    fn match_span(
+        &mut self,
+        base: usize,
+        start_pos: usize,
+        from: usize,
+        to: usize,
+        mut emitted: usize,
+    ) -> usize {
+        let history = std::mem::take(&mut self.history);
+        let end = base + to;
+        let mut i = from;
+        // As snappy: the longer nothing matched, the bigger the steps.
+        let mut skip = 32usize;
+        while i + 4 <= to {
+            let at = base + i;
+            let Some(quad) = load_u32(&history, at) else {
+                break;
+            };
+            let slot = (quad.wrapping_mul(0x1E35_A7BD) >> (32 - LIT_BITS)) as usize;
+            let Some(entry) = self.lit_seen.get_mut(slot) else {
+                break;
+            };
+            let prev = *entry;
+            *entry = LitSeen {
+                at: at as u32 + 1,
+                pos: (start_pos + i) as u32,
+                run_end: end as u32,
+            };
+            let candidate = prev.at as usize;
+            if candidate == 0 || load_u32(&history, candidate - 1) != Some(quad) {
+                i += skip >> 5;
+                skip += 1;
+                continue;
+            }
+            let m = 4 + match_len(&history, candidate + 3, prev.run_end as usize, at + 4, end);
+            if m < MIN_MATCH {
+                i += 1;
+                continue;
+            }
+            skip = 32;
+            emit_literal(&mut self.out, history.get(base + emitted..at));
+            let offset = start_pos + i - prev.pos as usize;
+            let mut left = m;
+            while left > 0 {
+                let len = left.min(MAX_COPY);
+                put_copy(&mut self.out, offset, len);
+                left -= len;
+            }
+            i += m;
+            emitted = i;
+        }
+        self.history = history;
+        emitted
+    }
+
+    /// The finished block (valid until the next [`SnappyStream::reset`]).
+    pub fn finish(&mut self) -> &[u8] {
+        self.flush_copy();
+        self.flush_literal();
+        let mut header = [0u8; HEADER_ROOM];
+        let mut n = 0;
+        let mut v = self.pos as u64;
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if let Some(slot) = header.get_mut(n) {
+                *slot = if v == 0 { b } else { b | 0x80 };
+            }
+            n += 1;
+            if v == 0 || n == HEADER_ROOM {
+                break;
+            }
+        }
+        let start = HEADER_ROOM - n;
+        if let (Some(dst), Some(src)) = (self.out.get_mut(start..HEADER_ROOM), header.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.out.get(start..).unwrap_or_default()
+    }
+
+    /// Uncompressed bytes written so far.
+    #[cfg(test)]
+    pub fn uncompressed_len(&self) -> usize {
+        self.pos
+    }
+}
+
+fn load_u32(buf: &[u8], at: usize) -> Option<u32> {
+    match buf.get(at..at + 4) {
+        Some(&[a, b, c, d]) => Some(u32::from_le_bytes([a, b, c, d])),
+        _ => None,
+    }
+}
+
+/// How many bytes from `buf[b..b_end]` equal those from `buf[a..a_end]`.
+fn match_len(buf: &[u8], a: usize, a_end: usize, b: usize, b_end: usize) -> usize {
+    let limit = a_end.saturating_sub(a).min(b_end.saturating_sub(b));
+    let (Some(x), Some(y)) = (buf.get(a..a + limit), buf.get(b..b + limit)) else {
+        return 0;
+    };
+    let mut n = 0;
+    for (p, q) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+        let (p, q) = (
+            u64::from_le_bytes(p.try_into().unwrap_or([0; 8])),
+            u64::from_le_bytes(q.try_into().unwrap_or([0; 8])),
+        );
+        if p != q {
+            return n + ((p ^ q).trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    let tail = x.get(n..).unwrap_or_default().iter();
+    n + tail
+        .zip(y.get(n..).unwrap_or_default())
+        .take_while(|(p, q)| p == q)
+        .count()
+}
+
+/// Literal elements for `bytes`.
+fn emit_literal(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    for chunk in bytes.unwrap_or_default().chunks(MAX_LITERAL) {
+        put_literal_tag(out, chunk.len());
+        out.extend_from_slice(chunk);
+    }
+}
+
+fn put_literal_tag(out: &mut Vec<u8>, len: usize) {
+    let n = len - 1;
+    if n < 60 {
+        out.push((n as u8) << 2);
+    } else if n < 1 << 8 {
+        out.push(60 << 2);
+        out.push(n as u8);
+    } else {
+        out.push(61 << 2);
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+    }
+}
+
+fn put_copy(out: &mut Vec<u8>, offset: usize, len: usize) {
+    if (4..12).contains(&len) && offset < 2048 {
+        out.push((((offset >> 8) as u8) << 5) | (((len - 4) as u8) << 2) | 1);
+        out.push(offset as u8);
+    } else if offset < 1 << 16 {
+        out.push((((len - 1) as u8) << 2) | 2);
+        out.extend_from_slice(&(offset as u16).to_le_bytes());
+    } else {
+        out.push((((len - 1) as u8) << 2) | 3);
+        out.extend_from_slice(&(offset as u32).to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode(block: &[u8]) -> Vec<u8> {
+        snap::raw::Decoder::new().decompress_vec(block).unwrap()
+    }
+
+    #[test]
+    fn repeated_keys_become_copies_that_decode_to_the_same_bytes() {
+        let mut s = SnappyStream::default();
+        s.reset();
+        let a = b"\x0a\x0bjob=node-exporter-long-value";
+        let b = b"\x0a\x05instance=h1";
+        let mut want = Vec::new();
+        for i in 0..100u8 {
+            s.literal(&[i, i]);
+            want.extend_from_slice(&[i, i]);
+            s.keyed(1, a);
+            want.extend_from_slice(a);
+            s.keyed(2, b);
+            want.extend_from_slice(b);
+            s.repeated(b"\x10\x80\x90\xa0\xb0\xc0\x01");
+            want.extend_from_slice(b"\x10\x80\x90\xa0\xb0\xc0\x01");
+        }
+        let block = s.finish().to_vec();
+        assert_eq!(decode(&block), want);
+        assert!(
+            block.len() < want.len() / 4,
+            "{} bytes for {}",
+            block.len(),
+            want.len()
+        );
+    }
+
+    #[test]
+    fn long_and_far_copies_use_every_element_form() {
+        let mut s = SnappyStream::default();
+        s.reset();
+        let big: Vec<u8> = (0..200u32).map(|i| (i * 7) as u8).collect();
+        let filler = vec![9u8; 70_000];
+        let mut want = Vec::new();
+        s.keyed(7, &big);
+        want.extend_from_slice(&big);
+        s.keyed(8, b"abcdefg");
+        want.extend_from_slice(b"abcdefg");
+        s.keyed(8, b"abcdefg");
+        want.extend_from_slice(b"abcdefg");
+        s.literal(&filler);
+        want.extend_from_slice(&filler);
+        s.keyed(7, &big);
+        want.extend_from_slice(&big);
+        assert_eq!(decode(s.finish()), want);
+    }
+
+    #[test]
+    fn repeats_inside_literals_become_copies() {
+        let mut s = SnappyStream::default();
+        s.reset();
+        let mut want = Vec::new();
+        for i in 0..50 {
+            let text = format!("/kubepods/burstable/pod{i:04}-c393-7e37/search-indexer-{i}");
+            s.literal(text.as_bytes());
+            want.extend_from_slice(text.as_bytes());
+            s.keyed(1, b"a pair in between");
+            want.extend_from_slice(b"a pair in between");
+        }
+        let block = s.finish().to_vec();
+        assert_eq!(decode(&block), want);
+        assert!(
+            block.len() < want.len() / 3,
+            "{} of {}",
+            block.len(),
+            want.len()
+        );
+    }
+
+    proptest! {
+        /// Literal text drawn from a small alphabet (many repeats, matches
+        /// across and within runs, overlapping copies).
+        #[test]
+        fn repetitive_literals_round_trip(
+            parts in proptest::collection::vec(("[ab]{0,40}", any::<bool>()), 0..80)
+        ) {
+            let mut s = SnappyStream::default();
+            s.reset();
+            let mut want = Vec::new();
+            for (text, keyed) in parts {
+                if keyed {
+                    s.keyed(3, b"kkkkkkkk");
+                    want.extend_from_slice(b"kkkkkkkk");
+                }
+                s.literal(text.as_bytes());
+                want.extend_from_slice(text.as_bytes());
+            }
+            prop_assert_eq!(decode(s.finish()), want);
+        }
+    }
+
+    #[test]
+    fn empty_request() {
+        let mut s = SnappyStream::default();
+        s.reset();
+        assert_eq!(decode(s.finish()), Vec::<u8>::new());
+    }
+
+    proptest! {
+        #[test]
+        fn any_sequence_round_trips(
+            ops in proptest::collection::vec(
+                (0u32..20, proptest::collection::vec(any::<u8>(), 0..300), any::<bool>()),
+                0..200)
+        ) {
+            // Each key always stands for the same bytes, as the caller promises.
+            let mut bytes_of: std::collections::HashMap<u32, Vec<u8>> = Default::default();
+            let mut s = SnappyStream::default();
+            s.reset();
+            let mut want = Vec::new();
+            for (key, bytes, keyed) in ops {
+                if key == 0 {
+                    s.repeated(&bytes);
+                    want.extend_from_slice(&bytes);
+                } else if keyed {
+                    let b = bytes_of.entry(key).or_insert(bytes).clone();
+                    s.keyed(key, &b);
+                    want.extend_from_slice(&b);
+                } else {
+                    s.literal(&bytes);
+                    want.extend_from_slice(&bytes);
+                }
+            }
+            prop_assert_eq!(s.uncompressed_len(), want.len());
+            prop_assert_eq!(decode(s.finish()), want);
+        }
+    }
+}
