@@ -113,6 +113,7 @@ impl SnappyStream {
         self.copy = None;
         self.seen.fill(EMPTY);
         self.last_repeated.clear();
+        self.last_repeated_pos = 0;
         self.history.clear();
         self.lit_seen.fill(LitSeen::default());
     }
@@ -145,7 +146,7 @@ impl SnappyStream {
         let slot = slot_of(key);
         let prev = self.seen.get(slot).copied().unwrap_or(EMPTY);
         let here = self.pos;
-        let offset = here - (prev.pos as usize).saturating_sub(1);
+        let offset = here.saturating_sub((prev.pos as usize).saturating_sub(1));
         if prev.pos != 0 && prev.key == key && offset <= u32::MAX as usize && !bytes.is_empty() {
             self.copy_from(offset, bytes.len());
         } else {
@@ -161,8 +162,11 @@ impl SnappyStream {
     /// per scrape): a copy when they are.
     pub fn repeated(&mut self, bytes: &[u8]) {
         let here = self.pos;
-        let offset = here - self.last_repeated_pos;
-        if !bytes.is_empty() && self.last_repeated == bytes && offset <= u32::MAX as usize {
+        let offset = here.saturating_sub(self.last_repeated_pos);
+        if !bytes.is_empty()
+            && self.last_repeated == bytes
+            && (1..=u32::MAX as usize).contains(&offset)
+        {
             self.copy_from(offset, bytes.len());
         } else {
             self.plain(bytes);
@@ -262,13 +266,16 @@ impl SnappyStream {
                 continue;
             }
             let m = 4 + match_len(&history, candidate + 3, prev.run_end as usize, at + 4, end);
-            if m < MIN_MATCH {
+            let Some(offset) = (start_pos + i).checked_sub(prev.pos as usize) else {
+                i += 1;
+                continue;
+            };
+            if m < MIN_MATCH || offset == 0 {
                 i += 1;
                 continue;
             }
             skip = 32;
             emit_literal(&mut self.out, history.get(base + emitted..at));
-            let offset = start_pos + i - prev.pos as usize;
             let mut left = m;
             while left > 0 {
                 let len = left.min(MAX_COPY);
@@ -478,6 +485,25 @@ mod tests {
             }
             prop_assert_eq!(decode(s.finish()), want);
         }
+    }
+
+    #[test]
+    fn a_reused_stream_forgets_the_previous_request() {
+        let mut s = SnappyStream::default();
+        s.reset();
+        for _ in 0..100 {
+            s.literal(b"0123456789");
+            s.repeated(b"\x10\x01\x02");
+            s.keyed(9, b"pair bytes");
+        }
+        let _ = s.finish();
+        // A shorter request with the same timestamp and key: nothing may
+        // refer back into the previous one.
+        s.reset();
+        s.repeated(b"\x10\x01\x02");
+        s.keyed(9, b"pair bytes");
+        s.literal(b"0123456789");
+        assert_eq!(decode(s.finish()), b"\x10\x01\x02pair bytes0123456789");
     }
 
     #[test]
