@@ -2,17 +2,19 @@
 //!
 //! Keyed by a 128-bit hash of the series' raw bytes as exposed (name and
 //! label block), so a series seen before costs one hash and one lookup —
-//! no label parsing, merging or relabeling — and an entry costs ~56 bytes
+//! no label parsing, merging or relabeling — and an entry costs 32 bytes
 //! whatever the label set's length. With 128 bits a collision among even
 //! millions of series is far less likely than a disk error, so keys are not
 //! verified against the text.
 //!
-//! Entries live in a vector in the order the target exposes them, with a
-//! hash table of positions beside it. A target exposes its series in the
-//! same order every time, so the lookup first tries the slot after the
-//! previous hit: a scrape walks the vector front to back, and the hash
-//! table (a cache miss per probe across hundreds of targets) is only asked
-//! when the order changes. Eviction compacts the vector, keeping the order.
+//! Entries live in a vector in the order the target exposes them. A target
+//! exposes its series in the same order every time, so a lookup first tries
+//! the slot after the previous hit: a scrape walks the vector front to
+//! back. Only when the order changes (or a series is new) is a hash table
+//! of positions needed; it is built then, the vector is put back into the
+//! target's order at the end of that scrape, and the table is dropped again
+//! once a few scrapes went by without it — at 2,000 series a target, the
+//! table would otherwise cost more than a quarter of the cache.
 //!
 //! Staleness is tracked here too: each entry remembers the iteration it was
 //! last seen in, and a series seen in the previous successful scrape but not
@@ -23,29 +25,51 @@ use tributary_model::SeriesRef;
 
 /// Entries unseen for this many scrapes are forgotten.
 const EVICT_AFTER_ITERATIONS: u32 = 10;
+/// Iterations count modulo 2^30; the top bits of `Slot::prev` are flags.
+const ITER_MASK: u32 = (1 << 30) - 1;
+const STALE_TRACKED: u32 = 1 << 31;
+const HISTOGRAM: u32 = 1 << 30;
+/// Scrapes in a row without an index lookup before the index is dropped.
+const INDEX_IDLE_SCRAPES: u8 = 3;
 
+/// One cached series (32 bytes).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CacheEntry {
+struct Slot {
+    /// The key, as two words so the slot is not padded to 16-byte
+    /// alignment.
+    key: [u64; 2],
     /// `SeriesRef::NONE` when metric relabeling dropped the series.
-    pub series: SeriesRef,
-    pub last_iter: u32,
-    /// The iteration before `last_iter` (to know, after a failed scrape
-    /// touched it, whether the series was current).
-    pub prev_iter: u32,
+    series: SeriesRef,
+    /// The iteration it was last seen in (0: never).
+    last: u32,
+    /// `STALE_TRACKED | HISTOGRAM |` the iteration before `last` (to know,
+    /// after a failed scrape touched it, whether the series was current).
+    prev: u32,
+}
+
+impl Slot {
+    fn prev_iter(&self) -> u32 {
+        self.prev & ITER_MASK
+    }
+
     /// False for series with an exposed timestamp (not staleness-tracked
     /// unless `track_timestamps_staleness`).
-    pub stale_tracked: bool,
+    fn stale_tracked(&self) -> bool {
+        self.prev & STALE_TRACKED != 0
+    }
+
     /// A native histogram series: its staleness marker is a stale
     /// histogram, not a float.
-    pub histogram: bool,
-    /// The newest timestamp appended to the series by this target
-    /// (`i64::MIN` before the first): a created-timestamp zero sample is
-    /// only written when the created timestamp is newer, as Prometheus
-    /// only writes one newer than the series' last sample. Kept here rather
-    /// than asked of the storage, whose out-of-order window would otherwise
-    /// let the same old zero sample in again on every scrape. (Fits in the
-    /// padding the 16-byte-aligned key leaves in each map slot.)
-    pub last_t: i64,
+    fn histogram(&self) -> bool {
+        self.prev & HISTOGRAM != 0
+    }
+
+    fn stale_series(&self) -> StaleSeries {
+        StaleSeries {
+            series: self.series,
+            histogram: self.histogram(),
+        }
+    }
 }
 
 /// A series that went stale, and whether it is a native histogram series.
@@ -55,25 +79,86 @@ pub(crate) struct StaleSeries {
     pub histogram: bool,
 }
 
-/// One cached series: its key (as two words, so the slot is not padded to
-/// 16-byte alignment) and entry.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    key: [u64; 2],
-    entry: CacheEntry,
-}
-
 fn split(k: u128) -> [u64; 2] {
     [k as u64, (k >> 64) as u64]
+}
+
+pub(crate) fn key(raw: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(raw)
+}
+
+/// A found entry, to read and update.
+pub(crate) struct EntryMut<'a> {
+    slot: &'a mut Slot,
+    last_t: Option<&'a mut i64>,
+}
+
+impl EntryMut<'_> {
+    pub fn series(&self) -> SeriesRef {
+        self.slot.series
+    }
+
+    pub fn set_series(&mut self, series: SeriesRef) {
+        self.slot.series = series;
+    }
+
+    /// Whether it was already seen in iteration `iter`.
+    pub fn seen_in(&self, iter: u32) -> bool {
+        self.slot.last == iter
+    }
+
+    /// Marks it seen in iteration `iter`.
+    pub fn touch(&mut self, iter: u32, histogram: bool) {
+        let flags = self.slot.prev & STALE_TRACKED;
+        let h = if histogram { HISTOGRAM } else { 0 };
+        self.slot.prev = flags | h | (self.slot.last & ITER_MASK);
+        self.slot.last = iter;
+    }
+
+    /// The newest timestamp appended to the series by this target
+    /// (`i64::MIN` before the first, or when not tracked): a
+    /// created-timestamp zero sample is only written when the created
+    /// timestamp is newer, as Prometheus only writes one newer than the
+    /// series' last sample. Kept here rather than asked of the storage,
+    /// whose out-of-order window would otherwise let the same old zero
+    /// sample in again on every scrape.
+    pub fn last_t(&self) -> i64 {
+        self.last_t.as_deref().copied().unwrap_or(i64::MIN)
+    }
+
+    pub fn raise_last_t(&mut self, t: i64) {
+        if let Some(last) = self.last_t.as_deref_mut() {
+            *last = (*last).max(t);
+        }
+    }
+}
+
+/// What a new entry starts with.
+pub(crate) struct NewEntry {
+    pub series: SeriesRef,
+    pub iter: u32,
+    pub stale_tracked: bool,
+    pub histogram: bool,
+    pub last_t: i64,
 }
 
 #[derive(Debug, Default)]
 pub struct ScrapeCache {
     slots: Vec<Slot>,
-    /// Positions in `slots`, hashed by the key's low word (already a hash).
-    index: HashTable<u32>,
+    /// Parallel to `slots` when created timestamps are ingested (see
+    /// [`EntryMut::last_t`]), empty otherwise.
+    last_t: Vec<i64>,
+    track_last_t: bool,
+    /// Positions in `slots`, hashed by the key's low word (already a hash);
+    /// `None` while the exposition order holds.
+    index: Option<HashTable<u32>>,
+    /// Scrapes in a row that did not need the index.
+    index_idle: u8,
     /// Where the next lookup looks first: the slot after the last hit.
     cursor: usize,
+    /// Set when this scrape left the vector's order: positions in the
+    /// order they were visited (the sequential prefix is implied).
+    visits: Option<Vec<u32>>,
     /// The iteration being appended now (starts at 1; 0 means "never").
     iter: u32,
     /// The iteration whose series are current: their absence in the next
@@ -81,13 +166,14 @@ pub struct ScrapeCache {
     current: u32,
 }
 
-pub(crate) fn key(raw: &[u8]) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(raw)
-}
-
 impl ScrapeCache {
-    pub fn new() -> Self {
-        Self::default()
+    /// A cache; `track_last_t` keeps each series' newest timestamp (only
+    /// needed for created-timestamp zero ingestion).
+    pub fn new(track_last_t: bool) -> Self {
+        ScrapeCache {
+            track_last_t,
+            ..Self::default()
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -98,59 +184,86 @@ impl ScrapeCache {
         self.slots.is_empty()
     }
 
+    /// Heap bytes held, for memory accounting.
+    pub fn heap_size(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.last_t.capacity() * 8
+            + self.index.as_ref().map_or(0, |i| i.capacity() * 5)
+    }
+
     /// Starts a new scrape iteration.
     pub(crate) fn begin(&mut self) -> u32 {
-        self.iter = self.iter.wrapping_add(1).max(1);
+        self.iter = (self.iter.wrapping_add(1) & ITER_MASK).max(1);
         self.cursor = 0;
+        self.visits = None;
         self.iter
     }
 
-    fn position(&self, key: [u64; 2]) -> Option<usize> {
+    /// Notes that the lookup of this scrape left the vector's order.
+    fn leave_order(&mut self) {
+        if self.visits.is_none() {
+            self.visits = Some((0..self.cursor as u32).collect());
+        }
+    }
+
+    fn position(&mut self, key: [u64; 2]) -> Option<usize> {
         if self.slots.get(self.cursor).is_some_and(|s| s.key == key) {
             return Some(self.cursor);
         }
+        self.leave_order();
         let slots = &self.slots;
         self.index
+            .get_or_insert_with(|| build_index(slots))
             .find(key[0], |&i| {
                 slots.get(i as usize).is_some_and(|s| s.key == key)
             })
             .map(|&i| i as usize)
     }
 
-    pub(crate) fn get_mut(&mut self, k: u128) -> Option<&mut CacheEntry> {
-        let pos = self.position(split(k))?;
-        self.cursor = pos + 1;
-        self.slots.get_mut(pos).map(|s| &mut s.entry)
-    }
-
-    pub(crate) fn insert(&mut self, k: u128, entry: CacheEntry) {
-        let key = split(k);
-        if let Some(pos) = self.position(key) {
-            if let Some(s) = self.slots.get_mut(pos) {
-                s.entry = entry;
-            }
-            self.cursor = pos + 1;
-            return;
+    fn visited(&mut self, pos: usize) {
+        if let Some(v) = &mut self.visits {
+            v.push(pos as u32);
         }
-        let pos = self.slots.len();
-        self.slots.push(Slot { key, entry });
-        let slots = &self.slots;
-        self.index.insert_unique(key[0], pos as u32, |&i| {
-            slots.get(i as usize).map_or(0, |s| s.key[0])
-        });
         self.cursor = pos + 1;
     }
 
-    /// Rebuilds the position index after the vector was compacted.
-    fn reindex(&mut self) {
-        self.index.clear();
-        self.index.reserve(self.slots.len(), |_| 0);
+    pub(crate) fn get_mut(&mut self, k: u128) -> Option<EntryMut<'_>> {
+        let pos = self.position(split(k))?;
+        // A repeat within one scrape is not a visit of its own.
+        if self.slots.get(pos).is_some_and(|s| s.last != self.iter) {
+            self.visited(pos);
+        } else {
+            self.cursor = pos + 1;
+        }
+        let slot = self.slots.get_mut(pos)?;
+        let last_t = self.last_t.get_mut(pos);
+        Some(EntryMut { slot, last_t })
+    }
+
+    /// Adds a series the last [`ScrapeCache::get_mut`] did not find.
+    pub(crate) fn insert(&mut self, k: u128, e: NewEntry) {
+        let key = split(k);
+        let flags = if e.stale_tracked { STALE_TRACKED } else { 0 }
+            | if e.histogram { HISTOGRAM } else { 0 };
+        let slot = Slot {
+            key,
+            series: e.series,
+            last: e.iter,
+            prev: flags,
+        };
+        let pos = self.slots.len();
+        self.slots.push(slot);
+        if self.track_last_t {
+            self.last_t.push(e.last_t);
+        }
+        self.leave_order();
         let slots = &self.slots;
-        for (pos, s) in slots.iter().enumerate() {
-            self.index.insert_unique(s.key[0], pos as u32, |&i| {
+        if let Some(index) = &mut self.index {
+            index.insert_unique(key[0], pos as u32, |&i| {
                 slots.get(i as usize).map_or(0, |s| s.key[0])
             });
         }
+        self.visited(pos);
     }
 
     /// Ends a successful scrape: returns the series that went stale (seen in
@@ -176,100 +289,232 @@ impl ScrapeCache {
         out.extend(
             self.slots
                 .iter()
-                .map(|s| &s.entry)
-                .filter(|e| e.last_iter == self.current && e.stale_tracked && !e.series.is_none())
-                .map(|e| StaleSeries {
-                    series: e.series,
-                    histogram: e.histogram,
-                }),
+                .filter(|s| s.last == self.current && s.stale_tracked() && !s.series.is_none())
+                .map(Slot::stale_series),
         );
     }
 
     fn collect_stale(&mut self, stale: &mut Vec<StaleSeries>, failed: bool) {
         stale.clear();
         let (iter, current) = (self.iter, self.current);
-        let before = self.slots.len();
-        self.slots.retain(|s| {
-            let e = &s.entry;
-            let was_current = current != 0
-                && (e.last_iter == current || (e.last_iter == iter && e.prev_iter == current));
-            let seen_now = e.last_iter == iter;
-            if was_current && (failed || !seen_now) && e.stale_tracked && !e.series.is_none() {
-                stale.push(StaleSeries {
-                    series: e.series,
-                    histogram: e.histogram,
-                });
+        for s in &self.slots {
+            let was_current =
+                current != 0 && (s.last == current || (s.last == iter && s.prev_iter() == current));
+            let seen_now = s.last == iter;
+            if was_current && (failed || !seen_now) && s.stale_tracked() && !s.series.is_none() {
+                stale.push(s.stale_series());
             }
-            iter.wrapping_sub(e.last_iter) <= EVICT_AFTER_ITERATIONS
-        });
-        if self.slots.len() != before {
-            self.reindex();
         }
-        // Growth doubles the vector; give the slack back once the set of
+        let reordered = self.restore_order();
+        let evicted =
+            self.evict(|s| (iter.wrapping_sub(s.last) & ITER_MASK) > EVICT_AFTER_ITERATIONS);
+        if reordered || evicted {
+            self.index = None;
+        }
+        if self.visits.take().is_some() {
+            self.index_idle = 0;
+        } else {
+            self.index_idle = self.index_idle.saturating_add(1);
+            if self.index_idle >= INDEX_IDLE_SCRAPES {
+                self.index = None;
+            }
+        }
+        // Growth doubles the vectors; give the slack back once the set of
         // series has settled.
         if self.slots.capacity() > self.slots.len() + self.slots.len() / 4 + 16 {
             self.slots.shrink_to_fit();
+            self.last_t.shrink_to_fit();
         }
     }
+
+    /// Puts the slots into the order this scrape visited them (the ones
+    /// not visited keep their order, after them), so the next scrape of an
+    /// unchanged target walks the vector sequentially again. True if the
+    /// order changed.
+    fn restore_order(&mut self) -> bool {
+        let Some(visits) = &self.visits else {
+            return false;
+        };
+        let in_order = visits.iter().enumerate().all(|(i, &p)| p as usize == i);
+        if in_order {
+            return false;
+        }
+        let mut taken = vec![false; self.slots.len()];
+        let mut order: Vec<usize> = Vec::with_capacity(self.slots.len());
+        for &p in visits {
+            if let Some(t) = taken.get_mut(p as usize) {
+                if !*t {
+                    *t = true;
+                    order.push(p as usize);
+                }
+            }
+        }
+        order.extend((0..self.slots.len()).filter(|&p| !taken[p]));
+        self.slots = order
+            .iter()
+            .filter_map(|&p| self.slots.get(p).copied())
+            .collect();
+        if self.track_last_t {
+            self.last_t = order
+                .iter()
+                .map(|&p| self.last_t.get(p).copied().unwrap_or(i64::MIN))
+                .collect();
+        }
+        true
+    }
+
+    /// Drops the slots for which `gone` is true, keeping the order. True
+    /// if any was dropped.
+    fn evict(&mut self, gone: impl Fn(&Slot) -> bool) -> bool {
+        let before = self.slots.len();
+        if self.track_last_t {
+            let mut keep = self.slots.iter().map(|s| !gone(s));
+            self.last_t.retain(|_| keep.next().unwrap_or(true));
+        }
+        self.slots.retain(|s| !gone(s));
+        self.slots.len() != before
+    }
+}
+
+/// A table of positions in `slots`, hashed by the key's low word.
+fn build_index(slots: &[Slot]) -> HashTable<u32> {
+    let mut index = HashTable::with_capacity(slots.len());
+    for (pos, s) in slots.iter().enumerate() {
+        index.insert_unique(s.key[0], pos as u32, |&i| {
+            slots.get(i as usize).map_or(0, |s| s.key[0])
+        });
+    }
+    index
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A slot (key + entry) stays at 48 bytes: the per-series cost of the
-    /// cache at 400k series.
+    /// A slot stays at 32 bytes: the per-series cost of the cache at 400k
+    /// series.
     #[test]
-    fn slot_stays_48_bytes() {
-        assert!(std::mem::size_of::<Slot>() <= 48);
+    fn slot_stays_32_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
     }
 
-    fn entry(series: u64, iter: u32) -> CacheEntry {
-        CacheEntry {
+    fn new(series: u64, iter: u32) -> NewEntry {
+        NewEntry {
             series: SeriesRef(series),
-            last_iter: iter,
-            prev_iter: 0,
+            iter,
             stale_tracked: true,
             histogram: false,
             last_t: i64::MIN,
         }
     }
 
+    fn k(i: u128) -> u128 {
+        i << 70 | i
+    }
+
     #[test]
     fn lookups_in_and_out_of_order_and_eviction_keep_entries_findable() {
-        let mut c = ScrapeCache::new();
+        let mut c = ScrapeCache::new(false);
         let mut stale = Vec::new();
         let it = c.begin();
-        for k in 0..100u128 {
-            c.insert(k << 70 | k, entry(k as u64 + 1, it));
+        for i in 0..100u128 {
+            assert!(c.get_mut(k(i)).is_none());
+            c.insert(k(i), new(i as u64 + 1, it));
         }
         c.finish_success(&mut stale);
         // Reverse order: every lookup misses the cursor and uses the index.
         let it = c.begin();
-        for k in (0..100u128).rev() {
-            let e = c.get_mut(k << 70 | k).unwrap();
-            assert_eq!(e.series, SeriesRef(k as u64 + 1));
-            if k % 2 == 0 {
-                e.last_iter = it;
+        for i in (0..100u128).rev() {
+            let mut e = c.get_mut(k(i)).unwrap();
+            assert_eq!(e.series(), SeriesRef(i as u64 + 1));
+            if i % 2 == 0 {
+                e.touch(it, false);
             }
         }
         c.finish_success(&mut stale);
         let mut gone: Vec<u64> = stale.iter().map(|s| s.series.0).collect();
         gone.sort_unstable();
-        let odd: Vec<u64> = (0..100u64).filter(|k| k % 2 == 1).map(|k| k + 1).collect();
+        let odd: Vec<u64> = (0..100u64).filter(|i| i % 2 == 1).map(|i| i + 1).collect();
         assert_eq!(gone, odd, "series absent from this scrape go stale");
         // Odd keys unseen for more than the eviction horizon are dropped;
         // even ones stay findable after the compaction.
         for _ in 0..=EVICT_AFTER_ITERATIONS {
             let it = c.begin();
-            for k in (0..100u128).step_by(2) {
-                c.get_mut(k << 70 | k).unwrap().last_iter = it;
+            for i in (0..100u128).step_by(2) {
+                c.get_mut(k(i)).unwrap().touch(it, false);
             }
             c.finish_success(&mut stale);
         }
         assert_eq!(c.len(), 50);
-        for k in 0..100u128 {
-            assert_eq!(c.get_mut(k << 70 | k).is_some(), k % 2 == 0, "key {k}");
+        for i in 0..100u128 {
+            assert_eq!(c.get_mut(k(i)).is_some(), i % 2 == 0, "key {i}");
         }
+    }
+
+    #[test]
+    fn a_changed_order_is_learnt_and_the_index_dropped_once_idle() {
+        let mut c = ScrapeCache::new(false);
+        let mut stale = Vec::new();
+        let order_a: Vec<u128> = (0..50).collect();
+        // A new series in the middle, the rest shuffled.
+        let mut order_b: Vec<u128> = (0..50).rev().collect();
+        order_b.insert(10, 99);
+        let scrape = |c: &mut ScrapeCache, order: &[u128], stale: &mut Vec<StaleSeries>| {
+            let it = c.begin();
+            for &i in order {
+                match c.get_mut(k(i)) {
+                    Some(mut e) => e.touch(it, false),
+                    None => c.insert(k(i), new(i as u64 + 1, it)),
+                }
+            }
+            c.finish_success(stale);
+        };
+        scrape(&mut c, &order_a, &mut stale);
+        scrape(&mut c, &order_b, &mut stale);
+        assert!(stale.is_empty());
+        let keys: Vec<u64> = c.slots.iter().map(|s| s.series.0 - 1).collect();
+        let want: Vec<u64> = order_b.iter().map(|&i| i as u64).collect();
+        assert_eq!(keys, want, "slots follow the new exposition order");
+        for _ in 0..INDEX_IDLE_SCRAPES {
+            scrape(&mut c, &order_b, &mut stale);
+        }
+        assert!(c.index.is_none(), "sequential scrapes need no index");
+        scrape(&mut c, &order_a, &mut stale);
+        assert_eq!(stale.len(), 1, "only the new series went away");
+        assert_eq!(c.len(), 51);
+    }
+
+    #[test]
+    fn last_t_is_kept_only_when_tracked_and_follows_reordering() {
+        let mut c = ScrapeCache::new(true);
+        let mut stale = Vec::new();
+        let it = c.begin();
+        for i in 0..3u128 {
+            c.get_mut(k(i));
+            c.insert(
+                k(i),
+                NewEntry {
+                    last_t: 100 + i as i64,
+                    ..new(i as u64 + 1, it)
+                },
+            );
+        }
+        c.finish_success(&mut stale);
+        let it = c.begin();
+        for i in [2u128, 0, 1] {
+            let mut e = c.get_mut(k(i)).unwrap();
+            e.touch(it, false);
+            e.raise_last_t(50);
+        }
+        c.finish_success(&mut stale);
+        for i in 0..3u128 {
+            assert_eq!(c.get_mut(k(i)).unwrap().last_t(), 100 + i as i64);
+        }
+        let mut untracked = ScrapeCache::new(false);
+        let it = untracked.begin();
+        untracked.insert(k(1), new(1, it));
+        let mut e = untracked.get_mut(k(1)).unwrap();
+        e.raise_last_t(5);
+        assert_eq!(e.last_t(), i64::MIN);
     }
 }

@@ -20,7 +20,7 @@ use tributary_model::{
     ResetHint, ScrapeProtocol, SeriesRef, Storage, STALE_NAN,
 };
 
-use crate::cache::{self, CacheEntry, ScrapeCache, StaleSeries};
+use crate::cache::{self, NewEntry, ScrapeCache, StaleSeries};
 use crate::fetch::{fetch, FetchError, ScrapeRequest};
 use crate::metadata::{FamilyState, SharedMetadata};
 use crate::metrics::ScrapeMetrics;
@@ -156,6 +156,7 @@ impl ScrapeLoop {
         metrics: ScrapeMetrics,
         forced_error: Arc<Mutex<Option<String>>>,
     ) -> Self {
+        let cache = ScrapeCache::new(options.created_timestamp_zero_ingestion);
         ScrapeLoop {
             target,
             cfg,
@@ -166,7 +167,7 @@ impl ScrapeLoop {
             status,
             metrics,
             forced_error,
-            cache: ScrapeCache::new(),
+            cache,
             body: Vec::new(),
             builder: LabelsBuilder::new(),
             stale: Vec::new(),
@@ -324,8 +325,13 @@ impl ScrapeLoop {
                 (0.0, size)
             }
         };
-        let stale = std::mem::take(&mut self.stale);
+        let mut stale = std::mem::take(&mut self.stale);
         self.append_stale_markers(app.as_mut(), &stale, ts);
+        // A failed scrape marks every series stale at once; do not keep
+        // room for all of them in every loop afterwards.
+        if stale.capacity() > 64 {
+            stale = Vec::new();
+        }
         self.stale = stale;
         let sample_limit = self.cfg.sample_limit as f64;
         let values = [
@@ -550,23 +556,21 @@ impl ScrapeLoop {
             let in_bounds = t <= now + MAX_FUTURE_MS;
             let k = cache::key(raw);
             let (series, is_new, prev_t) = match self.cache.get_mut(k) {
-                Some(e) if e.last_iter == iter => {
+                Some(e) if e.seen_in(iter) => {
                     // The same series twice in one exposition.
                     self.metrics.sample_duplicate_timestamp.inc();
                     continue;
                 }
-                Some(e) => {
-                    e.prev_iter = e.last_iter;
-                    e.last_iter = iter;
-                    e.histogram = histogram;
-                    if e.series.is_none() {
+                Some(mut e) => {
+                    e.touch(iter, histogram);
+                    if e.series().is_none() {
                         continue;
                     }
-                    let prev_t = e.last_t;
+                    let prev_t = e.last_t();
                     if in_bounds {
-                        e.last_t = prev_t.max(t);
+                        e.raise_last_t(t);
                     }
-                    (e.series, false, prev_t)
+                    (e.series(), false, prev_t)
                 }
                 None => {
                     let stale_tracked = exposed_ts.is_none() || !honor_ts || track_ts_staleness;
@@ -579,10 +583,9 @@ impl ScrapeLoop {
                     };
                     self.cache.insert(
                         k,
-                        CacheEntry {
+                        NewEntry {
                             series,
-                            last_iter: iter,
-                            prev_iter: 0,
+                            iter,
                             stale_tracked,
                             histogram,
                             last_t: if in_bounds { t } else { i64::MIN },
@@ -639,8 +642,8 @@ impl ScrapeLoop {
                         continue;
                     };
                     let series = app.series(&labels)?;
-                    if let Some(e) = self.cache.get_mut(k) {
-                        e.series = series;
+                    if let Some(mut e) = self.cache.get_mut(k) {
+                        e.set_series(series);
                     }
                     if let Some(ct) = ct {
                         self.append_ct_zero(app, series, ct, native_h);
