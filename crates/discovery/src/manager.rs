@@ -89,7 +89,20 @@ struct State {
     groups: HashMap<u64, (String, Vec<TargetGroup>)>,
     errors: HashMap<u64, String>,
     dirty: bool,
+    /// Until when changes are sent within [`EAGER_DEBOUNCE`] instead of on
+    /// the reload tick: the moments after a (re)configuration, when the
+    /// providers that answer at once (static, files, a first HTTP or API
+    /// list) report.
+    eager_until: Option<tokio::time::Instant>,
 }
+
+/// How long after a configuration is applied changes go out promptly.
+const EAGER_WINDOW: Duration = Duration::from_secs(2);
+/// During that window, a snapshot leaves this long after the last change.
+const EAGER_DEBOUNCE: Duration = Duration::from_millis(100);
+/// Provider id of the message that wakes the sender after a configuration
+/// was applied (real providers count from 1).
+const CONFIG_APPLIED: u64 = 0;
 
 pub(crate) type Update = (u64, Result<Vec<TargetGroup>, String>);
 
@@ -218,8 +231,11 @@ impl DiscoveryManager {
             self.spawn(job, spec);
         }
         // An empty job still has to reach the scrape manager (so its pool exists
-        // and removed jobs go away): make sure a snapshot is sent.
+        // and removed jobs go away): make sure a snapshot is sent, promptly.
         let mut st = self.state.lock();
+        st.eager_until = Some(tokio::time::Instant::now() + EAGER_WINDOW);
+        // Full only if updates are already queued, which wake it anyway.
+        let _ = self.updates.try_send((CONFIG_APPLIED, Ok(Vec::new())));
         for sc in &cfg.scrape_configs {
             if !self.providers.iter().any(|p| p.job == sc.job_name) {
                 let id = self.next_id;
@@ -385,16 +401,24 @@ async fn sender(
     metrics: DiscoveryMetrics,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    let period = interval.max(Duration::from_millis(10));
+    // Not `interval()`: its first tick completes at once and would be taken
+    // before any provider has reported, leaving the first snapshot to the
+    // next tick, a whole reload interval later (scrapes start 5 s late).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Give providers that answer at once (static, files) a moment to land in
-    // the first snapshot, then send without waiting a whole interval.
-    let mut first = true;
     loop {
+        let eager = state
+            .lock()
+            .eager_until
+            .is_some_and(|until| tokio::time::Instant::now() < until);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             u = updates.recv() => {
                 let Some((id, result)) = u else { return };
+                if id == CONFIG_APPLIED {
+                    continue;
+                }
                 metrics.received_updates.get_or_create(&DiscoveryMetrics::scrape_label()).inc();
                 let mut st = state.lock();
                 match result {
@@ -414,9 +438,8 @@ async fn sender(
                 continue;
             }
             _ = tick.tick() => {}
-            _ = tokio::time::sleep(Duration::from_millis(100)), if first => {}
+            _ = tokio::time::sleep(EAGER_DEBOUNCE), if eager => {}
         }
-        first = false;
         let snapshot = {
             let mut st = state.lock();
             if !st.dirty {
