@@ -13,7 +13,9 @@
 //!   shard makes the watcher sleep and retry (`enqueue_retries_total`), so
 //!   a dead endpoint stops WAL reading instead of growing memory.
 //! - **shards** batch up to `max_samples_per_send` samples (or whatever
-//!   arrived within `batch_send_deadline` of the first sample of the batch),
+//!   arrived within `batch_send_deadline` of the first sample of the batch,
+//!   or at once when the watcher has just caught up with a backlog of old
+//!   records — after an outage or a restart — so its tail does not wait),
 //!   send with unbounded retries on recoverable errors, then report the
 //!   batch's samples done to the tracker, which acknowledges the WAL cursor.
 //! - the **resharder** recomputes the desired shard count every
@@ -520,6 +522,10 @@ async fn run_watcher<S: RecordSource>(
     let mut shards = ShardSet::start(&shared, shared.settings.min_shards);
     let mut record = DecodedRecord::default();
     let mut stop_deadline = None;
+    // Whether the records read since the watcher was last idle included
+    // samples older than batch_send_deadline (a backlog: after an outage or
+    // a restart), so the shards' partial batches must not wait any longer.
+    let mut read_backlog = false;
     while stop_deadline.is_none() {
         if is_stopping(&stop) {
             stop_deadline = Some(stop_requested(&mut stop).await);
@@ -549,6 +555,11 @@ async fn run_watcher<S: RecordSource>(
                 if let Some(segment) = source.current_segment() {
                     shared.metrics.current_segment.set(segment as i64);
                 }
+                if !read_backlog {
+                    let bsd = shared.settings.batch_send_deadline.as_millis() as i64;
+                    let oldest = record.samples.first().map(|s| s.1);
+                    read_backlog = oldest.is_some_and(|t| now_ms().saturating_sub(t) > bsd);
+                }
                 let ok = handle_record(
                     &shared,
                     &transform,
@@ -566,6 +577,11 @@ async fn run_watcher<S: RecordSource>(
             Ok(None) => {
                 if let Some(b) = source.backlog_bytes() {
                     shared.backlog_bytes.store(b, Ordering::Relaxed);
+                }
+                if std::mem::take(&mut read_backlog) {
+                    // Caught up: the tail of the backlog has waited long
+                    // enough; send it now, not batch_send_deadline later.
+                    shards.flush();
                 }
                 tokio::select! {
                     _ = source.wait_for_data(IDLE_READ_INTERVAL) => {}
@@ -1016,6 +1032,13 @@ impl ShardSet {
         self.queues.len()
     }
 
+    /// Asks every shard to send its partial batch now (an empty chunk).
+    fn flush(&self) {
+        for q in &self.queues {
+            let _ = q.tx.send(Vec::new());
+        }
+    }
+
     /// The shard of a series: all its samples go through one shard, in
     /// order.
     fn shard_of(&self, series: SeriesRef) -> usize {
@@ -1147,6 +1170,15 @@ async fn run_shard<P: Copy + Send + Sync + 'static>(
             _ = flush_timer => ShardEvent::Deadline,
         };
         match event {
+            ShardEvent::Chunk(chunk) if chunk.is_empty() => {
+                // The watcher caught up with a backlog (see ShardSet::flush).
+                if !batch.samples.is_empty() {
+                    deadline = None;
+                    if !batch.send(&shared, &mut hard_stop).await {
+                        return;
+                    }
+                }
+            }
             ShardEvent::Chunk(chunk) => {
                 let mut taken = 0;
                 for s in chunk {

@@ -371,3 +371,26 @@ async fn series_collected_by_the_wal_are_forgotten_by_the_queue() {
     );
     q.stop(Duration::from_secs(1)).await;
 }
+
+/// A backlog read after an outage or a restart is sent as soon as the
+/// watcher has caught up: the last partial batch does not wait out
+/// `batch_send_deadline` (an hour here) for more samples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_of_a_backlog_is_sent_once_the_watcher_caught_up() {
+    let rx = start_receiver().await;
+    let wal = MemWal::default();
+    // 3 series × 5 samples = 15 = one full batch of 10 and a tail of 5,
+    // all timestamped in 1970: old data.
+    fill(&wal, 3, 5);
+    let s = QueueSettings {
+        batch_send_deadline: Duration::from_secs(3600),
+        ..settings(1)
+    };
+    let q = QueueManager::start(s, client(&rx, false), wal.source(), transform(), metrics());
+    assert!(
+        eventually(WAIT, || rx.state.accepted_samples().len() == 15).await,
+        "tail of the backlog not sent: {} of 15",
+        rx.state.accepted_samples().len()
+    );
+    q.stop(Duration::from_secs(1)).await;
+}
