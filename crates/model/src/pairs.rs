@@ -41,6 +41,9 @@ const COMPACT_MIN_DEAD: usize = 1 << 20;
 struct Entry {
     /// Offset of the encoded pair in the arena; `FREE` when unused.
     offset: u32,
+    /// Its length: an encoder that copies an earlier occurrence needs only
+    /// this, not the bytes (which are a cache miss away).
+    len: u32,
     /// Label sets using the pair.
     refs: u32,
 }
@@ -153,8 +156,9 @@ impl PairTable {
 
     fn entry_bytes(&self, e: Entry) -> &[u8] {
         let start = e.offset as usize;
-        let rest = self.arena.get(start..).unwrap_or_default();
-        rest.get(..entry_len(rest)).unwrap_or_default()
+        self.arena
+            .get(start..start + e.len as usize)
+            .unwrap_or_default()
     }
 
     /// The pair's wire form: a complete `TimeSeries.labels` field. Empty for
@@ -163,6 +167,14 @@ impl PairTable {
         match self.entries.get(id as usize) {
             Some(e) if e.offset != FREE => self.entry_bytes(*e),
             _ => &[],
+        }
+    }
+
+    /// The length of [`PairTable::encoded`] (0 for an id not in use).
+    pub fn encoded_len(&self, id: PairId) -> usize {
+        match self.entries.get(id as usize) {
+            Some(e) if e.offset != FREE => e.len as usize,
+            _ => 0,
         }
     }
 
@@ -231,6 +243,7 @@ impl PairTable {
         }
         let entry = Entry {
             offset: self.arena.len() as u32,
+            len: scratch.len() as u32,
             refs: 1,
         };
         self.arena.extend_from_slice(scratch);

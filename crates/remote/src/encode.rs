@@ -126,33 +126,59 @@ pub enum ItemLabels<'a> {
     },
 }
 
-/// One label of an item: interned wire bytes with their key, or text.
+/// One label of an item: an interned pair, an external label (wire bytes
+/// with their key), or text.
 #[derive(Clone, Copy)]
 pub enum LabelPiece<'a> {
-    Wire { key: u32, bytes: &'a [u8] },
+    Pair {
+        id: u32,
+        len: u32,
+        pairs: &'a PairTable,
+    },
+    External {
+        key: u32,
+        bytes: &'a [u8],
+    },
     Text(Label<'a>),
 }
 
 impl<'a> LabelPiece<'a> {
+    /// An interned pair, its length read without touching its bytes.
+    fn pair(pairs: &'a PairTable, id: u32) -> Self {
+        LabelPiece::Pair {
+            id,
+            len: pairs.encoded_len(id) as u32,
+            pairs,
+        }
+    }
+
     /// Length of the piece's `TimeSeries.labels` field.
     fn wire_len(&self) -> usize {
         match self {
-            LabelPiece::Wire { bytes, .. } => bytes.len(),
+            LabelPiece::Pair { len, .. } => *len as usize,
+            LabelPiece::External { bytes, .. } => bytes.len(),
             LabelPiece::Text(l) => len_field_size(label_message_len(l.name, l.value)),
+        }
+    }
+
+    /// The wire bytes of an interned or external piece.
+    fn wire(&self) -> &'a [u8] {
+        match *self {
+            LabelPiece::Pair { id, pairs, .. } => pairs.encoded(id),
+            LabelPiece::External { bytes, .. } => bytes,
+            LabelPiece::Text(_) => &[],
         }
     }
 
     /// Name and value (interned text is UTF-8 by construction).
     pub fn label(&self) -> Label<'a> {
-        match *self {
-            LabelPiece::Text(l) => l,
-            LabelPiece::Wire { bytes, .. } => {
-                let (n, v) = tributary_model::PairTable::split_wire(bytes).unwrap_or_default();
-                Label {
-                    name: std::str::from_utf8(n).unwrap_or_default(),
-                    value: std::str::from_utf8(v).unwrap_or_default(),
-                }
-            }
+        if let LabelPiece::Text(l) = *self {
+            return l;
+        }
+        let (n, v) = PairTable::split_wire(self.wire()).unwrap_or_default();
+        Label {
+            name: std::str::from_utf8(n).unwrap_or_default(),
+            value: std::str::from_utf8(v).unwrap_or_default(),
         }
     }
 }
@@ -186,8 +212,8 @@ enum PiecesInner<'a> {
     Stored {
         pairs: &'a PairTable,
         ids: PairIds<'a>,
-        /// A stored pair read but not handed out yet: (id, wire).
-        next: Option<(u32, &'a [u8])>,
+        /// A stored pair read but not handed out yet.
+        next: Option<u32>,
         external: &'a [ExternalLabel],
     },
 }
@@ -204,33 +230,30 @@ impl<'a> Iterator for Pieces<'a> {
                 next,
                 external,
             } => {
-                let stored = match next.take() {
-                    Some(p) => Some(p),
-                    None => ids.next().map(|id| (id, pairs.encoded(id))),
-                };
+                let stored = next.take().or_else(|| ids.next());
                 let Some((ext, rest)) = external.split_first() else {
-                    return stored.map(|(key, bytes)| LabelPiece::Wire { key, bytes });
+                    return stored.map(|id| LabelPiece::pair(pairs, id));
                 };
-                let ext_piece = LabelPiece::Wire {
+                let ext_piece = LabelPiece::External {
                     key: u32::MAX - rest.len() as u32,
                     bytes: &ext.wire,
                 };
-                let Some((id, bytes)) = stored else {
+                let Some(id) = stored else {
                     *external = rest;
                     return Some(ext_piece);
                 };
-                let name = PairTable::split_wire(bytes).map_or(&[][..], |(n, _)| n);
+                let name = pairs.name_value(id).map_or(&[][..], |(n, _)| n);
                 match ext.name.as_bytes().cmp(name) {
                     std::cmp::Ordering::Less => {
-                        *next = Some((id, bytes));
+                        *next = Some(id);
                         *external = rest;
                         Some(ext_piece)
                     }
                     std::cmp::Ordering::Equal => {
                         *external = rest;
-                        Some(LabelPiece::Wire { key: id, bytes })
+                        Some(LabelPiece::pair(pairs, id))
                     }
-                    std::cmp::Ordering::Greater => Some(LabelPiece::Wire { key: id, bytes }),
+                    std::cmp::Ordering::Greater => Some(LabelPiece::pair(pairs, id)),
                 }
             }
         }
@@ -260,7 +283,8 @@ trait Sink {
     fn text(&mut self, bytes: &[u8]);
     /// Framing and values.
     fn raw(&mut self, bytes: &[u8]);
-    fn keyed(&mut self, key: u32, bytes: &[u8]);
+    /// `len` bytes identified by `key`, fetched only when needed.
+    fn keyed<'b>(&mut self, key: u32, len: usize, bytes: impl FnOnce() -> &'b [u8]);
     /// Bytes that often equal the previous call's.
     fn repeated(&mut self, bytes: &[u8]);
 }
@@ -272,8 +296,8 @@ impl Sink for Vec<u8> {
     fn raw(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
-    fn keyed(&mut self, _key: u32, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
+    fn keyed<'b>(&mut self, _key: u32, _len: usize, bytes: impl FnOnce() -> &'b [u8]) {
+        self.extend_from_slice(bytes());
     }
     fn repeated(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
@@ -287,8 +311,8 @@ impl Sink for SnappyStream {
     fn raw(&mut self, bytes: &[u8]) {
         self.plain(bytes);
     }
-    fn keyed(&mut self, key: u32, bytes: &[u8]) {
-        SnappyStream::keyed(self, key, bytes);
+    fn keyed<'b>(&mut self, key: u32, len: usize, bytes: impl FnOnce() -> &'b [u8]) {
+        SnappyStream::keyed(self, key, len, bytes);
     }
     fn repeated(&mut self, bytes: &[u8]) {
         SnappyStream::repeated(self, bytes);
@@ -498,10 +522,7 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             pairs,
             ids,
             external,
-        } if external.is_empty() => pieces.extend(ids.map(|id| LabelPiece::Wire {
-            key: id,
-            bytes: pairs.encoded(id),
-        })),
+        } if external.is_empty() => pieces.extend(ids.map(|id| LabelPiece::pair(pairs, id))),
         labels => pieces.extend(labels.pieces()),
     }
     let labels_len: usize = pieces.iter().map(|p| p.wire_len()).sum();
@@ -509,7 +530,8 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
     sink.raw(FieldHead::new(KEY_WRITE_REQUEST_TIMESERIES, series_len).as_bytes());
     for &piece in pieces.iter() {
         match piece {
-            LabelPiece::Wire { key, bytes } => sink.keyed(key, bytes),
+            LabelPiece::Pair { id, len, .. } => sink.keyed(id, len as usize, || piece.wire()),
+            LabelPiece::External { key, bytes } => sink.keyed(key, bytes.len(), || bytes),
             LabelPiece::Text(l) => write_text_label(sink, l),
         }
     }

@@ -27,7 +27,7 @@
 
 /// Ids remembered per request: a direct-mapped table, so a collision only
 /// costs a literal where a copy was possible.
-const SEEN_BITS: u32 = 14;
+const SEEN_BITS: u32 = 10;
 const SEEN_SLOTS: usize = 1 << SEEN_BITS;
 /// Room left before the elements for the length varint written at the end.
 const HEADER_ROOM: usize = 10;
@@ -142,15 +142,15 @@ impl SnappyStream {
 
     /// Bytes identified by `key` (always the same bytes for one key within
     /// a request): a copy if the key was seen, a literal otherwise.
-    pub fn keyed(&mut self, key: u32, bytes: &[u8]) {
+    pub fn keyed<'b>(&mut self, key: u32, len: usize, bytes: impl FnOnce() -> &'b [u8]) {
         let slot = slot_of(key);
         let prev = self.seen.get(slot).copied().unwrap_or(EMPTY);
         let here = self.pos;
         let offset = here.saturating_sub((prev.pos as usize).saturating_sub(1));
-        if prev.pos != 0 && prev.key == key && offset <= u32::MAX as usize && !bytes.is_empty() {
-            self.copy_from(offset, bytes.len());
+        if prev.pos != 0 && prev.key == key && offset <= u32::MAX as usize && len > 0 {
+            self.copy_from(offset, len);
         } else {
-            self.literal(bytes);
+            self.literal(bytes());
         }
         // Remember the newest occurrence: nearer copies get shorter offsets.
         if let (Some(s), Ok(p)) = (self.seen.get_mut(slot), u32::try_from(here + 1)) {
@@ -406,9 +406,9 @@ mod tests {
         for i in 0..100u8 {
             s.literal(&[i, i]);
             want.extend_from_slice(&[i, i]);
-            s.keyed(1, a);
+            s.keyed(1, a.len(), || a);
             want.extend_from_slice(a);
-            s.keyed(2, b);
+            s.keyed(2, b.len(), || b);
             want.extend_from_slice(b);
             s.repeated(b"\x10\x80\x90\xa0\xb0\xc0\x01");
             want.extend_from_slice(b"\x10\x80\x90\xa0\xb0\xc0\x01");
@@ -430,15 +430,15 @@ mod tests {
         let big: Vec<u8> = (0..200u32).map(|i| (i * 7) as u8).collect();
         let filler = vec![9u8; 70_000];
         let mut want = Vec::new();
-        s.keyed(7, &big);
+        s.keyed(7, big.len(), || &big);
         want.extend_from_slice(&big);
-        s.keyed(8, b"abcdefg");
+        s.keyed(8, b"abcdefg".len(), || b"abcdefg");
         want.extend_from_slice(b"abcdefg");
-        s.keyed(8, b"abcdefg");
+        s.keyed(8, b"abcdefg".len(), || b"abcdefg");
         want.extend_from_slice(b"abcdefg");
         s.literal(&filler);
         want.extend_from_slice(&filler);
-        s.keyed(7, &big);
+        s.keyed(7, big.len(), || &big);
         want.extend_from_slice(&big);
         assert_eq!(decode(s.finish()), want);
     }
@@ -452,7 +452,7 @@ mod tests {
             let text = format!("/kubepods/burstable/pod{i:04}-c393-7e37/search-indexer-{i}");
             s.literal(text.as_bytes());
             want.extend_from_slice(text.as_bytes());
-            s.keyed(1, b"a pair in between");
+            s.keyed(1, b"a pair in between".len(), || b"a pair in between");
             want.extend_from_slice(b"a pair in between");
         }
         let block = s.finish().to_vec();
@@ -477,7 +477,7 @@ mod tests {
             let mut want = Vec::new();
             for (text, keyed) in parts {
                 if keyed {
-                    s.keyed(3, b"kkkkkkkk");
+                    s.keyed(3, b"kkkkkkkk".len(), || b"kkkkkkkk");
                     want.extend_from_slice(b"kkkkkkkk");
                 }
                 s.literal(text.as_bytes());
@@ -494,14 +494,14 @@ mod tests {
         for _ in 0..100 {
             s.literal(b"0123456789");
             s.repeated(b"\x10\x01\x02");
-            s.keyed(9, b"pair bytes");
+            s.keyed(9, b"pair bytes".len(), || b"pair bytes");
         }
         let _ = s.finish();
         // A shorter request with the same timestamp and key: nothing may
         // refer back into the previous one.
         s.reset();
         s.repeated(b"\x10\x01\x02");
-        s.keyed(9, b"pair bytes");
+        s.keyed(9, b"pair bytes".len(), || b"pair bytes");
         s.literal(b"0123456789");
         assert_eq!(decode(s.finish()), b"\x10\x01\x02pair bytes0123456789");
     }
@@ -531,7 +531,7 @@ mod tests {
                     want.extend_from_slice(&bytes);
                 } else if keyed {
                     let b = bytes_of.entry(key).or_insert(bytes).clone();
-                    s.keyed(key, &b);
+                    s.keyed(key, b.len(), || &b);
                     want.extend_from_slice(&b);
                 } else {
                     s.literal(&bytes);
