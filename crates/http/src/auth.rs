@@ -91,6 +91,14 @@ impl AuthStep {
         }
     }
 
+    /// Adds nothing to a request.
+    pub fn is_empty(&self) -> bool {
+        self.authorization.is_none()
+            && self.headers.is_empty()
+            && self.oauth2.is_none()
+            && self.sigv4.is_none()
+    }
+
     pub fn with_header(mut self, header: HeaderSource) -> Self {
         self.headers.push(header);
         self

@@ -51,7 +51,11 @@ pub fn build_client(
     if let Some(s) = &cfg.sigv4 {
         auth.sigv4 = Some(std::sync::Arc::new(crate::sigv4::Signer::from_config(s)?));
     }
-    Ok(HttpClient::from_parts(b.build()?, auth))
+    let plain = auth.is_empty()
+        && opts.static_hosts.is_empty()
+        && cfg.proxy_url.as_deref().is_none_or(str::is_empty)
+        && !cfg.proxy_from_environment;
+    Ok(HttpClient::from_parts(b.build()?, auth).with_plain(plain))
 }
 
 /// `round_robin_dns` and `static_hosts`. Without round robin the fixed

@@ -89,12 +89,31 @@ impl Default for ClientOptions {
 pub struct HttpClient {
     client: reqwest::Client,
     auth: AuthStep,
+    /// No proxy, credentials or configured headers: a plain `http://`
+    /// request needs nothing but a TCP connection.
+    plain: bool,
 }
 
 impl HttpClient {
     /// Assembles a client from parts (tests, or callers with special needs).
     pub fn from_parts(client: reqwest::Client, auth: AuthStep) -> Self {
-        Self { client, auth }
+        Self {
+            client,
+            auth,
+            plain: false,
+        }
+    }
+
+    pub(crate) fn with_plain(mut self, plain: bool) -> Self {
+        self.plain = plain;
+        self
+    }
+
+    /// Whether requests to `http://` URLs need nothing this client adds
+    /// (proxy, credentials, headers), so a caller may send them over its
+    /// own connection.
+    pub fn is_plain(&self) -> bool {
+        self.plain
     }
 
     /// The underlying reqwest client (connection pool, TLS, proxy).

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tributary_model::ScrapeProtocol;
 
 mod gzip;
+mod h1;
 
 pub use gzip::{inflate_gzip, inflate_gzip_streaming};
 
@@ -111,20 +112,67 @@ impl Write for CappedWriter<'_> {
     }
 }
 
+/// A scrape loop's way to its target: its own kept-alive HTTP/1.1
+/// connection for a plain `http://` target (see [`h1`]), the general
+/// client for everything else.
+#[derive(Debug, Default)]
+pub struct Connection {
+    target: Option<h1::H1Target>,
+    stream: Option<tokio::net::TcpStream>,
+}
+
+impl Connection {
+    pub fn new(client: &tributary_http::HttpClient, req: &ScrapeRequest) -> Self {
+        Connection {
+            target: client.is_plain().then(|| h1::H1Target::new(req)).flatten(),
+            stream: None,
+        }
+    }
+}
+
 /// Performs the request and leaves the (decompressed) body in `body`.
 pub async fn fetch(
     client: &tributary_http::HttpClient,
     req: &ScrapeRequest,
+    conn: &mut Connection,
     body: &mut Vec<u8>,
 ) -> Result<FetchedBody, FetchError> {
     body.clear();
-    // A gzip'd body's compressed bytes, kept until it is inflated; pooled
-    // like the body buffer, so a scrape allocates neither in steady state.
+    // A gzip'd body's compressed bytes, kept until it is inflated, and the
+    // response head: pooled like the body buffer, so a scrape allocates
+    // none of them in steady state.
     let mut compressed = crate::buffers::take();
-    let result = tokio::time::timeout(req.timeout, fetch_inner(client, req, body, &mut compressed))
+    let mut head = crate::buffers::take();
+    let work = async {
+        if let Some(target) = &conn.target {
+            let outcome = h1::fetch(
+                target,
+                req,
+                &mut conn.stream,
+                &mut head,
+                body,
+                &mut compressed,
+            )
+            .await?;
+            match outcome {
+                h1::Outcome::Done(f) => return Ok(f),
+                h1::Outcome::Redirect => {
+                    body.clear();
+                    compressed.clear();
+                }
+            }
+        }
+        fetch_inner(client, req, body, &mut compressed).await
+    };
+    let result = tokio::time::timeout(req.timeout, work)
         .await
         .unwrap_or(Err(FetchError::Timeout));
+    if result.is_err() {
+        // Whatever state the connection is in, do not reuse it.
+        conn.stream = None;
+    }
     crate::buffers::give_back(compressed);
+    crate::buffers::give_back(head);
     result
 }
 

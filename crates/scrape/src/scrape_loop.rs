@@ -21,7 +21,7 @@ use tributary_model::{
 };
 
 use crate::cache::{self, NewEntry, ScrapeCache, StaleSeries};
-use crate::fetch::{fetch, FetchError, ScrapeRequest};
+use crate::fetch::{fetch, Connection, FetchError, ScrapeRequest};
 use crate::metadata::{FamilyState, SharedMetadata};
 use crate::metrics::ScrapeMetrics;
 use crate::status::{Health, TargetHealth, BODY_HEAD_BYTES};
@@ -89,6 +89,7 @@ pub(crate) struct ScrapeLoop {
     pub client: tributary_http::HttpClient,
     pub storage: Arc<dyn Storage>,
     pub request: ScrapeRequest,
+    connection: Connection,
     pub options: LoopOptions,
     pub status: Arc<Mutex<TargetHealth>>,
     pub metrics: ScrapeMetrics,
@@ -157,12 +158,14 @@ impl ScrapeLoop {
         forced_error: Arc<Mutex<Option<String>>>,
     ) -> Self {
         let cache = ScrapeCache::new(options.created_timestamp_zero_ingestion);
+        let connection = Connection::new(&client, &request);
         ScrapeLoop {
             target,
             cfg,
             client,
             storage,
             request,
+            connection,
             options,
             status,
             metrics,
@@ -286,9 +289,14 @@ impl ScrapeLoop {
         let forced = self.forced_error.lock().clone();
         let fetched = match forced {
             Some(msg) => Err(ScrapeError::Forced(msg)),
-            None => fetch(&self.client, &self.request, &mut self.body)
-                .await
-                .map_err(ScrapeError::from),
+            None => fetch(
+                &self.client,
+                &self.request,
+                &mut self.connection,
+                &mut self.body,
+            )
+            .await
+            .map_err(ScrapeError::from),
         };
         if matches!(fetched, Err(ScrapeError::Fetch(FetchError::BodySizeLimit))) {
             self.metrics.exceeded_body_size_limit.inc();
