@@ -41,18 +41,6 @@ const LIT_SLOTS: usize = 1 << LIT_BITS;
 /// Shortest match worth a copy element (3 bytes) instead of literal bytes.
 const MIN_MATCH: usize = 5;
 
-/// Where a 4-byte sequence was last seen among the literal bytes.
-#[derive(Clone, Copy, Default)]
-struct LitSeen {
-    /// Index in `history` + 1 (0 = empty).
-    at: u32,
-    /// Its uncompressed position.
-    pos: u32,
-    /// End (in `history`) of the literal run it is in: a copy cannot
-    /// extend past it, the bytes after it were not contiguous.
-    run_end: u32,
-}
-
 #[derive(Clone, Copy)]
 struct Seen {
     key: u32,
@@ -65,7 +53,6 @@ const EMPTY: Seen = Seen { key: 0, pos: 0 };
 /// See the module docs. Reused across requests.
 pub(crate) struct SnappyStream {
     out: Vec<u8>,
-    literal: Vec<u8>,
     /// Uncompressed bytes so far.
     pos: usize,
     /// A copy not yet written: (offset, length).
@@ -74,26 +61,33 @@ pub(crate) struct SnappyStream {
     /// The last bytes given to [`SnappyStream::repeated`] and where.
     last_repeated: Vec<u8>,
     last_repeated_pos: usize,
-    /// Ranges of `literal` worth searching for repeats.
-    matchable: Vec<(u32, u32)>,
-    /// Every literal byte of the request, in order.
+    /// Every literal byte of the request, in order; those from `pending`
+    /// on are not written out yet.
     history: Vec<u8>,
-    lit_seen: Box<[LitSeen]>,
+    pending: usize,
+    /// Ranges of `history` (not written yet) worth searching for repeats.
+    matchable: Vec<(u32, u32)>,
+    /// The written literal runs: (start in `history`, uncompressed
+    /// position). A run is contiguous in both; consecutive runs are not.
+    runs: Vec<(u32, u32)>,
+    /// 4-byte sequences of literal text → where last seen in `history` + 1.
+    lit_seen: Box<[u32]>,
 }
 
 impl Default for SnappyStream {
     fn default() -> Self {
         SnappyStream {
             out: Vec::new(),
-            literal: Vec::new(),
             pos: 0,
             copy: None,
             seen: vec![EMPTY; SEEN_SLOTS].into_boxed_slice(),
             last_repeated: Vec::new(),
             last_repeated_pos: 0,
-            matchable: Vec::new(),
             history: Vec::new(),
-            lit_seen: vec![LitSeen::default(); LIT_SLOTS].into_boxed_slice(),
+            pending: 0,
+            matchable: Vec::new(),
+            runs: Vec::new(),
+            lit_seen: vec![0; LIT_SLOTS].into_boxed_slice(),
         }
     }
 }
@@ -107,36 +101,36 @@ impl SnappyStream {
     pub fn reset(&mut self) {
         self.out.clear();
         self.out.resize(HEADER_ROOM, 0);
-        self.literal.clear();
-        self.matchable.clear();
         self.pos = 0;
         self.copy = None;
         self.seen.fill(EMPTY);
         self.last_repeated.clear();
         self.last_repeated_pos = 0;
         self.history.clear();
-        self.lit_seen.fill(LitSeen::default());
+        self.pending = 0;
+        self.matchable.clear();
+        self.runs.clear();
+        self.lit_seen.fill(0);
     }
 
     /// Bytes with no identity of their own that may repeat earlier text
     /// of the request (label text): searched for repeats when written.
     pub fn literal(&mut self, bytes: &[u8]) {
         self.flush_copy();
-        let start = self.literal.len();
-        self.literal.extend_from_slice(bytes);
+        let start = self.history.len() as u32;
+        self.history.extend_from_slice(bytes);
         self.pos += bytes.len();
+        let end = self.history.len() as u32;
         match self.matchable.last_mut() {
-            Some((_, end)) if *end as usize == start => *end = self.literal.len() as u32,
-            _ => self
-                .matchable
-                .push((start as u32, self.literal.len() as u32)),
+            Some((_, e)) if *e == start => *e = end,
+            _ => self.matchable.push((start, end)),
         }
     }
 
     /// Bytes not worth searching (lengths, sample values).
     pub fn plain(&mut self, bytes: &[u8]) {
         self.flush_copy();
-        self.literal.extend_from_slice(bytes);
+        self.history.extend_from_slice(bytes);
         self.pos += bytes.len();
     }
 
@@ -178,7 +172,7 @@ impl SnappyStream {
 
     /// `len` bytes equal to those `offset` (1..=u32::MAX) bytes back.
     fn copy_from(&mut self, offset: usize, len: usize) {
-        if !self.literal.is_empty() {
+        if self.history.len() > self.pending {
             self.flush_literal();
         }
         match &mut self.copy {
@@ -194,98 +188,93 @@ impl SnappyStream {
     }
 
     fn flush_copy(&mut self) {
-        let Some((offset, mut len)) = self.copy.take() else {
+        let Some((offset, len)) = self.copy.take() else {
             return;
         };
-        while len > 0 {
-            let n = len.min(MAX_COPY);
-            put_copy(&mut self.out, offset, n);
-            len -= n;
-        }
+        put_copies(&mut self.out, offset, len);
     }
 
     /// Writes the pending literal bytes, as copies where their matchable
     /// spans repeat earlier literal text of the request.
     fn flush_literal(&mut self) {
-        let n = self.literal.len();
-        if n == 0 {
+        let (start, end) = (self.pending, self.history.len());
+        if end == start {
             return;
         }
-        let start_pos = self.pos - n;
-        let base = self.history.len();
-        self.history.extend_from_slice(&self.literal);
-        self.literal.clear();
-        let spans = std::mem::take(&mut self.matchable);
-        let mut emitted = 0;
-        if u32::try_from(base + n).is_ok() && u32::try_from(self.pos).is_ok() {
+        let start_pos = self.pos - (end - start);
+        let mut emitted = start;
+        if let (Ok(s32), Ok(p32), Ok(_)) = (
+            u32::try_from(start),
+            u32::try_from(start_pos),
+            u32::try_from(self.pos),
+        ) {
+            self.runs.push((s32, p32));
+            let spans = std::mem::take(&mut self.matchable);
+            // Uncompressed position of history index 0, were the run
+            // extended back to it.
+            let run_base = start_pos.wrapping_sub(start);
             for &(from, to) in &spans {
-                emitted = self.match_span(base, start_pos, from as usize, to as usize, emitted);
+                emitted = self.match_span(from as usize, to as usize, run_base, emitted);
             }
+            self.matchable = spans;
         }
-        emit_literal(&mut self.out, self.history.get(base + emitted..base + n));
-        self.matchable = spans;
+        emit_literal(&mut self.out, self.history.get(emitted..end));
         self.matchable.clear();
+        self.pending = end;
     }
 
-    /// Runs the matcher over `literal[from..to]` (history index `base`,
-    /// uncompressed position `start_pos` for literal index 0), emitting
-    /// the literal bytes before each match and the match as copies.
-    /// Returns how much of the literal is emitted.
-    fn match_span(
-        &mut self,
-        base: usize,
-        start_pos: usize,
-        from: usize,
-        to: usize,
-        mut emitted: usize,
-    ) -> usize {
-        let history = std::mem::take(&mut self.history);
-        let end = base + to;
-        let mut i = from;
+    /// Uncompressed position of history index `at` and the end of its
+    /// run, for an index already written or in the pending run.
+    fn locate(&self, at: usize) -> Option<(usize, usize)> {
+        let i = self
+            .runs
+            .partition_point(|&(h, _)| h as usize <= at)
+            .checked_sub(1)?;
+        let (h, p) = *self.runs.get(i)?;
+        let end = match self.runs.get(i + 1) {
+            Some(&(next, _)) => next as usize,
+            None => self.history.len(),
+        };
+        Some((p as usize + (at - h as usize), end))
+    }
+
+    /// Runs the matcher over `history[from..to]` (pending, the last run,
+    /// where index `i` is at uncompressed position `run_base + i`),
+    /// writing the literal bytes from `emitted` up to each match and the
+    /// match as copies. Returns how far the literal is written.
+    fn match_span(&mut self, from: usize, to: usize, run_base: usize, mut emitted: usize) -> usize {
+        let mut at = from.max(emitted);
         // As snappy: the longer nothing matched, the bigger the steps.
         let mut skip = 32usize;
-        while i + 4 <= to {
-            let at = base + i;
-            let Some(quad) = load_u32(&history, at) else {
+        while at + 4 <= to {
+            let Some(quad) = load_u32(&self.history, at) else {
                 break;
             };
             let slot = (quad.wrapping_mul(0x1E35_A7BD) >> (32 - LIT_BITS)) as usize;
-            let Some(entry) = self.lit_seen.get_mut(slot) else {
-                break;
+            let prev = match self.lit_seen.get_mut(slot) {
+                Some(e) => std::mem::replace(e, at as u32 + 1) as usize,
+                None => break,
             };
-            let prev = *entry;
-            *entry = LitSeen {
-                at: at as u32 + 1,
-                pos: (start_pos + i) as u32,
-                run_end: end as u32,
-            };
-            let candidate = prev.at as usize;
-            if candidate == 0 || load_u32(&history, candidate - 1) != Some(quad) {
-                i += skip >> 5;
+            let found = (prev != 0 && load_u32(&self.history, prev - 1) == Some(quad))
+                .then(|| self.locate(prev - 1))
+                .flatten();
+            let Some((c_pos, c_end)) = found else {
+                at += skip >> 5;
                 skip += 1;
                 continue;
-            }
-            let m = 4 + match_len(&history, candidate + 3, prev.run_end as usize, at + 4, end);
-            let Some(offset) = (start_pos + i).checked_sub(prev.pos as usize) else {
-                i += 1;
-                continue;
             };
+            let m = 4 + match_len(&self.history, prev + 3, c_end, at + 4, to);
+            let offset = run_base.wrapping_add(at).saturating_sub(c_pos);
             if m < MIN_MATCH || offset == 0 {
-                i += 1;
+                at += 1;
                 continue;
             }
             skip = 32;
-            emit_literal(&mut self.out, history.get(base + emitted..at));
-            let mut left = m;
-            while left > 0 {
-                let len = left.min(MAX_COPY);
-                put_copy(&mut self.out, offset, len);
-                left -= len;
-            }
-            i += m;
-            emitted = i;
+            emit_literal(&mut self.out, self.history.get(emitted..at));
+            put_copies(&mut self.out, offset, m);
+            at += m;
+            emitted = at;
         }
-        self.history = history;
         emitted
     }
 
@@ -357,6 +346,15 @@ fn emit_literal(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     for chunk in bytes.unwrap_or_default().chunks(MAX_LITERAL) {
         put_literal_tag(out, chunk.len());
         out.extend_from_slice(chunk);
+    }
+}
+
+/// Copy elements for `len` bytes `offset` back.
+fn put_copies(out: &mut Vec<u8>, offset: usize, mut len: usize) {
+    while len > 0 {
+        let n = len.min(MAX_COPY);
+        put_copy(out, offset, n);
+        len -= n;
     }
 }
 
