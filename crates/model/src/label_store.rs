@@ -21,13 +21,10 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 
 use crate::pairs::{get_uvarint, put_uvarint, PairId, PairTable, PairTableFull};
-use crate::{Label, Labels, SeriesRef};
+use crate::{arena, Label, Labels, SeriesRef};
 
 /// A store shared between the storage (writer) and its readers.
 pub type SharedLabelStore = Arc<parking_lot::RwLock<LabelStore>>;
-
-/// Compaction runs when dead bytes exceed both this and the live bytes.
-const COMPACT_MIN_DEAD: usize = 1 << 20;
 
 #[derive(Clone, Copy, Debug)]
 struct SetEntry {
@@ -254,7 +251,7 @@ impl LabelStore {
             return Err(PairTableFull);
         }
         let offset = self.ids.len() as u32;
-        self.ids.extend_from_slice(&self.set_scratch);
+        arena::append(&mut self.ids, &self.set_scratch);
         if slot >= self.sets.len() {
             self.sets.resize(slot + 1, EMPTY_ENTRY);
         }
@@ -301,7 +298,7 @@ impl LabelStore {
             *e = EMPTY_ENTRY;
         }
         self.live -= 1;
-        if self.dead_bytes > COMPACT_MIN_DEAD && self.dead_bytes > self.ids.len() / 2 {
+        if arena::should_compact(self.dead_bytes, self.ids.len()) {
             self.compact();
         }
     }
@@ -326,7 +323,7 @@ impl LabelStore {
         if self.dead_bytes == 0 {
             return;
         }
-        let mut ids = Vec::with_capacity(self.ids.len() - self.dead_bytes);
+        let mut ids = arena::with_live(self.ids.len() - self.dead_bytes);
         for e in self.sets.iter_mut().filter(|e| e.offset != EMPTY) {
             let set = set_slice(&self.ids, e.offset);
             e.offset = ids.len() as u32;
@@ -410,7 +407,7 @@ mod tests {
             }
         }
         assert!(s.is_empty());
-        assert!(s.ids.len() < 4 * COMPACT_MIN_DEAD);
+        assert!(s.ids.len() < 1 << 20);
         assert!(s.pairs().is_empty());
     }
 }

@@ -7,6 +7,7 @@
 //! one representation without depending on each other.
 
 mod appender;
+mod arena;
 pub mod histogram;
 mod label_store;
 mod labels;

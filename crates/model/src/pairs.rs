@@ -22,7 +22,7 @@
 
 use hashbrown::HashTable;
 
-use crate::Label;
+use crate::{arena, Label};
 
 /// An interned label pair; see [`PairTable`].
 pub type PairId = u32;
@@ -33,9 +33,6 @@ const KEY_VALUE: u8 = 0x12; // Label.value = 2
 
 /// Arena offsets are 32-bit; the arena never grows past this.
 const MAX_ARENA: usize = u32::MAX as usize;
-
-/// Compaction runs when dead bytes exceed both this and the live bytes.
-const COMPACT_MIN_DEAD: usize = 1 << 20;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -246,7 +243,7 @@ impl PairTable {
             len: scratch.len() as u32,
             refs: 1,
         };
-        self.arena.extend_from_slice(scratch);
+        arena::append(&mut self.arena, scratch);
         let id = match self.free.pop() {
             Some(id) => {
                 if let Some(e) = self.entries.get_mut(id as usize) {
@@ -291,7 +288,7 @@ impl PairTable {
             slot.offset = FREE;
         }
         self.free.push(id);
-        if self.dead_bytes > COMPACT_MIN_DEAD && self.dead_bytes > self.arena.len() / 2 {
+        if arena::should_compact(self.dead_bytes, self.arena.len()) {
             self.compact();
         }
     }
@@ -301,7 +298,7 @@ impl PairTable {
         if self.dead_bytes == 0 {
             return;
         }
-        let mut arena = Vec::with_capacity(self.arena.len() - self.dead_bytes);
+        let mut arena = arena::with_live(self.arena.len() - self.dead_bytes);
         for e in self.entries.iter_mut().filter(|e| e.offset != FREE) {
             let bytes = entry_slice(&self.arena, e.offset);
             e.offset = arena.len() as u32;
@@ -386,7 +383,7 @@ mod tests {
         }
         assert_eq!(t.len(), 1);
         assert!(
-            t.arena.len() < 4 * COMPACT_MIN_DEAD,
+            t.arena.len() < 1 << 20,
             "arena {} bytes after churn",
             t.arena.len()
         );

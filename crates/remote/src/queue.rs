@@ -1367,16 +1367,9 @@ impl Batch {
         protocol: Protocol,
     ) -> Result<Bytes, crate::encode::EncodeError> {
         let store = shared.labels.read();
-        let before = self.samples.len();
-        self.samples
-            .retain(|s| s.rewritten.is_some() || store.resolve(s.series).is_some());
-        let gone = before - self.samples.len();
-        if gone > 0 {
-            shared
-                .metrics
-                .dropped(DropReason::UnintentionallyDroppedSeries)
-                .inc_by(gone as u64);
-        }
+        self.drop_where(shared, DropReason::UnintentionallyDroppedSeries, |s| {
+            s.rewritten.is_none() && store.resolve(s.series).is_none()
+        });
         let external = &shared.external;
         let items = self
             .samples
@@ -1391,14 +1384,21 @@ impl Batch {
 
     fn drop_too_old<P>(&mut self, shared: &Shared<P>) {
         let min_ts = min_allowed_timestamp(&shared.settings);
+        self.drop_where(shared, DropReason::TooOld, |s| s.t < min_ts);
+    }
+
+    /// Removes the samples `drop` picks, counting them under `reason`.
+    fn drop_where<P>(
+        &mut self,
+        shared: &Shared<P>,
+        reason: DropReason,
+        drop: impl Fn(&QueuedSample) -> bool,
+    ) {
         let before = self.samples.len();
-        self.samples.retain(|s| s.t >= min_ts);
+        self.samples.retain(|s| !drop(s));
         let dropped = before - self.samples.len();
         if dropped > 0 {
-            shared
-                .metrics
-                .dropped(DropReason::TooOld)
-                .inc_by(dropped as u64);
+            shared.metrics.dropped(reason).inc_by(dropped as u64);
         }
     }
 

@@ -37,6 +37,31 @@ async fn serve(app: Router) -> String {
     addr
 }
 
+/// A scrape manager scraping `targets` every second (900 ms timeout,
+/// 1 MB body limit) into memory.
+fn scrape(targets: &[String]) -> (MemStorage, ScrapeManager) {
+    let yaml = "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: j\n    body_size_limit: 1MB\n    static_configs: []\n";
+    let cfg = tributary_config::load_str(yaml, "t.yml", std::path::Path::new(".")).unwrap();
+    let storage = MemStorage::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut m = ScrapeManager::new(
+        Arc::new(storage.clone()) as Arc<dyn Storage>,
+        "test".into(),
+        true,
+        Duration::from_millis(2),
+        ScrapeMetrics::new(&mut registry),
+        CancellationToken::new(),
+    );
+    m.apply_config(&cfg).map_err(|e| format!("{e:?}")).unwrap();
+    let mut map = std::collections::BTreeMap::new();
+    map.insert(
+        "j".to_string(),
+        vec![TargetGroup::from_static("0".into(), targets, &[])],
+    );
+    m.sync(Arc::new(map));
+    (storage, m)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_bomb_and_slow_target_fail_alone() {
     let bomb = Arc::new(gzip_bomb());
@@ -81,26 +106,7 @@ async fn gzip_bomb_and_slow_target_fail_alone() {
     ))
     .await;
 
-    let yaml = "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: j\n    body_size_limit: 1MB\n    static_configs: []\n";
-    let cfg = tributary_config::load_str(yaml, "t.yml", std::path::Path::new(".")).unwrap();
-    let storage = MemStorage::new();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let mut m = ScrapeManager::new(
-        Arc::new(storage.clone()) as Arc<dyn Storage>,
-        "test".into(),
-        true,
-        Duration::from_millis(2),
-        ScrapeMetrics::new(&mut registry),
-        CancellationToken::new(),
-    );
-    m.apply_config(&cfg).map_err(|e| format!("{e:?}")).unwrap();
-    let targets = [bomb_addr.clone(), slow_addr.clone(), good_addr.clone()];
-    let mut map = std::collections::BTreeMap::new();
-    map.insert(
-        "j".to_string(),
-        vec![TargetGroup::from_static("0".into(), &targets, &[])],
-    );
-    m.sync(Arc::new(map));
+    let (storage, mut m) = scrape(&[bomb_addr.clone(), slow_addr.clone(), good_addr.clone()]);
 
     // Bounded wait for both hostile targets to have failed at least once.
     let start = tokio::time::Instant::now();
@@ -183,26 +189,7 @@ async fn gzip_trailers_are_not_trusted() {
     let multi_addr = serve_gzip(two_members).await;
     let corrupt_addr = serve_gzip(corrupt).await;
 
-    let yaml = "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: j\n    body_size_limit: 1MB\n    static_configs: []\n";
-    let cfg = tributary_config::load_str(yaml, "t.yml", std::path::Path::new(".")).unwrap();
-    let storage = MemStorage::new();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let mut m = ScrapeManager::new(
-        Arc::new(storage.clone()) as Arc<dyn Storage>,
-        "test".into(),
-        true,
-        Duration::from_millis(2),
-        ScrapeMetrics::new(&mut registry),
-        CancellationToken::new(),
-    );
-    m.apply_config(&cfg).map_err(|e| format!("{e:?}")).unwrap();
-    let targets = [bomb_addr.clone(), multi_addr.clone(), corrupt_addr.clone()];
-    let mut map = std::collections::BTreeMap::new();
-    map.insert(
-        "j".to_string(),
-        vec![TargetGroup::from_static("0".into(), &targets, &[])],
-    );
-    m.sync(Arc::new(map));
+    let (storage, mut m) = scrape(&[bomb_addr.clone(), multi_addr.clone(), corrupt_addr.clone()]);
 
     // Bounded wait for every target to have been scraped once.
     let start = tokio::time::Instant::now();
