@@ -6,6 +6,8 @@
 //! without it nothing changes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,12 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::header;
 use axum::routing::get;
 use axum::Router;
-use tokio_util::sync::CancellationToken;
-use tributary_discovery::TargetGroup;
 use tributary_exposition::testing::{delimited, Msg};
 use tributary_model::testing::MemStorage;
-use tributary_model::{HistogramCount, ResetHint, Storage};
-use tributary_scrape::{ScrapeManager, ScrapeMetrics};
+use tributary_model::{HistogramCount, ResetHint};
+use tributary_scrape::ScrapeManager;
 
 /// The created timestamp served first: 1700000000.25 s (exact in binary,
 /// so the OpenMetrics seconds convert to this exact millisecond).
@@ -148,25 +148,9 @@ fn manager(storage: &MemStorage, addr: &str, extra: &str, ct_zero: bool) -> Scra
         "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n  - job_name: j\n{extra}    static_configs: []\n"
     );
     let cfg = tributary_config::load_str(&yaml, "test.yml", std::path::Path::new(".")).unwrap();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let mut m = ScrapeManager::new(
-        Arc::new(storage.clone()) as Arc<dyn Storage>,
-        "test".into(),
-        true,
-        Duration::from_millis(2),
-        ScrapeMetrics::new(&mut registry),
-        CancellationToken::new(),
-    );
+    let mut m = common::new_manager(Arc::new(storage.clone()));
     m.set_created_timestamp_zero_ingestion(ct_zero);
-    m.apply_config(&cfg).map_err(|e| format!("{e:?}")).unwrap();
-    let groups = vec![TargetGroup::from_static(
-        "0".into(),
-        &[addr.to_string()],
-        &[],
-    )];
-    let mut map = std::collections::BTreeMap::new();
-    map.insert("j".to_string(), groups);
-    m.sync(Arc::new(map));
+    common::run_job_j(&mut m, &cfg, &[addr.to_string()], &[]);
     m
 }
 

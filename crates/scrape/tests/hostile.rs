@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,11 +15,8 @@ use std::time::Duration;
 use axum::http::header;
 use axum::routing::get;
 use axum::Router;
-use tokio_util::sync::CancellationToken;
-use tributary_discovery::TargetGroup;
 use tributary_model::testing::MemStorage;
-use tributary_model::Storage;
-use tributary_scrape::{Health, ScrapeManager, ScrapeMetrics};
+use tributary_scrape::{Health, ScrapeManager};
 
 /// 256 MiB of zeros as 256 concatenated gzip members of 1 MiB each
 /// (~250 KiB on the wire): cheap to build, a bomb to inflate.
@@ -43,22 +42,8 @@ fn scrape(targets: &[String]) -> (MemStorage, ScrapeManager) {
     let yaml = "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: j\n    body_size_limit: 1MB\n    static_configs: []\n";
     let cfg = tributary_config::load_str(yaml, "t.yml", std::path::Path::new(".")).unwrap();
     let storage = MemStorage::new();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let mut m = ScrapeManager::new(
-        Arc::new(storage.clone()) as Arc<dyn Storage>,
-        "test".into(),
-        true,
-        Duration::from_millis(2),
-        ScrapeMetrics::new(&mut registry),
-        CancellationToken::new(),
-    );
-    m.apply_config(&cfg).map_err(|e| format!("{e:?}")).unwrap();
-    let mut map = std::collections::BTreeMap::new();
-    map.insert(
-        "j".to_string(),
-        vec![TargetGroup::from_static("0".into(), targets, &[])],
-    );
-    m.sync(Arc::new(map));
+    let mut m = common::new_manager(Arc::new(storage.clone()));
+    common::run_job_j(&mut m, &cfg, targets, &[]);
     (storage, m)
 }
 

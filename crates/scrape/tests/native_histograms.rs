@@ -4,6 +4,8 @@
 //! histogram written when the histogram disappears.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +13,9 @@ use std::time::Duration;
 use axum::http::header;
 use axum::routing::get;
 use axum::Router;
-use tokio_util::sync::CancellationToken;
-use tributary_discovery::TargetGroup;
 use tributary_exposition::testing::{put_varint, Msg};
 use tributary_model::{HistogramCount, Labels, MetricType, SeriesRef, Storage};
-use tributary_scrape::{ScrapeManager, ScrapeMetrics};
+use tributary_scrape::ScrapeManager;
 use tributary_wal::record::{self, RecordType};
 use tributary_wal::{
     AgentStorage, Position, RefExemplar, RefHistogram, RefMetadata, WalOptions, WalReader,
@@ -177,24 +177,8 @@ fn manager(storage: Arc<dyn Storage>, extra: &str, addr: &str) -> ScrapeManager 
         "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n  - job_name: j\n    scrape_protocols: [PrometheusProto]\n{extra}    static_configs: []\n"
     );
     let cfg = tributary_config::load_str(&yaml, "test.yml", std::path::Path::new(".")).unwrap();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let mut m = ScrapeManager::new(
-        storage,
-        "test".into(),
-        true,
-        Duration::from_millis(2),
-        ScrapeMetrics::new(&mut registry),
-        CancellationToken::new(),
-    );
-    m.apply_config(&cfg).map_err(|e| format!("{e:?}")).unwrap();
-    let groups = vec![TargetGroup::from_static(
-        "0".into(),
-        &[addr.to_string()],
-        &[],
-    )];
-    let mut map = std::collections::BTreeMap::new();
-    map.insert("j".to_string(), groups);
-    m.sync(Arc::new(map));
+    let mut m = common::new_manager(storage);
+    common::run_job_j(&mut m, &cfg, &[addr.to_string()], &[]);
     m
 }
 

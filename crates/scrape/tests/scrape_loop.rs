@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +12,9 @@ use std::time::Duration;
 use axum::http::header;
 use axum::routing::get;
 use axum::Router;
-use tokio_util::sync::CancellationToken;
-use tributary_discovery::TargetGroup;
+use tributary_model::is_stale_nan;
 use tributary_model::testing::MemStorage;
-use tributary_model::{is_stale_nan, Storage};
-use tributary_scrape::{ScrapeManager, ScrapeMetrics};
+use tributary_scrape::ScrapeManager;
 
 /// What the target answers, switched by the test.
 #[derive(Clone, Copy, PartialEq)]
@@ -76,24 +76,13 @@ fn config(extra: &str) -> tributary_config::Config {
 }
 
 fn manager(storage: &MemStorage, cfg: &tributary_config::Config, addr: &str) -> ScrapeManager {
-    let mut registry = prometheus_client::registry::Registry::default();
-    let mut m = ScrapeManager::new(
-        Arc::new(storage.clone()) as Arc<dyn Storage>,
-        "test".into(),
-        true,
-        Duration::from_millis(2),
-        ScrapeMetrics::new(&mut registry),
-        CancellationToken::new(),
-    );
-    m.apply_config(cfg).map_err(|e| format!("{e:?}")).unwrap();
-    let groups = vec![TargetGroup::from_static(
-        "0".into(),
+    let mut m = common::new_manager(Arc::new(storage.clone()));
+    common::run_job_j(
+        &mut m,
+        cfg,
         &[addr.to_string()],
         &[("team".into(), "t1".into())],
-    )];
-    let mut map = std::collections::BTreeMap::new();
-    map.insert("j".to_string(), groups);
-    m.sync(Arc::new(map));
+    );
     m
 }
 
