@@ -15,19 +15,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tributary_model::SharedLabelStore;
+use tributary_model::{MetricType, SharedLabelStore};
 use tributary_wal::record::{self, RecordType, RefSample};
 use tributary_wal::{AgentStorage, Consumer, Position, SkipReason, WalError, WalReader};
 
 use crate::encode::MetricMetadata;
 use crate::source::{Acker, DecodedRecord, RecordKind, RecordSource, SourceError};
 
+/// Series per announced metadata record: what is held at once while the
+/// known metadata is handed out (16 bytes a series).
+const ANNOUNCE_PAGE: usize = 10_000;
+
+/// `last` if it says the same, else a new value that becomes `last`:
+/// consecutive series of one family share one allocation.
+fn shared_metadata(
+    last: &mut Option<Arc<MetricMetadata>>,
+    kind: MetricType,
+    unit: &str,
+    help: &str,
+) -> Arc<MetricMetadata> {
+    if let Some(m) = last {
+        if m.kind == kind && m.unit == unit && m.help == help {
+            return Arc::clone(m);
+        }
+    }
+    let m = Arc::new(MetricMetadata {
+        kind,
+        help: help.to_string(),
+        unit: unit.to_string(),
+    });
+    *last = Some(Arc::clone(&m));
+    m
+}
+
 pub struct WalSource {
     storage: Arc<AgentStorage>,
     consumer: Consumer,
     reader: WalReader,
-    /// Whether the known metadata is still to be handed out first.
-    announce: bool,
+    /// Where the announcement of the known metadata goes on (a series
+    /// slot), while it is still to be handed out.
+    announce: Option<usize>,
     commits: watch::Receiver<u64>,
     samples: Vec<RefSample>,
 }
@@ -43,7 +70,7 @@ impl WalSource {
             storage,
             consumer,
             reader,
-            announce: true,
+            announce: Some(0),
             commits,
             samples: Vec::new(),
         })
@@ -91,13 +118,10 @@ fn decode(samples: &mut Vec<RefSample>, payload: &[u8], out: &mut DecodedRecord)
                 out.decode_error = Some(e.to_string());
                 return;
             }
-            out.metadata.extend(ms.into_iter().map(|m| {
-                let meta = MetricMetadata {
-                    kind: m.kind,
-                    help: m.help,
-                    unit: m.unit,
-                };
-                (m.series, Arc::new(meta))
+            let mut last = None;
+            out.metadata.extend(ms.iter().map(|m| {
+                let meta = shared_metadata(&mut last, m.kind, &m.unit, &m.help);
+                (m.series, meta)
             }));
         }
         _ => out.kind = RecordKind::Other,
@@ -105,16 +129,17 @@ fn decode(samples: &mut Vec<RefSample>, payload: &[u8], out: &mut DecodedRecord)
 }
 
 impl WalSource {
-    /// Fills `out` with the metadata the storage knows of its live series.
-    fn announce_metadata(&self, out: &mut DecodedRecord) {
+    /// Fills `out` with one page of the metadata the storage knows of its
+    /// live series, from slot `from` on; returns where the next page starts.
+    fn announce_metadata(&self, out: &mut DecodedRecord, from: usize) -> Option<usize> {
         out.clear();
         out.kind = RecordKind::Metadata;
-        out.metadata = self
-            .storage
-            .live_metadata()
-            .into_iter()
-            .map(|(r, kind, unit, help)| (r, Arc::new(MetricMetadata { kind, help, unit })))
-            .collect();
+        let mut last = None;
+        self.storage
+            .live_metadata(from, ANNOUNCE_PAGE, |r, kind, unit, help| {
+                let m = shared_metadata(&mut last, kind, unit, help);
+                out.metadata.push((r, m));
+            })
     }
 }
 
@@ -123,9 +148,9 @@ impl RecordSource for WalSource {
 
     fn next_record(&mut self, out: &mut DecodedRecord) -> Result<Option<Position>, SourceError> {
         out.clear();
-        if std::mem::take(&mut self.announce) {
-            self.announce_metadata(out);
-            return Ok(Some(self.consumer.position()));
+        if let Some(from) = self.announce {
+            self.announce = self.announce_metadata(out, from);
+            return Ok(Some(self.reader.position()));
         }
         let acked = self.consumer.position();
         if acked > self.reader.position() {
@@ -134,7 +159,7 @@ impl RecordSource for WalSource {
             tracing::warn!(consumer = self.consumer.name(), from = %self.reader.position(), to = %acked, "WAL cursor moved ahead by the byte cap; resuming there");
             self.reader = WalReader::open(self.storage.wal_dir(), acked)
                 .map_err(|e| SourceError::Read(e.to_string()))?;
-            self.announce_metadata(out);
+            self.announce = self.announce_metadata(out, 0);
             return Ok(Some(acked));
         }
         let rec = match self.reader.next_record() {
@@ -146,7 +171,7 @@ impl RecordSource for WalSource {
         if let Some(skipped) = rec.skipped {
             tracing::warn!(consumer = self.consumer.name(), from = %skipped.from, to = %skipped.to, reason = ?skipped.reason, "WAL records skipped");
             if skipped.reason == SkipReason::SegmentsDeleted {
-                self.announce_metadata(out);
+                self.announce = self.announce_metadata(out, 0);
             }
             return Ok(Some(end));
         }

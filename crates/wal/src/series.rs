@@ -313,12 +313,21 @@ impl SeriesTable {
 
     /// Every live series: (ref, hot, metadata).
     pub fn iter(&self) -> impl Iterator<Item = (SeriesRef, &Hot, &Metadata)> + '_ {
-        self.hot
-            .iter()
-            .zip(&self.metadata)
+        self.iter_from(0)
+    }
+
+    /// Like [`Self::iter`], from slot `from` on.
+    pub fn iter_from(
+        &self,
+        from: usize,
+    ) -> impl Iterator<Item = (SeriesRef, &Hot, &Metadata)> + '_ {
+        let hot = self.hot.get(from..).unwrap_or_default();
+        let metadata = self.metadata.get(from..).unwrap_or_default();
+        hot.iter()
+            .zip(metadata)
             .enumerate()
             .filter(|(_, (h, _))| h.is_live())
-            .map(|(slot, (h, m))| (make_ref(slot as u32, h.generation()), h, m))
+            .map(move |(i, (h, m))| (make_ref((from + i) as u32, h.generation()), h, m))
     }
 
     /// Every live series' hot record, mutable.

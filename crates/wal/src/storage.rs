@@ -331,16 +331,27 @@ impl AgentStorage {
         Some((m.kind, m.unit.to_string(), m.help.to_string()))
     }
 
-    /// The metadata of every live series that has some: (ref, type, unit,
-    /// help).
-    pub fn live_metadata(&self) -> Vec<(SeriesRef, MetricType, String, String)> {
+    /// Calls `f` with (ref, type, unit, help) for live series that have
+    /// metadata, from slot `from` on and at most `max` of them, so that a
+    /// caller can page through 400k series without copying them all at
+    /// once. Returns the slot to go on from; `None` once all were seen.
+    pub fn live_metadata(
+        &self,
+        from: usize,
+        max: usize,
+        mut f: impl FnMut(SeriesRef, MetricType, &str, &str),
+    ) -> Option<usize> {
         let t = self.shared.series.lock();
-        t.iter()
-            .filter_map(|(r, _, m)| {
-                let m = m.as_ref()?;
-                Some((r, m.kind, m.unit.to_string(), m.help.to_string()))
-            })
-            .collect()
+        let mut n = 0;
+        for (r, _, m) in t.iter_from(from) {
+            let Some(m) = m else { continue };
+            if n == max {
+                return Some(r.slot() as usize);
+            }
+            f(r, m.kind, &m.unit, &m.help);
+            n += 1;
+        }
+        None
     }
 
     /// The label set of a live series.
@@ -597,6 +608,7 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
         let mut samples = Vec::new();
         let mut histograms = Vec::new();
         let mut metadata = Vec::new();
+        let mut last_metadata: Option<Arc<SeriesMetadata>> = None;
         // Start of damage in the newest segment not followed by any valid
         // record: the tail to cut.
         let mut tail_damage: Option<Position> = None;
@@ -646,13 +658,23 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                     }
                     for m in metadata.drain(..) {
                         let r = aliases.get(&m.series).copied().unwrap_or(m.series);
-                        if let Some(slot) = table.metadata_mut(r) {
-                            *slot = Some(Arc::new(SeriesMetadata {
+                        let Some(slot) = table.metadata_mut(r) else {
+                            continue;
+                        };
+                        // Series of one family were logged one after
+                        // another: they share one value, as when appended.
+                        let value = match &last_metadata {
+                            Some(v) if SeriesMetadata::same_as(v, m.kind, &m.unit, &m.help) => {
+                                Arc::clone(v)
+                            }
+                            _ => Arc::new(SeriesMetadata {
                                 kind: m.kind,
                                 unit: m.unit.into(),
                                 help: m.help.into(),
-                            }));
-                        }
+                            }),
+                        };
+                        last_metadata = Some(Arc::clone(&value));
+                        *slot = Some(value);
                     }
                 }
                 Some(RecordType::Samples) => {
@@ -1843,5 +1865,52 @@ mod tests {
         assert_eq!(s.series_labels(b), Some(labels(2)));
         let got = read_samples(s.wal_dir(), start);
         assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn replayed_metadata_is_shared_per_family_and_pages_cover_every_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = AgentStorage::open(dir.path(), WalOptions::default(), &mut Registry::default())
+            .unwrap();
+        let mut app = s.appender();
+        let refs: Vec<SeriesRef> = (0..25).map(|i| app.series(&labels(i)).unwrap()).collect();
+        for (i, &r) in refs.iter().enumerate() {
+            let help = if i < 20 {
+                "first family"
+            } else {
+                "second family"
+            };
+            app.update_metadata(r, MetricType::Counter, help, "")
+                .unwrap();
+            app.append(r, 1, 1.0).unwrap();
+        }
+        app.commit().unwrap();
+        drop(app);
+        s.close().unwrap();
+        drop(s);
+
+        let s = AgentStorage::open(dir.path(), WalOptions::default(), &mut Registry::default())
+            .unwrap();
+        {
+            let t = s.shared.series.lock();
+            let values: Vec<&Arc<SeriesMetadata>> = refs
+                .iter()
+                .map(|&r| t.metadata(r).unwrap().as_ref().unwrap())
+                .collect();
+            assert!(Arc::ptr_eq(values[0], values[19]), "one family, one value");
+            assert!(Arc::ptr_eq(values[20], values[24]));
+            assert!(!Arc::ptr_eq(values[0], values[20]));
+        }
+        let (mut seen, mut pages, mut from) = (Vec::new(), 0, Some(0));
+        while let Some(f) = from {
+            pages += 1;
+            from = s.live_metadata(f, 10, |r, kind, _, help| {
+                assert_eq!(kind, MetricType::Counter);
+                seen.push((r, help.to_string()));
+            });
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen.iter().map(|(r, _)| *r).collect::<Vec<_>>(), refs);
+        assert_eq!(seen[24].1, "second family");
     }
 }
