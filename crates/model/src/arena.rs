@@ -1,5 +1,6 @@
 //! Growth and compaction policy for the byte arenas behind [`PairTable`] and
-//! [`LabelStore`](crate::LabelStore).
+//! [`LabelStore`](crate::LabelStore), and growth of the per-series arrays
+//! indexed by slot.
 //!
 //! Both arenas only ever append; removed entries leave dead bytes until a
 //! compaction rewrites the live ones. `Vec`'s own doubling would leave up to
@@ -27,6 +28,18 @@ pub(crate) fn append(arena: &mut Vec<u8>, bytes: &[u8]) {
         arena.reserve_exact(step);
     }
     arena.extend_from_slice(bytes);
+}
+
+/// Resizes `v` to `len` elements (filled with `fill`), growing its
+/// capacity by at least a quarter rather than doubling: for the per-series
+/// arrays indexed by slot, whose length only ever grows to the peak number
+/// of series.
+pub fn resize_gently<T: Clone>(v: &mut Vec<T>, len: usize, fill: T) {
+    if len > v.capacity() {
+        let step = (len - v.len()).max(v.len() / 4).max(64);
+        v.reserve_exact(step);
+    }
+    v.resize(len, fill);
 }
 
 /// Whether an arena of `len` bytes, `dead` of them garbage, should be
@@ -57,6 +70,16 @@ mod tests {
             a.capacity()
         );
         assert!(a.iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn slot_arrays_grow_by_a_quarter() {
+        let mut v: Vec<u64> = Vec::new();
+        for n in 1..=100_000 {
+            resize_gently(&mut v, n, 0);
+        }
+        assert_eq!(v.len(), 100_000);
+        assert!(v.capacity() <= 125_000 + 64, "{}", v.capacity());
     }
 
     #[test]

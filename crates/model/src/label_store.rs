@@ -253,7 +253,7 @@ impl LabelStore {
         let offset = self.ids.len() as u32;
         arena::append(&mut self.ids, &self.set_scratch);
         if slot >= self.sets.len() {
-            self.sets.resize(slot + 1, EMPTY_ENTRY);
+            arena::resize_gently(&mut self.sets, slot + 1, EMPTY_ENTRY);
         }
         if let Some(e) = self.sets.get_mut(slot) {
             *e = SetEntry {

@@ -19,6 +19,7 @@ mod sample;
 pub mod testing;
 
 pub use appender::{AppendError, Appender, Exemplar, Storage};
+pub use arena::resize_gently;
 pub use histogram::{BucketSpan, HistogramCount, NativeHistogram, ResetHint};
 pub use label_store::{LabelStore, PairIds, SharedLabelStore};
 pub use labels::{Label, Labels, LabelsBuilder, LabelsIter, METRIC_NAME};

@@ -22,7 +22,9 @@
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use tributary_model::{LabelStore, Labels, PairTableFull, SeriesRef, SharedLabelStore, Timestamp};
+use tributary_model::{
+    resize_gently, LabelStore, Labels, PairTableFull, SeriesRef, SharedLabelStore, Timestamp,
+};
 
 use crate::storage::SeriesMetadata;
 
@@ -210,8 +212,8 @@ impl SeriesTable {
     ) -> Result<SeriesRef, PairTableFull> {
         let idx = slot as usize;
         if idx >= self.hot.len() {
-            self.hot.resize(idx + 1, Hot::FREE);
-            self.metadata.resize(idx + 1, None);
+            resize_gently(&mut self.hot, idx + 1, Hot::FREE);
+            resize_gently(&mut self.metadata, idx + 1, None);
         }
         let generation = match generation {
             Some(g) => g,
