@@ -103,15 +103,6 @@ fn encode_pair(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     buf.extend_from_slice(value);
 }
 
-/// The length of the encoded entry starting at `buf[0]` (0 if malformed,
-/// which the table never writes).
-fn entry_len(buf: &[u8]) -> usize {
-    match buf.get(1..).and_then(get_uvarint) {
-        Some((inner, n)) => 1 + n + inner as usize,
-        None => 0,
-    }
-}
-
 /// Splits an encoded entry into its name and value bytes.
 fn split_entry(entry: &[u8]) -> Option<(&[u8], &[u8])> {
     let (_, n) = get_uvarint(entry.get(1..)?)?;
@@ -151,18 +142,11 @@ impl PairTable {
             + self.free.capacity() * std::mem::size_of::<PairId>()
     }
 
-    fn entry_bytes(&self, e: Entry) -> &[u8] {
-        let start = e.offset as usize;
-        self.arena
-            .get(start..start + e.len as usize)
-            .unwrap_or_default()
-    }
-
     /// The pair's wire form: a complete `TimeSeries.labels` field. Empty for
     /// an id not in use.
     pub fn encoded(&self, id: PairId) -> &[u8] {
         match self.entries.get(id as usize) {
-            Some(e) if e.offset != FREE => self.entry_bytes(*e),
+            Some(e) if e.offset != FREE => entry_slice(&self.arena, *e),
             _ => &[],
         }
     }
@@ -260,7 +244,7 @@ impl PairTable {
         self.index.insert_unique(hash(scratch), id, |&other| {
             entries
                 .get(other as usize)
-                .map_or(0, |e| hash(entry_slice(arena, e.offset)))
+                .map_or(0, |e| hash(entry_slice(arena, *e)))
         });
         Ok(id)
     }
@@ -278,7 +262,7 @@ impl PairTable {
             return;
         }
         let e = *e;
-        let bytes = entry_slice(&self.arena, e.offset);
+        let bytes = entry_slice(&self.arena, e);
         let h = hash(bytes);
         self.dead_bytes += bytes.len();
         if let Ok(found) = self.index.find_entry(h, |&other| other == id) {
@@ -300,7 +284,7 @@ impl PairTable {
         }
         let mut arena = arena::with_live(self.arena.len() - self.dead_bytes);
         for e in self.entries.iter_mut().filter(|e| e.offset != FREE) {
-            let bytes = entry_slice(&self.arena, e.offset);
+            let bytes = entry_slice(&self.arena, *e);
             e.offset = arena.len() as u32;
             arena.extend_from_slice(bytes);
         }
@@ -309,9 +293,9 @@ impl PairTable {
     }
 }
 
-fn entry_slice(arena: &[u8], offset: u32) -> &[u8] {
-    let rest = arena.get(offset as usize..).unwrap_or_default();
-    rest.get(..entry_len(rest)).unwrap_or_default()
+fn entry_slice(arena: &[u8], e: Entry) -> &[u8] {
+    let start = e.offset as usize;
+    arena.get(start..start + e.len as usize).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -106,8 +106,14 @@ pub async fn fetch(
     // As reqwest: no Nagle delay on the request.
     let _ = stream.set_nodelay(true);
     head.clear();
-    match send_and_read_head(&mut stream, target, head).await {
-        Ok(Some(end)) => read_response(stream, end, req, conn, head, body, compressed).await,
+    let end = head_end(send_and_read_head(&mut stream, target, head).await)?;
+    read_response(stream, end, req, conn, head, body, compressed).await
+}
+
+/// The end of a response head that was read, or why there is none.
+fn head_end(read: std::io::Result<Option<usize>>) -> Result<usize, FetchError> {
+    match read {
+        Ok(Some(end)) => Ok(end),
         Ok(None) => Err(FetchError::Http(
             "connection closed before a response".into(),
         )),
@@ -248,33 +254,24 @@ fn status_text(code: u16) -> String {
 
 async fn read_response(
     mut stream: TcpStream,
-    head_end: usize,
+    mut end: usize,
     req: &ScrapeRequest,
     conn: &mut Option<TcpStream>,
     buf: &mut Vec<u8>,
     body: &mut Vec<u8>,
     compressed: &mut Vec<u8>,
 ) -> Result<Outcome, FetchError> {
-    let mut head_end = head_end;
     let mut skipped = 0;
     let head = loop {
-        let head = parse_head(buf.get(..head_end).unwrap_or_default())?;
+        let head = parse_head(buf.get(..end).unwrap_or_default())?;
         // An informational response (103 Early Hints, …) precedes the real
         // one on the same connection.
         if !(100..200).contains(&head.status) || head.status == 101 || skipped == 8 {
             break head;
         }
         skipped += 1;
-        buf.drain(..head_end);
-        head_end = match read_head(&mut stream, buf).await {
-            Ok(Some(end)) => end,
-            Ok(None) => {
-                return Err(FetchError::Http(
-                    "connection closed before a response".into(),
-                ))
-            }
-            Err(e) => return Err(FetchError::Http(e.to_string())),
-        };
+        buf.drain(..end);
+        end = head_end(read_head(&mut stream, buf).await)?;
     };
     if matches!(head.status, 301 | 302 | 303 | 307 | 308) {
         return Ok(Outcome::Redirect);
@@ -283,7 +280,7 @@ async fn read_response(
         return Err(FetchError::Status(status_text(head.status)));
     }
     // Bytes of the body that came with the head.
-    buf.drain(..head_end);
+    buf.drain(..end);
     let cap = req.body_limit;
     let mut writer = CappedWriter::new(
         if head.gzip {
