@@ -10,7 +10,7 @@
 use parking_lot::Mutex;
 
 /// Idle buffers kept for reuse.
-const MAX_IDLE: usize = 8;
+const MAX_IDLE: usize = 4;
 /// Buffers that grew beyond this are freed rather than pooled.
 const MAX_POOLED_CAPACITY: usize = 4 << 20;
 

@@ -1,11 +1,11 @@
 //! The scrape cache: raw series text → series reference.
 //!
-//! Keyed by a 128-bit hash of the series' raw bytes as exposed (name and
+//! Keyed by a 96-bit hash of the series' raw bytes as exposed (name and
 //! label block), so a series seen before costs one hash and one lookup —
-//! no label parsing, merging or relabeling — and an entry costs 32 bytes
-//! whatever the label set's length. With 128 bits a collision among even
-//! millions of series is far less likely than a disk error, so keys are not
-//! verified against the text.
+//! no label parsing, merging or relabeling — and an entry costs 24 bytes
+//! whatever the label set's length. With 96 bits the chance of a collision
+//! among a million series of one target is below 10⁻¹⁶, far less likely
+//! than a disk error, so keys are not verified against the text.
 //!
 //! Entries live in a vector in the order the target exposes them. A target
 //! exposes its series in the same order every time, so a lookup first tries
@@ -25,31 +25,55 @@ use tributary_model::SeriesRef;
 
 /// Entries unseen for this many scrapes are forgotten.
 const EVICT_AFTER_ITERATIONS: u32 = 10;
-/// Iterations count modulo 2^30; the top bits of `Slot::prev` are flags.
+/// Iterations count modulo 2^30.
 const ITER_MASK: u32 = (1 << 30) - 1;
-const STALE_TRACKED: u32 = 1 << 31;
-const HISTOGRAM: u32 = 1 << 30;
+/// A slot keeps the low 14 bits of an iteration: entries are evicted after
+/// [`EVICT_AFTER_ITERATIONS`], so two iterations a slot compares are never
+/// 2^14 apart. The top bits of `Slot::prev` are flags.
+const SLOT_ITER_MASK: u16 = (1 << 14) - 1;
+const STALE_TRACKED: u16 = 1 << 15;
+const HISTOGRAM: u16 = 1 << 14;
 /// Scrapes in a row without an index lookup before the index is dropped.
 const INDEX_IDLE_SCRAPES: u8 = 3;
 
-/// One cached series (32 bytes).
+/// One cached series (24 bytes: 4-byte words only, so nothing is padded).
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    /// The key, as two words so the slot is not padded to 16-byte
-    /// alignment.
-    key: [u64; 2],
-    /// `SeriesRef::NONE` when metric relabeling dropped the series.
-    series: SeriesRef,
-    /// The iteration it was last seen in (0: never).
-    last: u32,
+    key: Key,
+    /// The series reference as (low, high) words; `SeriesRef::NONE` when
+    /// metric relabeling dropped the series.
+    series: [u32; 2],
+    /// The iteration it was last seen in ([`slot_iter`]; 0: never).
+    last: u16,
     /// `STALE_TRACKED | HISTOGRAM |` the iteration before `last` (to know,
     /// after a failed scrape touched it, whether the series was current).
-    prev: u32,
+    prev: u16,
+}
+
+/// 96 bits of the series' hash.
+type Key = [u32; 3];
+
+/// The part of an iteration a slot keeps.
+fn slot_iter(iter: u32) -> u16 {
+    iter as u16 & SLOT_ITER_MASK
+}
+
+fn split_ref(r: SeriesRef) -> [u32; 2] {
+    [r.0 as u32, (r.0 >> 32) as u32]
 }
 
 impl Slot {
-    fn prev_iter(&self) -> u32 {
-        self.prev & ITER_MASK
+    fn prev_iter(&self) -> u16 {
+        self.prev & SLOT_ITER_MASK
+    }
+
+    fn series(&self) -> SeriesRef {
+        SeriesRef(u64::from(self.series[1]) << 32 | u64::from(self.series[0]))
+    }
+
+    /// The low 64 bits of the key, for the position index.
+    fn key_hash(&self) -> u64 {
+        key_hash(self.key)
     }
 
     /// False for series with an exposed timestamp (not staleness-tracked
@@ -66,7 +90,7 @@ impl Slot {
 
     fn stale_series(&self) -> StaleSeries {
         StaleSeries {
-            series: self.series,
+            series: self.series(),
             histogram: self.histogram(),
         }
     }
@@ -79,8 +103,12 @@ pub(crate) struct StaleSeries {
     pub histogram: bool,
 }
 
-fn split(k: u128) -> [u64; 2] {
-    [k as u64, (k >> 64) as u64]
+fn split(k: u128) -> Key {
+    [k as u32, (k >> 32) as u32, (k >> 64) as u32]
+}
+
+fn key_hash(k: Key) -> u64 {
+    u64::from(k[1]) << 32 | u64::from(k[0])
 }
 
 pub(crate) fn key(raw: &[u8]) -> u128 {
@@ -95,24 +123,24 @@ pub(crate) struct EntryMut<'a> {
 
 impl EntryMut<'_> {
     pub fn series(&self) -> SeriesRef {
-        self.slot.series
+        self.slot.series()
     }
 
     pub fn set_series(&mut self, series: SeriesRef) {
-        self.slot.series = series;
+        self.slot.series = split_ref(series);
     }
 
     /// Whether it was already seen in iteration `iter`.
     pub fn seen_in(&self, iter: u32) -> bool {
-        self.slot.last == iter
+        self.slot.last == slot_iter(iter)
     }
 
     /// Marks it seen in iteration `iter`.
     pub fn touch(&mut self, iter: u32, histogram: bool) {
         let flags = self.slot.prev & STALE_TRACKED;
         let h = if histogram { HISTOGRAM } else { 0 };
-        self.slot.prev = flags | h | (self.slot.last & ITER_MASK);
-        self.slot.last = iter;
+        self.slot.prev = flags | h | self.slot.last;
+        self.slot.last = slot_iter(iter);
     }
 
     /// The newest timestamp appended to the series by this target
@@ -193,7 +221,11 @@ impl ScrapeCache {
 
     /// Starts a new scrape iteration.
     pub(crate) fn begin(&mut self) -> u32 {
-        self.iter = (self.iter.wrapping_add(1) & ITER_MASK).max(1);
+        self.iter = self.iter.wrapping_add(1) & ITER_MASK;
+        // 0 in a slot means "never".
+        if slot_iter(self.iter) == 0 {
+            self.iter += 1;
+        }
         self.cursor = 0;
         self.visits = None;
         self.iter
@@ -206,7 +238,7 @@ impl ScrapeCache {
         }
     }
 
-    fn position(&mut self, key: [u64; 2]) -> Option<usize> {
+    fn position(&mut self, key: Key) -> Option<usize> {
         if self.slots.get(self.cursor).is_some_and(|s| s.key == key) {
             return Some(self.cursor);
         }
@@ -214,7 +246,7 @@ impl ScrapeCache {
         let slots = &self.slots;
         self.index
             .get_or_insert_with(|| build_index(slots))
-            .find(key[0], |&i| {
+            .find(key_hash(key), |&i| {
                 slots.get(i as usize).is_some_and(|s| s.key == key)
             })
             .map(|&i| i as usize)
@@ -230,7 +262,11 @@ impl ScrapeCache {
     pub(crate) fn get_mut(&mut self, k: u128) -> Option<EntryMut<'_>> {
         let pos = self.position(split(k))?;
         // A repeat within one scrape is not a visit of its own.
-        if self.slots.get(pos).is_some_and(|s| s.last != self.iter) {
+        if self
+            .slots
+            .get(pos)
+            .is_some_and(|s| s.last != slot_iter(self.iter))
+        {
             self.visited(pos);
         } else {
             self.cursor = pos + 1;
@@ -247,8 +283,8 @@ impl ScrapeCache {
             | if e.histogram { HISTOGRAM } else { 0 };
         let slot = Slot {
             key,
-            series: e.series,
-            last: e.iter,
+            series: split_ref(e.series),
+            last: slot_iter(e.iter),
             prev: flags,
         };
         let pos = self.slots.len();
@@ -259,8 +295,8 @@ impl ScrapeCache {
         self.leave_order();
         let slots = &self.slots;
         if let Some(index) = &mut self.index {
-            index.insert_unique(key[0], pos as u32, |&i| {
-                slots.get(i as usize).map_or(0, |s| s.key[0])
+            index.insert_unique(key_hash(key), pos as u32, |&i| {
+                slots.get(i as usize).map_or(0, Slot::key_hash)
             });
         }
         self.visited(pos);
@@ -286,28 +322,31 @@ impl ScrapeCache {
         if self.current == 0 {
             return;
         }
+        let current = slot_iter(self.current);
         out.extend(
             self.slots
                 .iter()
-                .filter(|s| s.last == self.current && s.stale_tracked() && !s.series.is_none())
+                .filter(|s| s.last == current && s.stale_tracked() && !s.series().is_none())
                 .map(Slot::stale_series),
         );
     }
 
     fn collect_stale(&mut self, stale: &mut Vec<StaleSeries>, failed: bool) {
         stale.clear();
-        let (iter, current) = (self.iter, self.current);
+        let (iter, current) = (slot_iter(self.iter), slot_iter(self.current));
+        let any_current = self.current != 0;
         for s in &self.slots {
             let was_current =
-                current != 0 && (s.last == current || (s.last == iter && s.prev_iter() == current));
+                any_current && (s.last == current || (s.last == iter && s.prev_iter() == current));
             let seen_now = s.last == iter;
-            if was_current && (failed || !seen_now) && s.stale_tracked() && !s.series.is_none() {
+            if was_current && (failed || !seen_now) && s.stale_tracked() && !s.series().is_none() {
                 stale.push(s.stale_series());
             }
         }
         let reordered = self.restore_order();
-        let evicted =
-            self.evict(|s| (iter.wrapping_sub(s.last) & ITER_MASK) > EVICT_AFTER_ITERATIONS);
+        let evicted = self.evict(|s| {
+            u32::from(iter.wrapping_sub(s.last) & SLOT_ITER_MASK) > EVICT_AFTER_ITERATIONS
+        });
         if reordered || evicted {
             self.index = None;
         }
@@ -380,8 +419,8 @@ impl ScrapeCache {
 fn build_index(slots: &[Slot]) -> HashTable<u32> {
     let mut index = HashTable::with_capacity(slots.len());
     for (pos, s) in slots.iter().enumerate() {
-        index.insert_unique(s.key[0], pos as u32, |&i| {
-            slots.get(i as usize).map_or(0, |s| s.key[0])
+        index.insert_unique(s.key_hash(), pos as u32, |&i| {
+            slots.get(i as usize).map_or(0, Slot::key_hash)
         });
     }
     index
@@ -391,11 +430,11 @@ fn build_index(slots: &[Slot]) -> HashTable<u32> {
 mod tests {
     use super::*;
 
-    /// A slot stays at 32 bytes: the per-series cost of the cache at 400k
+    /// A slot stays at 24 bytes: the per-series cost of the cache at 400k
     /// series.
     #[test]
-    fn slot_stays_32_bytes() {
-        assert_eq!(std::mem::size_of::<Slot>(), 32);
+    fn slot_stays_24_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
     }
 
     fn new(series: u64, iter: u32) -> NewEntry {
@@ -451,6 +490,49 @@ mod tests {
         }
     }
 
+    /// Slots keep 14 bits of the iteration: staleness and eviction stay
+    /// right across the wrap, and no slot reads as "never seen".
+    #[test]
+    fn staleness_and_eviction_hold_across_the_slot_iteration_wrap() {
+        let mut c = ScrapeCache::new(false);
+        c.iter = (1 << 14) - 3;
+        let mut stale = Vec::new();
+        let it = c.begin();
+        for i in 0..4u128 {
+            c.get_mut(k(i));
+            c.insert(k(i), new(i as u64 + 1, it));
+        }
+        c.finish_success(&mut stale);
+        for round in 0..=EVICT_AFTER_ITERATIONS {
+            let it = c.begin();
+            assert_ne!(slot_iter(it), 0);
+            // Series 0 and 1 stay; 2 leaves after the first round, 3 is
+            // seen every other round.
+            let keep: &[u128] = if round % 2 == 0 { &[0, 1, 3] } else { &[0, 1] };
+            for &i in keep {
+                let mut e = c.get_mut(k(i)).unwrap();
+                assert!(!e.seen_in(it));
+                e.touch(it, false);
+                assert!(e.seen_in(it));
+            }
+            c.finish_success(&mut stale);
+            let mut gone: Vec<u64> = stale.iter().map(|s| s.series.0).collect();
+            gone.sort_unstable();
+            let want: Vec<u64> = match round {
+                0 => vec![3],
+                r if r % 2 == 1 => vec![4],
+                _ => vec![],
+            };
+            assert_eq!(gone, want, "round {round} (iteration {it})");
+        }
+        assert!(
+            c.get_mut(k(2)).is_none(),
+            "unseen past the horizon: evicted"
+        );
+        assert!(c.get_mut(k(0)).is_some());
+        assert!(c.get_mut(k(3)).is_some());
+    }
+
     #[test]
     fn a_changed_order_is_learnt_and_the_index_dropped_once_idle() {
         let mut c = ScrapeCache::new(false);
@@ -472,7 +554,7 @@ mod tests {
         scrape(&mut c, &order_a, &mut stale);
         scrape(&mut c, &order_b, &mut stale);
         assert!(stale.is_empty());
-        let keys: Vec<u64> = c.slots.iter().map(|s| s.series.0 - 1).collect();
+        let keys: Vec<u64> = c.slots.iter().map(|s| s.series().0 - 1).collect();
         let want: Vec<u64> = order_b.iter().map(|&i| i as u64).collect();
         assert_eq!(keys, want, "slots follow the new exposition order");
         for _ in 0..INDEX_IDLE_SCRAPES {

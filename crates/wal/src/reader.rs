@@ -90,7 +90,7 @@ pub struct Record<'a> {
 
 /// Read window chunk: large enough to amortise syscalls, small enough that a
 /// lagging consumer does not pull a whole segment into memory.
-const READ_CHUNK: usize = 1 << 20;
+const READ_CHUNK: usize = 256 << 10;
 /// Refuse to decompress absurd sizes (a CRC-valid record can't claim this
 /// unless written by a foreign tool).
 const MAX_RECORD_BYTES: usize = 1 << 30;
