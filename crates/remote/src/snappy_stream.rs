@@ -70,8 +70,10 @@ pub(crate) struct SnappyStream {
     /// The written literal runs: (start in `history`, uncompressed
     /// position). A run is contiguous in both; consecutive runs are not.
     runs: Vec<(u32, u32)>,
-    /// 4-byte sequences of literal text → where last seen in `history` + 1.
-    lit_seen: Box<[u32]>,
+    /// 4-byte sequences of literal text → where last seen: the index in
+    /// `history` + 1 (low word) and the index of its run in `runs` (high
+    /// word), so a candidate is located without searching `runs`.
+    lit_seen: Box<[u64]>,
 }
 
 impl Default for SnappyStream {
@@ -223,19 +225,16 @@ impl SnappyStream {
         self.pending = end;
     }
 
-    /// Uncompressed position of history index `at` and the end of its
-    /// run, for an index already written or in the pending run.
-    fn locate(&self, at: usize) -> Option<(usize, usize)> {
-        let i = self
-            .runs
-            .partition_point(|&(h, _)| h as usize <= at)
-            .checked_sub(1)?;
+    /// Uncompressed position of history index `at`, which is in run `i`,
+    /// and the end of that run.
+    fn locate(&self, at: usize, i: usize) -> Option<(usize, usize)> {
         let (h, p) = *self.runs.get(i)?;
+        let at_in_run = at.checked_sub(h as usize)?;
         let end = match self.runs.get(i + 1) {
             Some(&(next, _)) => next as usize,
             None => self.history.len(),
         };
-        Some((p as usize + (at - h as usize), end))
+        Some((p as usize + at_in_run, end))
     }
 
     /// Runs the matcher over `history[from..to]` (pending, the last run,
@@ -244,6 +243,8 @@ impl SnappyStream {
     /// match as copies. Returns how far the literal is written.
     fn match_span(&mut self, from: usize, to: usize, run_base: usize, mut emitted: usize) -> usize {
         let mut at = from.max(emitted);
+        // The run being written is the last one.
+        let run = (self.runs.len().saturating_sub(1) as u64) << 32;
         // As snappy: the longer nothing matched, the bigger the steps.
         let mut skip = 32usize;
         while at + 4 <= to {
@@ -251,12 +252,13 @@ impl SnappyStream {
                 break;
             };
             let slot = (quad.wrapping_mul(0x1E35_A7BD) >> (32 - LIT_BITS)) as usize;
-            let prev = match self.lit_seen.get_mut(slot) {
-                Some(e) => std::mem::replace(e, at as u32 + 1) as usize,
+            let seen = match self.lit_seen.get_mut(slot) {
+                Some(e) => std::mem::replace(e, run | (at as u64 + 1)),
                 None => break,
             };
+            let prev = (seen & 0xffff_ffff) as usize;
             let found = (prev != 0 && load_u32(&self.history, prev - 1) == Some(quad))
-                .then(|| self.locate(prev - 1))
+                .then(|| self.locate(prev - 1, (seen >> 32) as usize))
                 .flatten();
             let Some((c_pos, c_end)) = found else {
                 at += skip >> 5;
@@ -343,7 +345,15 @@ fn match_len(buf: &[u8], a: usize, a_end: usize, b: usize, b_end: usize) -> usiz
 
 /// Literal elements for `bytes`.
 fn emit_literal(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-    for chunk in bytes.unwrap_or_default().chunks(MAX_LITERAL) {
+    let bytes = bytes.unwrap_or_default();
+    // Most literals are a series' header and value, a dozen bytes: one
+    // tag byte, no chunking.
+    if let Some(n) = bytes.len().checked_sub(1).filter(|&n| n < 60) {
+        out.push((n as u8) << 2);
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for chunk in bytes.chunks(MAX_LITERAL) {
         put_literal_tag(out, chunk.len());
         out.extend_from_slice(chunk);
     }
