@@ -348,8 +348,8 @@ fn emit_literal(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     let bytes = bytes.unwrap_or_default();
     // Most literals are a series' header and value, a dozen bytes: one
     // tag byte, no chunking.
-    if let Some(n) = bytes.len().checked_sub(1).filter(|&n| n < 60) {
-        out.push((n as u8) << 2);
+    if (1..=60).contains(&bytes.len()) {
+        put_literal_tag(out, bytes.len());
         out.extend_from_slice(bytes);
         return;
     }
@@ -368,6 +368,9 @@ fn put_copies(out: &mut Vec<u8>, offset: usize, mut len: usize) {
     }
 }
 
+// The short-literal path in `emit_literal` costs ~2 % more encoder
+// instructions when this is a call (callgrind).
+#[inline(always)]
 fn put_literal_tag(out: &mut Vec<u8>, len: usize) {
     let n = len - 1;
     if n < 60 {

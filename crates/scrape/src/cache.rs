@@ -71,11 +71,6 @@ impl Slot {
         SeriesRef(u64::from(self.series[1]) << 32 | u64::from(self.series[0]))
     }
 
-    /// The low 64 bits of the key, for the position index.
-    fn key_hash(&self) -> u64 {
-        key_hash(self.key)
-    }
-
     /// False for series with an exposed timestamp (not staleness-tracked
     /// unless `track_timestamps_staleness`).
     fn stale_tracked(&self) -> bool {
@@ -107,6 +102,7 @@ fn split(k: u128) -> Key {
     [k as u32, (k >> 32) as u32, (k >> 64) as u32]
 }
 
+/// The low 64 bits of the key, for the position index.
 fn key_hash(k: Key) -> u64 {
     u64::from(k[1]) << 32 | u64::from(k[0])
 }
@@ -296,7 +292,7 @@ impl ScrapeCache {
         let slots = &self.slots;
         if let Some(index) = &mut self.index {
             index.insert_unique(key_hash(key), pos as u32, |&i| {
-                slots.get(i as usize).map_or(0, Slot::key_hash)
+                slots.get(i as usize).map_or(0, |s| key_hash(s.key))
             });
         }
         self.visited(pos);
@@ -419,8 +415,8 @@ impl ScrapeCache {
 fn build_index(slots: &[Slot]) -> HashTable<u32> {
     let mut index = HashTable::with_capacity(slots.len());
     for (pos, s) in slots.iter().enumerate() {
-        index.insert_unique(s.key_hash(), pos as u32, |&i| {
-            slots.get(i as usize).map_or(0, Slot::key_hash)
+        index.insert_unique(key_hash(s.key), pos as u32, |&i| {
+            slots.get(i as usize).map_or(0, |s| key_hash(s.key))
         });
     }
     index
