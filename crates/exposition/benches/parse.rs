@@ -221,6 +221,13 @@ fn bench_body(c: &mut Criterion, name: &str, format: Format, body: &[u8]) {
 }
 
 fn bench(c: &mut Criterion) {
+    // A real page, e.g. one of `../shared/bench`'s farm pages (gunzipped).
+    if let Some(path) = std::env::var_os("TRIBUTARY_BENCH_PAGE") {
+        match std::fs::read(&path) {
+            Ok(page) => bench_body(c, "page", Format::PrometheusText, &page),
+            Err(e) => eprintln!("{}: {e}", path.to_string_lossy()),
+        }
+    }
     let node = node_exporter_like_body(2_000);
     dump("node_2k.prom", node.as_bytes());
     bench_body(c, "node_2k", Format::PrometheusText, node.as_bytes());

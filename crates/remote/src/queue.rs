@@ -757,9 +757,19 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     // Sort what gets enqueued into one chunk per shard first, so the record
     // is registered with its exact count before any shard can complete
     // part of it.
-    let mut chunks: Vec<Vec<QueuedSample>> = std::iter::repeat_with(Vec::new)
-        .take(shards.len())
-        .collect();
+    // Sized for an even spread plus a quarter, so a chunk is not grown
+    // (and copied) sample by sample.
+    let items = record.samples.len() + record.histograms.len() + record.exemplars.len();
+    let per_shard = items / shards.len().max(1);
+    let capacity = if items == 0 {
+        0
+    } else {
+        per_shard + per_shard / 4 + 8
+    };
+    let mut chunks: Vec<Vec<QueuedSample>> =
+        std::iter::repeat_with(|| Vec::with_capacity(capacity))
+            .take(shards.len())
+            .collect();
     let mut in_by_kind = [0u64; 3];
     let mut keep_by_kind = [0i64; 3];
     let mut dropped = [0u64; 3];

@@ -245,8 +245,11 @@ impl SnappyStream {
         let mut at = from.max(emitted);
         // The run being written is the last one.
         let run = (self.runs.len().saturating_sub(1) as u64) << 32;
-        // As snappy: the longer nothing matched, the bigger the steps.
-        let mut skip = 32usize;
+        // As snappy, the longer nothing matched, the bigger the steps, but
+        // ramping up after 8 misses rather than 32: this text is first
+        // occurrences only (ids, hashes), where a late match is rare. On a
+        // farm page: −8 % encoder instructions for +0.5 % wire bytes.
+        let mut skip = 8usize;
         while at + 4 <= to {
             let Some(quad) = load_u32(&self.history, at) else {
                 break;
@@ -261,7 +264,7 @@ impl SnappyStream {
                 .then(|| self.locate(prev - 1, (seen >> 32) as usize))
                 .flatten();
             let Some((c_pos, c_end)) = found else {
-                at += skip >> 5;
+                at += skip >> 3;
                 skip += 1;
                 continue;
             };
@@ -271,7 +274,7 @@ impl SnappyStream {
                 at += 1;
                 continue;
             }
-            skip = 32;
+            skip = 8;
             emit_literal(&mut self.out, self.history.get(emitted..at));
             put_copies(&mut self.out, offset, m);
             at += m;
@@ -376,24 +379,25 @@ fn put_literal_tag(out: &mut Vec<u8>, len: usize) {
     if n < 60 {
         out.push((n as u8) << 2);
     } else if n < 1 << 8 {
-        out.push(60 << 2);
-        out.push(n as u8);
+        out.extend_from_slice(&[60 << 2, n as u8]);
     } else {
-        out.push(61 << 2);
-        out.extend_from_slice(&(n as u16).to_le_bytes());
+        let [a, b] = (n as u16).to_le_bytes();
+        out.extend_from_slice(&[61 << 2, a, b]);
     }
 }
 
+// One fixed-size `extend_from_slice` per element rather than a `push` per
+// byte: −14 % instructions in `put_copies` (callgrind).
 fn put_copy(out: &mut Vec<u8>, offset: usize, len: usize) {
     if (4..12).contains(&len) && offset < 2048 {
-        out.push((((offset >> 8) as u8) << 5) | (((len - 4) as u8) << 2) | 1);
-        out.push(offset as u8);
+        let tag = (((offset >> 8) as u8) << 5) | (((len - 4) as u8) << 2) | 1;
+        out.extend_from_slice(&[tag, offset as u8]);
     } else if offset < 1 << 16 {
-        out.push((((len - 1) as u8) << 2) | 2);
-        out.extend_from_slice(&(offset as u16).to_le_bytes());
+        let [a, b] = (offset as u16).to_le_bytes();
+        out.extend_from_slice(&[(((len - 1) as u8) << 2) | 2, a, b]);
     } else {
-        out.push((((len - 1) as u8) << 2) | 3);
-        out.extend_from_slice(&(offset as u32).to_le_bytes());
+        let [a, b, c, d] = (offset as u32).to_le_bytes();
+        out.extend_from_slice(&[(((len - 1) as u8) << 2) | 3, a, b, c, d]);
     }
 }
 

@@ -16,6 +16,7 @@
 //! reports corruption. So a lie costs at most a second inflate, bounded by
 //! the cap; it never truncates a body nor lets it grow past the cap.
 
+use std::cell::RefCell;
 use std::io::Write;
 
 use libdeflater::Decompressor;
@@ -31,6 +32,12 @@ const MIN_MEMBER_LEN: usize = 10 + 2 + TRAILER_LEN;
 /// bits). A body announcing more than this ratio of its length is lying
 /// or damaged, and must not make us allocate its claim.
 const MAX_DEFLATE_RATIO: u64 = 1032;
+
+thread_local! {
+    // A decompressor is ~10 KiB of tables that libdeflate allocates and
+    // clears: once per worker thread, not once per scrape.
+    static DECOMPRESSOR: RefCell<Decompressor> = RefCell::new(Decompressor::new());
+}
 
 /// Inflates the gzip body `gz` into `out` (cleared first). Fails with
 /// [`FetchError::BodySizeLimit`] when the inflated body would reach `cap`
@@ -84,7 +91,8 @@ fn inflate_one_shot(gz: &[u8], out: &mut Vec<u8>, cap: u64) -> Result<bool, Fetc
     // libdeflate fails with InsufficientSpace when the body is larger than
     // announced and with BadData when it is smaller or corrupt (it checks
     // the first member's CRC32 and ISIZE against what it produced).
-    match Decompressor::new().gzip_decompress(gz, out) {
+    let inflated = DECOMPRESSOR.with(|d| d.borrow_mut().gzip_decompress(gz, out));
+    match inflated {
         Ok(n) if n == size && is_single_member(gz, announced) => Ok(true),
         _ => Ok(false),
     }
