@@ -756,15 +756,13 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     let min_ts = min_allowed_timestamp(&shared.settings);
     // Sort what gets enqueued into one chunk per shard first, so the record
     // is registered with its exact count before any shard can complete
-    // part of it.
-    // Sized for an even spread plus a quarter, so a chunk is not grown
-    // (and copied) sample by sample.
+    // part of it. Each chunk is sized up front so it is not grown (and
+    // copied) sample by sample: every item for one shard, else an even
+    // spread plus three standard deviations of it.
     let items = record.samples.len() + record.histograms.len() + record.exemplars.len();
-    let per_shard = items / shards.len().max(1);
-    let capacity = if items == 0 {
-        0
-    } else {
-        per_shard + per_shard / 4 + 8
+    let capacity = match shards.len() {
+        0 | 1 => items,
+        n => items / n + 3 * (items / n).isqrt() + 8,
     };
     let mut chunks: Vec<Vec<QueuedSample>> =
         std::iter::repeat_with(|| Vec::with_capacity(capacity))

@@ -4,7 +4,8 @@
 //! A [`SeriesRef`] is `generation << 32 | slot`. The slot indexes two
 //! parallel vectors: a 16-byte [`Hot`] record that every appended sample
 //! touches (newest timestamp, newest segment, liveness) and the colder
-//! metadata. Series of one target are created together, so
+//! metadata, a 4-byte id of an interned value. Series of one target are
+//! created together, so
 //! their slots are neighbours and a scrape walks the hot array almost
 //! sequentially; a hash map of refs made every append a cache miss (it was
 //! a fifth of the agent's CPU at 400k series).
@@ -71,9 +72,85 @@ impl Hot {
     }
 }
 
-/// The latest metadata logged for a series (shared between the series of
-/// one family created in the same commit).
-pub(crate) type Metadata = Option<Arc<SeriesMetadata>>;
+/// The metadata logged for each slot. The distinct values are stored once
+/// and counted by the slots using them: a slot holds a 4-byte index rather
+/// than an 8-byte pointer (at 400k series, 1.6 MB less), and a family's
+/// value is one allocation however many targets expose it.
+#[derive(Default)]
+struct SlotMetadata {
+    /// Per slot: 0 = none logged yet, else the value's index + 1.
+    by_slot: Vec<u32>,
+    /// Index → (value, slots using it); `None` when free.
+    values: Vec<Option<(Arc<SeriesMetadata>, u32)>>,
+    index: HashMap<Arc<SeriesMetadata>, u32>,
+    free: Vec<u32>,
+}
+
+impl SlotMetadata {
+    fn get(&self, slot: usize) -> Option<&Arc<SeriesMetadata>> {
+        let idx = self.by_slot.get(slot)?.checked_sub(1)?;
+        self.values.get(idx as usize)?.as_ref().map(|(v, _)| v)
+    }
+
+    /// Makes room for slots below `len`.
+    fn grow(&mut self, len: usize) {
+        if self.by_slot.len() < len {
+            resize_gently(&mut self.by_slot, len, 0);
+        }
+    }
+
+    fn set(&mut self, slot: usize, value: &Arc<SeriesMetadata>) {
+        if self.get(slot) == Some(value) || slot >= self.by_slot.len() {
+            return;
+        }
+        let id = self.acquire(value);
+        self.clear(slot);
+        self.by_slot[slot] = id;
+    }
+
+    fn clear(&mut self, slot: usize) {
+        let Some(id) = self.by_slot.get_mut(slot) else {
+            return;
+        };
+        let Some(idx) = std::mem::replace(id, 0).checked_sub(1) else {
+            return;
+        };
+        let Some(entry) = self.values.get_mut(idx as usize) else {
+            return;
+        };
+        if let Some((value, refs)) = entry {
+            *refs -= 1;
+            if *refs == 0 {
+                self.index.remove(&**value);
+                *entry = None;
+                self.free.push(idx);
+            }
+        }
+    }
+
+    /// The id (index + 1) of `value`, counted once more.
+    fn acquire(&mut self, value: &Arc<SeriesMetadata>) -> u32 {
+        if let Some(&idx) = self.index.get(value) {
+            if let Some(Some((_, refs))) = self.values.get_mut(idx as usize) {
+                *refs += 1;
+                return idx + 1;
+            }
+        }
+        let entry = Some((Arc::clone(value), 1));
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.values[idx as usize] = entry;
+                idx
+            }
+            None => {
+                self.values.push(entry);
+                (self.values.len() - 1) as u32
+            }
+        };
+        self.index.insert(Arc::clone(value), idx);
+        idx + 1
+    }
+}
 
 fn slot_of(r: SeriesRef) -> u64 {
     r.0 & 0xffff_ffff
@@ -91,7 +168,7 @@ fn make_ref(slot: u32, generation: u32) -> SeriesRef {
 /// (lock order: table, then its label store).
 pub(crate) struct SeriesTable {
     hot: Vec<Hot>,
-    metadata: Vec<Metadata>,
+    metadata: SlotMetadata,
     labels: SharedLabelStore,
     /// Freed slots, reused last-in first-out.
     free: Vec<u32>,
@@ -106,7 +183,7 @@ impl Default for SeriesTable {
     fn default() -> Self {
         SeriesTable {
             hot: vec![Hot::FREE],
-            metadata: vec![None],
+            metadata: SlotMetadata::default(),
             labels: LabelStore::shared(),
             free: Vec::new(),
             live: 0,
@@ -154,14 +231,19 @@ impl SeriesTable {
     }
 
     /// The metadata of a live series (`Some(None)`: none logged yet).
-    pub fn metadata(&self, r: SeriesRef) -> Option<&Metadata> {
+    pub fn metadata(&self, r: SeriesRef) -> Option<Option<&Arc<SeriesMetadata>>> {
         let slot = self.slot(r)?;
-        self.metadata.get(slot)
+        Some(self.metadata.get(slot))
     }
 
-    pub fn metadata_mut(&mut self, r: SeriesRef) -> Option<&mut Metadata> {
-        let slot = self.slot(r)?;
-        self.metadata.get_mut(slot)
+    /// Records the metadata logged for a live series; false if `r` is not one.
+    pub fn set_metadata(&mut self, r: SeriesRef, value: &Arc<SeriesMetadata>) -> bool {
+        let Some(slot) = self.slot(r) else {
+            return false;
+        };
+        self.metadata.grow(slot + 1);
+        self.metadata.set(slot, value);
+        true
     }
 
     /// The label set of a live series.
@@ -196,7 +278,6 @@ impl SeriesTable {
         }
         let slot = self.hot.len();
         resize_gently(&mut self.hot, slot + 1, Hot::FREE);
-        resize_gently(&mut self.metadata, slot + 1, None);
         slot as u32
     }
 
@@ -213,7 +294,6 @@ impl SeriesTable {
         let idx = slot as usize;
         if idx >= self.hot.len() {
             resize_gently(&mut self.hot, idx + 1, Hot::FREE);
-            resize_gently(&mut self.metadata, idx + 1, None);
         }
         let generation = match generation {
             Some(g) => g,
@@ -232,7 +312,7 @@ impl SeriesTable {
             last_segment,
             state: LIVE | if logged { LOGGED } else { 0 } | generation,
         };
-        self.metadata[idx] = None;
+        self.metadata.clear(idx);
         self.live += 1;
         Ok(r)
     }
@@ -301,7 +381,7 @@ impl SeriesTable {
             }
             store.remove(make_ref(slot as u32, hot.generation()));
             self.hot[slot].state = (hot.generation() + 1) & GEN_MASK;
-            self.metadata[slot] = None;
+            self.metadata.clear(slot);
             self.last_exemplar.remove(&(slot as u32));
             self.free.push(slot as u32);
             removed += 1;
@@ -314,7 +394,9 @@ impl SeriesTable {
     }
 
     /// Every live series: (ref, hot, metadata).
-    pub fn iter(&self) -> impl Iterator<Item = (SeriesRef, &Hot, &Metadata)> + '_ {
+    pub fn iter(
+        &self,
+    ) -> impl Iterator<Item = (SeriesRef, &Hot, Option<&Arc<SeriesMetadata>>)> + '_ {
         self.iter_from(0)
     }
 
@@ -322,14 +404,19 @@ impl SeriesTable {
     pub fn iter_from(
         &self,
         from: usize,
-    ) -> impl Iterator<Item = (SeriesRef, &Hot, &Metadata)> + '_ {
+    ) -> impl Iterator<Item = (SeriesRef, &Hot, Option<&Arc<SeriesMetadata>>)> + '_ {
         let hot = self.hot.get(from..).unwrap_or_default();
-        let metadata = self.metadata.get(from..).unwrap_or_default();
         hot.iter()
-            .zip(metadata)
             .enumerate()
-            .filter(|(_, (h, _))| h.is_live())
-            .map(move |(i, (h, m))| (make_ref((from + i) as u32, h.generation()), h, m))
+            .filter(|(_, h)| h.is_live())
+            .map(move |(i, h)| {
+                let slot = from + i;
+                (
+                    make_ref(slot as u32, h.generation()),
+                    h,
+                    self.metadata.get(slot),
+                )
+            })
     }
 
     /// Every live series' hot record, mutable.
@@ -370,6 +457,49 @@ mod tests {
         assert_eq!(t.len(), 3);
     }
 
+    fn meta(help: &str) -> Arc<SeriesMetadata> {
+        Arc::new(SeriesMetadata {
+            kind: tributary_model::MetricType::Counter,
+            unit: "".into(),
+            help: help.into(),
+        })
+    }
+
+    #[test]
+    fn equal_metadata_is_stored_once_and_forgotten_with_its_last_series() {
+        let mut t = SeriesTable::default();
+        let refs: Vec<SeriesRef> = (0..4)
+            .map(|i| t.get_or_create(&labels(i)).unwrap().0)
+            .collect();
+        assert_eq!(t.metadata(refs[0]), Some(None));
+        // Separate allocations of one value, as separate targets log them.
+        for &r in &refs[..3] {
+            assert!(t.set_metadata(r, &meta("requests")));
+        }
+        assert!(t.set_metadata(refs[3], &meta("errors")));
+        assert_eq!(t.metadata.index.len(), 2);
+        let a = t.metadata(refs[0]).unwrap().unwrap();
+        assert!(Arc::ptr_eq(a, t.metadata(refs[2]).unwrap().unwrap()));
+        assert_eq!(&*t.metadata(refs[3]).unwrap().unwrap().help, "errors");
+
+        // Changing a series' metadata moves its count.
+        assert!(t.set_metadata(refs[0], &meta("errors")));
+        assert_eq!(t.metadata.index.len(), 2);
+        // The last series of "errors" and "requests" collected: both gone.
+        let gone = [refs[0], refs[1], refs[2], refs[3]];
+        t.remove_where(|_| true);
+        assert!(t.metadata.index.is_empty());
+        assert_eq!(t.metadata.free.len(), 2);
+        assert!(gone.iter().all(|&r| t.metadata(r).is_none()));
+        assert!(!t.set_metadata(refs[0], &meta("x")), "not a live series");
+
+        // A reused slot starts without metadata, and freed ids are reused.
+        let r = t.get_or_create(&labels(9)).unwrap().0;
+        assert_eq!(t.metadata(r), Some(None));
+        t.set_metadata(r, &meta("again"));
+        assert_eq!(t.metadata.values.len(), 2);
+    }
+
     /// The per-slot arrays are most of the table's memory at 400k series:
     /// they grow by a quarter, not by doubling.
     #[test]
@@ -384,7 +514,7 @@ mod tests {
             "{}",
             t.hot.capacity()
         );
-        assert!(t.metadata.capacity() <= len + len / 4 + 64);
+        assert!(t.metadata.by_slot.capacity() <= len + len / 4 + 64);
     }
 
     #[test]

@@ -147,7 +147,7 @@ pub struct ConsumerStats {
 }
 
 /// Metric metadata as kept per series.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct SeriesMetadata {
     pub kind: MetricType,
     pub unit: Box<str>,
@@ -327,7 +327,7 @@ impl AgentStorage {
     /// The latest metadata logged for a live series: (type, unit, help).
     pub fn series_metadata(&self, r: SeriesRef) -> Option<(MetricType, String, String)> {
         let t = self.shared.series.lock();
-        let m = t.metadata(r)?.as_ref()?;
+        let m = t.metadata(r)??;
         Some((m.kind, m.unit.to_string(), m.help.to_string()))
     }
 
@@ -658,9 +658,9 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                     }
                     for m in metadata.drain(..) {
                         let r = aliases.get(&m.series).copied().unwrap_or(m.series);
-                        let Some(slot) = table.metadata_mut(r) else {
+                        if table.metadata(r).is_none() {
                             continue;
-                        };
+                        }
                         // Series of one family were logged one after
                         // another: they share one value, as when appended.
                         let value = match &last_metadata {
@@ -673,8 +673,8 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                                 help: m.help.into(),
                             }),
                         };
-                        last_metadata = Some(Arc::clone(&value));
-                        *slot = Some(value);
+                        table.set_metadata(r, &value);
+                        last_metadata = Some(value);
                     }
                 }
                 Some(RecordType::Samples) => {
@@ -1359,7 +1359,7 @@ impl Appender for WalAppender {
             let Some(known) = table.metadata(series) else {
                 return Err(AppendError::UnknownSeries(series));
             };
-            if known.as_ref().is_some_and(|m| m.same_as(kind, unit, help)) {
+            if known.is_some_and(|m| m.same_as(kind, unit, help)) {
                 return Ok(());
             }
         }
@@ -1535,9 +1535,7 @@ impl WalAppender {
 /// logged again.
 fn apply_metadata(t: &mut SeriesTable, metadata: &[(SeriesRef, Arc<SeriesMetadata>)]) {
     for (r, m) in metadata {
-        if let Some(slot) = t.metadata_mut(*r) {
-            *slot = Some(Arc::clone(m));
-        }
+        t.set_metadata(*r, m);
     }
 }
 
@@ -1895,7 +1893,7 @@ mod tests {
             let t = s.shared.series.lock();
             let values: Vec<&Arc<SeriesMetadata>> = refs
                 .iter()
-                .map(|&r| t.metadata(r).unwrap().as_ref().unwrap())
+                .map(|&r| t.metadata(r).unwrap().unwrap())
                 .collect();
             assert!(Arc::ptr_eq(values[0], values[19]), "one family, one value");
             assert!(Arc::ptr_eq(values[20], values[24]));
