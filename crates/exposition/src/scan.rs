@@ -77,8 +77,9 @@ fn bytes_equal(x: u64, b: u8) -> u64 {
 /// The index of the first byte at or after `i` that is not a plain value
 /// byte (see [`plain_value_bytes`]), or `line.len()`. Label values are
 /// most of a page's bytes (pod names, container ids, mount points), so
-/// this looks at eight at a time (SWAR): −17 % instructions to parse a farm
-/// page than a table lookup per byte (callgrind, `benches/parse.rs`).
+/// this looks at eight at a time (SWAR): 17 % fewer instructions to parse
+/// a farm page than with a table lookup per byte (callgrind,
+/// `benches/parse.rs`).
 fn plain_value_end(line: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = line.get(i..i + 8) {
         let mut word = [0u8; 8];
