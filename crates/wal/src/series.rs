@@ -482,15 +482,18 @@ mod tests {
         assert!(Arc::ptr_eq(a, t.metadata(refs[2]).unwrap().unwrap()));
         assert_eq!(&*t.metadata(refs[3]).unwrap().unwrap().help, "errors");
 
-        // Changing a series' metadata moves its count.
-        assert!(t.set_metadata(refs[0], &meta("errors")));
-        assert_eq!(t.metadata.index.len(), 2);
-        // The last series of "errors" and "requests" collected: both gone.
-        let gone = [refs[0], refs[1], refs[2], refs[3]];
+        // Changing a series' metadata moves its count: "requests" is
+        // forgotten with its last user.
+        for &r in &refs[..3] {
+            assert!(t.set_metadata(r, &meta("errors")));
+        }
+        assert_eq!(t.metadata.index.len(), 1);
+        assert_eq!(t.metadata.free.len(), 1);
+        // Every series collected: no value left.
         t.remove_where(|_| true);
         assert!(t.metadata.index.is_empty());
         assert_eq!(t.metadata.free.len(), 2);
-        assert!(gone.iter().all(|&r| t.metadata(r).is_none()));
+        assert!(refs.iter().all(|&r| t.metadata(r).is_none()));
         assert!(!t.set_metadata(refs[0], &meta("x")), "not a live series");
 
         // A reused slot starts without metadata, and freed ids are reused.
@@ -505,8 +508,10 @@ mod tests {
     #[test]
     fn slot_arrays_grow_by_a_quarter() {
         let mut t = SeriesTable::default();
+        let value = meta("m");
         for i in 0..20_000 {
-            t.get_or_create(&labels(i)).unwrap();
+            let (r, _) = t.get_or_create(&labels(i)).unwrap();
+            t.set_metadata(r, &value);
         }
         let len = t.hot.len();
         assert!(
@@ -514,6 +519,7 @@ mod tests {
             "{}",
             t.hot.capacity()
         );
+        assert_eq!(t.metadata.by_slot.len(), len);
         assert!(t.metadata.by_slot.capacity() <= len + len / 4 + 64);
     }
 
