@@ -12,7 +12,27 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A port that was free a moment ago, for a child process to listen on.
+///
+/// Taken from 21000–32767, below the kernel's ephemeral range (32768+ by
+/// default) and above the bench's ports: a port the kernel hands out for
+/// `:0` is also where outgoing connections take their local ports, so
+/// between this function releasing it and the child binding it, another
+/// process's `connect()` could take it ("Address already in use", seen
+/// when tests ran beside a load test). Starting points are spread by
+/// process id and a counter, so parallel tests do not try the same ports.
 pub fn free_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const LOW: u64 = 21_000;
+    const SPAN: u64 = 32_768 - LOW;
+    let seed = u64::from(std::process::id()).wrapping_mul(7_919);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (seed + n.wrapping_mul(104_729)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
