@@ -458,12 +458,21 @@ mod tests {
                 let mut line = vec![b'a'; 24];
                 line[at] = special;
                 assert_eq!(plain_value_end(&line, 0), at, "{special:#x} at {at}");
-                // A match below another special byte (a borrow must not
-                // make the upper one win).
-                line[at.saturating_sub(1)] = 0x00;
+                // Above it, the byte a borrow out of the match can flag
+                // falsely (`special ^ 1`) and another special byte: the
+                // first still wins.
+                line[at + 1] = special ^ 1;
+                line[at + 2] = b'"';
+                assert_eq!(plain_value_end(&line, 0), at, "{special:#x} at {at}");
+                // The borrow-prone byte alone is judged by the table.
+                line[at] = b'a';
+                line[at + 2] = b'a';
                 assert_eq!(
                     plain_value_end(&line, 0),
-                    plain_value_end_bytewise(&line, 0)
+                    plain_value_end_bytewise(&line, 0),
+                    "{:#x} at {}",
+                    special ^ 1,
+                    at + 1
                 );
             }
         }

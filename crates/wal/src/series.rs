@@ -92,20 +92,19 @@ impl SlotMetadata {
         self.values.get(idx as usize)?.as_ref().map(|(v, _)| v)
     }
 
-    /// Makes room for slots below `len`.
-    fn grow(&mut self, len: usize) {
-        if self.by_slot.len() < len {
-            resize_gently(&mut self.by_slot, len, 0);
-        }
-    }
-
     fn set(&mut self, slot: usize, value: &Arc<SeriesMetadata>) {
-        if self.get(slot) == Some(value) || slot >= self.by_slot.len() {
+        if self.get(slot) == Some(value) {
             return;
+        }
+        // Slots get an entry once metadata is logged for them.
+        if self.by_slot.len() <= slot {
+            resize_gently(&mut self.by_slot, slot + 1, 0);
         }
         let id = self.acquire(value);
         self.clear(slot);
-        self.by_slot[slot] = id;
+        if let Some(s) = self.by_slot.get_mut(slot) {
+            *s = id;
+        }
     }
 
     fn clear(&mut self, slot: usize) {
@@ -241,7 +240,6 @@ impl SeriesTable {
         let Some(slot) = self.slot(r) else {
             return false;
         };
-        self.metadata.grow(slot + 1);
         self.metadata.set(slot, value);
         true
     }

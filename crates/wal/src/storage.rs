@@ -658,11 +658,9 @@ fn replay(wal_dir: &Path, metrics: &Metrics) -> Result<Replayed, WalError> {
                     }
                     for m in metadata.drain(..) {
                         let r = aliases.get(&m.series).copied().unwrap_or(m.series);
-                        if table.metadata(r).is_none() {
-                            continue;
-                        }
                         // Series of one family were logged one after
-                        // another: they share one value, as when appended.
+                        // another: one allocation for the run (the table
+                        // interns values anyway), as when appended.
                         let value = match &last_metadata {
                             Some(v) if SeriesMetadata::same_as(v, m.kind, &m.unit, &m.help) => {
                                 Arc::clone(v)

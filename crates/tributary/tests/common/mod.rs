@@ -28,7 +28,7 @@ pub fn free_port() -> u16 {
     let seed = u64::from(std::process::id()).wrapping_mul(7_919);
     for _ in 0..SPAN {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (LOW + (seed + n.wrapping_mul(104_729)) % SPAN) as u16;
+        let port = (LOW + seed.wrapping_add(n.wrapping_mul(104_729)) % SPAN) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
