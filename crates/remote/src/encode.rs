@@ -359,22 +359,29 @@ impl WriteRequestEncoder {
         samples: impl IntoIterator<Item = S, IntoIter: Clone>,
     ) -> Result<&[u8], EncodeError> {
         let samples = samples.into_iter();
-        let all_interned = samples
-            .clone()
-            .all(|s| matches!(s.labels(), ItemLabels::Stored { .. }));
         // One item's labels, gathered once: their total length heads the
         // TimeSeries entry.
         let mut pieces: Vec<LabelPiece<'a>> = Vec::new();
-        if all_interned {
-            self.stream.reset();
-            for s in samples {
-                write_item(&mut self.stream, &mut self.tail, &mut pieces, &s);
+        // Optimistically one pass as a stream: finding an item's labels
+        // costs a label-store lookup, so a separate pass to check that all
+        // are interned would cost as many. An item with owned labels ends
+        // the attempt and the batch is encoded plainly from the start.
+        self.stream.reset();
+        let mut interned = true;
+        for s in samples.clone() {
+            let labels = s.labels();
+            if !matches!(labels, ItemLabels::Stored { .. }) {
+                interned = false;
+                break;
             }
+            write_item(&mut self.stream, &mut self.tail, &mut pieces, &s, labels);
+        }
+        if interned {
             return Ok(self.stream.finish());
         }
         self.proto.clear();
         for s in samples {
-            write_item(&mut self.proto, &mut self.tail, &mut pieces, &s);
+            write_item(&mut self.proto, &mut self.tail, &mut pieces, &s, s.labels());
         }
         self.compress()
     }
@@ -487,6 +494,7 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
     tail: &mut Vec<u8>,
     pieces: &mut Vec<LabelPiece<'a>>,
     item: &E,
+    labels: ItemLabels<'a>,
 ) {
     let t = item.timestamp();
     tail.clear();
@@ -516,7 +524,7 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
         }),
     }
     pieces.clear();
-    match item.labels() {
+    match labels {
         // The common case, without the merge.
         ItemLabels::Stored {
             pairs,
@@ -563,7 +571,7 @@ pub(crate) fn snappy_into<'a>(
 
 #[cfg(test)]
 #[allow(clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use prost::Message;
@@ -582,33 +590,33 @@ mod tests {
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    struct PbWriteRequest {
+    pub(crate) struct PbWriteRequest {
         #[prost(message, repeated, tag = "1")]
-        timeseries: Vec<PbTimeSeries>,
+        pub timeseries: Vec<PbTimeSeries>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    struct PbTimeSeries {
+    pub(crate) struct PbTimeSeries {
         #[prost(message, repeated, tag = "1")]
-        labels: Vec<PbLabel>,
+        pub labels: Vec<PbLabel>,
         #[prost(message, repeated, tag = "2")]
-        samples: Vec<PbSample>,
+        pub samples: Vec<PbSample>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    struct PbLabel {
+    pub(crate) struct PbLabel {
         #[prost(string, tag = "1")]
-        name: String,
+        pub name: String,
         #[prost(string, tag = "2")]
-        value: String,
+        pub value: String,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    struct PbSample {
+    pub(crate) struct PbSample {
         #[prost(double, tag = "1")]
-        value: f64,
+        pub value: f64,
         #[prost(int64, tag = "2")]
-        timestamp: i64,
+        pub timestamp: i64,
     }
 
-    fn decode(body: &[u8]) -> PbWriteRequest {
+    pub(crate) fn decode(body: &[u8]) -> PbWriteRequest {
         let raw = snap::raw::Decoder::new()
             .decompress_vec(body)
             .expect("valid snappy block");

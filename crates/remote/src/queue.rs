@@ -1375,18 +1375,34 @@ impl Batch {
         protocol: Protocol,
     ) -> Result<Bytes, crate::encode::EncodeError> {
         let store = shared.labels.read();
+        let external = &shared.external;
+        // Each item's labels are looked up once, while encoding; a series
+        // found missing there (rare) is dropped and the batch encoded again.
+        let missing = std::cell::Cell::new(false);
+        let body = encode_resolved(
+            &mut self.encoder,
+            &mut self.encoder_v2,
+            protocol,
+            &self.samples,
+            &store,
+            external,
+            &missing,
+        )?;
+        if !missing.get() {
+            return Ok(Bytes::copy_from_slice(body));
+        }
         self.drop_where(shared, DropReason::UnintentionallyDroppedSeries, |s| {
             s.rewritten.is_none() && store.resolve(s.series).is_none()
         });
-        let external = &shared.external;
-        let items = self
-            .samples
-            .iter()
-            .filter_map(|s| Resolved::new(s, &store, external));
-        let body = match protocol {
-            Protocol::V1 => self.encoder.encode(items)?,
-            Protocol::V2 => self.encoder_v2.encode(items)?,
-        };
+        let body = encode_resolved(
+            &mut self.encoder,
+            &mut self.encoder_v2,
+            protocol,
+            &self.samples,
+            &store,
+            external,
+            &missing,
+        )?;
         Ok(Bytes::copy_from_slice(body))
     }
 
@@ -1431,6 +1447,30 @@ impl Batch {
         let mut o = shared.outcome.lock();
         o.last_send = Some(SystemTime::now());
         o.last_success = Some(Instant::now());
+    }
+}
+
+/// Encodes `samples` with their labels from `store`, skipping (and
+/// flagging in `missing`) those whose series is gone.
+fn encode_resolved<'e>(
+    encoder: &'e mut WriteRequestEncoder,
+    encoder_v2: &'e mut WriteRequestV2Encoder,
+    protocol: Protocol,
+    samples: &[QueuedSample],
+    store: &LabelStore,
+    external: &ExternalLabels,
+    missing: &std::cell::Cell<bool>,
+) -> Result<&'e [u8], crate::encode::EncodeError> {
+    let items = samples.iter().filter_map(|s| {
+        let r = Resolved::new(s, store, external);
+        if r.is_none() {
+            missing.set(true);
+        }
+        r
+    });
+    match protocol {
+        Protocol::V1 => encoder.encode(items),
+        Protocol::V2 => encoder_v2.encode(items),
     }
 }
 
@@ -1611,6 +1651,72 @@ mod tests {
             desired_shards(&caught_up, 8, &settings()).map(|d| d.0),
             Some(1)
         );
+    }
+
+    fn queued(series: u64, rewritten: Option<Labels>, t: i64) -> QueuedSample {
+        QueuedSample {
+            series: SeriesRef(series),
+            rewritten,
+            t,
+            item: Item::Float(t as f64),
+            metadata: None,
+            seq: 0,
+        }
+    }
+
+    /// The request's series names, in order.
+    fn names_in(body: &[u8]) -> Vec<String> {
+        crate::encode::tests::decode(body)
+            .timeseries
+            .iter()
+            .map(|ts| {
+                let name = ts.labels.iter().find(|l| l.name == "__name__");
+                name.map(|l| l.value.clone()).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_encoded_with_one_lookup_per_item_and_flags_gone_series() {
+        let mut store = LabelStore::new();
+        for (r, name) in [(1, "a"), (2, "b")] {
+            let l = Labels::from_pairs([("__name__", name), ("job", "j")]);
+            assert!(store.insert(SeriesRef(r), &l).is_ok());
+        }
+        let external = ExternalLabels::default();
+        let (mut v1, mut v2) = (WriteRequestEncoder::new(), WriteRequestV2Encoder::new());
+        let missing = std::cell::Cell::new(false);
+        let rewritten = Labels::from_pairs([("__name__", "c")]);
+        // Stored, rewritten (owned labels: the plain path), stored.
+        let batch = [
+            queued(1, None, 1),
+            queued(9, Some(rewritten), 2),
+            queued(2, None, 3),
+        ];
+        let body = encode_resolved(
+            &mut v1,
+            &mut v2,
+            Protocol::V1,
+            &batch,
+            &store,
+            &external,
+            &missing,
+        );
+        assert_eq!(names_in(body.unwrap_or_default()), ["a", "c", "b"]);
+        assert!(!missing.get());
+        // A series the store no longer has is left out and flagged.
+        let batch = [queued(1, None, 1), queued(7, None, 2), queued(2, None, 3)];
+        let body = encode_resolved(
+            &mut v1,
+            &mut v2,
+            Protocol::V1,
+            &batch,
+            &store,
+            &external,
+            &missing,
+        );
+        assert_eq!(names_in(body.unwrap_or_default()), ["a", "b"]);
+        assert!(missing.get());
     }
 
     #[test]
