@@ -379,6 +379,17 @@ impl WriteRequestEncoder {
         if interned {
             return Ok(self.stream.finish());
         }
+        self.encode_plain(samples)
+    }
+
+    /// Encodes `samples` as plain protobuf compressed by snappy: for
+    /// batches known to hold items with owned labels, where the stream of
+    /// [`WriteRequestEncoder::encode`] would be abandoned.
+    pub fn encode_plain<'a, S: EncodableSample<'a>>(
+        &mut self,
+        samples: impl IntoIterator<Item = S>,
+    ) -> Result<&[u8], EncodeError> {
+        let mut pieces: Vec<LabelPiece<'a>> = Vec::new();
         self.proto.clear();
         for s in samples {
             write_item(&mut self.proto, &mut self.tail, &mut pieces, &s, s.labels());
@@ -689,6 +700,74 @@ pub(crate) mod tests {
         snap::raw::Decoder::new()
             .decompress_vec(body)
             .expect("valid snappy block")
+    }
+
+    /// A batch item with either kind of labels.
+    enum Mixed<'a> {
+        Owned(&'a S),
+        Stored(&'a Stored<'a>),
+    }
+    impl<'a> EncodableSample<'a> for &Mixed<'a> {
+        fn labels(&self) -> ItemLabels<'a> {
+            match **self {
+                Mixed::Owned(s) => s.labels(),
+                Mixed::Stored(s) => s.labels(),
+            }
+        }
+        fn timestamp(&self) -> Timestamp {
+            match **self {
+                Mixed::Owned(s) => s.timestamp(),
+                Mixed::Stored(s) => s.timestamp(),
+            }
+        }
+        fn value(&self) -> f64 {
+            match **self {
+                Mixed::Owned(s) => s.value(),
+                Mixed::Stored(s) => s.value(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_abandoned_at_an_item_with_owned_labels_leaves_nothing_behind() {
+        let mut store = tributary_model::LabelStore::new();
+        let stored_labels = Labels::from_pairs([("__name__", "a"), ("job", "j")]);
+        store
+            .insert(tributary_model::SeriesRef(1), &stored_labels)
+            .expect("insert");
+        let external = ExternalLabels::default();
+        let stored = Stored {
+            store: &store,
+            external: &external,
+            r: tributary_model::SeriesRef(1),
+            t: 1_700_000_000_000,
+            v: 1.0,
+        };
+        let owned = S(
+            Labels::from_pairs([("__name__", "b")]),
+            1_700_000_000_001,
+            2.0,
+        );
+        let batch = [
+            Mixed::Stored(&stored),
+            Mixed::Stored(&stored),
+            Mixed::Owned(&owned),
+            Mixed::Stored(&stored),
+        ];
+        let mut enc = WriteRequestEncoder::new();
+        let req = decode(enc.encode(&batch).expect("encodes"));
+        let names: Vec<&str> = req
+            .timeseries
+            .iter()
+            .map(|ts| ts.labels[0].value.as_str())
+            .collect();
+        assert_eq!(names, ["a", "a", "b", "a"]);
+        assert_eq!(req.timeseries[1].labels.len(), 2);
+        assert_eq!(req.timeseries[2].samples[0].value, 2.0);
+        // The plain path on its own gives the same request.
+        let plain = snappy_decode(enc.encode_plain(&batch).expect("encodes"));
+        let streamed = snappy_decode(enc.encode(&batch).expect("encodes"));
+        assert_eq!(plain, streamed);
     }
 
     proptest! {

@@ -1469,6 +1469,11 @@ fn encode_resolved<'e>(
         r
     });
     match protocol {
+        // Rewritten labels are owned: the snappy stream of interned pairs
+        // would be abandoned at the first, after encoding what came before.
+        Protocol::V1 if samples.iter().any(|s| s.rewritten.is_some()) => {
+            encoder.encode_plain(items)
+        }
         Protocol::V1 => encoder.encode(items),
         Protocol::V2 => encoder_v2.encode(items),
     }
