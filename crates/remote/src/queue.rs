@@ -1367,8 +1367,9 @@ impl Batch {
         }
     }
 
-    /// Encodes the batch for `protocol`, first dropping samples whose
-    /// series the storage collected meanwhile (forced WAL truncation).
+    /// Encodes the batch for `protocol`, leaving out (and dropping)
+    /// samples whose series the storage collected meanwhile (forced WAL
+    /// truncation).
     fn encode<P>(
         &mut self,
         shared: &Shared<P>,
@@ -1376,10 +1377,12 @@ impl Batch {
     ) -> Result<Bytes, crate::encode::EncodeError> {
         let store = shared.labels.read();
         let external = &shared.external;
-        // Each item's labels are looked up once, while encoding; a series
-        // found missing there (rare) is dropped and the batch encoded again.
+        // Each item's labels are looked up once, while encoding. A series
+        // found missing there (collected meanwhile: rare) is left out of
+        // the request; its samples are then dropped from the batch by the
+        // same test, so the counts and acks match what was sent.
         let missing = std::cell::Cell::new(false);
-        let body = encode_resolved(
+        let body = Bytes::copy_from_slice(encode_resolved(
             &mut self.encoder,
             &mut self.encoder_v2,
             protocol,
@@ -1387,23 +1390,13 @@ impl Batch {
             &store,
             external,
             &missing,
-        )?;
-        if !missing.get() {
-            return Ok(Bytes::copy_from_slice(body));
+        )?);
+        if missing.get() {
+            self.drop_where(shared, DropReason::UnintentionallyDroppedSeries, |s| {
+                Resolved::new(s, &store, external).is_none()
+            });
         }
-        self.drop_where(shared, DropReason::UnintentionallyDroppedSeries, |s| {
-            s.rewritten.is_none() && store.resolve(s.series).is_none()
-        });
-        let body = encode_resolved(
-            &mut self.encoder,
-            &mut self.encoder_v2,
-            protocol,
-            &self.samples,
-            &store,
-            external,
-            &missing,
-        )?;
-        Ok(Bytes::copy_from_slice(body))
+        Ok(body)
     }
 
     fn drop_too_old<P>(&mut self, shared: &Shared<P>) {
@@ -1669,16 +1662,30 @@ mod tests {
         }
     }
 
-    /// The request's series names, in order.
-    fn names_in(body: &[u8]) -> Vec<String> {
-        crate::encode::tests::decode(body)
+    /// The series names of the request `batch` encodes to, in order, and
+    /// whether a series was found missing.
+    fn encode_names(batch: &[QueuedSample], store: &LabelStore) -> (Vec<String>, bool) {
+        let (mut v1, mut v2) = (WriteRequestEncoder::new(), WriteRequestV2Encoder::new());
+        let missing = std::cell::Cell::new(false);
+        let external = ExternalLabels::default();
+        let body = encode_resolved(
+            &mut v1,
+            &mut v2,
+            Protocol::V1,
+            batch,
+            store,
+            &external,
+            &missing,
+        );
+        let names = crate::encode::tests::decode(body.unwrap_or_default())
             .timeseries
             .iter()
             .map(|ts| {
                 let name = ts.labels.iter().find(|l| l.name == "__name__");
                 name.map(|l| l.value.clone()).unwrap_or_default()
             })
-            .collect()
+            .collect();
+        (names, missing.get())
     }
 
     #[test]
@@ -1688,9 +1695,6 @@ mod tests {
             let l = Labels::from_pairs([("__name__", name), ("job", "j")]);
             assert!(store.insert(SeriesRef(r), &l).is_ok());
         }
-        let external = ExternalLabels::default();
-        let (mut v1, mut v2) = (WriteRequestEncoder::new(), WriteRequestV2Encoder::new());
-        let missing = std::cell::Cell::new(false);
         let rewritten = Labels::from_pairs([("__name__", "c")]);
         // Stored, rewritten (owned labels: the plain path), stored.
         let batch = [
@@ -1698,30 +1702,16 @@ mod tests {
             queued(9, Some(rewritten), 2),
             queued(2, None, 3),
         ];
-        let body = encode_resolved(
-            &mut v1,
-            &mut v2,
-            Protocol::V1,
-            &batch,
-            &store,
-            &external,
-            &missing,
+        assert_eq!(
+            encode_names(&batch, &store),
+            (vec!["a".into(), "c".into(), "b".into()], false)
         );
-        assert_eq!(names_in(body.unwrap_or_default()), ["a", "c", "b"]);
-        assert!(!missing.get());
         // A series the store no longer has is left out and flagged.
         let batch = [queued(1, None, 1), queued(7, None, 2), queued(2, None, 3)];
-        let body = encode_resolved(
-            &mut v1,
-            &mut v2,
-            Protocol::V1,
-            &batch,
-            &store,
-            &external,
-            &missing,
+        assert_eq!(
+            encode_names(&batch, &store),
+            (vec!["a".into(), "b".into()], true)
         );
-        assert_eq!(names_in(body.unwrap_or_default()), ["a", "b"]);
-        assert!(missing.get());
     }
 
     #[test]
