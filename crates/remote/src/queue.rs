@@ -1381,17 +1381,16 @@ impl Batch {
         // found missing there (collected meanwhile: rare) is left out of
         // the request; its samples are then dropped from the batch by the
         // same test, so the counts and acks match what was sent.
-        let missing = std::cell::Cell::new(false);
-        let body = Bytes::copy_from_slice(encode_resolved(
+        let (body, missing) = encode_resolved(
             &mut self.encoder,
             &mut self.encoder_v2,
             protocol,
             &self.samples,
             &store,
             external,
-            &missing,
-        )?);
-        if missing.get() {
+        )?;
+        let body = Bytes::copy_from_slice(body);
+        if missing {
             self.drop_where(shared, DropReason::UnintentionallyDroppedSeries, |s| {
                 Resolved::new(s, &store, external).is_none()
             });
@@ -1443,8 +1442,8 @@ impl Batch {
     }
 }
 
-/// Encodes `samples` with their labels from `store`, skipping (and
-/// flagging in `missing`) those whose series is gone.
+/// Encodes `samples` with their labels from `store`, leaving out those
+/// whose series is gone; true with the body if there were any.
 fn encode_resolved<'e>(
     encoder: &'e mut WriteRequestEncoder,
     encoder_v2: &'e mut WriteRequestV2Encoder,
@@ -1452,8 +1451,8 @@ fn encode_resolved<'e>(
     samples: &[QueuedSample],
     store: &LabelStore,
     external: &ExternalLabels,
-    missing: &std::cell::Cell<bool>,
-) -> Result<&'e [u8], crate::encode::EncodeError> {
+) -> Result<(&'e [u8], bool), crate::encode::EncodeError> {
+    let missing = std::cell::Cell::new(false);
     let items = samples.iter().filter_map(|s| {
         let r = Resolved::new(s, store, external);
         if r.is_none() {
@@ -1461,7 +1460,7 @@ fn encode_resolved<'e>(
         }
         r
     });
-    match protocol {
+    let body = match protocol {
         // Rewritten labels are owned: the snappy stream of interned pairs
         // would be abandoned at the first, after encoding what came before.
         Protocol::V1 if samples.iter().any(|s| s.rewritten.is_some()) => {
@@ -1469,7 +1468,8 @@ fn encode_resolved<'e>(
         }
         Protocol::V1 => encoder.encode(items),
         Protocol::V2 => encoder_v2.encode(items),
-    }
+    }?;
+    Ok((body, missing.get()))
 }
 
 fn record_error<P>(shared: &Shared<P>, msg: String) {
@@ -1666,18 +1666,10 @@ mod tests {
     /// whether a series was found missing.
     fn encode_names(batch: &[QueuedSample], store: &LabelStore) -> (Vec<String>, bool) {
         let (mut v1, mut v2) = (WriteRequestEncoder::new(), WriteRequestV2Encoder::new());
-        let missing = std::cell::Cell::new(false);
         let external = ExternalLabels::default();
-        let body = encode_resolved(
-            &mut v1,
-            &mut v2,
-            Protocol::V1,
-            batch,
-            store,
-            &external,
-            &missing,
-        );
-        let names = crate::encode::tests::decode(body.unwrap_or_default())
+        let encoded = encode_resolved(&mut v1, &mut v2, Protocol::V1, batch, store, &external);
+        let (body, missing) = encoded.unwrap_or_default();
+        let names = crate::encode::tests::decode(body)
             .timeseries
             .iter()
             .map(|ts| {
@@ -1685,7 +1677,7 @@ mod tests {
                 name.map(|l| l.value.clone()).unwrap_or_default()
             })
             .collect();
-        (names, missing.get())
+        (names, missing)
     }
 
     #[test]
