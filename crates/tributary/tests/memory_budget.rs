@@ -16,9 +16,10 @@
 //!   alone through an `Appender`, WAL + remote queue) is printed either way
 //!   and included in the failure message.
 //! * `heap_per_series_flat_under_churn`: 10 % of every target's series are
-//!   replaced several times, WAL truncation/GC runs and the scrape cache
-//!   evicts; the heap above baseline must stay within
-//!   [`CHURN_GROWTH_LIMIT`] × the steady state.
+//!   replaced eight times, WAL truncation/GC runs and the scrape cache
+//!   evicts; the heap above baseline must not grow from the middle of the
+//!   churn to its end ([`CHURN_ROUND_GROWTH_LIMIT`]) and must settle within
+//!   [`CHURN_SETTLED_LIMIT`] × the steady state.
 //!
 //! `cargo test -p tributary --test memory_budget -- --nocapture` shows the
 //! tables. Both tests share one process-wide counter, so they run one at a
@@ -65,18 +66,29 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// to catch regressions.
 const BYTES_PER_SERIES_BUDGET: f64 = 160.0;
 
-/// Under churn (series replaced, WAL GC, cache eviction) the heap above
-/// baseline may grow to at most this multiple of the steady state: the
-/// hash tables keep their capacity and the remote queue keeps a replaced
-/// series' labels until its WAL slot is reused, but nothing may grow with
-/// every round.
-const CHURN_GROWTH_LIMIT: f64 = 1.3;
+/// Under churn the heap above baseline may settle higher than in the
+/// steady state, but only by what the churn's peak leaves behind: the
+/// series table, label store and hash tables keep the capacity of the peak
+/// (1.2× the steady series while a rollout's old and new series are both
+/// live), and the label arenas are compacted only once dead bytes outweigh
+/// live ones. Measured 1.06–1.38× (the CI runner's concurrency moves the
+/// small steady-state figure most), so this bound catches a pipeline that
+/// keeps what churn replaced, not noise.
+const CHURN_SETTLED_LIMIT: f64 = 1.6;
+
+/// Between two equal points of the churn (after the truncation of round
+/// [`CHURN_ROUNDS`] / 2 and of round [`CHURN_ROUNDS`], same series count,
+/// same cache state) the heap above baseline may differ by at most this
+/// factor. Something kept per replaced series — 4,000 a round, more than
+/// 100 B each for a whole series — grows it by well over this in four
+/// rounds; the in-flight buffers that move the window minimum stay below.
+const CHURN_ROUND_GROWTH_LIMIT: f64 = 1.2;
 
 const TARGETS: usize = 20;
 const SERIES_PER_TARGET: usize = 2_000;
 /// Series of each target replaced per churn round (10 %).
 const CHURN_SERIES: usize = 200;
-const CHURN_ROUNDS: usize = 4;
+const CHURN_ROUNDS: usize = 8;
 /// `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
 /// `scrape_samples_post_metric_relabeling`, `scrape_series_added`.
 const SYNTHETIC: &[&str] = &[
@@ -1035,6 +1047,13 @@ fn heap_bytes_per_series_within_budget() {
     );
 }
 
+/// (label sets, distinct pairs) in the pipeline's label store.
+fn label_store_counts(p: &Pipeline) -> (usize, usize) {
+    let store = p.wal.label_store();
+    let store = store.read();
+    (store.len(), store.pairs().len())
+}
+
 #[test]
 fn heap_per_series_flat_under_churn() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -1051,8 +1070,10 @@ fn heap_per_series_flat_under_churn() {
     wait_forwarded(&p, &targets, &[5; TARGETS], "steady state before churn");
     let steady = sample_heap(Duration::from_secs(3));
     let steady_series = p.active_series();
+    let steady_store = label_store_counts(&p);
 
     let mut rounds = Vec::new();
+    let mut round_heap = Vec::new();
     let mut removed = 0;
     for g in 1..=CHURN_ROUNDS {
         targets.set_generation(g);
@@ -1066,12 +1087,13 @@ fn heap_per_series_flat_under_churn() {
         let peak_series = p.active_series();
         let t = p.wal.truncate_now().unwrap();
         removed += t.series_removed;
-        let heap = live_bytes();
+        let heap = sample_heap(Duration::from_secs(2));
+        round_heap.push(heap.min - base.min);
         rounds.push(format!(
-            "  round {g}: {peak_series} active series before truncation, {} removed, {} segment(s) deleted; live heap {}",
+            "  round {g}: {peak_series} active series before truncation, {} removed, {} segment(s) deleted; live heap {} (window min)",
             t.series_removed,
             t.segments_deleted,
-            mib(heap)
+            mib(heap.min)
         ));
     }
     // The scrape cache forgets series unseen for 10 scrapes; then the WAL
@@ -1091,6 +1113,7 @@ fn heap_per_series_flat_under_churn() {
     removed += t1.series_removed + t2.series_removed;
     let after = sample_heap(Duration::from_secs(3));
     let after_series = p.active_series();
+    let after_store = label_store_counts(&p);
     p.stop();
     sink.terminate();
 
@@ -1098,12 +1121,18 @@ fn heap_per_series_flat_under_churn() {
     // scrapes), which in-flight bodies and batches disturb least.
     let steady_delta = steady.min - base.min;
     let after_delta = after.min - base.min;
-    let ratio = after_delta as f64 / steady_delta as f64;
+    let settled = after_delta as f64 / steady_delta as f64;
+    let (mid, last) = (
+        round_heap[CHURN_ROUNDS / 2 - 1],
+        round_heap[CHURN_ROUNDS - 1],
+    );
+    let round_growth = last as f64 / mid as f64;
     let per = |b: i64, n: usize| b as f64 / n.max(1) as f64;
     let report = format!(
         "\n  live heap (window min / median): baseline {} / {}; steady {} / {} ({steady_series} series, {:.0} / {:.0} B/series above baseline)\n\
          \x20 after {CHURN_ROUNDS} rounds of {}% churn, cache eviction and truncation: {} / {} ({after_series} series, {:.0} / {:.0} B/series)\n\
-         \x20 growth {ratio:.2}× (limit {CHURN_GROWTH_LIMIT}×); {removed} series garbage-collected in all (final truncations {} + {})\n{}\n  test time {:.1} s\n",
+         \x20 settled at {settled:.2}× the steady state (limit {CHURN_SETTLED_LIMIT}×); round {CHURN_ROUNDS} at {round_growth:.2}× round {} (limit {CHURN_ROUND_GROWTH_LIMIT}×)\n\
+         \x20 {removed} series garbage-collected in all (final truncations {} + {})\n{}\n  test time {:.1} s\n",
         mib(base.min),
         mib(base.median),
         mib(steady.min),
@@ -1115,18 +1144,32 @@ fn heap_per_series_flat_under_churn() {
         mib(after.median),
         per(after_delta, after_series),
         per(after.median - base.median, after_series),
+        CHURN_ROUNDS / 2,
         t1.series_removed,
         t2.series_removed,
         rounds.join("\n"),
         started.elapsed().as_secs_f64(),
     );
     eprintln!("heap under churn:{report}");
+    // Exact where the heap figures cannot be: the label store forgets the
+    // replaced series and the pairs only they used (each generation's pods
+    // have as many distinct pairs as the first's).
+    assert_eq!(
+        after_store,
+        (after_series, steady_store.1),
+        "label sets and distinct pairs after churn (steady state: {steady_store:?}){report}"
+    );
     assert!(
         removed >= CHURN_ROUNDS * TARGETS * CHURN_SERIES,
         "replaced series were not garbage-collected from the WAL{report}"
     );
     assert!(
-        ratio <= CHURN_GROWTH_LIMIT,
-        "heap above baseline grew {ratio:.2}× under churn (limit {CHURN_GROWTH_LIMIT}×){report}"
+        settled <= CHURN_SETTLED_LIMIT,
+        "heap above baseline settled at {settled:.2}× the steady state after churn (limit {CHURN_SETTLED_LIMIT}×){report}"
+    );
+    assert!(
+        round_growth <= CHURN_ROUND_GROWTH_LIMIT,
+        "heap above baseline grew {round_growth:.2}× from round {} to round {CHURN_ROUNDS} of churn (limit {CHURN_ROUND_GROWTH_LIMIT}×){report}",
+        CHURN_ROUNDS / 2
     );
 }
