@@ -26,6 +26,7 @@
 //!
 //! Zero-valued scalars are omitted, as proto3 encoders do.
 
+use bytes::Bytes;
 use tributary_model::{Label, Labels, MetricType, NativeHistogram, PairIds, PairTable, Timestamp};
 
 use crate::proto;
@@ -348,7 +349,7 @@ impl WriteRequestEncoder {
     }
 
     /// Encodes `samples` (one TimeSeries each) and returns the
-    /// snappy-compressed body, valid until the next call.
+    /// snappy-compressed body.
     ///
     /// When every item's labels are interned (the queue's normal case) the
     /// request is written as a snappy stream with copies for repeated pairs
@@ -357,7 +358,7 @@ impl WriteRequestEncoder {
     pub fn encode<'a, S: EncodableSample<'a>>(
         &mut self,
         samples: impl IntoIterator<Item = S, IntoIter: Clone>,
-    ) -> Result<&[u8], EncodeError> {
+    ) -> Result<Bytes, EncodeError> {
         let samples = samples.into_iter();
         // One item's labels, gathered once: their total length heads the
         // TimeSeries entry.
@@ -388,7 +389,7 @@ impl WriteRequestEncoder {
     pub fn encode_plain<'a, S: EncodableSample<'a>>(
         &mut self,
         samples: impl IntoIterator<Item = S>,
-    ) -> Result<&[u8], EncodeError> {
+    ) -> Result<Bytes, EncodeError> {
         let mut pieces: Vec<LabelPiece<'a>> = Vec::new();
         self.proto.clear();
         for s in samples {
@@ -402,7 +403,7 @@ impl WriteRequestEncoder {
     pub fn encode_metadata<'a>(
         &mut self,
         items: impl IntoIterator<Item = (&'a str, &'a MetricMetadata)>,
-    ) -> Result<&[u8], EncodeError> {
+    ) -> Result<Bytes, EncodeError> {
         self.proto.clear();
         for (family, m) in items {
             proto::put_message(&mut self.proto, 3, |b| {
@@ -415,8 +416,8 @@ impl WriteRequestEncoder {
         self.compress()
     }
 
-    fn compress(&mut self) -> Result<&[u8], EncodeError> {
-        snappy_into(&mut self.snappy, &self.proto, &mut self.compressed)
+    fn compress(&mut self) -> Result<Bytes, EncodeError> {
+        snappy_into(&mut self.snappy, &self.proto, &mut self.compressed).map(Bytes::copy_from_slice)
     }
 }
 
@@ -639,7 +640,7 @@ pub(crate) mod tests {
         let l = Labels::from_pairs([("job", "x"), ("__name__", "up")]);
         let samples = [S(l.clone(), 1000, 1.0), S(l, 2000, 0.0)];
         let mut enc = WriteRequestEncoder::new();
-        let req = decode(enc.encode(&samples).expect("encodes"));
+        let req = decode(&enc.encode(&samples).expect("encodes"));
         assert_eq!(req.timeseries.len(), 2);
         let names: Vec<_> = req.timeseries[0]
             .labels
@@ -659,7 +660,7 @@ pub(crate) mod tests {
             tributary_model::STALE_NAN,
         )];
         let mut enc = WriteRequestEncoder::new();
-        let req = decode(enc.encode(&samples).expect("encodes"));
+        let req = decode(&enc.encode(&samples).expect("encodes"));
         let s = &req.timeseries[0].samples[0];
         assert_eq!(s.value.to_bits(), tributary_model::STALE_NAN_BITS);
         assert_eq!(s.timestamp, -5);
@@ -668,7 +669,7 @@ pub(crate) mod tests {
     #[test]
     fn empty_batch_is_an_empty_request() {
         let mut enc = WriteRequestEncoder::new();
-        let req = decode(enc.encode::<&S>([]).expect("encodes"));
+        let req = decode(&enc.encode::<&S>([]).expect("encodes"));
         assert!(req.timeseries.is_empty());
     }
 
@@ -755,7 +756,7 @@ pub(crate) mod tests {
             Mixed::Stored(&stored),
         ];
         let mut enc = WriteRequestEncoder::new();
-        let req = decode(enc.encode(&batch).expect("encodes"));
+        let req = decode(&enc.encode(&batch).expect("encodes"));
         let names: Vec<&str> = req
             .timeseries
             .iter()
@@ -816,8 +817,8 @@ pub(crate) mod tests {
                 })
                 .collect();
             let mut enc = WriteRequestEncoder::new();
-            let fast = snappy_decode(enc.encode(&stored).expect("encodes"));
-            let plain = snappy_decode(enc.encode(&owned).expect("encodes"));
+            let fast = snappy_decode(&enc.encode(&stored).expect("encodes"));
+            let plain = snappy_decode(&enc.encode(&owned).expect("encodes"));
             prop_assert_eq!(fast, plain);
         }
 
@@ -833,7 +834,7 @@ pub(crate) mod tests {
                 .map(|(m, t, v)| S(Labels::from_pairs(m.iter()), *t, *v))
                 .collect();
             let mut enc = WriteRequestEncoder::new();
-            let req = decode(enc.encode(&samples).expect("encodes"));
+            let req = decode(&enc.encode(&samples).expect("encodes"));
             prop_assert_eq!(req.timeseries.len(), samples.len());
             for (ts, s) in req.timeseries.iter().zip(&samples) {
                 let got: Vec<(&str, &str)> =

@@ -21,6 +21,7 @@
 //!
 //! Like Prometheus, each sample gets its own TimeSeries entry.
 
+use bytes::Bytes;
 use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::HashTable;
@@ -135,11 +136,11 @@ impl WriteRequestV2Encoder {
     }
 
     /// Encodes `samples` (one TimeSeries each) and returns the
-    /// snappy-compressed body, valid until the next call.
+    /// snappy-compressed body.
     pub fn encode<'a, S: EncodableSample<'a>>(
         &mut self,
         samples: impl IntoIterator<Item = S>,
-    ) -> Result<&[u8], EncodeError> {
+    ) -> Result<Bytes, EncodeError> {
         self.symbols.clear();
         self.series.clear();
         for s in samples {
@@ -224,8 +225,8 @@ impl WriteRequestV2Encoder {
         &self.proto
     }
 
-    fn compress(&mut self) -> Result<&[u8], EncodeError> {
-        snappy_into(&mut self.snappy, &self.proto, &mut self.compressed)
+    fn compress(&mut self) -> Result<Bytes, EncodeError> {
+        snappy_into(&mut self.snappy, &self.proto, &mut self.compressed).map(Bytes::copy_from_slice)
     }
 }
 
@@ -375,7 +376,7 @@ mod tests {
         let mut enc = WriteRequestV2Encoder::new();
         // Twice: the second request must not inherit the first's symbols.
         for _ in 0..2 {
-            let req = decode(enc.encode(&samples).unwrap());
+            let req = decode(&enc.encode(&samples).unwrap());
             assert_eq!(
                 req.symbols,
                 vec!["", "__name__", "up", "job", "a", "b", "x"]
@@ -399,7 +400,7 @@ mod tests {
                 assert_eq!(ts.samples[0].value.to_bits(), s.2.to_bits());
             }
         }
-        let small = decode(enc.encode(&samples[..1]).unwrap());
+        let small = decode(&enc.encode(&samples[..1]).unwrap());
         assert_eq!(small.symbols, vec!["", "__name__", "up", "job", "a"]);
     }
 

@@ -935,7 +935,7 @@ async fn send_metadata_chunk<P>(
     let m = &shared.metrics;
     let n = chunk.len() as u64;
     let body = match encoder.encode_metadata(chunk.iter().map(|(f, md)| (f.as_str(), &**md))) {
-        Ok(b) => Bytes::copy_from_slice(b),
+        Ok(b) => b,
         Err(e) => {
             m.metadata.failed.inc_by(n);
             tracing::error!(remote_name = %shared.settings.name, error = %e, "encoding metadata failed");
@@ -1389,7 +1389,6 @@ impl Batch {
             &store,
             external,
         )?;
-        let body = Bytes::copy_from_slice(body);
         if missing {
             self.drop_where(shared, DropReason::UnintentionallyDroppedSeries, |s| {
                 Resolved::new(s, &store, external).is_none()
@@ -1444,14 +1443,14 @@ impl Batch {
 
 /// Encodes `samples` with their labels from `store`, leaving out those
 /// whose series is gone; true with the body if there were any.
-fn encode_resolved<'e>(
-    encoder: &'e mut WriteRequestEncoder,
-    encoder_v2: &'e mut WriteRequestV2Encoder,
+fn encode_resolved(
+    encoder: &mut WriteRequestEncoder,
+    encoder_v2: &mut WriteRequestV2Encoder,
     protocol: Protocol,
     samples: &[QueuedSample],
     store: &LabelStore,
     external: &ExternalLabels,
-) -> Result<(&'e [u8], bool), crate::encode::EncodeError> {
+) -> Result<(Bytes, bool), crate::encode::EncodeError> {
     let missing = std::cell::Cell::new(false);
     let items = samples.iter().filter_map(|s| {
         let r = Resolved::new(s, store, external);
@@ -1669,7 +1668,7 @@ mod tests {
         let external = ExternalLabels::default();
         let encoded = encode_resolved(&mut v1, &mut v2, Protocol::V1, batch, store, &external);
         let (body, missing) = encoded.unwrap_or_default();
-        let names = crate::encode::tests::decode(body)
+        let names = crate::encode::tests::decode(&body)
             .timeseries
             .iter()
             .map(|ts| {

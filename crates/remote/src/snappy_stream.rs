@@ -283,8 +283,10 @@ impl SnappyStream {
         emitted
     }
 
-    /// The finished block (valid until the next [`SnappyStream::reset`]).
-    pub fn finish(&mut self) -> &[u8] {
+    /// The finished block. The buffer it was written in goes with it (the
+    /// request body is sent from it, not copied out of it); the stream
+    /// keeps a buffer of the same capacity for the next request.
+    pub fn finish(&mut self) -> bytes::Bytes {
         self.flush_copy();
         self.flush_literal();
         let mut header = [0u8; HEADER_ROOM];
@@ -305,7 +307,9 @@ impl SnappyStream {
         if let (Some(dst), Some(src)) = (self.out.get_mut(start..HEADER_ROOM), header.get(..n)) {
             dst.copy_from_slice(src);
         }
-        self.out.get(start..).unwrap_or_default()
+        let next = Vec::with_capacity(self.out.capacity());
+        let block = bytes::Bytes::from(std::mem::replace(&mut self.out, next));
+        block.slice(start.min(block.len())..)
     }
 
     /// Uncompressed bytes written so far.
@@ -428,7 +432,7 @@ mod tests {
             s.repeated(b"\x10\x80\x90\xa0\xb0\xc0\x01");
             want.extend_from_slice(b"\x10\x80\x90\xa0\xb0\xc0\x01");
         }
-        let block = s.finish().to_vec();
+        let block = s.finish();
         assert_eq!(decode(&block), want);
         assert!(
             block.len() < want.len() / 4,
@@ -455,7 +459,7 @@ mod tests {
         want.extend_from_slice(&filler);
         s.keyed(7, big.len(), || &big);
         want.extend_from_slice(&big);
-        assert_eq!(decode(s.finish()), want);
+        assert_eq!(decode(&s.finish()), want);
     }
 
     #[test]
@@ -470,7 +474,7 @@ mod tests {
             s.keyed(1, b"a pair in between".len(), || b"a pair in between");
             want.extend_from_slice(b"a pair in between");
         }
-        let block = s.finish().to_vec();
+        let block = s.finish();
         assert_eq!(decode(&block), want);
         assert!(
             block.len() < want.len() / 3,
@@ -498,7 +502,7 @@ mod tests {
                 s.literal(text.as_bytes());
                 want.extend_from_slice(text.as_bytes());
             }
-            prop_assert_eq!(decode(s.finish()), want);
+            prop_assert_eq!(decode(&s.finish()), want);
         }
     }
 
@@ -518,14 +522,14 @@ mod tests {
         s.repeated(b"\x10\x01\x02");
         s.keyed(9, b"pair bytes".len(), || b"pair bytes");
         s.literal(b"0123456789");
-        assert_eq!(decode(s.finish()), b"\x10\x01\x02pair bytes0123456789");
+        assert_eq!(decode(&s.finish()), b"\x10\x01\x02pair bytes0123456789");
     }
 
     #[test]
     fn empty_request() {
         let mut s = SnappyStream::default();
         s.reset();
-        assert_eq!(decode(s.finish()), Vec::<u8>::new());
+        assert_eq!(decode(&s.finish()), Vec::<u8>::new());
     }
 
     proptest! {
@@ -554,7 +558,7 @@ mod tests {
                 }
             }
             prop_assert_eq!(s.uncompressed_len(), want.len());
-            prop_assert_eq!(decode(s.finish()), want);
+            prop_assert_eq!(decode(&s.finish()), want);
         }
     }
 }

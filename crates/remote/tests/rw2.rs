@@ -282,7 +282,7 @@ async fn a_2xx_that_wrote_nothing_is_an_error() {
         }
     }
     let s = [S(Labels::from_pairs([("__name__", "up")]))];
-    let body = Bytes::copy_from_slice(enc.encode(&s).unwrap());
+    let body = enc.encode(&s).unwrap();
     let r = c.send_as(body, 0, Protocol::V2, 1).await;
     assert!(
         matches!(r, Err(SendError::NonRecoverable(ref m)) if m.contains("nothing was written")),

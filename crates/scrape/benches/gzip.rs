@@ -21,6 +21,7 @@ use std::io::Write as _;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tributary_scrape::fetch::{inflate_gzip, inflate_gzip_streaming, DEFAULT_BODY_CAP};
+use tributary_scrape::BodyBuf;
 
 /// A small deterministic generator (xorshift64*): varying but repeatable
 /// numbers, so the page compresses like a real one and not like a loop.
@@ -292,7 +293,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 fn bench_body(c: &mut Criterion, name: &str, gz: &[u8]) {
-    let mut out = Vec::new();
+    let mut out = BodyBuf::default();
     if let Err(e) = inflate_gzip(gz, &mut out, DEFAULT_BODY_CAP) {
         eprintln!("{name}: cannot inflate: {e}");
         return;

@@ -10,6 +10,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use crate::buffers::BodyBuf;
 use tributary_model::ScrapeProtocol;
 
 mod gzip;
@@ -135,7 +136,7 @@ pub async fn fetch(
     client: &tributary_http::HttpClient,
     req: &ScrapeRequest,
     conn: &mut Connection,
-    body: &mut Vec<u8>,
+    body: &mut BodyBuf,
 ) -> Result<FetchedBody, FetchError> {
     body.clear();
     // A gzip'd body's compressed bytes, kept until it is inflated, and the
@@ -179,7 +180,7 @@ pub async fn fetch(
 async fn fetch_inner(
     client: &tributary_http::HttpClient,
     req: &ScrapeRequest,
-    body: &mut Vec<u8>,
+    body: &mut BodyBuf,
     compressed: &mut Vec<u8>,
 ) -> Result<FetchedBody, FetchError> {
     let builder = client
@@ -225,7 +226,14 @@ async fn fetch_inner(
     // The compressed bytes are held to the cap too: a valid gzip body is
     // hardly larger than its content, and an endless stream of empty
     // deflate blocks must not grow the buffer forever.
-    let mut writer = CappedWriter::new(if gzip { &mut *compressed } else { &mut *body }, cap);
+    let mut writer = CappedWriter::new(
+        if gzip {
+            &mut *compressed
+        } else {
+            body.appender()
+        },
+        cap,
+    );
     let mut wire_bytes = 0u64;
     while let Some(chunk) = resp
         .chunk()

@@ -26,6 +26,7 @@ mod scrape_loop;
 mod status;
 pub mod target;
 
+pub use buffers::BodyBuf;
 pub use cache::ScrapeCache;
 pub use manager::{PoolSnapshot, ScrapeManager};
 pub use metadata::{FamilyMetadata, TargetMetadata, MAX_FAMILIES_PER_TARGET};

@@ -20,6 +20,7 @@ use tributary_model::{
     ResetHint, ScrapeProtocol, SeriesRef, Storage, STALE_NAN,
 };
 
+use crate::buffers::BodyBuf;
 use crate::cache::{self, NewEntry, ScrapeCache, StaleSeries};
 use crate::fetch::{fetch, Connection, FetchError, ScrapeRequest};
 use crate::metadata::{FamilyState, SharedMetadata};
@@ -96,7 +97,7 @@ pub(crate) struct ScrapeLoop {
     /// Set by the pool: `target_limit` exceeded, scrape fails with this.
     pub forced_error: Arc<Mutex<Option<String>>>,
     pub cache: ScrapeCache,
-    body: Vec<u8>,
+    body: BodyBuf,
     builder: LabelsBuilder,
     stale: Vec<StaleSeries>,
     report_refs: [SeriesRef; 8],
@@ -171,7 +172,7 @@ impl ScrapeLoop {
             metrics,
             forced_error,
             cache,
-            body: Vec::new(),
+            body: BodyBuf::default(),
             builder: LabelsBuilder::new(),
             stale: Vec::new(),
             report_refs: [SeriesRef::NONE; 8],
@@ -285,7 +286,7 @@ impl ScrapeLoop {
     /// `up` = 0, staleness markers and the target's last error.
     pub(crate) async fn scrape_once(&mut self, ts: i64) {
         let started = Instant::now();
-        self.body = crate::buffers::take();
+        self.body = crate::buffers::take_body();
         let forced = self.forced_error.lock().clone();
         let fetched = match forced {
             Some(msg) => Err(ScrapeError::Forced(msg)),
@@ -417,7 +418,8 @@ impl ScrapeLoop {
             }
         }
         st.last.body_bytes = self.body.len() as u64;
-        let head = &self.body[..self.body.len().min(BODY_HEAD_BYTES)];
+        let body = self.body.as_slice();
+        let head = &body[..body.len().min(BODY_HEAD_BYTES)];
         st.last.body_head = String::from_utf8_lossy(head).into_owned();
         st.last.samples = counts.scraped;
         st.last.series_added = counts.added;
@@ -428,7 +430,7 @@ impl ScrapeLoop {
                 tracing::info!(scrape_pool = %self.cfg.job_name, target = %self.target.url, "Target is up again");
             }
         }
-        crate::buffers::give_back(std::mem::take(&mut self.body));
+        crate::buffers::give_back_body(std::mem::take(&mut self.body));
     }
 
     fn format_for(&self, content_type: &str) -> Result<Format, ScrapeError> {
@@ -480,7 +482,7 @@ impl ScrapeLoop {
         counts: &mut Counts,
     ) -> Result<(), ScrapeError> {
         let body = std::mem::take(&mut self.body);
-        let r = self.append_parsed(app, format, &body, ts, counts);
+        let r = self.append_parsed(app, format, body.as_slice(), ts, counts);
         self.body = body;
         r
     }

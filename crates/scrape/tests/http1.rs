@@ -121,8 +121,10 @@ async fn scrape(
     req: &ScrapeRequest,
     conn: &mut Connection,
 ) -> Result<Vec<u8>, FetchError> {
-    let mut body = Vec::new();
-    fetch(c, req, conn, &mut body).await.map(|_| body)
+    let mut body = tributary_scrape::BodyBuf::default();
+    fetch(c, req, conn, &mut body)
+        .await
+        .map(|_| body.as_slice().to_vec())
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ use std::io::Write;
 use libdeflater::Decompressor;
 
 use super::{CappedWriter, FetchError};
+use crate::buffers::BodyBuf;
 
 /// Bytes of the gzip trailer: CRC32, then ISIZE (both little-endian u32).
 const TRAILER_LEN: usize = 8;
@@ -39,26 +40,24 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Decompressor> = RefCell::new(Decompressor::new());
 }
 
-/// Inflates the gzip body `gz` into `out` (cleared first). Fails with
-/// [`FetchError::BodySizeLimit`] when the inflated body would reach `cap`
-/// bytes, and with [`FetchError::Gzip`] when `gz` is not valid gzip
+/// Inflates the gzip body `gz` into `out` (its old body dropped). Fails
+/// with [`FetchError::BodySizeLimit`] when the inflated body would reach
+/// `cap` bytes, and with [`FetchError::Gzip`] when `gz` is not valid gzip
 /// (bad header, corrupt data, CRC or size mismatch, truncation).
-pub fn inflate_gzip(gz: &[u8], out: &mut Vec<u8>, cap: u64) -> Result<(), FetchError> {
+pub fn inflate_gzip(gz: &[u8], out: &mut BodyBuf, cap: u64) -> Result<(), FetchError> {
     out.clear();
     if inflate_one_shot(gz, out, cap)? {
         return Ok(());
     }
-    out.clear();
     inflate_gzip_streaming(gz, out, cap)
 }
 
 /// Inflates through flate2's streaming multi-member decoder, writing into
-/// `out` (cleared first) only while it stays under `cap`. This was the only
-/// path before the one-shot one; it remains the fallback for every body
-/// the one-shot path cannot vouch for.
-pub fn inflate_gzip_streaming(gz: &[u8], out: &mut Vec<u8>, cap: u64) -> Result<(), FetchError> {
-    out.clear();
-    let mut dec = flate2::write::MultiGzDecoder::new(CappedWriter::new(out, cap));
+/// `out` (its old body dropped) only while it stays under `cap`. This was
+/// the only path before the one-shot one; it remains the fallback for
+/// every body the one-shot path cannot vouch for.
+pub fn inflate_gzip_streaming(gz: &[u8], out: &mut BodyBuf, cap: u64) -> Result<(), FetchError> {
+    let mut dec = flate2::write::MultiGzDecoder::new(CappedWriter::new(out.appender(), cap));
     match dec.write_all(gz).and_then(|()| dec.try_finish()) {
         Ok(()) => Ok(()),
         Err(_) if dec.get_ref().exceeded => Err(FetchError::BodySizeLimit),
@@ -67,8 +66,8 @@ pub fn inflate_gzip_streaming(gz: &[u8], out: &mut Vec<u8>, cap: u64) -> Result<
 }
 
 /// Tries the single-call inflate. `Ok(true)`: `out` holds the whole body.
-/// `Ok(false)`: the result cannot be trusted and `out` must be discarded.
-fn inflate_one_shot(gz: &[u8], out: &mut Vec<u8>, cap: u64) -> Result<bool, FetchError> {
+/// `Ok(false)`: the result cannot be trusted and `out` is empty.
+fn inflate_one_shot(gz: &[u8], out: &mut BodyBuf, cap: u64) -> Result<bool, FetchError> {
     let Some(announced) = announced_size(gz) else {
         return Ok(false);
     };
@@ -86,15 +85,20 @@ fn inflate_one_shot(gz: &[u8], out: &mut Vec<u8>, cap: u64) -> Result<bool, Fetc
     let Ok(size) = usize::try_from(announced) else {
         return Ok(false);
     };
-    // Reuses `out`'s capacity: the pooled body buffer already fits a page.
-    out.resize(size, 0);
+    // The pooled body buffer already holds a page's worth of initialised
+    // bytes: written over, not zeroed first.
+    let dst = out.overwrite(size);
     // libdeflate fails with InsufficientSpace when the body is larger than
     // announced and with BadData when it is smaller or corrupt (it checks
-    // the first member's CRC32 and ISIZE against what it produced).
-    let inflated = DECOMPRESSOR.with(|d| d.borrow_mut().gzip_decompress(gz, out));
+    // the first member's CRC32 and ISIZE against what it produced). Only
+    // when it wrote exactly `size` bytes is every byte of `dst` this body's.
+    let inflated = DECOMPRESSOR.with(|d| d.borrow_mut().gzip_decompress(gz, dst));
     match inflated {
         Ok(n) if n == size && is_single_member(gz, announced) => Ok(true),
-        _ => Ok(false),
+        _ => {
+            out.clear();
+            Ok(false)
+        }
     }
 }
 
@@ -151,6 +155,13 @@ mod tests {
             .into_bytes()
     }
 
+    /// A body buffer that held a longer body before.
+    fn stale() -> BodyBuf {
+        let mut out = BodyBuf::default();
+        out.appender().extend_from_slice(&page(3000));
+        out
+    }
+
     fn set_isize(gz: &mut [u8], size: u32) {
         let n = gz.len();
         gz[n - 4..].copy_from_slice(&size.to_le_bytes());
@@ -160,17 +171,17 @@ mod tests {
     fn one_shot_inflates_a_single_member() {
         let body = page(2000);
         let gz = gzip(&body);
-        let mut out = Vec::new();
+        let mut out = BodyBuf::default();
         assert!(inflate_one_shot(&gz, &mut out, CAP).unwrap());
-        assert_eq!(out, body);
-        let mut out = b"stale".to_vec();
+        assert_eq!(out.as_slice(), body);
+        let mut out = stale();
         inflate_gzip(&gz, &mut out, CAP).unwrap();
-        assert_eq!(out, body);
+        assert_eq!(out.as_slice(), body);
     }
 
     #[test]
     fn empty_body_inflates_to_nothing() {
-        let mut out = b"stale".to_vec();
+        let mut out = stale();
         inflate_gzip(&gzip(b""), &mut out, CAP).unwrap();
         assert!(out.is_empty());
     }
@@ -190,10 +201,10 @@ mod tests {
         );
         for (first, second) in [(&a, &a), (&a, &b), (&b, &a)] {
             let gz = [gzip(first), gzip(second)].concat();
-            let mut out = Vec::new();
+            let mut out = BodyBuf::default();
             assert!(!inflate_one_shot(&gz, &mut out, CAP).unwrap());
             inflate_gzip(&gz, &mut out, CAP).unwrap();
-            assert_eq!(out, [first.as_slice(), second].concat());
+            assert_eq!(out.as_slice(), [first.as_slice(), second].concat());
         }
     }
 
@@ -204,7 +215,7 @@ mod tests {
         for size in [CAP, CAP + 1, 2 * CAP] {
             let mut lying = gz.clone();
             set_isize(&mut lying, size as u32);
-            let mut out = Vec::new();
+            let mut out = BodyBuf::default();
             let err = inflate_gzip(&lying, &mut out, CAP).unwrap_err();
             assert!(matches!(err, FetchError::BodySizeLimit), "{err}");
             assert_eq!(out.capacity(), 0, "inflated or allocated anyway");
@@ -215,7 +226,7 @@ mod tests {
     fn lying_small_size_on_a_bomb_stays_capped() {
         let mut bomb = gzip(&vec![0u8; 4 << 20]);
         set_isize(&mut bomb, 100);
-        let mut out = Vec::new();
+        let mut out = BodyBuf::default();
         let err = inflate_gzip(&bomb, &mut out, CAP).unwrap_err();
         assert!(matches!(err, FetchError::BodySizeLimit), "{err}");
         assert!(out.len() < CAP as usize);
@@ -228,9 +239,24 @@ mod tests {
         for size in [1, body.len() as u32 - 1, body.len() as u32 + 1, 100_000] {
             let mut lying = gz.clone();
             set_isize(&mut lying, size);
-            let mut out = Vec::new();
+            let mut out = BodyBuf::default();
             let err = inflate_gzip(&lying, &mut out, CAP).unwrap_err();
             assert!(matches!(err, FetchError::Gzip(_)), "{size}: {err}");
+            // Into a buffer holding an earlier, longer body: the failed
+            // one-shot attempt leaves none of it visible.
+            let mut out = stale();
+            assert!(!inflate_one_shot(&lying, &mut out, CAP).unwrap());
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_exactly_the_new_body() {
+        let mut out = stale();
+        for lines in [2000, 10, 2500, 0] {
+            let body = page(lines);
+            inflate_gzip(&gzip(&body), &mut out, CAP).unwrap();
+            assert_eq!(out.as_slice(), body);
         }
     }
 
@@ -242,7 +268,7 @@ mod tests {
         for size in [900 << 10, u32::MAX] {
             let mut gz = gzip(b"x");
             set_isize(&mut gz, size);
-            let mut out = Vec::new();
+            let mut out = BodyBuf::default();
             assert!(!inflate_one_shot(&gz, &mut out, CAP).unwrap());
             assert_eq!(out.capacity(), 0);
             let err = inflate_gzip(&gz, &mut out, CAP).unwrap_err();
@@ -267,7 +293,7 @@ mod tests {
             ("not gzip", b"metric 1\nmetric 2\nmetric 3\n"),
         ];
         for (what, body) in cases {
-            let mut out = Vec::new();
+            let mut out = BodyBuf::default();
             match inflate_gzip(body, &mut out, CAP) {
                 Err(FetchError::Gzip(_)) => {}
                 other => panic!("{what}: {other:?}"),
@@ -280,14 +306,14 @@ mod tests {
         let body = page(1000);
         let gz = gzip(&body);
         let exact = body.len() as u64;
-        let mut out = Vec::new();
+        let mut out = BodyBuf::default();
         for inflate in [inflate_gzip, inflate_gzip_streaming] {
             assert!(matches!(
                 inflate(&gz, &mut out, exact),
                 Err(FetchError::BodySizeLimit)
             ));
             inflate(&gz, &mut out, exact + 1).unwrap();
-            assert_eq!(out, body);
+            assert_eq!(out.as_slice(), body);
         }
     }
 }

@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{CappedWriter, FetchError, FetchedBody, ScrapeRequest};
+use crate::buffers::BodyBuf;
 
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 << 10;
@@ -89,7 +90,7 @@ pub async fn fetch(
     req: &ScrapeRequest,
     conn: &mut Option<TcpStream>,
     head: &mut Vec<u8>,
-    body: &mut Vec<u8>,
+    body: &mut BodyBuf,
     compressed: &mut Vec<u8>,
 ) -> Result<Outcome, FetchError> {
     if let Some(mut stream) = conn.take() {
@@ -258,7 +259,7 @@ async fn read_response(
     req: &ScrapeRequest,
     conn: &mut Option<TcpStream>,
     buf: &mut Vec<u8>,
-    body: &mut Vec<u8>,
+    body: &mut BodyBuf,
     compressed: &mut Vec<u8>,
 ) -> Result<Outcome, FetchError> {
     let mut skipped = 0;
@@ -286,7 +287,7 @@ async fn read_response(
         if head.gzip {
             &mut *compressed
         } else {
-            &mut *body
+            body.appender()
         },
         cap,
     );
