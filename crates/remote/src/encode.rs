@@ -417,7 +417,7 @@ impl WriteRequestEncoder {
     }
 
     fn compress(&mut self) -> Result<Bytes, EncodeError> {
-        snappy_into(&mut self.snappy, &self.proto, &mut self.compressed).map(Bytes::copy_from_slice)
+        snappy_into(&mut self.snappy, &self.proto, &mut self.compressed)
     }
 }
 
@@ -564,12 +564,14 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
     }
 }
 
-/// Snappy block-compresses `proto` into the reused `out` buffer.
-pub(crate) fn snappy_into<'a>(
+/// Snappy block-compresses `proto` through the reused `out` buffer and
+/// returns the block as the request body (a copy: snappy needs its worst
+/// case as room, so `out` is kept rather than handed over).
+pub(crate) fn snappy_into(
     snappy: &mut snap::raw::Encoder,
     proto: &[u8],
-    out: &'a mut Vec<u8>,
-) -> Result<&'a [u8], EncodeError> {
+    out: &mut Vec<u8>,
+) -> Result<Bytes, EncodeError> {
     let max = snap::raw::max_compress_len(proto.len());
     if max == 0 && !proto.is_empty() {
         return Err(EncodeError::TooLarge(proto.len()));
@@ -578,7 +580,7 @@ pub(crate) fn snappy_into<'a>(
         out.resize(max, 0);
     }
     let n = snappy.compress(proto, out)?;
-    Ok(out.get(..n).unwrap_or_default())
+    Ok(Bytes::copy_from_slice(out.get(..n).unwrap_or_default()))
 }
 
 #[cfg(test)]

@@ -226,7 +226,7 @@ impl WriteRequestV2Encoder {
     }
 
     fn compress(&mut self) -> Result<Bytes, EncodeError> {
-        snappy_into(&mut self.snappy, &self.proto, &mut self.compressed).map(Bytes::copy_from_slice)
+        snappy_into(&mut self.snappy, &self.proto, &mut self.compressed)
     }
 }
 

@@ -25,6 +25,8 @@
 //! encoder only emits offsets within 64 KiB because it compresses in
 //! 64 KiB blocks; decoders do not assume that).
 
+use bytes::Bytes;
+
 /// Ids remembered per request: a direct-mapped table, so a collision only
 /// costs a literal where a copy was possible.
 const SEEN_BITS: u32 = 10;
@@ -286,7 +288,7 @@ impl SnappyStream {
     /// The finished block. The buffer it was written in goes with it (the
     /// request body is sent from it, not copied out of it); the stream
     /// keeps a buffer of the same capacity for the next request.
-    pub fn finish(&mut self) -> bytes::Bytes {
+    pub fn finish(&mut self) -> Bytes {
         self.flush_copy();
         self.flush_literal();
         let mut header = [0u8; HEADER_ROOM];
@@ -308,7 +310,7 @@ impl SnappyStream {
             dst.copy_from_slice(src);
         }
         let next = Vec::with_capacity(self.out.capacity());
-        let block = bytes::Bytes::from(std::mem::replace(&mut self.out, next));
+        let block = Bytes::from(std::mem::replace(&mut self.out, next));
         block.slice(start.min(block.len())..)
     }
 
