@@ -76,12 +76,6 @@ pub(crate) struct SnappyStream {
     /// `history` + 1 (low word) and the index of its run in `runs` (high
     /// word), so a candidate is located without searching `runs`.
     lit_seen: Box<[u64]>,
-    /// The 4 bytes each `lit_seen` entry was stored for: a candidate is
-    /// checked here, in a small table loaded alongside `lit_seen`, rather
-    /// than by reading `history` at the candidate's position, a load that
-    /// could only start once `lit_seen`'s had finished. Most candidates
-    /// in first-occurrence text are other bytes that hashed alike.
-    lit_quads: Box<[u32]>,
 }
 
 impl Default for SnappyStream {
@@ -98,7 +92,6 @@ impl Default for SnappyStream {
             matchable: Vec::new(),
             runs: Vec::new(),
             lit_seen: vec![0; LIT_SLOTS].into_boxed_slice(),
-            lit_quads: vec![0; LIT_SLOTS].into_boxed_slice(),
         }
     }
 }
@@ -122,7 +115,6 @@ impl SnappyStream {
         self.matchable.clear();
         self.runs.clear();
         self.lit_seen.fill(0);
-        self.lit_quads.fill(0);
     }
 
     /// Bytes with no identity of their own that may repeat earlier text
@@ -265,15 +257,12 @@ impl SnappyStream {
                 break;
             };
             let slot = (quad.wrapping_mul(0x1E35_A7BD) >> (32 - LIT_BITS)) as usize;
-            let (Some(entry), Some(stored)) =
-                (self.lit_seen.get_mut(slot), self.lit_quads.get_mut(slot))
-            else {
-                break;
+            let seen = match self.lit_seen.get_mut(slot) {
+                Some(e) => std::mem::replace(e, run | (at as u64 + 1)),
+                None => break,
             };
-            let seen = std::mem::replace(entry, run | (at as u64 + 1));
-            let same = std::mem::replace(stored, quad) == quad;
             let prev = (seen & 0xffff_ffff) as usize;
-            let found = (prev != 0 && same)
+            let found = (prev != 0 && load_u32(&self.history, prev - 1) == Some(quad))
                 .then(|| self.locate(prev - 1, (seen >> 32) as usize))
                 .flatten();
             let Some((c_pos, c_end)) = found else {
