@@ -1,0 +1,110 @@
+//! The C library allocator's knobs the agent turns, behind a safe API.
+//!
+//! glibc's malloc keeps memory the agent has freed: it raises its mmap
+//! threshold to the largest block freed so far (up to 32 MiB), so that
+//! after the first label arena grows, every later buffer below that size
+//! lives in an arena, and it only returns an arena's memory from the top,
+//! and only once a trim threshold (raised with the mmap threshold) is
+//! free there. At 400k series that is several MiB of freed but resident
+//! memory. [`pin_thresholds`] fixes both thresholds so that large blocks
+//! are mapped on their own and returned when freed; [`trim`] hands the
+//! free whole pages inside the arenas back to the kernel.
+//!
+//! # Audit
+//!
+//! This is the workspace's only crate that may use `unsafe` (the workspace
+//! lints forbid it everywhere else). It makes exactly two foreign calls,
+//! `mallopt(3)` and `malloc_trim(3)`: both take integers only (no pointer
+//! crosses the boundary), both are documented MT-Safe (they take malloc's
+//! own arena locks), and neither invalidates any allocation the program
+//! holds — they change where future blocks come from and release pages
+//! that hold no live block. On a C library other than glibc both
+//! functions do nothing and report so.
+#![deny(rust_2018_idioms)]
+
+/// Fixes glibc's mmap threshold (blocks of at least this size get their
+/// own mapping, unmapped when freed) and trim threshold (free memory at an
+/// arena's top beyond this is returned), both in bytes, so that neither
+/// rises with the program's largest freed block. Returns whether both
+/// were set; false off glibc, or if a value does not fit the C `int`.
+pub fn pin_thresholds(mmap_threshold: usize, trim_threshold: usize) -> bool {
+    imp::set(imp::MMAP_THRESHOLD, mmap_threshold) && imp::set(imp::TRIM_THRESHOLD, trim_threshold)
+}
+
+/// Returns the free whole pages of every malloc arena to the kernel.
+/// Returns whether any memory was released (false off glibc).
+pub fn trim() -> bool {
+    imp::trim()
+}
+
+/// Whether the operator tuned malloc through its environment (glibc reads
+/// it at start); the agent then leaves the thresholds alone.
+pub fn tuned_by_environment() -> bool {
+    ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc."))
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod imp {
+    pub const MMAP_THRESHOLD: libc::c_int = libc::M_MMAP_THRESHOLD;
+    pub const TRIM_THRESHOLD: libc::c_int = libc::M_TRIM_THRESHOLD;
+
+    pub fn set(param: libc::c_int, bytes: usize) -> bool {
+        let Ok(value) = libc::c_int::try_from(bytes) else {
+            return false;
+        };
+        // SAFETY: mallopt(3) takes two integers and only changes malloc's
+        // own parameters under its lock (MT-Safe); no memory is passed.
+        #[allow(unsafe_code)]
+        let ok = unsafe { libc::mallopt(param, value) };
+        ok == 1
+    }
+
+    pub fn trim() -> bool {
+        // SAFETY: malloc_trim(3) takes an integer (the pad to keep at the
+        // top) and releases only pages that hold no allocated block, under
+        // each arena's lock (MT-Safe); no memory is passed.
+        #[allow(unsafe_code)]
+        let released = unsafe { libc::malloc_trim(0) };
+        released == 1
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod imp {
+    pub const MMAP_THRESHOLD: i32 = 0;
+    pub const TRIM_THRESHOLD: i32 = 0;
+
+    pub fn set(_param: i32, _bytes: usize) -> bool {
+        false
+    }
+
+    pub fn trim() -> bool {
+        false
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_are_accepted_and_out_of_range_values_refused() {
+        assert!(pin_thresholds(128 * 1024, 128 * 1024));
+        assert!(!pin_thresholds(usize::MAX, 128 * 1024));
+    }
+
+    #[test]
+    fn freed_memory_inside_an_arena_is_given_back() {
+        // Many small blocks (below any mmap threshold) fill arena pages;
+        // freeing all but a few at the end leaves whole free pages below
+        // a live block, which only a trim returns.
+        let mut blocks: Vec<Vec<u8>> = (0..20_000).map(|i| vec![i as u8; 1000]).collect();
+        let keep = blocks.split_off(blocks.len() - 8);
+        drop(blocks);
+        assert!(trim(), "no page was released after freeing ~20 MB");
+        assert_eq!(keep.iter().map(|b| b.len()).sum::<usize>(), 8000);
+    }
+}
