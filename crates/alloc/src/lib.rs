@@ -1,12 +1,12 @@
 //! The C library allocator's knobs the agent turns, behind a safe API.
 //!
 //! glibc's malloc keeps memory the agent has freed: it raises its mmap
-//! threshold to the largest block freed so far (up to 32 MiB), so that
-//! after the first label arena grows, every later buffer below that size
-//! lives in an arena, and it only returns an arena's memory from the top,
-//! and only once a trim threshold (raised with the mmap threshold) is
-//! free there. At 400k series that is several MiB of freed but resident
-//! memory. [`pin_thresholds`] fixes both thresholds so that large blocks
+//! threshold to the largest mapped block freed so far (up to 32 MiB), so
+//! that once a growing table has freed a large block, every later buffer
+//! below that size lives in an arena; and it returns an arena's memory
+//! only from the top, once a trim threshold (raised with the mmap
+//! threshold) is free there. At 400k series that is several MiB of freed
+//! but resident memory (docs/performance.md). [`pin_thresholds`] fixes both thresholds so that large blocks
 //! are mapped on their own and returned when freed; [`trim`] hands the
 //! free whole pages inside the arenas back to the kernel.
 //!
