@@ -6,9 +6,10 @@
 //! below that size lives in an arena; and it returns an arena's memory
 //! only from the top, once a trim threshold (raised with the mmap
 //! threshold) is free there. At 400k series that is several MiB of freed
-//! but resident memory (docs/performance.md). [`pin_thresholds`] fixes both thresholds so that large blocks
-//! are mapped on their own and returned when freed; [`trim`] hands the
-//! free whole pages inside the arenas back to the kernel.
+//! but resident memory (docs/performance.md). [`pin_thresholds`] fixes
+//! both thresholds so that large blocks are mapped on their own and
+//! returned when freed; [`trim`] hands the free whole pages inside the
+//! arenas back to the kernel.
 //!
 //! # Audit
 //!
@@ -105,6 +106,6 @@ mod tests {
         let keep = blocks.split_off(blocks.len() - 8);
         drop(blocks);
         assert!(trim(), "no page was released after freeing ~20 MB");
-        assert_eq!(keep.iter().map(|b| b.len()).sum::<usize>(), 8000);
+        drop(keep);
     }
 }
