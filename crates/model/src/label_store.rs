@@ -15,13 +15,14 @@
 //! from an old WAL that had to be renumbered are followed through
 //! [`LabelStore::alias`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::pairs::{get_uvarint, put_uvarint, PairId, PairTable, PairTableFull};
-use crate::{arena, Label, Labels, SeriesRef};
+use crate::pairs::{get_uvarint, put_uvarint, PairId, PairTable, PairTableFull, StoredLabel};
+use crate::{arena, Labels, SeriesRef};
 
 /// A store shared between the storage (writer) and its readers.
 pub type SharedLabelStore = Arc<parking_lot::RwLock<LabelStore>>;
@@ -197,8 +198,9 @@ impl LabelStore {
         Some(pair_ids(self.ids.get(e.offset as usize..)?))
     }
 
-    /// The labels of series `r`, as pairs borrowed from the store.
-    pub fn labels_iter(&self, r: SeriesRef) -> Option<impl Iterator<Item = Label<'_>> + '_> {
+    /// The labels of series `r`, names borrowed from the store (values too
+    /// unless stored packed).
+    pub fn labels_iter(&self, r: SeriesRef) -> Option<impl Iterator<Item = StoredLabel<'_>> + '_> {
         let ids = self.pair_ids(r)?;
         Some(ids.filter_map(|id| self.pairs.label(id)))
     }
@@ -209,7 +211,7 @@ impl LabelStore {
     }
 
     /// The value of `__name__` of series `r`.
-    pub fn metric_name(&self, r: SeriesRef) -> Option<&str> {
+    pub fn metric_name(&self, r: SeriesRef) -> Option<Cow<'_, str>> {
         self.labels_iter(r)?
             .find(|l| l.name == crate::METRIC_NAME)
             .map(|l| l.value)
@@ -416,14 +418,13 @@ mod tests {
         assert_eq!(s.len(), 10);
         assert_eq!(s.pairs().len(), 12, "name and job shared by all");
         assert_eq!(s.labels(r(4, 0)), Some(labels(3)));
-        assert_eq!(s.metric_name(r(4, 0)), Some("m"));
+        assert_eq!(s.metric_name(r(4, 0)).as_deref(), Some("m"));
         assert_eq!(s.find(&labels(7)), Some(r(8, 0)));
         assert_eq!(s.find(&labels(70)), None);
-        let wire: Vec<u8> = s
-            .pair_ids(r(1, 0))
-            .unwrap()
-            .flat_map(|id| s.pairs().encoded(id).to_vec())
-            .collect();
+        let mut wire = Vec::new();
+        for id in s.pair_ids(r(1, 0)).unwrap() {
+            s.pairs().append_wire(id, &mut wire);
+        }
         assert!(wire.starts_with(b"\x0a\x0d\x0a\x08__name__\x12\x01m"));
     }
 

@@ -87,10 +87,13 @@ impl Labels {
     /// Builds from pairs that are already sorted by name, unique and
     /// non-empty (e.g. decoded from the WAL, which only stores such sets).
     /// Returns `None` if that promise is broken.
-    pub fn from_sorted<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
+    pub fn from_sorted<'a, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (&'a str, V)>,
+    ) -> Option<Self> {
         let mut buf = String::new();
         let mut prev: Option<&str> = None;
         for (n, v) in pairs {
+            let v = v.as_ref();
             if n.is_empty() || v.is_empty() || prev.is_some_and(|p| p >= n) {
                 return None;
             }

@@ -9,12 +9,15 @@
 //! label text about twice less than one packed set per series, and the ids
 //! take 2–3 bytes each.
 //!
-//! Each entry is kept exactly as remote write 1.0 puts it on the wire: the
+//! Each entry is kept as remote write 1.0 puts it on the wire: the
 //! complete `labels` field of a `prometheus.TimeSeries`,
 //! `0x0a len(Label) 0x0a len(name) name 0x12 len(value) value`. Encoding a
 //! sample's labels is then one copy per pair, and a request encoder can
 //! recognise a repeated pair by its id instead of searching for repeated
-//! bytes (see `tributary_remote::encode`).
+//! bytes (see `tributary_remote::encode`). A value with long hex runs
+//! (container ids, UUIDs) is the exception: after the same header its text
+//! is stored packed ([`crate::packed_text`]) and unpacked into the request
+//! the first time a request carries it.
 //!
 //! Entries are reference-counted by the label sets that use them; a pair
 //! nobody uses any more is forgotten, and the arena is compacted once dead
@@ -22,7 +25,9 @@
 
 use hashbrown::HashTable;
 
-use crate::{arena, Label};
+use std::borrow::Cow;
+
+use crate::{arena, packed_text};
 
 /// An interned label pair; see [`PairTable`].
 pub type PairId = u32;
@@ -36,20 +41,54 @@ const MAX_ARENA: usize = u32::MAX as usize;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    /// Offset of the encoded pair in the arena; `FREE` when unused.
+    /// Offset of the stored pair in the arena; `FREE` when unused.
     offset: u32,
-    /// Its length: an encoder that copies an earlier occurrence needs only
-    /// this, not the bytes (which are a cache miss away).
+    /// Its wire length, with [`PACKED`] set if the value is stored packed:
+    /// an encoder that copies an earlier occurrence needs only this, not
+    /// the bytes (which are a cache miss away).
     len: u32,
     /// Label sets using the pair.
     refs: u32,
 }
 
 const FREE: u32 = u32::MAX;
+const PACKED: u32 = 1 << 31;
+
+impl Entry {
+    fn wire_len(self) -> usize {
+        (self.len & !PACKED) as usize
+    }
+
+    fn is_packed(self) -> bool {
+        self.len & PACKED != 0
+    }
+}
+
+/// Where the parts of a stored pair are: the name, and the value's
+/// unpacked length and first stored byte.
+struct Parts {
+    name: std::ops::Range<usize>,
+    value_at: usize,
+    value_len: usize,
+}
+
+fn parts(stored: &[u8]) -> Option<Parts> {
+    let (_, n) = get_uvarint(stored.get(1..)?)?;
+    let at = 1 + n + 1;
+    let (name_len, n) = get_uvarint(stored.get(at..)?)?;
+    let name = at + n..at + n + name_len as usize;
+    let at = name.end + 1;
+    let (value_len, n) = get_uvarint(stored.get(at..)?)?;
+    Some(Parts {
+        name,
+        value_at: at + n,
+        value_len: value_len as usize,
+    })
+}
 
 /// Why a pair could not be interned.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("label pair storage is full (4 GiB of distinct label text)")]
+#[error("label pair storage is full (4 GiB of distinct label text, or one label over 2 GiB)")]
 pub struct PairTableFull;
 
 /// The interned pairs. Not synchronised; see the module docs.
@@ -89,8 +128,10 @@ fn uvarint_len(v: usize) -> usize {
     bits.div_ceil(7) as usize
 }
 
-/// Writes the wire form of `(name, value)` into `buf` (cleared first).
-fn encode_pair(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Writes the stored form of `(name, value)` into `buf` (cleared first):
+/// the wire form, its value packed where that is shorter. Returns the
+/// entry's `len` (wire length and [`PACKED`]); `None` past 2 GiB.
+fn store_pair(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) -> Option<u32> {
     buf.clear();
     let inner = 2 + uvarint_len(name.len()) + name.len() + uvarint_len(value.len()) + value.len();
     buf.push(KEY_LABEL);
@@ -100,20 +141,22 @@ fn encode_pair(buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     buf.extend_from_slice(name);
     buf.push(KEY_VALUE);
     put_uvarint(buf, value.len() as u64);
+    let wire_len = u32::try_from(buf.len() + value.len())
+        .ok()
+        .filter(|&l| l & PACKED == 0)?;
+    if packed_text::pack(value, buf) {
+        return Some(wire_len | PACKED);
+    }
     buf.extend_from_slice(value);
+    Some(wire_len)
 }
 
-/// Splits an encoded entry into its name and value bytes.
-fn split_entry(entry: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (_, n) = get_uvarint(entry.get(1..)?)?;
-    let rest = entry.get(1 + n..)?;
-    let (nl, n) = get_uvarint(rest.get(1..)?)?;
-    let name_start = 1 + n;
-    let name = rest.get(name_start..name_start + nl as usize)?;
-    let rest = rest.get(name_start + nl as usize..)?;
-    let (vl, n) = get_uvarint(rest.get(1..)?)?;
-    let value = rest.get(1 + n..1 + n + vl as usize)?;
-    Some((name, value))
+/// A stored pair's name and value. The value is borrowed from the table
+/// unless it was stored packed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredLabel<'a> {
+    pub name: &'a str,
+    pub value: Cow<'a, str>,
 }
 
 fn hash(bytes: &[u8]) -> u64 {
@@ -142,62 +185,89 @@ impl PairTable {
             + self.free.capacity() * std::mem::size_of::<PairId>()
     }
 
-    /// The pair's wire form: a complete `TimeSeries.labels` field. Empty for
-    /// an id not in use.
-    pub fn encoded(&self, id: PairId) -> &[u8] {
-        match self.entries.get(id as usize) {
-            Some(e) if e.offset != FREE => entry_slice(&self.arena, *e),
-            _ => &[],
+    fn live(&self, id: PairId) -> Option<Entry> {
+        self.entries
+            .get(id as usize)
+            .filter(|e| e.offset != FREE)
+            .copied()
+    }
+
+    /// Appends the pair's wire form, a complete `TimeSeries.labels` field,
+    /// to `out` (nothing for an id not in use).
+    pub fn append_wire(&self, id: PairId, out: &mut Vec<u8>) {
+        let Some(e) = self.live(id) else {
+            return;
+        };
+        let stored = self.arena.get(e.offset as usize..).unwrap_or_default();
+        if !e.is_packed() {
+            out.extend_from_slice(stored.get(..e.wire_len()).unwrap_or_default());
+            return;
+        }
+        let Some(p) = parts(stored) else {
+            return;
+        };
+        let start = out.len();
+        out.extend_from_slice(stored.get(..p.value_at).unwrap_or_default());
+        let value = stored.get(p.value_at..).unwrap_or_default();
+        if packed_text::unpack(value, p.value_len, Some(out)).is_none() {
+            out.truncate(start);
         }
     }
 
-    /// The length of [`PairTable::encoded`] (0 for an id not in use).
+    /// The length of [`PairTable::append_wire`]'s output (0 for an id not
+    /// in use).
     pub fn encoded_len(&self, id: PairId) -> usize {
-        match self.entries.get(id as usize) {
-            Some(e) if e.offset != FREE => e.len as usize,
-            _ => 0,
-        }
+        self.live(id).map_or(0, Entry::wire_len)
     }
 
-    /// The pair's name and value as bytes.
-    pub fn name_value(&self, id: PairId) -> Option<(&[u8], &[u8])> {
-        split_entry(self.encoded(id))
+    /// The pair's name.
+    pub fn name(&self, id: PairId) -> Option<&[u8]> {
+        let stored = self.arena.get(self.live(id)?.offset as usize..)?;
+        stored.get(parts(stored)?.name)
     }
 
-    /// Name and value of a pair's wire form (as [`PairTable::encoded`]
-    /// returns it).
+    /// Name and value of a label's wire form, as
+    /// [`PairTable::append_wire`] writes it.
     pub fn split_wire(wire: &[u8]) -> Option<(&[u8], &[u8])> {
-        split_entry(wire)
+        let p = parts(wire)?;
+        Some((
+            wire.get(p.name)?,
+            wire.get(p.value_at..p.value_at + p.value_len)?,
+        ))
     }
 
-    /// The pair as a [`Label`]. Interned text came from `&str`, so it is
+    /// The pair's name and value. Interned text came from `&str`, so it is
     /// always UTF-8; `None` only for an id not in use.
-    pub fn label(&self, id: PairId) -> Option<Label<'_>> {
-        let (n, v) = self.name_value(id)?;
-        Some(Label {
-            name: std::str::from_utf8(n).ok()?,
-            value: std::str::from_utf8(v).ok()?,
-        })
+    pub fn label(&self, id: PairId) -> Option<StoredLabel<'_>> {
+        let e = self.live(id)?;
+        let stored = self.arena.get(e.offset as usize..)?;
+        let p = parts(stored)?;
+        let name = std::str::from_utf8(stored.get(p.name)?).ok()?;
+        let value = stored.get(p.value_at..)?;
+        let value = if e.is_packed() {
+            let mut text = Vec::with_capacity(p.value_len);
+            packed_text::unpack(value, p.value_len, Some(&mut text))?;
+            Cow::Owned(String::from_utf8(text).ok()?)
+        } else {
+            Cow::Borrowed(std::str::from_utf8(value.get(..p.value_len)?).ok()?)
+        };
+        Some(StoredLabel { name, value })
     }
 
     /// The id of `(name, value)` if interned, without taking a reference.
     /// `scratch` is a reusable encoding buffer.
     pub fn lookup(&self, name: &str, value: &str, scratch: &mut Vec<u8>) -> Option<PairId> {
-        encode_pair(scratch, name.as_bytes(), value.as_bytes());
-        self.find_encoded(scratch)
+        store_pair(scratch, name.as_bytes(), value.as_bytes())?;
+        self.find_stored(scratch)
     }
 
-    fn find_encoded(&self, encoded: &[u8]) -> Option<PairId> {
+    fn find_stored(&self, stored: &[u8]) -> Option<PairId> {
         let (entries, arena) = (&self.entries, &self.arena);
         self.index
-            .find(hash(encoded), |&id| {
-                entries.get(id as usize).is_some_and(|e| {
-                    e.offset != FREE
-                        && arena
-                            .get(e.offset as usize..)
-                            .and_then(|rest| rest.get(..encoded.len()))
-                            == Some(encoded)
-                })
+            .find(hash(stored), |&id| {
+                entries
+                    .get(id as usize)
+                    .is_some_and(|e| e.offset != FREE && entry_slice(arena, *e) == stored)
             })
             .copied()
     }
@@ -209,8 +279,8 @@ impl PairTable {
         value: &str,
         scratch: &mut Vec<u8>,
     ) -> Result<PairId, PairTableFull> {
-        encode_pair(scratch, name.as_bytes(), value.as_bytes());
-        if let Some(id) = self.find_encoded(scratch) {
+        let len = store_pair(scratch, name.as_bytes(), value.as_bytes()).ok_or(PairTableFull)?;
+        if let Some(id) = self.find_stored(scratch) {
             if let Some(e) = self.entries.get_mut(id as usize) {
                 e.refs = e.refs.saturating_add(1);
             }
@@ -224,7 +294,7 @@ impl PairTable {
         }
         let entry = Entry {
             offset: self.arena.len() as u32,
-            len: scratch.len() as u32,
+            len,
             refs: 1,
         };
         arena::append(&mut self.arena, scratch);
@@ -293,9 +363,22 @@ impl PairTable {
     }
 }
 
+/// The stored bytes of `e`. A packed entry's length is not kept (the
+/// entry holds its wire length for the encoder): it is found by reading
+/// the packed value, which only interning, releasing and compacting do.
 fn entry_slice(arena: &[u8], e: Entry) -> &[u8] {
-    let start = e.offset as usize;
-    arena.get(start..start + e.len as usize).unwrap_or_default()
+    let stored = arena.get(e.offset as usize..).unwrap_or_default();
+    let len = if e.is_packed() {
+        parts(stored)
+            .and_then(|p| {
+                let value = stored.get(p.value_at..)?;
+                Some(p.value_at + packed_text::unpack(value, p.value_len, None)?)
+            })
+            .unwrap_or(0)
+    } else {
+        e.wire_len()
+    };
+    stored.get(..len).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -313,9 +396,13 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(t.len(), 2);
         // field 1 (len 11) { field 1 "job", field 2 "node" }
-        assert_eq!(t.encoded(a), b"\x0a\x0b\x0a\x03job\x12\x04node");
+        let mut wire = Vec::new();
+        t.append_wire(a, &mut wire);
+        assert_eq!(wire, b"\x0a\x0b\x0a\x03job\x12\x04node");
+        assert_eq!(t.encoded_len(a), wire.len());
         let l = t.label(b).unwrap();
-        assert_eq!((l.name, l.value), ("instance", "h:9100"));
+        assert_eq!((l.name, &*l.value), ("instance", "h:9100"));
+        assert!(matches!(l.value, Cow::Borrowed(_)));
         assert_eq!(t.lookup("job", "node", &mut s), Some(a));
         assert_eq!(t.lookup("job", "other", &mut s), None);
     }
@@ -327,8 +414,45 @@ mod tests {
         let long = "v".repeat(300);
         let id = t.intern("k", &long, &mut s).unwrap();
         let l = t.label(id).unwrap();
-        assert_eq!((l.name, l.value), ("k", long.as_str()));
-        assert_eq!(t.encoded(id).len(), 1 + 2 + 1 + 1 + 1 + 1 + 2 + 300);
+        assert_eq!((l.name, &*l.value), ("k", long.as_str()));
+        assert_eq!(t.encoded_len(id), 1 + 2 + 1 + 1 + 1 + 1 + 2 + 300);
+    }
+
+    #[test]
+    fn hex_identifiers_are_stored_packed_and_read_back_as_text() {
+        let mut t = PairTable::new();
+        let mut s = Vec::new();
+        let id = "/kubepods/burstable/pod3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b/\
+                  0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let a = t.intern("id", id, &mut s).unwrap();
+        // Header (9 bytes, as on the wire) + the value's 124 bytes packed
+        // to 23 + 17 + 1 + 34.
+        assert_eq!(t.arena.len(), 9 + 75);
+        let plain = t.intern("id", "/kubepods", &mut s).unwrap();
+        assert_eq!(t.intern("id", id, &mut s).unwrap(), a);
+        assert_eq!(t.lookup("id", id, &mut s), Some(a));
+        let wire_len = 1 + 2 + 1 + 1 + 2 + 1 + 1 + id.len();
+        let mut wire = b"before".to_vec();
+        t.append_wire(a, &mut wire);
+        assert_eq!(wire.len() - 6, wire_len);
+        assert_eq!(t.encoded_len(a), wire_len);
+        assert_eq!(
+            PairTable::split_wire(&wire[6..]),
+            Some((&b"id"[..], id.as_bytes()))
+        );
+        assert_eq!(t.name(a), Some(&b"id"[..]));
+        let l = t.label(a).unwrap();
+        assert_eq!((l.name, &*l.value), ("id", id));
+        assert!(matches!(l.value, Cow::Owned(_)));
+        // Packed and plain entries side by side survive a compaction.
+        t.release(plain);
+        t.compact();
+        assert_eq!(t.label(a).unwrap().value, id);
+        assert_eq!(t.lookup("id", id, &mut s), Some(a));
+        t.release(a);
+        t.release(a);
+        assert!(t.is_empty());
+        assert_eq!(t.lookup("id", id, &mut s), None);
     }
 
     #[test]

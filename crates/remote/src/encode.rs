@@ -26,8 +26,12 @@
 //!
 //! Zero-valued scalars are omitted, as proto3 encoders do.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
-use tributary_model::{Label, Labels, MetricType, NativeHistogram, PairIds, PairTable, Timestamp};
+use tributary_model::{
+    Label, Labels, MetricType, NativeHistogram, PairIds, PairTable, StoredLabel, Timestamp,
+};
 
 use crate::proto;
 use crate::proto::{put_varint, varint_len};
@@ -162,24 +166,28 @@ impl<'a> LabelPiece<'a> {
         }
     }
 
-    /// The wire bytes of an interned or external piece.
-    fn wire(&self) -> &'a [u8] {
-        match *self {
-            LabelPiece::Pair { id, pairs, .. } => pairs.encoded(id),
-            LabelPiece::External { bytes, .. } => bytes,
-            LabelPiece::Text(_) => &[],
-        }
-    }
-
-    /// Name and value (interned text is UTF-8 by construction).
-    pub fn label(&self) -> Label<'a> {
-        if let LabelPiece::Text(l) = *self {
-            return l;
-        }
-        let (n, v) = PairTable::split_wire(self.wire()).unwrap_or_default();
-        Label {
-            name: std::str::from_utf8(n).unwrap_or_default(),
-            value: std::str::from_utf8(v).unwrap_or_default(),
+    /// Name and value (interned text is UTF-8 by construction); the value
+    /// is owned only for a pair stored packed.
+    pub fn label(&self) -> StoredLabel<'a> {
+        let (name, value) = match *self {
+            LabelPiece::Text(l) => (l.name, l.value),
+            LabelPiece::Pair { id, pairs, .. } => {
+                return pairs.label(id).unwrap_or(StoredLabel {
+                    name: "",
+                    value: Cow::Borrowed(""),
+                })
+            }
+            LabelPiece::External { bytes, .. } => {
+                let (n, v) = PairTable::split_wire(bytes).unwrap_or_default();
+                (
+                    std::str::from_utf8(n).unwrap_or_default(),
+                    std::str::from_utf8(v).unwrap_or_default(),
+                )
+            }
+        };
+        StoredLabel {
+            name,
+            value: Cow::Borrowed(value),
         }
     }
 }
@@ -243,7 +251,7 @@ impl<'a> Iterator for Pieces<'a> {
                     *external = rest;
                     return Some(ext_piece);
                 };
-                let name = pairs.name_value(id).map_or(&[][..], |(n, _)| n);
+                let name = pairs.name(id).unwrap_or_default();
                 match ext.name.as_bytes().cmp(name) {
                     std::cmp::Ordering::Less => {
                         *next = Some(id);
@@ -284,8 +292,9 @@ trait Sink {
     fn text(&mut self, bytes: &[u8]);
     /// Framing and values.
     fn raw(&mut self, bytes: &[u8]);
-    /// `len` bytes identified by `key`, fetched only when needed.
-    fn keyed<'b>(&mut self, key: u32, len: usize, bytes: impl FnOnce() -> &'b [u8]);
+    /// `len` bytes identified by `key`, which `write` appends to a buffer
+    /// when they are needed.
+    fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>));
     /// Bytes that often equal the previous call's.
     fn repeated(&mut self, bytes: &[u8]);
 }
@@ -297,8 +306,8 @@ impl Sink for Vec<u8> {
     fn raw(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
-    fn keyed<'b>(&mut self, _key: u32, _len: usize, bytes: impl FnOnce() -> &'b [u8]) {
-        self.extend_from_slice(bytes());
+    fn keyed(&mut self, _key: u32, _len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        write(self);
     }
     fn repeated(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
@@ -312,8 +321,8 @@ impl Sink for SnappyStream {
     fn raw(&mut self, bytes: &[u8]) {
         self.plain(bytes);
     }
-    fn keyed<'b>(&mut self, key: u32, len: usize, bytes: impl FnOnce() -> &'b [u8]) {
-        SnappyStream::keyed(self, key, len, bytes);
+    fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        SnappyStream::keyed(self, key, len, write);
     }
     fn repeated(&mut self, bytes: &[u8]) {
         SnappyStream::repeated(self, bytes);
@@ -550,8 +559,12 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
     sink.raw(FieldHead::new(KEY_WRITE_REQUEST_TIMESERIES, series_len).as_bytes());
     for &piece in pieces.iter() {
         match piece {
-            LabelPiece::Pair { id, len, .. } => sink.keyed(id, len as usize, || piece.wire()),
-            LabelPiece::External { key, bytes } => sink.keyed(key, bytes.len(), || bytes),
+            LabelPiece::Pair { id, len, pairs } => {
+                sink.keyed(id, len as usize, |out| pairs.append_wire(id, out))
+            }
+            LabelPiece::External { key, bytes } => {
+                sink.keyed(key, bytes.len(), |out| out.extend_from_slice(bytes))
+            }
             LabelPiece::Text(l) => write_text_label(sink, l),
         }
     }
@@ -797,12 +810,22 @@ pub(crate) mod tests {
 
     proptest! {
         /// The interned path (snappy stream with copies, external labels
-        /// merged) produces exactly the protobuf of the plain path fed the
-        /// final label sets.
+        /// merged, values with hex ids stored packed) produces exactly the
+        /// protobuf of the plain path fed the final label sets.
         #[test]
         fn interned_labels_encode_to_the_same_request_as_owned_ones(
             sets in proptest::collection::vec(
-                proptest::collection::btree_map("[a-d]{1,2}", "[x-z]{1,3}", 1..6), 1..20),
+                proptest::collection::btree_map(
+                    "[a-d]{1,2}",
+                    prop_oneof![
+                        "[x-z]{1,3}",
+                        "[x-z/]{0,3}[0-9a-f]{6,70}[x-z/]{0,3}",
+                        "pod[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[0-9a-f]{64}",
+                    ],
+                    1..6,
+                ),
+                1..20,
+            ),
             external in proptest::collection::btree_map("[a-e]{1,2}", "[x-z]{1,3}", 0..3),
             picks in proptest::collection::vec((0usize..20, -3i64..3, any::<f64>()), 0..120),
         ) {

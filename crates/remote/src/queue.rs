@@ -654,7 +654,7 @@ fn store_metadata<P>(
         }
         if shared.settings.metadata.is_some() {
             if let Some(metric) = store.metric_name(*r) {
-                let family = family_name(metric, m.kind);
+                let family = family_name(&metric, m.kind);
                 let map = families.get_or_insert_with(|| shared.family_metadata.lock());
                 if map.get(family).is_none_or(|old| **old != **m) {
                     map.insert(family.to_string(), Arc::clone(m));

@@ -120,11 +120,16 @@ impl SnappyStream {
     /// Bytes with no identity of their own that may repeat earlier text
     /// of the request (label text): searched for repeats when written.
     pub fn literal(&mut self, bytes: &[u8]) {
+        self.literal_with(|history| history.extend_from_slice(bytes));
+    }
+
+    /// [`SnappyStream::literal`] for bytes `write` appends.
+    fn literal_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         self.flush_copy();
-        let start = self.history.len() as u32;
-        self.history.extend_from_slice(bytes);
-        self.pos += bytes.len();
-        let end = self.history.len() as u32;
+        let before = self.history.len();
+        write(&mut self.history);
+        self.pos += self.history.len() - before;
+        let (start, end) = (before as u32, self.history.len() as u32);
         match self.matchable.last_mut() {
             Some((_, e)) if *e == start => *e = end,
             _ => self.matchable.push((start, end)),
@@ -138,9 +143,10 @@ impl SnappyStream {
         self.pos += bytes.len();
     }
 
-    /// Bytes identified by `key` (always the same bytes for one key within
-    /// a request): a copy if the key was seen, a literal otherwise.
-    pub fn keyed<'b>(&mut self, key: u32, len: usize, bytes: impl FnOnce() -> &'b [u8]) {
+    /// `len` bytes identified by `key` (always the same bytes for one key
+    /// within a request): a copy if the key was seen, a literal otherwise,
+    /// which `write` appends.
+    pub fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
         let slot = slot_of(key);
         let prev = self.seen.get(slot).copied().unwrap_or(EMPTY);
         let here = self.pos;
@@ -148,7 +154,7 @@ impl SnappyStream {
         if prev.pos != 0 && prev.key == key && offset <= u32::MAX as usize && len > 0 {
             self.copy_from(offset, len);
         } else {
-            self.literal(bytes());
+            self.literal_with(write);
         }
         // Remember the newest occurrence: nearer copies get shorter offsets.
         if let (Some(s), Ok(p)) = (self.seen.get_mut(slot), u32::try_from(here + 1)) {
@@ -427,9 +433,9 @@ mod tests {
         for i in 0..100u8 {
             s.literal(&[i, i]);
             want.extend_from_slice(&[i, i]);
-            s.keyed(1, a.len(), || a);
+            s.keyed(1, a.len(), |o| o.extend_from_slice(a));
             want.extend_from_slice(a);
-            s.keyed(2, b.len(), || b);
+            s.keyed(2, b.len(), |o| o.extend_from_slice(b));
             want.extend_from_slice(b);
             s.repeated(b"\x10\x80\x90\xa0\xb0\xc0\x01");
             want.extend_from_slice(b"\x10\x80\x90\xa0\xb0\xc0\x01");
@@ -451,15 +457,15 @@ mod tests {
         let big: Vec<u8> = (0..200u32).map(|i| (i * 7) as u8).collect();
         let filler = vec![9u8; 70_000];
         let mut want = Vec::new();
-        s.keyed(7, big.len(), || &big);
+        s.keyed(7, big.len(), |o| o.extend_from_slice(&big));
         want.extend_from_slice(&big);
-        s.keyed(8, b"abcdefg".len(), || b"abcdefg");
+        s.keyed(8, 7, |o| o.extend_from_slice(b"abcdefg"));
         want.extend_from_slice(b"abcdefg");
-        s.keyed(8, b"abcdefg".len(), || b"abcdefg");
+        s.keyed(8, 7, |o| o.extend_from_slice(b"abcdefg"));
         want.extend_from_slice(b"abcdefg");
         s.literal(&filler);
         want.extend_from_slice(&filler);
-        s.keyed(7, big.len(), || &big);
+        s.keyed(7, big.len(), |o| o.extend_from_slice(&big));
         want.extend_from_slice(&big);
         assert_eq!(decode(&s.finish()), want);
     }
@@ -473,7 +479,7 @@ mod tests {
             let text = format!("/kubepods/burstable/pod{i:04}-c393-7e37/search-indexer-{i}");
             s.literal(text.as_bytes());
             want.extend_from_slice(text.as_bytes());
-            s.keyed(1, b"a pair in between".len(), || b"a pair in between");
+            s.keyed(1, 17, |o| o.extend_from_slice(b"a pair in between"));
             want.extend_from_slice(b"a pair in between");
         }
         let block = s.finish();
@@ -498,7 +504,7 @@ mod tests {
             let mut want = Vec::new();
             for (text, keyed) in parts {
                 if keyed {
-                    s.keyed(3, b"kkkkkkkk".len(), || b"kkkkkkkk");
+                    s.keyed(3, 8, |o| o.extend_from_slice(b"kkkkkkkk"));
                     want.extend_from_slice(b"kkkkkkkk");
                 }
                 s.literal(text.as_bytes());
@@ -515,14 +521,14 @@ mod tests {
         for _ in 0..100 {
             s.literal(b"0123456789");
             s.repeated(b"\x10\x01\x02");
-            s.keyed(9, b"pair bytes".len(), || b"pair bytes");
+            s.keyed(9, 10, |o| o.extend_from_slice(b"pair bytes"));
         }
         let _ = s.finish();
         // A shorter request with the same timestamp and key: nothing may
         // refer back into the previous one.
         s.reset();
         s.repeated(b"\x10\x01\x02");
-        s.keyed(9, b"pair bytes".len(), || b"pair bytes");
+        s.keyed(9, 10, |o| o.extend_from_slice(b"pair bytes"));
         s.literal(b"0123456789");
         assert_eq!(decode(&s.finish()), b"\x10\x01\x02pair bytes0123456789");
     }
@@ -552,7 +558,7 @@ mod tests {
                     want.extend_from_slice(&bytes);
                 } else if keyed {
                     let b = bytes_of.entry(key).or_insert(bytes).clone();
-                    s.keyed(key, b.len(), || &b);
+                    s.keyed(key, b.len(), |o| o.extend_from_slice(&b));
                     want.extend_from_slice(&b);
                 } else {
                     s.literal(&bytes);

@@ -33,7 +33,7 @@
 use std::ops::Range;
 
 use tributary_model::{
-    BucketSpan, HistogramCount, Label, LabelStore, Labels, MetricType, NativeHistogram, ResetHint,
+    BucketSpan, HistogramCount, LabelStore, Labels, MetricType, NativeHistogram, ResetHint,
     SeriesRef, Timestamp,
 };
 
@@ -148,7 +148,12 @@ pub fn encode_series<'a>(
 
 /// Appends one series to a Series record body (after its type byte).
 pub(crate) fn encode_series_entry(r: SeriesRef, labels: &Labels, out: &mut Vec<u8>) {
-    encode_series_labels(r, labels.len(), labels.iter(), out);
+    encode_series_labels(
+        r,
+        labels.len(),
+        labels.iter().map(|l| (l.name, l.value)),
+        out,
+    );
 }
 
 /// Appends one Series record entry for `r` with its labels read from the
@@ -158,23 +163,24 @@ pub(crate) fn encode_stored_series(store: &LabelStore, r: SeriesRef, out: &mut V
         return;
     };
     let count = ids.clone().count();
-    let labels = ids.filter_map(|id| store.pairs().label(id));
+    let labels = ids.filter_map(|id| store.pairs().label(id).map(|l| (l.name, l.value)));
     encode_series_labels(r, count, labels, out);
 }
 
-fn encode_series_labels<'a>(
+fn encode_series_labels<'a, V: AsRef<str>>(
     r: SeriesRef,
     count: usize,
-    labels: impl Iterator<Item = Label<'a>>,
+    labels: impl Iterator<Item = (&'a str, V)>,
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(&r.0.to_be_bytes());
     put_uvarint(out, count as u64);
-    for l in labels {
-        put_uvarint(out, l.name.len() as u64);
-        out.extend_from_slice(l.name.as_bytes());
-        put_uvarint(out, l.value.len() as u64);
-        out.extend_from_slice(l.value.as_bytes());
+    for (name, value) in labels {
+        let value = value.as_ref();
+        put_uvarint(out, name.len() as u64);
+        out.extend_from_slice(name.as_bytes());
+        put_uvarint(out, value.len() as u64);
+        out.extend_from_slice(value.as_bytes());
     }
 }
 
@@ -672,6 +678,24 @@ mod tests {
         let mut out = Vec::new();
         decode_series(&buf, &mut out).expect("decodes");
         assert_eq!(out, vec![(SeriesRef(1), a), (SeriesRef(7), b)]);
+    }
+
+    #[test]
+    fn stored_series_encode_their_text_with_packed_ids_unpacked() {
+        let a = Labels::from_pairs([
+            ("__name__", "container_cpu_usage_seconds_total"),
+            (
+                "id",
+                "/kubepods/pod3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b/0123456789abcdef0123456789",
+            ),
+        ]);
+        let mut store = LabelStore::new();
+        store.insert(SeriesRef(3), &a).unwrap();
+        let mut buf = vec![RecordType::Series as u8];
+        encode_stored_series(&store, SeriesRef(3), &mut buf);
+        let mut want = Vec::new();
+        encode_series([(SeriesRef(3), &a)], &mut want);
+        assert_eq!(buf, want);
     }
 
     #[test]

@@ -1,0 +1,284 @@
+//! Label values with their hexadecimal identifiers at four bits a digit.
+//!
+//! The distinct label text is the largest single block of an agent's
+//! memory once the series are indexed, and in container environments a
+//! third of it is lowercase hex: container ids (64 digits), pod UIDs and
+//! volume paths (UUIDs), image digests, build revisions, interface
+//! suffixes. [`crate::PairTable`] stores such values packed and unpacks
+//! them only when it has to hand the text out — for a request, the first
+//! time the request carries the pair.
+//!
+//! A packed value is a sequence of
+//! - a byte below `0xF5`: that byte (label values are UTF-8, which never
+//!   uses `0xF5..=0xFF`, so text needs no escaping);
+//! - [`UUID`], then 16 bytes: a lowercase `8-4-4-4-12` UUID;
+//! - [`HEX_RUN`], a digit count `n` (`MIN_RUN..=255`), then `⌈n/2⌉` bytes:
+//!   `n` lowercase hex digits, high nibble first.
+//!
+//! It carries no length of its own: the reader knows the unpacked length
+//! and stops there. Packing is deterministic, so equal values pack to
+//! equal bytes and the pair table hashes and compares the packed form.
+
+/// Shortest digit run worth a token: two bytes of tag and count, so eight
+/// digits take six bytes.
+const MIN_RUN: usize = 8;
+const MAX_RUN: usize = u8::MAX as usize;
+const UUID_LEN: usize = 36;
+const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
+const UUID_GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
+/// The first byte UTF-8 never uses; from here on a byte is a tag.
+const FIRST_TAG: u8 = 0xF5;
+const UUID: u8 = 0xFE;
+const HEX_RUN: u8 = 0xFF;
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+fn nibble(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
+}
+
+fn is_uuid_at(v: &[u8], at: usize) -> bool {
+    let Some(s) = v.get(at..at + UUID_LEN) else {
+        return false;
+    };
+    UUID_DASHES.iter().all(|&d| s.get(d) == Some(&b'-'))
+        && s.iter()
+            .enumerate()
+            .all(|(i, &b)| UUID_DASHES.contains(&i) || nibble(b).is_some())
+}
+
+/// Two hex digits for every byte value.
+static DIGIT_PAIRS: [[u8; 2]; 256] = {
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
+        i += 1;
+    }
+    pairs
+};
+
+/// Writes the two digits of each of `bytes` over `dst` (twice as long).
+fn put_digits(dst: &mut [u8], bytes: &[u8]) {
+    for (pair, &b) in dst.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&DIGIT_PAIRS[usize::from(b)]);
+    }
+}
+
+/// Appends `digits` (lowercase hex only) two a byte.
+fn put_nibbles(out: &mut Vec<u8>, digits: impl Iterator<Item = u8>) {
+    let mut high = None;
+    for d in digits.filter_map(nibble) {
+        match high.take() {
+            None => high = Some(d),
+            Some(h) => out.push(h << 4 | d),
+        }
+    }
+    if let Some(h) = high {
+        out.push(h << 4);
+    }
+}
+
+/// Appends the packed form of `value` to `out` if it is shorter than the
+/// value; returns whether it did (`out` is untouched otherwise).
+pub(crate) fn pack(value: &[u8], out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    let mut literal_from = 0;
+    let mut at = 0;
+    let mut packed = false;
+    while at < value.len() {
+        if is_uuid_at(value, at) {
+            out.extend_from_slice(value.get(literal_from..at).unwrap_or_default());
+            out.push(UUID);
+            put_nibbles(out, value.iter().skip(at).take(UUID_LEN).copied());
+            at += UUID_LEN;
+            literal_from = at;
+            packed = true;
+            continue;
+        }
+        let run = value
+            .iter()
+            .skip(at)
+            .take(MAX_RUN)
+            .take_while(|&&b| nibble(b).is_some())
+            .count();
+        if run == 0 {
+            at += 1;
+            continue;
+        }
+        // A UUID starting inside the run ("pod" ends in a digit) is worth
+        // more than the run: stop the run there.
+        let end = (at + 1..at + run)
+            .find(|&i| is_uuid_at(value, i))
+            .unwrap_or(at + run);
+        if end - at >= MIN_RUN {
+            out.extend_from_slice(value.get(literal_from..at).unwrap_or_default());
+            out.extend_from_slice(&[HEX_RUN, (end - at) as u8]);
+            put_nibbles(out, value.iter().skip(at).take(end - at).copied());
+            literal_from = end;
+            packed = true;
+        }
+        at = end;
+    }
+    if !packed {
+        out.truncate(start);
+        return false;
+    }
+    out.extend_from_slice(value.get(literal_from..).unwrap_or_default());
+    true
+}
+
+/// Reads a packed value of `len` unpacked bytes from the start of
+/// `packed`, appending the text to `out` when given. Returns the packed
+/// bytes read; `None` if `packed` is not a packed value that long.
+pub(crate) fn unpack(packed: &[u8], len: usize, mut out: Option<&mut Vec<u8>>) -> Option<usize> {
+    let mut read = 0;
+    let mut written = 0;
+    while written < len {
+        let rest = packed.get(read..)?;
+        let tag = *rest.first()?;
+        if tag < FIRST_TAG {
+            let text = rest
+                .iter()
+                .take(len - written)
+                .position(|&b| b >= FIRST_TAG)
+                .unwrap_or(rest.len().min(len - written));
+            if let Some(out) = out.as_deref_mut() {
+                out.extend_from_slice(rest.get(..text)?);
+            }
+            read += text;
+            written += text;
+            continue;
+        }
+        let (digits, skip) = match tag {
+            UUID => (32, 1),
+            HEX_RUN => (usize::from(*rest.get(1)?), 2),
+            _ => return None,
+        };
+        let bytes = rest.get(skip..skip + digits.div_ceil(2))?;
+        let text_len = if tag == UUID { UUID_LEN } else { digits };
+        if written + text_len > len {
+            return None;
+        }
+        if let Some(out) = out.as_deref_mut() {
+            if tag == UUID {
+                let mut text = [0u8; 32];
+                put_digits(&mut text, bytes);
+                let mut groups = text.as_slice();
+                for (i, group) in UUID_GROUPS.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'-');
+                    }
+                    let (head, rest) = groups.split_at(group.min(groups.len()));
+                    out.extend_from_slice(head);
+                    groups = rest;
+                }
+            } else {
+                let start = out.len();
+                out.resize(start + 2 * bytes.len(), 0);
+                if let Some(dst) = out.get_mut(start..) {
+                    put_digits(dst, bytes);
+                }
+                out.truncate(start + digits);
+            }
+        }
+        read += skip + bytes.len();
+        written += text_len;
+    }
+    Some(read)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(value: &str) -> Vec<u8> {
+        let mut packed = b"header".to_vec();
+        if !pack(value.as_bytes(), &mut packed) {
+            assert_eq!(packed, b"header", "nothing appended when not packed");
+            return value.as_bytes().to_vec();
+        }
+        let body = &packed[6..];
+        assert!(body.len() < value.len(), "{value}: packed is not shorter");
+        // Bytes after the value (the next entry) are not read.
+        let mut with_tail = body.to_vec();
+        with_tail.extend_from_slice(b"next entry");
+        let mut out = b"prefix".to_vec();
+        let read = unpack(&with_tail, value.len(), Some(&mut out)).unwrap();
+        assert_eq!(read, body.len());
+        assert_eq!(unpack(&with_tail, value.len(), None), Some(read));
+        assert_eq!(&out[6..], value.as_bytes());
+        body.to_vec()
+    }
+
+    #[test]
+    fn container_ids_uuids_and_revisions_pack_to_about_half() {
+        let id = "/kubepods/burstable/pod3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b/\
+                  0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let packed = round_trip(id);
+        // 23 + (1 + 16) + 1 + (2 + 32) bytes.
+        assert_eq!(packed.len(), 75, "{} of {}", packed.len(), id.len());
+        let revision = "4c5f3a1b2e9d8c7f6a5b4c3d2e1f0a9b8c7d6e5f";
+        assert_eq!(round_trip(revision).len(), 22);
+        // "pod" ends in a hex digit: the UUID still wins.
+        let pod = "poddeadbeef-0000-1111-2222-333344445555";
+        assert_eq!(round_trip(pod).len(), 3 + 17);
+    }
+
+    #[test]
+    fn text_without_long_runs_is_left_alone() {
+        for v in [
+            "",
+            "idle",
+            "node_cpu_seconds_total",
+            "/api/v1/query",
+            "abc1234",
+            "DEADBEEFDEADBEEF",
+            "3f2a9c1-7b4d-4e8f-9a0b-1c2d3e4",
+        ] {
+            let mut out = Vec::new();
+            assert!(!pack(v.as_bytes(), &mut out), "{v}");
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn runs_longer_than_a_count_byte_split_and_odd_runs_keep_their_last_digit() {
+        let long = "a1".repeat(300);
+        round_trip(&long);
+        round_trip("x0123456789abcdefy");
+        round_trip("012345678");
+        round_trip("ünïcödé-0123456789abcdef-ünï");
+    }
+
+    #[test]
+    fn a_truncated_or_corrupt_packed_value_is_refused() {
+        let mut packed = Vec::new();
+        assert!(pack(b"0123456789abcdef", &mut packed));
+        assert_eq!(unpack(&packed[..packed.len() - 1], 16, None), None);
+        assert_eq!(unpack(&packed, 17, None), None);
+        assert_eq!(unpack(&[0xF7, 1, 2], 4, None), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_round_trips(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[0-9a-f]{0,80}",
+                    "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                    "[-/_.a-z0-9]{0,12}",
+                    "\\PC{0,6}",
+                ],
+                0..8,
+            )
+        ) {
+            round_trip(&parts.concat());
+        }
+    }
+}
