@@ -23,9 +23,9 @@
 //! nobody uses any more is forgotten, and the arena is compacted once dead
 //! bytes outweigh live ones, so churn does not grow it.
 
-use hashbrown::HashTable;
-
 use std::borrow::Cow;
+
+use hashbrown::HashTable;
 
 use crate::{arena, packed_text};
 
