@@ -169,25 +169,22 @@ impl<'a> LabelPiece<'a> {
     /// Name and value (interned text is UTF-8 by construction); the value
     /// is owned only for a pair stored packed.
     pub fn label(&self) -> StoredLabel<'a> {
-        let (name, value) = match *self {
-            LabelPiece::Text(l) => (l.name, l.value),
+        let borrowed = |name, value| StoredLabel {
+            name,
+            value: Cow::Borrowed(value),
+        };
+        match *self {
+            LabelPiece::Text(l) => borrowed(l.name, l.value),
             LabelPiece::Pair { id, pairs, .. } => {
-                return pairs.label(id).unwrap_or(StoredLabel {
-                    name: "",
-                    value: Cow::Borrowed(""),
-                })
+                pairs.label(id).unwrap_or_else(|| borrowed("", ""))
             }
             LabelPiece::External { bytes, .. } => {
                 let (n, v) = PairTable::split_wire(bytes).unwrap_or_default();
-                (
+                borrowed(
                     std::str::from_utf8(n).unwrap_or_default(),
                     std::str::from_utf8(v).unwrap_or_default(),
                 )
             }
-        };
-        StoredLabel {
-            name,
-            value: Cow::Borrowed(value),
         }
     }
 }
