@@ -18,6 +18,7 @@ mod protocol;
 mod ref_map;
 mod sample;
 pub mod testing;
+mod text_symbols;
 
 pub use appender::{AppendError, Appender, Exemplar, Storage};
 pub use arena::resize_gently;

@@ -1,23 +1,30 @@
-//! Label values with their hexadecimal identifiers at four bits a digit.
+//! Label values stored short: hexadecimal identifiers at four bits a
+//! digit, frequent words as one-byte codes.
 //!
 //! The distinct label text is the largest single block of an agent's
-//! memory once the series are indexed, and in container environments a
-//! third of it is lowercase hex: container ids (64 digits), pod UIDs and
-//! volume paths (UUIDs), image digests, build revisions, interface
-//! suffixes. [`crate::PairTable`] stores such values packed and unpacks
-//! them only when it has to hand the text out — for a request, the first
-//! time the request carries the pair.
+//! memory once the series are indexed. In container environments a third
+//! of it is lowercase hex — container ids (64 digits), pod UIDs and volume
+//! paths (UUIDs), image digests, build revisions, interface suffixes — and
+//! most of the rest is the same few words again and again, which a
+//! dictionary trained on the stored text itself ([`Symbols`]) codes in a
+//! byte each. [`crate::PairTable`] stores values packed and unpacks them
+//! only when it has to hand the text out — for a request, the first time
+//! the request carries the pair.
 //!
 //! A packed value is a sequence of
-//! - a byte below `0xF5`: that byte (label values are UTF-8, which never
-//!   uses `0xF5..=0xFF`, so text needs no escaping);
+//! - a byte below `0x80`: that ASCII byte;
+//! - a byte in `0x80..=0xFC`: the dictionary's symbol `byte − 0x80`;
+//! - [`ESCAPE`], then one byte: that byte (the rest of UTF-8);
 //! - [`UUID`], then 16 bytes: a lowercase `8-4-4-4-12` UUID;
 //! - [`HEX_RUN`], a digit count `n` (`MIN_RUN..=255`), then `⌈n/2⌉` bytes:
 //!   `n` lowercase hex digits, high nibble first.
 //!
 //! It carries no length of its own: the reader knows the unpacked length
-//! and stops there. Packing is deterministic, so equal values pack to
-//! equal bytes and the pair table hashes and compares the packed form.
+//! and stops there. Packing is deterministic for a given dictionary, so
+//! equal values pack to equal bytes and the pair table hashes and compares
+//! the packed form.
+
+use crate::text_symbols::{Symbols, MAX_SYMBOLS};
 
 /// Shortest digit run worth a token: two bytes of tag and count, so eight
 /// digits take six bytes.
@@ -26,8 +33,9 @@ const MAX_RUN: usize = u8::MAX as usize;
 const UUID_LEN: usize = 36;
 const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
 const UUID_GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
-/// The first byte UTF-8 never uses; from here on a byte is a tag.
-const FIRST_TAG: u8 = 0xF5;
+/// The first symbol code; bytes below are ASCII.
+const FIRST_CODE: u8 = 0x80;
+const ESCAPE: u8 = 0xFD;
 const UUID: u8 = 0xFE;
 const HEX_RUN: u8 = 0xFF;
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -82,21 +90,32 @@ fn put_nibbles(out: &mut Vec<u8>, digits: impl Iterator<Item = u8>) {
     }
 }
 
-/// Appends the packed form of `value` to `out` if it is shorter than the
-/// value; returns whether it did (`out` is untouched otherwise).
-pub(crate) fn pack(value: &[u8], out: &mut Vec<u8>) -> bool {
-    let start = out.len();
-    let mut literal_from = 0;
+/// A part of a value, as packing sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Piece<'a> {
+    Text(&'a [u8]),
+    /// A lowercase UUID, 36 bytes.
+    Uuid(&'a [u8]),
+    /// A run of `MIN_RUN..=MAX_RUN` lowercase hex digits.
+    Hex(&'a [u8]),
+}
+
+/// Calls `f` with the pieces of `value` in order (text pieces are never
+/// empty).
+pub(crate) fn for_each_piece<'a>(value: &'a [u8], mut f: impl FnMut(Piece<'a>)) {
+    let text = |from: usize, to: usize| value.get(from..to).filter(|t| !t.is_empty());
+    let mut text_from = 0;
     let mut at = 0;
-    let mut packed = false;
     while at < value.len() {
         if is_uuid_at(value, at) {
-            out.extend_from_slice(value.get(literal_from..at).unwrap_or_default());
-            out.push(UUID);
-            put_nibbles(out, value.iter().skip(at).take(UUID_LEN).copied());
+            if let Some(t) = text(text_from, at) {
+                f(Piece::Text(t));
+            }
+            f(Piece::Uuid(
+                value.get(at..at + UUID_LEN).unwrap_or_default(),
+            ));
             at += UUID_LEN;
-            literal_from = at;
-            packed = true;
+            text_from = at;
             continue;
         }
         let run = value
@@ -115,48 +134,110 @@ pub(crate) fn pack(value: &[u8], out: &mut Vec<u8>) -> bool {
             .find(|&i| is_uuid_at(value, i))
             .unwrap_or(at + run);
         if end - at >= MIN_RUN {
-            out.extend_from_slice(value.get(literal_from..at).unwrap_or_default());
-            out.extend_from_slice(&[HEX_RUN, (end - at) as u8]);
-            put_nibbles(out, value.iter().skip(at).take(end - at).copied());
-            literal_from = end;
-            packed = true;
+            if let Some(t) = text(text_from, at) {
+                f(Piece::Text(t));
+            }
+            f(Piece::Hex(value.get(at..end).unwrap_or_default()));
+            text_from = end;
         }
         at = end;
     }
-    if !packed {
+    if let Some(t) = text(text_from, value.len()) {
+        f(Piece::Text(t));
+    }
+}
+
+/// Appends `text` coded with `symbols`.
+fn put_text(out: &mut Vec<u8>, text: &[u8], symbols: &Symbols) {
+    let mut at = 0;
+    while let Some(rest) = text.get(at..).filter(|r| !r.is_empty()) {
+        if let Some((code, len)) = symbols.longest_prefix(rest) {
+            out.push(FIRST_CODE + code);
+            at += len;
+            continue;
+        }
+        let b = rest[0];
+        if b >= FIRST_CODE {
+            out.push(ESCAPE);
+        }
+        out.push(b);
+        at += 1;
+    }
+}
+
+/// Appends the packed form of `value` to `out` if it is shorter than the
+/// value; returns whether it did (`out` is untouched otherwise).
+pub(crate) fn pack(value: &[u8], symbols: &Symbols, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    for_each_piece(value, |piece| match piece {
+        Piece::Text(text) => put_text(out, text, symbols),
+        Piece::Uuid(uuid) => {
+            out.push(UUID);
+            put_nibbles(out, uuid.iter().copied());
+        }
+        Piece::Hex(digits) => {
+            out.extend_from_slice(&[HEX_RUN, digits.len() as u8]);
+            put_nibbles(out, digits.iter().copied());
+        }
+    });
+    if out.len() - start >= value.len() {
         out.truncate(start);
         return false;
     }
-    out.extend_from_slice(value.get(literal_from..).unwrap_or_default());
     true
 }
 
 /// Reads a packed value of `len` unpacked bytes from the start of
 /// `packed`, appending the text to `out` when given. Returns the packed
 /// bytes read; `None` if `packed` is not a packed value that long.
-pub(crate) fn unpack(packed: &[u8], len: usize, mut out: Option<&mut Vec<u8>>) -> Option<usize> {
+pub(crate) fn unpack(
+    packed: &[u8],
+    len: usize,
+    symbols: &Symbols,
+    mut out: Option<&mut Vec<u8>>,
+) -> Option<usize> {
     let mut read = 0;
     let mut written = 0;
     while written < len {
         let rest = packed.get(read..)?;
         let tag = *rest.first()?;
-        if tag < FIRST_TAG {
-            let text = rest
+        if tag < FIRST_CODE {
+            let ascii = rest
                 .iter()
                 .take(len - written)
-                .position(|&b| b >= FIRST_TAG)
+                .position(|&b| b >= FIRST_CODE)
                 .unwrap_or(rest.len().min(len - written));
             if let Some(out) = out.as_deref_mut() {
-                out.extend_from_slice(rest.get(..text)?);
+                out.extend_from_slice(rest.get(..ascii)?);
             }
-            read += text;
-            written += text;
+            read += ascii;
+            written += ascii;
+            continue;
+        }
+        if tag < ESCAPE {
+            let text = symbols.get(tag - FIRST_CODE)?;
+            if written + text.len() > len {
+                return None;
+            }
+            if let Some(out) = out.as_deref_mut() {
+                out.extend_from_slice(text);
+            }
+            read += 1;
+            written += text.len();
+            continue;
+        }
+        if tag == ESCAPE {
+            let b = *rest.get(1)?;
+            if let Some(out) = out.as_deref_mut() {
+                out.push(b);
+            }
+            read += 2;
+            written += 1;
             continue;
         }
         let (digits, skip) = match tag {
             UUID => (32, 1),
-            HEX_RUN => (usize::from(*rest.get(1)?), 2),
-            _ => return None,
+            _ => (usize::from(*rest.get(1)?), 2),
         };
         let bytes = rest.get(skip..skip + digits.div_ceil(2))?;
         let text_len = if tag == UUID { UUID_LEN } else { digits };
@@ -191,6 +272,8 @@ pub(crate) fn unpack(packed: &[u8], len: usize, mut out: Option<&mut Vec<u8>>) -
     Some(read)
 }
 
+const _: () = assert!(FIRST_CODE as usize + MAX_SYMBOLS == ESCAPE as usize);
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -198,8 +281,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn round_trip(value: &str) -> Vec<u8> {
+        round_trip_with(value, &Symbols::default())
+    }
+
+    fn round_trip_with(value: &str, symbols: &Symbols) -> Vec<u8> {
         let mut packed = b"header".to_vec();
-        if !pack(value.as_bytes(), &mut packed) {
+        if !pack(value.as_bytes(), symbols, &mut packed) {
             assert_eq!(packed, b"header", "nothing appended when not packed");
             return value.as_bytes().to_vec();
         }
@@ -209,9 +296,9 @@ mod tests {
         let mut with_tail = body.to_vec();
         with_tail.extend_from_slice(b"next entry");
         let mut out = b"prefix".to_vec();
-        let read = unpack(&with_tail, value.len(), Some(&mut out)).unwrap();
+        let read = unpack(&with_tail, value.len(), symbols, Some(&mut out)).unwrap();
         assert_eq!(read, body.len());
-        assert_eq!(unpack(&with_tail, value.len(), None), Some(read));
+        assert_eq!(unpack(&with_tail, value.len(), symbols, None), Some(read));
         assert_eq!(&out[6..], value.as_bytes());
         body.to_vec()
     }
@@ -242,7 +329,7 @@ mod tests {
             "3f2a9c1-7b4d-4e8f-9a0b-1c2d3e4",
         ] {
             let mut out = Vec::new();
-            assert!(!pack(v.as_bytes(), &mut out), "{v}");
+            assert!(!pack(v.as_bytes(), &Symbols::default(), &mut out), "{v}");
             assert!(out.is_empty());
         }
     }
@@ -258,11 +345,21 @@ mod tests {
 
     #[test]
     fn a_truncated_or_corrupt_packed_value_is_refused() {
+        let none = Symbols::default();
         let mut packed = Vec::new();
-        assert!(pack(b"0123456789abcdef", &mut packed));
-        assert_eq!(unpack(&packed[..packed.len() - 1], 16, None), None);
-        assert_eq!(unpack(&packed, 17, None), None);
-        assert_eq!(unpack(&[0xF7, 1, 2], 4, None), None);
+        assert!(pack(b"0123456789abcdef", &none, &mut packed));
+        assert_eq!(unpack(&packed[..packed.len() - 1], 16, &none, None), None);
+        assert_eq!(unpack(&packed, 17, &none, None), None);
+        // A code the dictionary does not have, an escape without its byte.
+        assert_eq!(unpack(&[0xF7, 1, 2], 4, &none, None), None);
+        assert_eq!(unpack(&[b'a', ESCAPE], 2, &none, None), None);
+        // A symbol longer than what is left of the value.
+        let words = Symbols::train(&[b"kubelet".as_slice(); 50]);
+        assert_eq!(words.get(0), Some(b"kubelet".as_slice()));
+        let mut packed = Vec::new();
+        assert!(pack(b"kubeletkubelet", &words, &mut packed));
+        assert_eq!(packed, [0x80, 0x80]);
+        assert_eq!(unpack(&packed, 10, &words, None), None);
     }
 
     proptest! {
@@ -280,5 +377,54 @@ mod tests {
         ) {
             round_trip(&parts.concat());
         }
+
+        #[test]
+        fn any_text_round_trips_with_a_dictionary(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[0-9a-f]{0,40}",
+                    "(/var/lib/kubelet|k8s_|/pods/|-exporter|ü|_){1,3}",
+                    "[-/_.a-z0-9]{0,12}",
+                    "\\PC{0,6}",
+                ],
+                0..8,
+            )
+        ) {
+            round_trip_with(&parts.concat(), &dictionary());
+        }
+    }
+
+    fn dictionary() -> Symbols {
+        let words = [
+            "/var/lib/kubelet/pods/",
+            "k8s_api-gateway_api-gateway-",
+            "/volumes/kubernetes.io~projected/",
+            "prometheus-node-exporter-ünï",
+        ];
+        let sample: Vec<&[u8]> = words
+            .iter()
+            .cycle()
+            .take(40)
+            .map(|w| w.as_bytes())
+            .collect();
+        Symbols::train(&sample)
+    }
+
+    #[test]
+    fn words_the_dictionary_knows_take_a_byte_and_the_rest_stays_literal() {
+        let d = dictionary();
+        let value = "/var/lib/kubelet/pods/3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b/volumes/kubernetes.io~projected/x";
+        let packed = round_trip_with(value, &d);
+        // 22 + 36 + 33 + 2 bytes: a few codes, the UUID's 17 bytes, "x".
+        assert!(
+            packed.len() <= 2 + 17 + 3 + 1,
+            "{} bytes: {packed:?}",
+            packed.len()
+        );
+        // Bytes above ASCII are escaped, so values of other scripts are
+        // stored as they are.
+        round_trip_with("ünïcödé", &d);
+        let mut out = Vec::new();
+        assert!(!pack("ünïcödé".as_bytes(), &d, &mut out));
     }
 }

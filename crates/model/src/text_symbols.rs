@@ -1,0 +1,229 @@
+//! A small dictionary of the label text's frequent substrings, learnt from
+//! the text itself.
+//!
+//! Once the hex ids are packed ([`crate::packed_text`]), what is left of
+//! the distinct label values is mostly the same few words again and
+//! again: `/var/lib/kubelet/pods/`, `/volumes/kubernetes.io~projected/`,
+//! `k8s_`, deployment and namespace names, `/kubepods/burstable/pod`.
+//! [`Symbols`] holds up to [`MAX_SYMBOLS`] substrings of 2 to [`MAX_LEN`]
+//! bytes, each replaced by a one-byte code in the stored text.
+//!
+//! The dictionary is trained on a sample of the values the agent actually
+//! stores, in the manner of FSST (Boncz, Neumann, Leis: "FSST: Fast Random
+//! Access String Compression", VLDB 2020): start empty; encode the sample
+//! with the current dictionary, count every token and every pair of
+//! neighbouring tokens, keep the substrings that save the most bytes
+//! (count × (length − 1)); repeat a few rounds, so that symbols grow from
+//! pairs of bytes into whole words. Nothing about any particular workload
+//! is built in: a fleet of nodes whose labels look different trains a
+//! different dictionary.
+//!
+//! Encoding is greedy (longest symbol at each position). Training and
+//! encoding run when a pair is interned, never per sample; decoding is a
+//! table lookup per code.
+
+use hashbrown::HashMap;
+
+/// Codes available: the packed format keeps one byte per code
+/// (`0x80..=0xFC`, see [`crate::packed_text`]).
+pub(crate) const MAX_SYMBOLS: usize = 125;
+/// Longest symbol.
+pub(crate) const MAX_LEN: usize = 16;
+/// Rounds of encode-count-select; each can double a symbol's length.
+const ROUNDS: usize = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Symbol {
+    bytes: [u8; MAX_LEN],
+    len: u8,
+}
+
+impl Symbol {
+    fn text(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+/// The trained dictionary; empty until trained (then every byte is a
+/// literal).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Symbols {
+    /// By code.
+    symbols: Vec<Symbol>,
+    /// Codes ordered by first byte, longest symbol first among equals.
+    by_first: Vec<u8>,
+    /// `by_first[starts[b]..starts[b + 1]]` are the codes starting with `b`.
+    starts: Vec<u16>,
+}
+
+impl Symbols {
+    /// Learns a dictionary from `sample`, a set of texts.
+    pub fn train(sample: &[&[u8]]) -> Symbols {
+        let mut symbols = Symbols::default();
+        for _ in 0..ROUNDS {
+            let next = symbols.candidates(sample);
+            if next == symbols {
+                break;
+            }
+            symbols = next;
+        }
+        symbols
+    }
+
+    /// The text of `code`.
+    pub fn get(&self, code: u8) -> Option<&[u8]> {
+        self.symbols.get(usize::from(code)).map(Symbol::text)
+    }
+
+    /// The longest symbol `text` starts with: (code, length).
+    pub fn longest_prefix(&self, text: &[u8]) -> Option<(u8, usize)> {
+        let first = usize::from(*text.first()?);
+        let from = usize::from(*self.starts.get(first)?);
+        let to = usize::from(*self.starts.get(first + 1)?);
+        self.by_first.get(from..to)?.iter().find_map(|&code| {
+            let s = self.get(code)?;
+            text.starts_with(s).then_some((code, s.len()))
+        })
+    }
+
+    /// Heap bytes held.
+    pub fn heap_size(&self) -> usize {
+        self.symbols.capacity() * std::mem::size_of::<Symbol>()
+            + self.by_first.capacity()
+            + self.starts.capacity() * 2
+    }
+
+    /// One training round: the best symbols among this dictionary's tokens
+    /// and their concatenations with the next token.
+    fn candidates(&self, sample: &[&[u8]]) -> Symbols {
+        let mut count: HashMap<&[u8], u32> = HashMap::new();
+        for &text in sample {
+            let mut at = 0;
+            let mut prev_start = None;
+            while at < text.len() {
+                let len = self
+                    .longest_prefix(text.get(at..).unwrap_or_default())
+                    .map_or(1, |(_, len)| len);
+                if len > 1 {
+                    *count
+                        .entry(text.get(at..at + len).unwrap_or_default())
+                        .or_default() += 1;
+                }
+                if let Some(start) = prev_start {
+                    if at + len - start <= MAX_LEN {
+                        let joined = text.get(start..at + len).unwrap_or_default();
+                        *count.entry(joined).or_default() += 1;
+                    }
+                }
+                prev_start = Some(at);
+                at += len;
+            }
+        }
+        let mut ranked: Vec<(&[u8], u64)> = count
+            .into_iter()
+            .filter(|&(_, n)| n > 1)
+            .map(|(s, n)| (s, u64::from(n) * (s.len() as u64 - 1)))
+            .collect();
+        // Ties broken by the text, so training is deterministic.
+        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        Symbols::from_texts(ranked.iter().take(MAX_SYMBOLS).map(|&(s, _)| s))
+    }
+
+    fn from_texts<'a>(texts: impl Iterator<Item = &'a [u8]>) -> Symbols {
+        let symbols: Vec<Symbol> = texts
+            .filter(|t| (2..=MAX_LEN).contains(&t.len()))
+            .take(MAX_SYMBOLS)
+            .map(|t| {
+                let mut bytes = [0; MAX_LEN];
+                bytes
+                    .get_mut(..t.len())
+                    .unwrap_or_default()
+                    .copy_from_slice(t);
+                Symbol {
+                    bytes,
+                    len: t.len() as u8,
+                }
+            })
+            .collect();
+        let mut by_first: Vec<u8> = (0..symbols.len() as u8).collect();
+        by_first.sort_unstable_by_key(|&c| {
+            let s = symbols[usize::from(c)];
+            (s.bytes[0], std::cmp::Reverse(s.len))
+        });
+        let mut starts = vec![0u16; 257];
+        for &code in &by_first {
+            let first = usize::from(symbols[usize::from(code)].bytes[0]);
+            starts[first + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        Symbols {
+            symbols,
+            by_first,
+            starts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn mountpoints() -> Vec<Vec<u8>> {
+        (0..300)
+            .map(|i| {
+                format!(
+                    "/var/lib/kubelet/pods/{i}/volumes/kubernetes.io~projected/kube-api-access-{i}"
+                )
+                .into_bytes()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frequent_words_become_long_symbols() {
+        let texts = mountpoints();
+        let sample: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
+        let symbols = Symbols::train(&sample);
+        assert!(symbols.get(0).is_some());
+        assert!(symbols.symbols.len() <= MAX_SYMBOLS);
+        // Encoding one value greedily: the fixed text collapses to a few codes.
+        let text = b"/var/lib/kubelet/pods/7/volumes/kubernetes.io~projected/kube-api-access-7";
+        let mut at = 0;
+        let mut tokens = 0;
+        while at < text.len() {
+            at += symbols
+                .longest_prefix(&text[at..])
+                .map_or(1, |(_, len)| len);
+            tokens += 1;
+        }
+        assert!(tokens <= 12, "{tokens} tokens for {} bytes", text.len());
+        for code in 0..symbols.symbols.len() as u8 {
+            let s = symbols.get(code).unwrap();
+            assert!((2..=MAX_LEN).contains(&s.len()));
+        }
+    }
+
+    #[test]
+    fn training_is_deterministic_and_text_without_repeats_learns_nothing() {
+        let texts = mountpoints();
+        let sample: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
+        assert_eq!(Symbols::train(&sample), Symbols::train(&sample));
+        assert_eq!(Symbols::train(&[b"abcdefgh".as_slice()]).get(0), None);
+        assert_eq!(Symbols::train(&[]).get(0), None);
+    }
+
+    #[test]
+    fn the_longest_matching_symbol_wins() {
+        let s = Symbols::from_texts([b"ab".as_slice(), b"abcd", b"abc", b"xy"].into_iter());
+        assert_eq!(s.longest_prefix(b"abcdef"), Some((1, 4)));
+        assert_eq!(s.longest_prefix(b"abce"), Some((2, 3)));
+        assert_eq!(s.longest_prefix(b"abx"), Some((0, 2)));
+        assert_eq!(s.longest_prefix(b"a"), None);
+        assert_eq!(s.longest_prefix(b""), None);
+        assert_eq!(s.get(3), Some(b"xy".as_slice()));
+        assert_eq!(s.get(4), None);
+    }
+}
