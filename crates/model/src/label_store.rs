@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::pairs::{get_uvarint, put_uvarint, PairId, PairTable, PairTableFull, StoredLabel};
+use crate::pairs::{
+    get_uvarint, put_uvarint, PairId, PairScratch, PairTable, PairTableFull, StoredLabel,
+};
 use crate::{arena, Labels, SeriesRef};
 
 /// A store shared between the storage (writer) and its readers.
@@ -56,7 +58,7 @@ pub struct LabelStore {
     /// Replayed refs that were given another ref → that ref.
     aliases: HashMap<SeriesRef, SeriesRef>,
     live: usize,
-    scratch: Vec<u8>,
+    scratch: PairScratch,
     set_scratch: Vec<u8>,
 }
 
@@ -198,8 +200,8 @@ impl LabelStore {
         Some(pair_ids(self.ids.get(e.offset as usize..)?))
     }
 
-    /// The labels of series `r`, names borrowed from the store (values too
-    /// unless stored packed).
+    /// The labels of series `r`, borrowed from the store unless stored
+    /// packed.
     pub fn labels_iter(&self, r: SeriesRef) -> Option<impl Iterator<Item = StoredLabel<'_>> + '_> {
         let ids = self.pair_ids(r)?;
         Some(ids.filter_map(|id| self.pairs.label(id)))

@@ -87,18 +87,19 @@ impl Labels {
     /// Builds from pairs that are already sorted by name, unique and
     /// non-empty (e.g. decoded from the WAL, which only stores such sets).
     /// Returns `None` if that promise is broken.
-    pub fn from_sorted<'a, V: AsRef<str>>(
-        pairs: impl IntoIterator<Item = (&'a str, V)>,
+    pub fn from_sorted<N: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Option<Self> {
         let mut buf = String::new();
-        let mut prev: Option<&str> = None;
+        // Where the previous name is in `buf`.
+        let mut prev = 0..0;
         for (n, v) in pairs {
-            let v = v.as_ref();
-            if n.is_empty() || v.is_empty() || prev.is_some_and(|p| p >= n) {
+            let (n, v) = (n.as_ref(), v.as_ref());
+            if n.is_empty() || v.is_empty() || buf.get(prev.clone()).is_some_and(|p| p >= n) {
                 return None;
             }
-            prev = Some(n);
             put_len(&mut buf, n.len());
+            prev = buf.len()..buf.len() + n.len();
             buf.push_str(n);
             put_len(&mut buf, v.len());
             buf.push_str(v);

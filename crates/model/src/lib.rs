@@ -26,7 +26,7 @@ pub use histogram::{BucketSpan, HistogramCount, NativeHistogram, ResetHint};
 pub use label_store::{LabelStore, PairIds, SharedLabelStore};
 pub use labels::{Label, Labels, LabelsBuilder, LabelsIter, METRIC_NAME};
 pub use metadata::MetricType;
-pub use pairs::{PairId, PairTable, PairTableFull, StoredLabel};
+pub use pairs::{PairId, PairScratch, PairTable, PairTableFull, StoredLabel};
 pub use protocol::ScrapeProtocol;
 pub use ref_map::RefMap;
 pub use sample::{is_stale_nan, SeriesRef, Timestamp, STALE_NAN, STALE_NAN_BITS};

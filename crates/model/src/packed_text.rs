@@ -272,6 +272,46 @@ pub(crate) fn unpack(
     Some(read)
 }
 
+/// Unpacks as much of the start of `packed` as fits in `out`, stopping
+/// at a UUID or hex run; returns the bytes written. For reading a short
+/// prefix (a label's name) without knowing where the value ends: bytes
+/// past the value may be read, and whether what was written is enough is
+/// the caller's to check.
+pub(crate) fn unpack_prefix(packed: &[u8], symbols: &Symbols, out: &mut [u8]) -> usize {
+    let mut written = 0;
+    let mut bytes = packed.iter();
+    while let Some(&b) = bytes.next() {
+        let escaped;
+        let text = match b {
+            ..FIRST_CODE => std::slice::from_ref(&b),
+            ..ESCAPE => match symbols.get(b - FIRST_CODE) {
+                Some(text) => text,
+                None => break,
+            },
+            ESCAPE => match bytes.next() {
+                Some(&e) => {
+                    escaped = e;
+                    std::slice::from_ref(&escaped)
+                }
+                None => break,
+            },
+            _ => break,
+        };
+        let Some(room) = out.get_mut(written..) else {
+            break;
+        };
+        let take = text.len().min(room.len());
+        room.get_mut(..take)
+            .unwrap_or_default()
+            .copy_from_slice(text.get(..take).unwrap_or_default());
+        written += take;
+        if take < text.len() {
+            break;
+        }
+    }
+    written
+}
+
 const _: () = assert!(FIRST_CODE as usize + MAX_SYMBOLS == ESCAPE as usize);
 
 #[cfg(test)]

@@ -14,11 +14,14 @@
 //! `0x0a len(Label) 0x0a len(name) name 0x12 len(value) value`. Encoding a
 //! sample's labels is then one copy per pair, and a request encoder can
 //! recognise a repeated pair by its id instead of searching for repeated
-//! bytes (see `tributary_remote::encode`). The value is the exception:
-//! after the same header its text is stored packed where that is shorter
-//! ([`crate::packed_text`]: hex ids at four bits a digit, frequent words as
-//! one-byte codes of a dictionary the table trains on its own text) and
-//! unpacked into the request the first time a request carries it.
+//! bytes (see `tributary_remote::encode`) — as far as the encoder can
+//! tell. Stored, a pair is packed where that is shorter
+//! ([`crate::packed_text`]: hex ids at four bits a digit, frequent words —
+//! the label name with its field heads among them — as one-byte codes of a
+//! dictionary the table trains on its own text), and unpacked into the
+//! request the first time a request carries it. A packed pair leaves out
+//! the outer field head too: its length follows from the wire length the
+//! entry keeps.
 //!
 //! The dictionary is trained once the table holds 256 KiB, and again on a
 //! sample drawn across the whole table at 4 MiB (the first targets scraped
@@ -32,6 +35,7 @@
 //! bytes outweigh live ones, so churn does not grow it.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
 use hashbrown::HashTable;
 
@@ -58,7 +62,7 @@ const TRAIN_SAMPLE: usize = 256 << 10;
 struct Entry {
     /// Offset of the stored pair in the arena; `FREE` when unused.
     offset: u32,
-    /// Its wire length, with [`PACKED`] set if the value is stored packed:
+    /// Its wire length, with [`PACKED`] set if it is stored packed:
     /// an encoder that copies an earlier occurrence needs only this, not
     /// the bytes (which are a cache miss away).
     len: u32,
@@ -79,21 +83,21 @@ impl Entry {
     }
 }
 
-/// Where the parts of a stored pair are: the name, and the value's
-/// unpacked length and first stored byte.
+/// Where the parts of a wire form are: the name, and the value's length
+/// and first byte.
 struct Parts {
     name: std::ops::Range<usize>,
     value_at: usize,
     value_len: usize,
 }
 
-fn parts(stored: &[u8]) -> Option<Parts> {
-    let (_, n) = get_uvarint(stored.get(1..)?)?;
+fn parts(wire: &[u8]) -> Option<Parts> {
+    let (_, n) = get_uvarint(wire.get(1..)?)?;
     let at = 1 + n + 1;
-    let (name_len, n) = get_uvarint(stored.get(at..)?)?;
+    let (name_len, n) = get_uvarint(wire.get(at..)?)?;
     let name = at + n..at + n + name_len as usize;
     let at = name.end + 1;
-    let (value_len, n) = get_uvarint(stored.get(at..)?)?;
+    let (value_len, n) = get_uvarint(wire.get(at..)?)?;
     Some(Parts {
         name,
         value_at: at + n,
@@ -147,34 +151,66 @@ fn uvarint_len(v: usize) -> usize {
     bits.div_ceil(7) as usize
 }
 
-/// Writes the stored form of `(name, value)` into `buf` (cleared first):
-/// the wire form, its value packed where that is shorter. Returns the
-/// entry's `len` (wire length and [`PACKED`]); `None` past 2 GiB.
-fn store_pair(buf: &mut Vec<u8>, name: &[u8], value: &[u8], symbols: &Symbols) -> Option<u32> {
-    buf.clear();
+/// Reusable buffers for [`PairTable::lookup`] and [`PairTable::intern`].
+#[derive(Debug, Default)]
+pub struct PairScratch {
+    wire: Vec<u8>,
+    packed: Vec<u8>,
+}
+
+impl PairScratch {
+    /// The stored form [`store_pair`] chose, by the `len` it returned.
+    fn stored(&self, len: u32) -> &[u8] {
+        if len & PACKED != 0 {
+            &self.packed
+        } else {
+            &self.wire
+        }
+    }
+}
+
+/// The length of `TimeSeries.labels`' content in a wire form `wire_len`
+/// bytes long (key, varint length, content).
+fn inner_len(wire_len: usize) -> Option<usize> {
+    (1..=5).find_map(|n| {
+        let inner = wire_len.checked_sub(1 + n)?;
+        (uvarint_len(inner) == n).then_some(inner)
+    })
+}
+
+/// Encodes `(name, value)` into `s`: the wire form, and the packed form of
+/// everything after its outer field head. Returns the entry's `len` (wire
+/// length, and [`PACKED`] when the packed form is the shorter one, which
+/// [`PairScratch::stored`] then hands out); `None` past 2 GiB.
+fn store_pair(s: &mut PairScratch, name: &[u8], value: &[u8], symbols: &Symbols) -> Option<u32> {
+    let wire = &mut s.wire;
+    wire.clear();
     let inner = 2 + uvarint_len(name.len()) + name.len() + uvarint_len(value.len()) + value.len();
-    buf.push(KEY_LABEL);
-    put_uvarint(buf, inner as u64);
-    buf.push(KEY_NAME);
-    put_uvarint(buf, name.len() as u64);
-    buf.extend_from_slice(name);
-    buf.push(KEY_VALUE);
-    put_uvarint(buf, value.len() as u64);
-    let wire_len = u32::try_from(buf.len() + value.len())
+    wire.push(KEY_LABEL);
+    put_uvarint(wire, inner as u64);
+    let head = wire.len();
+    wire.push(KEY_NAME);
+    put_uvarint(wire, name.len() as u64);
+    wire.extend_from_slice(name);
+    wire.push(KEY_VALUE);
+    put_uvarint(wire, value.len() as u64);
+    wire.extend_from_slice(value);
+    let wire_len = u32::try_from(wire.len())
         .ok()
         .filter(|&l| l & PACKED == 0)?;
-    if packed_text::pack(value, symbols, buf) {
+    s.packed.clear();
+    let inner = wire.get(head..).unwrap_or_default();
+    if packed_text::pack(inner, symbols, &mut s.packed) && s.packed.len() < wire.len() {
         return Some(wire_len | PACKED);
     }
-    buf.extend_from_slice(value);
     Some(wire_len)
 }
 
-/// A stored pair's name and value. The value is borrowed from the table
-/// unless it was stored packed.
+/// A stored pair's name and value, borrowed from the table unless the
+/// pair was stored packed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredLabel<'a> {
-    pub name: &'a str,
+    pub name: Cow<'a, str>,
     pub value: Cow<'a, str>,
 }
 
@@ -226,10 +262,30 @@ impl PairTable {
         self.live(id).map_or(0, Entry::wire_len)
     }
 
-    /// The pair's name.
-    pub fn name(&self, id: PairId) -> Option<&[u8]> {
-        let stored = self.arena.get(self.live(id)?.offset as usize..)?;
-        stored.get(parts(stored)?.name)
+    /// `name` compared with the pair's name (an id not in use has an empty
+    /// one). The encoder merges external labels by this for every sample,
+    /// so a packed name is unpacked onto the stack, not into an allocation.
+    pub fn cmp_name(&self, name: &[u8], id: PairId) -> Ordering {
+        let Some(e) = self.live(id) else {
+            return name.cmp(b"");
+        };
+        let stored = self.arena.get(e.offset as usize..).unwrap_or_default();
+        if !e.is_packed() {
+            let own = parts(stored).and_then(|p| stored.get(p.name));
+            return name.cmp(own.unwrap_or_default());
+        }
+        // The packed part starts `KEY_NAME, varint length, name`.
+        let mut head = [0u8; 128];
+        let n = packed_text::unpack_prefix(stored, &self.symbols, &mut head);
+        let head = head.get(..n).unwrap_or_default();
+        let own = get_uvarint(head.get(1..).unwrap_or_default())
+            .and_then(|(len, k)| head.get(1 + k..1 + k + len as usize));
+        if let Some(own) = own {
+            return name.cmp(own);
+        }
+        // A name too long for the buffer, or one holding a hex run.
+        let own = self.label(id).map(|l| l.name).unwrap_or_default();
+        name.cmp(own.as_bytes())
     }
 
     /// Name and value of a label's wire form, as
@@ -246,25 +302,28 @@ impl PairTable {
     /// always UTF-8; `None` only for an id not in use.
     pub fn label(&self, id: PairId) -> Option<StoredLabel<'_>> {
         let e = self.live(id)?;
-        let stored = self.arena.get(e.offset as usize..)?;
-        let p = parts(stored)?;
-        let name = std::str::from_utf8(stored.get(p.name)?).ok()?;
-        let value = stored.get(p.value_at..)?;
-        let value = if e.is_packed() {
-            let mut text = Vec::with_capacity(p.value_len);
-            packed_text::unpack(value, p.value_len, &self.symbols, Some(&mut text))?;
-            Cow::Owned(String::from_utf8(text).ok()?)
-        } else {
-            Cow::Borrowed(std::str::from_utf8(value.get(..p.value_len)?).ok()?)
-        };
-        Some(StoredLabel { name, value })
+        if !e.is_packed() {
+            let wire = self.arena.get(e.offset as usize..)?.get(..e.wire_len())?;
+            let (name, value) = Self::split_wire(wire)?;
+            return Some(StoredLabel {
+                name: Cow::Borrowed(std::str::from_utf8(name).ok()?),
+                value: Cow::Borrowed(std::str::from_utf8(value).ok()?),
+            });
+        }
+        let mut wire = Vec::with_capacity(e.wire_len());
+        write_wire(&self.arena, e, &self.symbols, &mut wire);
+        let (name, value) = Self::split_wire(&wire)?;
+        let text = |t: &[u8]| String::from_utf8(t.to_vec()).ok().map(Cow::Owned);
+        Some(StoredLabel {
+            name: text(name)?,
+            value: text(value)?,
+        })
     }
 
     /// The id of `(name, value)` if interned, without taking a reference.
-    /// `scratch` is a reusable encoding buffer.
-    pub fn lookup(&self, name: &str, value: &str, scratch: &mut Vec<u8>) -> Option<PairId> {
-        store_pair(scratch, name.as_bytes(), value.as_bytes(), &self.symbols)?;
-        self.find_stored(scratch)
+    pub fn lookup(&self, name: &str, value: &str, scratch: &mut PairScratch) -> Option<PairId> {
+        let len = store_pair(scratch, name.as_bytes(), value.as_bytes(), &self.symbols)?;
+        self.find_stored(scratch.stored(len))
     }
 
     fn find_stored(&self, stored: &[u8]) -> Option<PairId> {
@@ -283,19 +342,20 @@ impl PairTable {
         &mut self,
         name: &str,
         value: &str,
-        scratch: &mut Vec<u8>,
+        scratch: &mut PairScratch,
     ) -> Result<PairId, PairTableFull> {
         let len = store_pair(scratch, name.as_bytes(), value.as_bytes(), &self.symbols)
             .ok_or(PairTableFull)?;
-        if let Some(id) = self.find_stored(scratch) {
+        let stored = scratch.stored(len);
+        if let Some(id) = self.find_stored(stored) {
             if let Some(e) = self.entries.get_mut(id as usize) {
                 e.refs = e.refs.saturating_add(1);
             }
             return Ok(id);
         }
-        if self.arena.len() + scratch.len() > MAX_ARENA {
+        if self.arena.len() + stored.len() > MAX_ARENA {
             self.compact();
-            if self.arena.len() + scratch.len() > MAX_ARENA {
+            if self.arena.len() + stored.len() > MAX_ARENA {
                 return Err(PairTableFull);
             }
         }
@@ -304,7 +364,7 @@ impl PairTable {
             len,
             refs: 1,
         };
-        arena::append(&mut self.arena, scratch);
+        arena::append(&mut self.arena, stored);
         let id = match self.free.pop() {
             Some(id) => {
                 if let Some(e) = self.entries.get_mut(id as usize) {
@@ -318,7 +378,7 @@ impl PairTable {
             }
         };
         let (entries, arena, symbols) = (&self.entries, &self.arena, &self.symbols);
-        self.index.insert_unique(hash(scratch), id, |&other| {
+        self.index.insert_unique(hash(stored), id, |&other| {
             entries
                 .get(other as usize)
                 .map_or(0, |e| hash(entry_slice(arena, *e, symbols)))
@@ -391,11 +451,12 @@ impl PairTable {
         for e in live().step_by(step) {
             wire.clear();
             write_wire(&self.arena, *e, &self.symbols, &mut wire);
-            let Some((_, value)) = Self::split_wire(&wire) else {
+            // What is packed: the name with its field heads, and the value.
+            let Some(inner) = inner_len(wire.len()).and_then(|n| wire.get(wire.len() - n..)) else {
                 continue;
             };
-            values.push(text.len()..text.len() + value.len());
-            text.extend_from_slice(value);
+            values.push(text.len()..text.len() + inner.len());
+            text.extend_from_slice(inner);
         }
         let mut sample = Vec::new();
         for range in values {
@@ -416,17 +477,18 @@ impl PairTable {
     fn repacked(&self, symbols: &Symbols) -> Option<Repacked> {
         let mut arena = arena::with_live(self.arena.len() - self.dead_bytes);
         let mut placed = Vec::with_capacity(self.len());
-        let (mut wire, mut stored) = (Vec::new(), Vec::new());
+        let (mut wire, mut scratch) = (Vec::new(), PairScratch::default());
         for e in self.entries.iter().filter(|e| e.offset != FREE) {
             wire.clear();
             write_wire(&self.arena, *e, &self.symbols, &mut wire);
             let (name, value) = Self::split_wire(&wire)?;
-            let len = store_pair(&mut stored, name, value, symbols)?;
+            let len = store_pair(&mut scratch, name, value, symbols)?;
+            let stored = scratch.stored(len);
             if arena.len() + stored.len() > MAX_ARENA {
                 return None;
             }
             placed.push((arena.len() as u32, len));
-            arena.extend_from_slice(&stored);
+            arena.extend_from_slice(stored);
         }
         Some(Repacked { arena, placed })
     }
@@ -469,28 +531,25 @@ fn write_wire(arena: &[u8], e: Entry, symbols: &Symbols, out: &mut Vec<u8>) {
         out.extend_from_slice(stored.get(..e.wire_len()).unwrap_or_default());
         return;
     }
-    let Some(p) = parts(stored) else {
+    let Some(inner) = inner_len(e.wire_len()) else {
         return;
     };
     let start = out.len();
-    out.extend_from_slice(stored.get(..p.value_at).unwrap_or_default());
-    let value = stored.get(p.value_at..).unwrap_or_default();
-    if packed_text::unpack(value, p.value_len, symbols, Some(out)).is_none() {
+    out.push(KEY_LABEL);
+    put_uvarint(out, inner as u64);
+    if packed_text::unpack(stored, inner, symbols, Some(out)).is_none() {
         out.truncate(start);
     }
 }
 
 /// The stored bytes of `e`. A packed entry's length is not kept (the
 /// entry holds its wire length for the encoder): it is found by reading
-/// the packed value, which only interning, releasing and compacting do.
+/// the packed form, which only interning, releasing and compacting do.
 fn entry_slice<'a>(arena: &'a [u8], e: Entry, symbols: &Symbols) -> &'a [u8] {
     let stored = arena.get(e.offset as usize..).unwrap_or_default();
     let len = if e.is_packed() {
-        parts(stored)
-            .and_then(|p| {
-                let value = stored.get(p.value_at..)?;
-                Some(p.value_at + packed_text::unpack(value, p.value_len, symbols, None)?)
-            })
+        inner_len(e.wire_len())
+            .and_then(|inner| packed_text::unpack(stored, inner, symbols, None))
             .unwrap_or(0)
     } else {
         e.wire_len()
@@ -506,7 +565,7 @@ mod tests {
     #[test]
     fn pairs_are_interned_once_and_encoded_as_remote_write_labels() {
         let mut t = PairTable::new();
-        let mut s = Vec::new();
+        let mut s = PairScratch::default();
         let a = t.intern("job", "node", &mut s).unwrap();
         let b = t.intern("instance", "h:9100", &mut s).unwrap();
         assert_eq!(t.intern("job", "node", &mut s).unwrap(), a);
@@ -518,7 +577,7 @@ mod tests {
         assert_eq!(wire, b"\x0a\x0b\x0a\x03job\x12\x04node");
         assert_eq!(t.encoded_len(a), wire.len());
         let l = t.label(b).unwrap();
-        assert_eq!((l.name, &*l.value), ("instance", "h:9100"));
+        assert_eq!((&*l.name, &*l.value), ("instance", "h:9100"));
         assert!(matches!(l.value, Cow::Borrowed(_)));
         assert_eq!(t.lookup("job", "node", &mut s), Some(a));
         assert_eq!(t.lookup("job", "other", &mut s), None);
@@ -527,24 +586,25 @@ mod tests {
     #[test]
     fn long_values_use_multi_byte_lengths() {
         let mut t = PairTable::new();
-        let mut s = Vec::new();
+        let mut s = PairScratch::default();
         let long = "v".repeat(300);
         let id = t.intern("k", &long, &mut s).unwrap();
         let l = t.label(id).unwrap();
-        assert_eq!((l.name, &*l.value), ("k", long.as_str()));
+        assert_eq!((&*l.name, &*l.value), ("k", long.as_str()));
         assert_eq!(t.encoded_len(id), 1 + 2 + 1 + 1 + 1 + 1 + 2 + 300);
     }
 
     #[test]
     fn hex_identifiers_are_stored_packed_and_read_back_as_text() {
         let mut t = PairTable::new();
-        let mut s = Vec::new();
+        let mut s = PairScratch::default();
         let id = "/kubepods/burstable/pod3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b/\
                   0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let a = t.intern("id", id, &mut s).unwrap();
-        // Header (9 bytes, as on the wire) + the value's 124 bytes packed
-        // to 23 + 17 + 1 + 34.
-        assert_eq!(t.arena.len(), 9 + 75);
+        // The wire form's outer head (3 bytes) is left out, the name and
+        // its field heads (6 bytes) stay as they are, the value's 124 bytes
+        // are packed to 23 + 17 + 1 + 34.
+        assert_eq!(t.arena.len(), 6 + 75);
         let plain = t.intern("id", "/kubepods", &mut s).unwrap();
         assert_eq!(t.intern("id", id, &mut s).unwrap(), a);
         assert_eq!(t.lookup("id", id, &mut s), Some(a));
@@ -557,9 +617,9 @@ mod tests {
             PairTable::split_wire(&wire[6..]),
             Some((&b"id"[..], id.as_bytes()))
         );
-        assert_eq!(t.name(a), Some(&b"id"[..]));
+        assert_eq!(t.label(a).unwrap().name, "id");
         let l = t.label(a).unwrap();
-        assert_eq!((l.name, &*l.value), ("id", id));
+        assert_eq!((&*l.name, &*l.value), ("id", id));
         assert!(matches!(l.value, Cow::Owned(_)));
         // Packed and plain entries side by side survive a compaction.
         t.release(plain);
@@ -584,7 +644,7 @@ mod tests {
     #[test]
     fn a_dictionary_trained_on_the_stored_text_repacks_every_entry() {
         let mut t = PairTable::new();
-        let mut s = Vec::new();
+        let mut s = PairScratch::default();
         let n = 4000;
         let ids: Vec<PairId> = (0..n)
             .map(|i| t.intern("mountpoint", &mountpoint(i), &mut s).unwrap())
@@ -629,9 +689,44 @@ mod tests {
     }
 
     #[test]
+    fn names_compare_whether_stored_plain_or_packed() {
+        let mut t = PairTable::new();
+        let mut s = PairScratch::default();
+        let long_name = format!("a{}", "n".repeat(200));
+        let ids: Vec<(String, PairId)> = (0..3000)
+            .flat_map(|i| {
+                [
+                    ("mountpoint".to_string(), mountpoint(i)),
+                    (long_name.clone(), mountpoint(i)),
+                    ("job_0123456789abcdef".to_string(), mountpoint(i)),
+                    ("job".to_string(), "node".to_string()),
+                ]
+            })
+            .map(|(n, v)| {
+                let id = t.intern(&n, &v, &mut s).unwrap();
+                (n, id)
+            })
+            .collect();
+        assert_eq!(t.trainings, 1);
+        for (n, id) in &ids {
+            let n = n.as_bytes();
+            assert_eq!(t.cmp_name(n, *id), Ordering::Equal);
+            assert_eq!(t.cmp_name(b"a", *id), Ordering::Less);
+            assert_eq!(t.cmp_name(b"zz", *id), Ordering::Greater);
+            let longer = [n, b"_"].concat();
+            assert_eq!(t.cmp_name(&longer, *id), Ordering::Greater);
+            assert_eq!(t.cmp_name(&n[..n.len() - 1], *id), Ordering::Less);
+        }
+        let packed = |id| t.live(id).unwrap().is_packed();
+        assert!(packed(ids[0].1) && packed(ids[1].1) && packed(ids[2].1));
+        assert!(!packed(ids[3].1), "job=node is stored as it is");
+        assert_eq!(t.cmp_name(b"x", 999_999), Ordering::Greater);
+    }
+
+    #[test]
     fn released_pairs_are_forgotten_and_their_ids_reused() {
         let mut t = PairTable::new();
-        let mut s = Vec::new();
+        let mut s = PairScratch::default();
         let a = t.intern("a", "1", &mut s).unwrap();
         t.intern("a", "1", &mut s).unwrap();
         t.release(a);
@@ -648,7 +743,7 @@ mod tests {
     #[test]
     fn churn_compacts_the_arena_and_keeps_live_pairs_intact() {
         let mut t = PairTable::new();
-        let mut s = Vec::new();
+        let mut s = PairScratch::default();
         let keep = t.intern("keep", "me", &mut s).unwrap();
         let value = "x".repeat(1000);
         for round in 0..50 {

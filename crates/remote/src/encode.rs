@@ -170,7 +170,7 @@ impl<'a> LabelPiece<'a> {
     /// is owned only for a pair stored packed.
     pub fn label(&self) -> StoredLabel<'a> {
         let borrowed = |name, value| StoredLabel {
-            name,
+            name: Cow::Borrowed(name),
             value: Cow::Borrowed(value),
         };
         match *self {
@@ -248,8 +248,7 @@ impl<'a> Iterator for Pieces<'a> {
                     *external = rest;
                     return Some(ext_piece);
                 };
-                let name = pairs.name(id).unwrap_or_default();
-                match ext.name.as_bytes().cmp(name) {
+                match pairs.cmp_name(ext.name.as_bytes(), id) {
                     std::cmp::Ordering::Less => {
                         *next = Some(id);
                         *external = rest;
@@ -803,6 +802,60 @@ pub(crate) mod tests {
             .expect("encodes")
             .to_vec();
         assert_eq!(after, fresh);
+    }
+
+    /// The same with a store big enough for its pair table to train its
+    /// dictionary: names and values packed, external labels merged in
+    /// between stored names.
+    #[test]
+    fn labels_packed_with_a_trained_dictionary_encode_as_owned_ones() {
+        let mut store = tributary_model::LabelStore::new();
+        let labels: Vec<Labels> = (0..4000u64)
+            .map(|i| {
+                let pod = format!("{:08x}-0000-4000-8000-{:012x}", i * 7919, i);
+                Labels::from_pairs([
+                    ("__name__", "container_memory_working_set_bytes".to_string()),
+                    ("container", format!("api-gateway-{}", i % 7)),
+                    ("id", format!("/kubepods/burstable/pod{pod}/{:064x}", i * 31)),
+                    (
+                        "mountpoint",
+                        format!("/var/lib/kubelet/pods/{pod}/volumes/kubernetes.io~projected/kube-api-access-{i}"),
+                    ),
+                    ("namespace", "payments-prod".to_string()),
+                    ("pod", format!("api-gateway-6ff4fb27c7-{i:05x}")),
+                ])
+            })
+            .collect();
+        for (i, l) in labels.iter().enumerate() {
+            store
+                .insert(tributary_model::SeriesRef(i as u64 + 1), l)
+                .expect("insert");
+        }
+        let ext_labels = Labels::from_pairs([("cluster", "eu-1"), ("node", "n1"), ("zone", "a")]);
+        let ext = ExternalLabels::new(&ext_labels);
+        let stored: Vec<Stored<'_>> = (0..600u64)
+            .map(|k| Stored {
+                store: &store,
+                external: &ext,
+                r: tributary_model::SeriesRef(k * 13 % 4000 + 1),
+                t: 1_700_000_000_000 + k as i64,
+                v: k as f64,
+            })
+            .collect();
+        let owned: Vec<S> = stored
+            .iter()
+            .map(|s| {
+                let mut b = labels[s.r.0 as usize - 1].to_builder();
+                for l in &ext_labels {
+                    b.set(l.name, l.value);
+                }
+                S(b.labels(), s.t, s.v)
+            })
+            .collect();
+        let mut enc = WriteRequestEncoder::new();
+        let fast = snappy_decode(&enc.encode(&stored).expect("encodes"));
+        let plain = snappy_decode(&enc.encode(&owned).expect("encodes"));
+        assert!(fast == plain, "the interned path's request differs");
     }
 
     proptest! {

@@ -146,7 +146,7 @@ impl WriteRequestV2Encoder {
         for s in samples {
             self.refs.clear();
             for l in s.labels().pieces().map(|p| p.label()) {
-                let name = self.symbols.intern(l.name);
+                let name = self.symbols.intern(&l.name);
                 let value = self.symbols.intern(&l.value);
                 self.refs.push(name);
                 self.refs.push(value);

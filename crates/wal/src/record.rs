@@ -33,8 +33,8 @@
 use std::ops::Range;
 
 use tributary_model::{
-    BucketSpan, HistogramCount, LabelStore, Labels, MetricType, NativeHistogram, ResetHint,
-    SeriesRef, Timestamp,
+    BucketSpan, HistogramCount, LabelStore, Labels, MetricType, NativeHistogram, PairTable,
+    ResetHint, SeriesRef, Timestamp,
 };
 
 /// The first byte of every record payload.
@@ -148,12 +148,11 @@ pub fn encode_series<'a>(
 
 /// Appends one series to a Series record body (after its type byte).
 pub(crate) fn encode_series_entry(r: SeriesRef, labels: &Labels, out: &mut Vec<u8>) {
-    encode_series_labels(
-        r,
-        labels.len(),
-        labels.iter().map(|l| (l.name, l.value)),
-        out,
-    );
+    out.extend_from_slice(&r.0.to_be_bytes());
+    put_uvarint(out, labels.len() as u64);
+    for l in labels {
+        put_label(out, l.name.as_bytes(), l.value.as_bytes());
+    }
 }
 
 /// Appends one Series record entry for `r` with its labels read from the
@@ -162,26 +161,24 @@ pub(crate) fn encode_stored_series(store: &LabelStore, r: SeriesRef, out: &mut V
     let Some(ids) = store.pair_ids(r) else {
         return;
     };
-    let count = ids.clone().count();
-    let labels = ids.filter_map(|id| store.pairs().label(id).map(|l| (l.name, l.value)));
-    encode_series_labels(r, count, labels, out);
+    out.extend_from_slice(&r.0.to_be_bytes());
+    put_uvarint(out, ids.clone().count() as u64);
+    // Through each pair's wire form: a packed pair unpacks into this one
+    // buffer rather than into two strings.
+    let mut wire = Vec::new();
+    for id in ids {
+        wire.clear();
+        store.pairs().append_wire(id, &mut wire);
+        let (name, value) = PairTable::split_wire(&wire).unwrap_or_default();
+        put_label(out, name, value);
+    }
 }
 
-fn encode_series_labels<'a, V: AsRef<str>>(
-    r: SeriesRef,
-    count: usize,
-    labels: impl Iterator<Item = (&'a str, V)>,
-    out: &mut Vec<u8>,
-) {
-    out.extend_from_slice(&r.0.to_be_bytes());
-    put_uvarint(out, count as u64);
-    for (name, value) in labels {
-        let value = value.as_ref();
-        put_uvarint(out, name.len() as u64);
-        out.extend_from_slice(name.as_bytes());
-        put_uvarint(out, value.len() as u64);
-        out.extend_from_slice(value.as_bytes());
-    }
+fn put_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    put_uvarint(out, name.len() as u64);
+    out.extend_from_slice(name);
+    put_uvarint(out, value.len() as u64);
+    out.extend_from_slice(value);
 }
 
 /// Appends a Samples record to `out`. An empty slice encodes only the type
