@@ -284,7 +284,7 @@ pub(crate) fn unpack_prefix(packed: &[u8], symbols: &Symbols, out: &mut [u8]) ->
         let escaped;
         let text = match b {
             ..FIRST_CODE => std::slice::from_ref(&b),
-            ..ESCAPE => match symbols.get(b - FIRST_CODE) {
+            FIRST_CODE..ESCAPE => match symbols.get(b - FIRST_CODE) {
                 Some(text) => text,
                 None => break,
             },
