@@ -1,17 +1,17 @@
-//! Label values stored short: hexadecimal identifiers at four bits a
-//! digit, frequent words as one-byte codes.
+//! Label text stored short: hexadecimal identifiers at four bits a digit,
+//! frequent words as one-byte codes.
 //!
 //! The distinct label text is the largest single block of an agent's
 //! memory once the series are indexed. In container environments a third
 //! of it is lowercase hex — container ids (64 digits), pod UIDs and volume
 //! paths (UUIDs), image digests, build revisions, interface suffixes — and
-//! most of the rest is the same few words again and again, which a
-//! dictionary trained on the stored text itself ([`Symbols`]) codes in a
-//! byte each. [`crate::PairTable`] stores values packed and unpacks them
-//! only when it has to hand the text out — for a request, the first time
-//! the request carries the pair.
+//! most of the rest is the same few words again and again, label names
+//! included, which a dictionary trained on the stored text itself
+//! ([`Symbols`]) codes in a byte each. [`crate::PairTable`] stores pairs
+//! packed and unpacks them only when it has to hand the text out — for a
+//! request, the first time the request carries the pair.
 //!
-//! A packed value is a sequence of
+//! A packed text is a sequence of
 //! - a byte below `0x80`: that ASCII byte;
 //! - a byte in `0x80..=0xFC`: the dictionary's symbol `byte − 0x80`;
 //! - [`ESCAPE`], then one byte: that byte (the rest of UTF-8);

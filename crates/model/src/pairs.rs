@@ -200,7 +200,7 @@ fn store_pair(s: &mut PairScratch, name: &[u8], value: &[u8], symbols: &Symbols)
         .filter(|&l| l & PACKED == 0)?;
     s.packed.clear();
     let inner = wire.get(head..).unwrap_or_default();
-    if packed_text::pack(inner, symbols, &mut s.packed) && s.packed.len() < wire.len() {
+    if packed_text::pack(inner, symbols, &mut s.packed) {
         return Some(wire_len | PACKED);
     }
     Some(wire_len)
