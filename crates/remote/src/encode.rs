@@ -804,6 +804,43 @@ pub(crate) mod tests {
         assert_eq!(after, fresh);
     }
 
+    /// The requests the interned path and the plain path (fed the final
+    /// label sets: the series' labels, then the external labels they
+    /// lack) encode for `picks` of (series index, time offset, value).
+    fn interned_and_plain(
+        store: &tributary_model::LabelStore,
+        labels: &[Labels],
+        ext_labels: &Labels,
+        picks: impl Iterator<Item = (usize, i64, f64)>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let ext = ExternalLabels::new(ext_labels);
+        let stored: Vec<Stored<'_>> = picks
+            .map(|(i, t, v)| Stored {
+                store,
+                external: &ext,
+                r: tributary_model::SeriesRef((i % labels.len()) as u64 + 1),
+                t: 1_700_000_000_000 + t,
+                v,
+            })
+            .collect();
+        let owned: Vec<S> = stored
+            .iter()
+            .map(|s| {
+                let mut b = labels[s.r.0 as usize - 1].to_builder();
+                for l in ext_labels {
+                    if b.get(l.name).is_none() {
+                        b.set(l.name, l.value);
+                    }
+                }
+                S(b.labels(), s.t, s.v)
+            })
+            .collect();
+        let mut enc = WriteRequestEncoder::new();
+        let fast = snappy_decode(&enc.encode(&stored).expect("encodes"));
+        let plain = snappy_decode(&enc.encode(&owned).expect("encodes"));
+        (fast, plain)
+    }
+
     /// The same with a store big enough for its pair table to train its
     /// dictionary: names and values packed, external labels merged in
     /// between stored names.
@@ -832,29 +869,8 @@ pub(crate) mod tests {
                 .expect("insert");
         }
         let ext_labels = Labels::from_pairs([("cluster", "eu-1"), ("node", "n1"), ("zone", "a")]);
-        let ext = ExternalLabels::new(&ext_labels);
-        let stored: Vec<Stored<'_>> = (0..600u64)
-            .map(|k| Stored {
-                store: &store,
-                external: &ext,
-                r: tributary_model::SeriesRef(k * 13 % 4000 + 1),
-                t: 1_700_000_000_000 + k as i64,
-                v: k as f64,
-            })
-            .collect();
-        let owned: Vec<S> = stored
-            .iter()
-            .map(|s| {
-                let mut b = labels[s.r.0 as usize - 1].to_builder();
-                for l in &ext_labels {
-                    b.set(l.name, l.value);
-                }
-                S(b.labels(), s.t, s.v)
-            })
-            .collect();
-        let mut enc = WriteRequestEncoder::new();
-        let fast = snappy_decode(&enc.encode(&stored).expect("encodes"));
-        let plain = snappy_decode(&enc.encode(&owned).expect("encodes"));
+        let picks = (0..600).map(|k| (k * 13, k as i64, k as f64));
+        let (fast, plain) = interned_and_plain(&store, &labels, &ext_labels, picks);
         assert!(fast == plain, "the interned path's request differs");
     }
 
@@ -885,32 +901,7 @@ pub(crate) mod tests {
                 store.insert(tributary_model::SeriesRef(i as u64 + 1), l).expect("insert");
             }
             let ext_labels = Labels::from_pairs(external.iter());
-            let ext = ExternalLabels::new(&ext_labels);
-            let stored: Vec<Stored<'_>> = picks
-                .iter()
-                .map(|&(i, t, v)| Stored {
-                    store: &store,
-                    external: &ext,
-                    r: tributary_model::SeriesRef((i % labels.len()) as u64 + 1),
-                    t: 1_700_000_000_000 + t,
-                    v,
-                })
-                .collect();
-            let owned: Vec<S> = stored
-                .iter()
-                .map(|s| {
-                    let mut b = labels[s.r.0 as usize - 1].to_builder();
-                    for l in &ext_labels {
-                        if b.get(l.name).is_none() {
-                            b.set(l.name, l.value);
-                        }
-                    }
-                    S(b.labels(), s.t, s.v)
-                })
-                .collect();
-            let mut enc = WriteRequestEncoder::new();
-            let fast = snappy_decode(&enc.encode(&stored).expect("encodes"));
-            let plain = snappy_decode(&enc.encode(&owned).expect("encodes"));
+            let (fast, plain) = interned_and_plain(&store, &labels, &ext_labels, picks.into_iter());
             prop_assert_eq!(fast, plain);
         }
 
