@@ -119,7 +119,7 @@ pub struct PairTable {
     index: HashTable<PairId>,
     free: Vec<PairId>,
     dead_bytes: usize,
-    /// The dictionary every packed value is coded with.
+    /// The dictionary every packed pair is coded with.
     symbols: Symbols,
     /// Trainings done, of [`TRAIN_AT`].
     trainings: usize,
@@ -438,7 +438,7 @@ impl PairTable {
         }
     }
 
-    /// Trains a dictionary on a sample of the live values and re-packs
+    /// Trains a dictionary on a sample of the live pairs and re-packs
     /// every entry with it. Left as it was if any entry fails to re-pack
     /// (which only a bug could cause).
     fn train(&mut self) {
@@ -446,7 +446,7 @@ impl PairTable {
         let text_len: usize = live().map(|e| e.wire_len()).sum();
         let step = (text_len / TRAIN_SAMPLE).max(1);
         let mut wire = Vec::new();
-        let mut values = Vec::new();
+        let mut contents = Vec::new();
         let mut text = Vec::new();
         for e in live().step_by(step) {
             wire.clear();
@@ -455,13 +455,13 @@ impl PairTable {
             let Some(inner) = inner_len(wire.len()).and_then(|n| wire.get(wire.len() - n..)) else {
                 continue;
             };
-            values.push(text.len()..text.len() + inner.len());
+            contents.push(text.len()..text.len() + inner.len());
             text.extend_from_slice(inner);
         }
         let mut sample = Vec::new();
-        for range in values {
-            let value = text.get(range).unwrap_or_default();
-            packed_text::for_each_piece(value, |piece| {
+        for range in contents {
+            let content = text.get(range).unwrap_or_default();
+            packed_text::for_each_piece(content, |piece| {
                 if let packed_text::Piece::Text(t) = piece {
                     sample.push(t);
                 }

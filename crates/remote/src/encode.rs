@@ -166,8 +166,8 @@ impl<'a> LabelPiece<'a> {
         }
     }
 
-    /// Name and value (interned text is UTF-8 by construction); the value
-    /// is owned only for a pair stored packed.
+    /// Name and value (interned text is UTF-8 by construction), owned
+    /// only for a pair stored packed.
     pub fn label(&self) -> StoredLabel<'a> {
         let borrowed = |name, value| StoredLabel {
             name: Cow::Borrowed(name),
