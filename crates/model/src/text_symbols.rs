@@ -2,13 +2,14 @@
 //! the text itself.
 //!
 //! Once the hex ids are packed ([`crate::packed_text`]), what is left of
-//! the distinct label values is mostly the same few words again and
-//! again: `/var/lib/kubelet/pods/`, `/volumes/kubernetes.io~projected/`,
-//! `k8s_`, deployment and namespace names, `/kubepods/burstable/pod`.
+//! the distinct label text is mostly the same few words again and again:
+//! `/var/lib/kubelet/pods/`, `/volumes/kubernetes.io~projected/`, `k8s_`,
+//! deployment and namespace names, `/kubepods/burstable/pod`, and the label
+//! names with their field heads, stored once per pair.
 //! [`Symbols`] holds up to [`MAX_SYMBOLS`] substrings of 2 to [`MAX_LEN`]
 //! bytes, each replaced by a one-byte code in the stored text.
 //!
-//! The dictionary is trained on a sample of the values the agent actually
+//! The dictionary is trained on a sample of the pairs the agent actually
 //! stores, in the manner of FSST (Boncz, Neumann, Leis: "FSST: Fast Random
 //! Access String Compression", VLDB 2020): start empty; encode the sample
 //! with the current dictionary, count every token and every pair of
