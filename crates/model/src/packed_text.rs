@@ -24,7 +24,7 @@
 //! equal values pack to equal bytes and the pair table hashes and compares
 //! the packed form.
 
-use crate::text_symbols::{Symbols, MAX_SYMBOLS};
+use crate::text_symbols::{Symbols, MAX_LEN, MAX_SYMBOLS};
 
 /// Shortest digit run worth a token: two bytes of tag and count, so eight
 /// digits take six bytes.
@@ -147,16 +147,36 @@ pub(crate) fn for_each_piece<'a>(value: &'a [u8], mut f: impl FnMut(Piece<'a>)) 
     }
 }
 
+/// Texts up to this long are matched in a stack buffer.
+const PADDED_TEXT: usize = 256;
+
 /// Appends `text` coded with `symbols`.
 fn put_text(out: &mut Vec<u8>, text: &[u8], symbols: &Symbols) {
+    // Followed by MAX_LEN zeros, the text can be read a word at every
+    // position without a shorter tail's slow path.
+    let mut stack = [0u8; PADDED_TEXT + MAX_LEN];
+    let heap: Vec<u8>;
+    let padded: &[u8] = match stack.get_mut(..text.len()) {
+        Some(head) if text.len() <= PADDED_TEXT => {
+            head.copy_from_slice(text);
+            &stack
+        }
+        _ => {
+            heap = [text, &[0; MAX_LEN]].concat();
+            &heap
+        }
+    };
     let mut at = 0;
-    while let Some(rest) = text.get(at..).filter(|r| !r.is_empty()) {
-        if let Some((code, len)) = symbols.longest_prefix(rest) {
+    while let Some(&b) = text.get(at) {
+        let head = padded
+            .get(at..)
+            .and_then(|rest| rest.first_chunk::<MAX_LEN>())
+            .map_or(0, |head| u128::from_le_bytes(*head));
+        if let Some((code, len)) = symbols.longest_in(head, text.len() - at) {
             out.push(FIRST_CODE + code);
             at += len;
             continue;
         }
-        let b = rest[0];
         if b >= FIRST_CODE {
             out.push(ESCAPE);
         }
@@ -466,5 +486,16 @@ mod tests {
         round_trip_with("ünïcödé", &d);
         let mut out = Vec::new();
         assert!(!pack("ünïcödé".as_bytes(), &d, &mut out));
+    }
+
+    #[test]
+    fn text_longer_than_the_stack_window_packs_the_same_way_throughout() {
+        let d = dictionary();
+        let word = "k8s_api-gateway_api-gateway-";
+        // Words cross the window's end at byte 256.
+        let long = format!("x{}", word.repeat(20));
+        let packed = round_trip_with(&long, &d);
+        let one = round_trip_with(word, &d);
+        assert_eq!(packed.len(), 1 + 20 * one.len(), "{packed:?}");
     }
 }
