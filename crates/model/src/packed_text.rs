@@ -20,9 +20,10 @@
 //!   `n` lowercase hex digits, high nibble first.
 //!
 //! It carries no length of its own: the reader knows the unpacked length
-//! and stops there. Packing is deterministic for a given dictionary, so
-//! equal values pack to equal bytes and the pair table hashes and compares
-//! the packed form.
+//! and stops there. Reading hands the text to a [`Sink`] — a buffer, a
+//! hasher, or a comparison with an expected text — so the pair table finds
+//! and hashes packed pairs by their text without unpacking them into
+//! memory.
 
 use crate::text_symbols::{Symbols, MAX_LEN, MAX_SYMBOLS};
 
@@ -207,89 +208,124 @@ pub(crate) fn pack(value: &[u8], symbols: &Symbols, out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// Where [`unpack`] puts the text it reads.
+pub(crate) trait Sink {
+    /// Takes the next bytes of the text; false stops the reading, which
+    /// then fails.
+    fn put(&mut self, text: &[u8]) -> bool;
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, text: &[u8]) -> bool {
+        self.extend_from_slice(text);
+        true
+    }
+}
+
+/// Reads a packed value without keeping its text (to find its end).
+pub(crate) struct Discard;
+
+impl Sink for Discard {
+    fn put(&mut self, _: &[u8]) -> bool {
+        true
+    }
+}
+
+/// Checks the text against the bytes it holds, stopping at the first
+/// difference. A complete read of as many bytes as it holds means equal.
+pub(crate) struct Expect<'a>(pub &'a [u8]);
+
+impl Sink for Expect<'_> {
+    fn put(&mut self, text: &[u8]) -> bool {
+        match self.0.strip_prefix(text) {
+            Some(rest) => {
+                self.0 = rest;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Sink for xxhash_rust::xxh3::Xxh3 {
+    fn put(&mut self, text: &[u8]) -> bool {
+        self.update(text);
+        true
+    }
+}
+
 /// Reads a packed value of `len` unpacked bytes from the start of
-/// `packed`, appending the text to `out` when given. Returns the packed
-/// bytes read; `None` if `packed` is not a packed value that long.
+/// `packed`, handing its text to `out`. Returns the packed bytes read;
+/// `None` if `packed` is not a packed value that long, or `out` stopped
+/// the reading.
 pub(crate) fn unpack(
     packed: &[u8],
     len: usize,
     symbols: &Symbols,
-    mut out: Option<&mut Vec<u8>>,
+    out: &mut impl Sink,
 ) -> Option<usize> {
     let mut read = 0;
     let mut written = 0;
     while written < len {
         let rest = packed.get(read..)?;
         let tag = *rest.first()?;
-        if tag < FIRST_CODE {
-            let ascii = rest
-                .iter()
-                .take(len - written)
-                .position(|&b| b >= FIRST_CODE)
-                .unwrap_or(rest.len().min(len - written));
-            if let Some(out) = out.as_deref_mut() {
-                out.extend_from_slice(rest.get(..ascii)?);
+        let (text_len, used) = match tag {
+            ..FIRST_CODE => {
+                let ascii = rest
+                    .iter()
+                    .take(len - written)
+                    .position(|&b| b >= FIRST_CODE)
+                    .unwrap_or(rest.len().min(len - written));
+                (ascii, out.put(rest.get(..ascii)?).then_some(ascii)?)
             }
-            read += ascii;
-            written += ascii;
-            continue;
-        }
-        if tag < ESCAPE {
-            let text = symbols.get(tag - FIRST_CODE)?;
-            if written + text.len() > len {
-                return None;
+            FIRST_CODE..ESCAPE => {
+                let text = symbols.get(tag - FIRST_CODE)?;
+                if written + text.len() > len {
+                    return None;
+                }
+                (text.len(), out.put(text).then_some(1)?)
             }
-            if let Some(out) = out.as_deref_mut() {
-                out.extend_from_slice(text);
-            }
-            read += 1;
-            written += text.len();
-            continue;
-        }
-        if tag == ESCAPE {
-            let b = *rest.get(1)?;
-            if let Some(out) = out.as_deref_mut() {
-                out.push(b);
-            }
-            read += 2;
-            written += 1;
-            continue;
-        }
-        let (digits, skip) = match tag {
-            UUID => (32, 1),
-            _ => (usize::from(*rest.get(1)?), 2),
+            ESCAPE => (1, out.put(rest.get(1..2)?).then_some(2)?),
+            _ => put_digit_run(rest, len - written, out)?,
         };
-        let bytes = rest.get(skip..skip + digits.div_ceil(2))?;
-        let text_len = if tag == UUID { UUID_LEN } else { digits };
-        if written + text_len > len {
-            return None;
-        }
-        if let Some(out) = out.as_deref_mut() {
-            if tag == UUID {
-                let mut text = [0u8; 32];
-                put_digits(&mut text, bytes);
-                let mut groups = text.as_slice();
-                for (i, group) in UUID_GROUPS.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b'-');
-                    }
-                    let (head, rest) = groups.split_at(group.min(groups.len()));
-                    out.extend_from_slice(head);
-                    groups = rest;
-                }
-            } else {
-                let start = out.len();
-                out.resize(start + 2 * bytes.len(), 0);
-                if let Some(dst) = out.get_mut(start..) {
-                    put_digits(dst, bytes);
-                }
-                out.truncate(start + digits);
-            }
-        }
-        read += skip + bytes.len();
+        read += used;
         written += text_len;
     }
     Some(read)
+}
+
+/// Hands the text of the UUID or hex run `rest` starts with to `out` if
+/// it is at most `room` bytes long: (text length, packed bytes used).
+fn put_digit_run(rest: &[u8], room: usize, out: &mut impl Sink) -> Option<(usize, usize)> {
+    let uuid = *rest.first()? == UUID;
+    let (digits, skip) = if uuid {
+        (32, 1)
+    } else {
+        (usize::from(*rest.get(1)?), 2)
+    };
+    let bytes = rest.get(skip..skip + digits.div_ceil(2))?;
+    let text_len = if uuid { UUID_LEN } else { digits };
+    if text_len > room {
+        return None;
+    }
+    let mut text = [0u8; 2 * MAX_RUN.div_ceil(2)];
+    put_digits(&mut text, bytes);
+    let done = if uuid {
+        let mut dashed = [b'-'; UUID_LEN];
+        let mut from = 0;
+        let mut to = 0;
+        for group in UUID_GROUPS {
+            dashed
+                .get_mut(to..to + group)?
+                .copy_from_slice(text.get(from..from + group)?);
+            from += group;
+            to += group + 1;
+        }
+        out.put(&dashed)
+    } else {
+        out.put(text.get(..digits)?)
+    };
+    done.then_some((text_len, skip + bytes.len()))
 }
 
 /// Unpacks as much of the start of `packed` as fits in `out`, stopping
@@ -356,9 +392,12 @@ mod tests {
         let mut with_tail = body.to_vec();
         with_tail.extend_from_slice(b"next entry");
         let mut out = b"prefix".to_vec();
-        let read = unpack(&with_tail, value.len(), symbols, Some(&mut out)).unwrap();
+        let read = unpack(&with_tail, value.len(), symbols, &mut out).unwrap();
         assert_eq!(read, body.len());
-        assert_eq!(unpack(&with_tail, value.len(), symbols, None), Some(read));
+        assert_eq!(
+            unpack(&with_tail, value.len(), symbols, &mut Discard),
+            Some(read)
+        );
         assert_eq!(&out[6..], value.as_bytes());
         body.to_vec()
     }
@@ -408,18 +447,21 @@ mod tests {
         let none = Symbols::default();
         let mut packed = Vec::new();
         assert!(pack(b"0123456789abcdef", &none, &mut packed));
-        assert_eq!(unpack(&packed[..packed.len() - 1], 16, &none, None), None);
-        assert_eq!(unpack(&packed, 17, &none, None), None);
+        assert_eq!(
+            unpack(&packed[..packed.len() - 1], 16, &none, &mut Discard),
+            None
+        );
+        assert_eq!(unpack(&packed, 17, &none, &mut Discard), None);
         // A code the dictionary does not have, an escape without its byte.
-        assert_eq!(unpack(&[0xF7, 1, 2], 4, &none, None), None);
-        assert_eq!(unpack(&[b'a', ESCAPE], 2, &none, None), None);
+        assert_eq!(unpack(&[0xF7, 1, 2], 4, &none, &mut Discard), None);
+        assert_eq!(unpack(&[b'a', ESCAPE], 2, &none, &mut Discard), None);
         // A symbol longer than what is left of the value.
         let words = Symbols::train(&[b"kubelet".as_slice(); 50]);
         assert_eq!(words.get(0), Some(b"kubelet".as_slice()));
         let mut packed = Vec::new();
         assert!(pack(b"kubeletkubelet", &words, &mut packed));
         assert_eq!(packed, [0x80, 0x80]);
-        assert_eq!(unpack(&packed, 10, &words, None), None);
+        assert_eq!(unpack(&packed, 10, &words, &mut Discard), None);
     }
 
     proptest! {

@@ -26,9 +26,14 @@
 //! The dictionary is trained once the table holds 256 KiB, and again on a
 //! sample drawn across the whole table at 4 MiB (the first targets scraped
 //! need not look like the rest); each training re-packs every entry (ids do
-//! not change), so all entries always use the same dictionary and equal
-//! pairs still compare equal. Re-packing costs about a microsecond a pair
-//! (~120 ms at 4 MiB, once), which is why it stops there.
+//! not change), so all entries always use the same dictionary. Re-packing
+//! costs about a microsecond a pair (~120 ms at 4 MiB, once), which is why
+//! it stops there.
+//!
+//! The index is keyed by the hash of a pair's wire form, and a candidate
+//! is compared by reading its packed form against the wire form: looking a
+//! pair up never packs it (packing is the costly direction), only storing
+//! a new one does, and a new dictionary leaves the index as it is.
 //!
 //! Entries are reference-counted by the label sets that use them; a pair
 //! nobody uses any more is forgotten, and the arena is compacted once dead
@@ -183,27 +188,39 @@ fn inner_len(wire_len: usize) -> Option<usize> {
 /// length, and [`PACKED`] when the packed form is the shorter one, which
 /// [`PairScratch::stored`] then hands out); `None` past 2 GiB.
 fn store_pair(s: &mut PairScratch, name: &[u8], value: &[u8], symbols: &Symbols) -> Option<u32> {
+    let wire_len = put_wire(s, name, value)?;
+    Some(pack_wire(s, wire_len, symbols))
+}
+
+/// Encodes `(name, value)`'s wire form into `s.wire`; returns its length,
+/// `None` past 2 GiB.
+fn put_wire(s: &mut PairScratch, name: &[u8], value: &[u8]) -> Option<u32> {
     let wire = &mut s.wire;
     wire.clear();
     let inner = 2 + uvarint_len(name.len()) + name.len() + uvarint_len(value.len()) + value.len();
     wire.push(KEY_LABEL);
     put_uvarint(wire, inner as u64);
-    let head = wire.len();
     wire.push(KEY_NAME);
     put_uvarint(wire, name.len() as u64);
     wire.extend_from_slice(name);
     wire.push(KEY_VALUE);
     put_uvarint(wire, value.len() as u64);
     wire.extend_from_slice(value);
-    let wire_len = u32::try_from(wire.len())
-        .ok()
-        .filter(|&l| l & PACKED == 0)?;
+    u32::try_from(wire.len()).ok().filter(|&l| l & PACKED == 0)
+}
+
+/// Packs what follows the outer field head of `s.wire` (`wire_len` bytes
+/// long) into `s.packed`; returns the entry's `len`, with [`PACKED`] if
+/// that is the shorter form.
+fn pack_wire(s: &mut PairScratch, wire_len: u32, symbols: &Symbols) -> u32 {
     s.packed.clear();
-    let inner = wire.get(head..).unwrap_or_default();
+    let inner = inner_len(wire_len as usize)
+        .and_then(|n| s.wire.get(s.wire.len() - n..))
+        .unwrap_or_default();
     if packed_text::pack(inner, symbols, &mut s.packed) {
-        return Some(wire_len | PACKED);
+        return wire_len | PACKED;
     }
-    Some(wire_len)
+    wire_len
 }
 
 /// A stored pair's name and value, borrowed from the table unless the
@@ -322,17 +339,21 @@ impl PairTable {
 
     /// The id of `(name, value)` if interned, without taking a reference.
     pub fn lookup(&self, name: &str, value: &str, scratch: &mut PairScratch) -> Option<PairId> {
-        let len = store_pair(scratch, name.as_bytes(), value.as_bytes(), &self.symbols)?;
-        self.find_stored(scratch.stored(len))
+        put_wire(scratch, name.as_bytes(), value.as_bytes())?;
+        self.find_wire(&scratch.wire)
     }
 
-    fn find_stored(&self, stored: &[u8]) -> Option<PairId> {
+    /// The id of the pair whose wire form is `wire`. The index is keyed
+    /// by the wire form, not the stored one, so a lookup does not pack
+    /// (only a new pair is packed, once) and a new dictionary leaves the
+    /// index as it is.
+    fn find_wire(&self, wire: &[u8]) -> Option<PairId> {
         let (entries, arena, symbols) = (&self.entries, &self.arena, &self.symbols);
         self.index
-            .find(hash(stored), |&id| {
+            .find(hash(wire), |&id| {
                 entries
                     .get(id as usize)
-                    .is_some_and(|e| e.offset != FREE && entry_slice(arena, *e, symbols) == stored)
+                    .is_some_and(|e| holds(arena, *e, symbols, wire))
             })
             .copied()
     }
@@ -344,15 +365,15 @@ impl PairTable {
         value: &str,
         scratch: &mut PairScratch,
     ) -> Result<PairId, PairTableFull> {
-        let len = store_pair(scratch, name.as_bytes(), value.as_bytes(), &self.symbols)
-            .ok_or(PairTableFull)?;
-        let stored = scratch.stored(len);
-        if let Some(id) = self.find_stored(stored) {
+        let wire_len = put_wire(scratch, name.as_bytes(), value.as_bytes()).ok_or(PairTableFull)?;
+        if let Some(id) = self.find_wire(&scratch.wire) {
             if let Some(e) = self.entries.get_mut(id as usize) {
                 e.refs = e.refs.saturating_add(1);
             }
             return Ok(id);
         }
+        let len = pack_wire(scratch, wire_len, &self.symbols);
+        let stored = scratch.stored(len);
         if self.arena.len() + stored.len() > MAX_ARENA {
             self.compact();
             if self.arena.len() + stored.len() > MAX_ARENA {
@@ -378,10 +399,10 @@ impl PairTable {
             }
         };
         let (entries, arena, symbols) = (&self.entries, &self.arena, &self.symbols);
-        self.index.insert_unique(hash(stored), id, |&other| {
+        self.index.insert_unique(hash(&scratch.wire), id, |&other| {
             entries
                 .get(other as usize)
-                .map_or(0, |e| hash(entry_slice(arena, *e, symbols)))
+                .map_or(0, |e| wire_hash(arena, *e, symbols))
         });
         self.train_if_due();
         Ok(id)
@@ -400,9 +421,8 @@ impl PairTable {
             return;
         }
         let e = *e;
-        let bytes = entry_slice(&self.arena, e, &self.symbols);
-        let h = hash(bytes);
-        self.dead_bytes += bytes.len();
+        let h = wire_hash(&self.arena, e, &self.symbols);
+        self.dead_bytes += entry_slice(&self.arena, e, &self.symbols).len();
         if let Ok(found) = self.index.find_entry(h, |&other| other == id) {
             found.remove();
         }
@@ -499,21 +519,10 @@ impl PairTable {
             e.offset = offset;
             e.len = len;
         }
+        // The index is keyed by the wire forms, which have not changed.
         self.symbols = symbols;
         self.arena = arena;
         self.dead_bytes = 0;
-        self.index.clear();
-        let (entries, arena, symbols) = (&self.entries, &self.arena, &self.symbols);
-        let hash_of = |id: PairId| {
-            entries
-                .get(id as usize)
-                .map_or(0, |e| hash(entry_slice(arena, *e, symbols)))
-        };
-        for (id, _) in entries.iter().enumerate().filter(|(_, e)| e.offset != FREE) {
-            let id = id as PairId;
-            self.index
-                .insert_unique(hash_of(id), id, |&other| hash_of(other));
-        }
     }
 }
 
@@ -537,9 +546,46 @@ fn write_wire(arena: &[u8], e: Entry, symbols: &Symbols, out: &mut Vec<u8>) {
     let start = out.len();
     out.push(KEY_LABEL);
     put_uvarint(out, inner as u64);
-    if packed_text::unpack(stored, inner, symbols, Some(out)).is_none() {
+    if packed_text::unpack(stored, inner, symbols, out).is_none() {
         out.truncate(start);
     }
+}
+
+/// Whether `e` is a live entry whose wire form is `wire`.
+fn holds(arena: &[u8], e: Entry, symbols: &Symbols, wire: &[u8]) -> bool {
+    if e.offset == FREE || e.wire_len() != wire.len() {
+        return false;
+    }
+    let stored = arena.get(e.offset as usize..).unwrap_or_default();
+    if !e.is_packed() {
+        return stored.get(..wire.len()) == Some(wire);
+    }
+    // Equal lengths, equal outer heads: the packed rest decides.
+    let Some(inner) = inner_len(wire.len()) else {
+        return false;
+    };
+    let mut expect = packed_text::Expect(wire.get(wire.len() - inner..).unwrap_or_default());
+    packed_text::unpack(stored, inner, symbols, &mut expect).is_some()
+}
+
+/// The hash of `e`'s wire form, which the index keeps it under; a packed
+/// entry is hashed as it unpacks, without a buffer.
+fn wire_hash(arena: &[u8], e: Entry, symbols: &Symbols) -> u64 {
+    let stored = arena.get(e.offset as usize..).unwrap_or_default();
+    if !e.is_packed() {
+        return hash(stored.get(..e.wire_len()).unwrap_or_default());
+    }
+    let inner = inner_len(e.wire_len()).unwrap_or(0);
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&[KEY_LABEL]);
+    let mut v = inner;
+    while v >= 0x80 {
+        hasher.update(&[v as u8 | 0x80]);
+        v >>= 7;
+    }
+    hasher.update(&[v as u8]);
+    packed_text::unpack(stored, inner, symbols, &mut hasher);
+    hasher.digest()
 }
 
 /// The stored bytes of `e`. A packed entry's length is not kept (the
@@ -549,7 +595,9 @@ fn entry_slice<'a>(arena: &'a [u8], e: Entry, symbols: &Symbols) -> &'a [u8] {
     let stored = arena.get(e.offset as usize..).unwrap_or_default();
     let len = if e.is_packed() {
         inner_len(e.wire_len())
-            .and_then(|inner| packed_text::unpack(stored, inner, symbols, None))
+            .and_then(|inner| {
+                packed_text::unpack(stored, inner, symbols, &mut packed_text::Discard)
+            })
             .unwrap_or(0)
     } else {
         e.wire_len()
@@ -682,6 +730,7 @@ mod tests {
             t.release(id);
             t.release(id);
         }
+        assert_eq!(t.index.len(), t.len(), "released pairs left the index");
         let late = t.intern("mountpoint", &mountpoint(n + 1), &mut s).unwrap();
         assert_eq!(t.label(late).unwrap().value, mountpoint(n + 1));
         assert_eq!(t.label(ids[n - 1]).unwrap().value, mountpoint(n - 1));
