@@ -80,11 +80,12 @@ fn head_word(text: &[u8]) -> u128 {
 /// Label names share their first byte (their field head), so a first-byte
 /// index left dozens of candidates to try at each name.
 const BUCKETS: usize = 512;
+const _: () = assert!(BUCKETS.is_power_of_two());
 
 /// The bucket of the symbols a text starting with `head` can start with.
 fn bucket(head: u128) -> usize {
     let two = u32::from(head as u16);
-    (two.wrapping_mul(0x9E37_79B1) >> 23) as usize
+    (two.wrapping_mul(0x9E37_79B1) >> (32 - BUCKETS.trailing_zeros())) as usize
 }
 
 /// The trained dictionary; empty until trained (then every byte is a
