@@ -44,6 +44,7 @@ use std::cmp::Ordering;
 
 use hashbrown::HashTable;
 
+use crate::packed_text::Sink;
 use crate::text_symbols::Symbols;
 use crate::{arena, packed_text};
 
@@ -130,13 +131,13 @@ pub struct PairTable {
     trainings: usize,
 }
 
-/// Appends `v` as a protobuf varint.
-pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` as a protobuf varint (to a buffer, or a hasher).
+pub(crate) fn put_uvarint(out: &mut impl Sink, mut v: u64) {
     while v >= 0x80 {
-        buf.push(v as u8 | 0x80);
+        out.put(&[v as u8 | 0x80]);
         v >>= 7;
     }
-    buf.push(v as u8);
+    out.put(&[v as u8]);
 }
 
 /// Reads a varint at the start of `buf`: (value, bytes used).
@@ -164,7 +165,7 @@ pub struct PairScratch {
 }
 
 impl PairScratch {
-    /// The stored form [`store_pair`] chose, by the `len` it returned.
+    /// The stored form [`pack_wire`] chose, by the `len` it returned.
     fn stored(&self, len: u32) -> &[u8] {
         if len & PACKED != 0 {
             &self.packed
@@ -181,15 +182,6 @@ fn inner_len(wire_len: usize) -> Option<usize> {
         let inner = wire_len.checked_sub(1 + n)?;
         (uvarint_len(inner) == n).then_some(inner)
     })
-}
-
-/// Encodes `(name, value)` into `s`: the wire form, and the packed form of
-/// everything after its outer field head. Returns the entry's `len` (wire
-/// length, and [`PACKED`] when the packed form is the shorter one, which
-/// [`PairScratch::stored`] then hands out); `None` past 2 GiB.
-fn store_pair(s: &mut PairScratch, name: &[u8], value: &[u8], symbols: &Symbols) -> Option<u32> {
-    let wire_len = put_wire(s, name, value)?;
-    Some(pack_wire(s, wire_len, symbols))
 }
 
 /// Encodes `(name, value)`'s wire form into `s.wire`; returns its length,
@@ -211,7 +203,7 @@ fn put_wire(s: &mut PairScratch, name: &[u8], value: &[u8]) -> Option<u32> {
 
 /// Packs what follows the outer field head of `s.wire` (`wire_len` bytes
 /// long) into `s.packed`; returns the entry's `len`, with [`PACKED`] if
-/// that is the shorter form.
+/// that is the shorter form ([`PairScratch::stored`] then hands it out).
 fn pack_wire(s: &mut PairScratch, wire_len: u32, symbols: &Symbols) -> u32 {
     s.packed.clear();
     let inner = inner_len(wire_len as usize)
@@ -497,12 +489,14 @@ impl PairTable {
     fn repacked(&self, symbols: &Symbols) -> Option<Repacked> {
         let mut arena = arena::with_live(self.arena.len() - self.dead_bytes);
         let mut placed = Vec::with_capacity(self.len());
-        let (mut wire, mut scratch) = (Vec::new(), PairScratch::default());
+        let mut scratch = PairScratch::default();
         for e in self.entries.iter().filter(|e| e.offset != FREE) {
-            wire.clear();
-            write_wire(&self.arena, *e, &self.symbols, &mut wire);
-            let (name, value) = Self::split_wire(&wire)?;
-            let len = store_pair(&mut scratch, name, value, symbols)?;
+            scratch.wire.clear();
+            write_wire(&self.arena, *e, &self.symbols, &mut scratch.wire);
+            if scratch.wire.len() != e.wire_len() {
+                return None;
+            }
+            let len = pack_wire(&mut scratch, e.wire_len() as u32, symbols);
             let stored = scratch.stored(len);
             if arena.len() + stored.len() > MAX_ARENA {
                 return None;
@@ -578,19 +572,14 @@ fn wire_hash(arena: &[u8], e: Entry, symbols: &Symbols) -> u64 {
     let inner = inner_len(e.wire_len()).unwrap_or(0);
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     hasher.update(&[KEY_LABEL]);
-    let mut v = inner;
-    while v >= 0x80 {
-        hasher.update(&[v as u8 | 0x80]);
-        v >>= 7;
-    }
-    hasher.update(&[v as u8]);
+    put_uvarint(&mut hasher, inner as u64);
     packed_text::unpack(stored, inner, symbols, &mut hasher);
     hasher.digest()
 }
 
 /// The stored bytes of `e`. A packed entry's length is not kept (the
 /// entry holds its wire length for the encoder): it is found by reading
-/// the packed form, which only interning, releasing and compacting do.
+/// the packed form, which only releasing and compacting do.
 fn entry_slice<'a>(arena: &'a [u8], e: Entry, symbols: &Symbols) -> &'a [u8] {
     let stored = arena.get(e.offset as usize..).unwrap_or_default();
     let len = if e.is_packed() {

