@@ -388,6 +388,12 @@ impl WriteRequestEncoder {
         self.encode_plain(samples)
     }
 
+    /// Takes back a body [`WriteRequestEncoder::encode`] returned, once it
+    /// is sent, so that the next request is written into the same memory.
+    pub fn recycle(&mut self, body: Bytes) {
+        self.stream.recycle(body);
+    }
+
     /// Encodes `samples` as plain protobuf compressed by snappy: for
     /// batches known to hold items with owned labels, where the stream of
     /// [`WriteRequestEncoder::encode`] would be abandoned.

@@ -1323,9 +1323,11 @@ impl Batch {
             };
             let took = started.elapsed();
             m.sent_batch_duration.observe(took.as_secs_f64());
+            let sent_bytes = body.len();
+            self.encoder.recycle(body);
             match result {
                 Ok(()) => {
-                    self.record_success(shared, body.len(), took);
+                    self.record_success(shared, sent_bytes, took);
                     return Delivery::Sent;
                 }
                 Err(SendError::NonRecoverable(msg)) => {
