@@ -224,6 +224,8 @@ struct Shared {
     truncating: Mutex<()>,
     /// Bumped whenever truncation garbage-collects series.
     series_gc: AtomicU64,
+    /// Buffers of dropped appenders, for the next ones.
+    spare_buffers: Mutex<Vec<AppenderBuffers>>,
 }
 
 /// The agent's WAL-backed storage. See the crate docs for the design.
@@ -308,6 +310,7 @@ impl AgentStorage {
             closed: AtomicBool::new(false),
             truncating: Mutex::new(()),
             series_gc: AtomicU64::new(0),
+            spare_buffers: Mutex::new(Vec::new()),
         };
         shared.update_size_gauge();
         Ok(Arc::new(AgentStorage {
@@ -512,17 +515,19 @@ impl Drop for AgentStorage {
 
 impl Storage for AgentStorage {
     fn appender(&self) -> Box<dyn Appender> {
+        let AppenderBuffers { samples, bufs } =
+            self.shared.spare_buffers.lock().pop().unwrap_or_default();
         Box::new(WalAppender {
             shared: Arc::clone(&self.shared),
             new_series: Vec::new(),
-            samples: Vec::new(),
+            samples,
             histograms: Vec::new(),
             float_histograms: Vec::new(),
             histogram_bodies: Vec::new(),
             exemplars: Vec::new(),
             exemplar_bodies: Vec::new(),
             metadata: Vec::new(),
-            bufs: Default::default(),
+            bufs,
         })
     }
 }
@@ -1180,6 +1185,41 @@ struct WalAppender {
     /// Metadata that differs from what the series has logged.
     metadata: Vec<(SeriesRef, Arc<SeriesMetadata>)>,
     bufs: RecordBufs,
+}
+
+/// Appender buffers kept for the next appender: a scrape appends a page's
+/// samples (~2,000 on the bench's targets), and an appender's fresh vectors
+/// grew to that by doubling on every scrape, then went back to the
+/// allocator (and their pages to the kernel at the next trim).
+#[derive(Default)]
+struct AppenderBuffers {
+    samples: Vec<RefSample>,
+    bufs: RecordBufs,
+}
+
+/// Appenders run on the runtime's worker threads without awaiting, so few
+/// are alive at once; more spares than that would only hold memory.
+const SPARE_APPENDER_BUFFERS: usize = 4;
+/// Buffers grown past this (a page of ~100k samples) are let go rather
+/// than kept for pages that are mostly smaller.
+const SPARE_BUFFER_MAX_BYTES: usize = 4 << 20;
+
+impl Drop for WalAppender {
+    fn drop(&mut self) {
+        let mut samples = std::mem::take(&mut self.samples);
+        let mut bufs = std::mem::take(&mut self.bufs);
+        let bytes = samples.capacity() * std::mem::size_of::<RefSample>()
+            + bufs.all_mut().iter().map(|b| b.capacity()).sum::<usize>();
+        if bytes > SPARE_BUFFER_MAX_BYTES {
+            return;
+        }
+        samples.clear();
+        bufs.clear();
+        let mut spare = self.shared.spare_buffers.lock();
+        if spare.len() < SPARE_APPENDER_BUFFERS {
+            spare.push(AppenderBuffers { samples, bufs });
+        }
+    }
 }
 
 /// Reused encoding buffers, one per record a commit may write, in the order
@@ -1908,5 +1948,58 @@ mod tests {
         assert_eq!(pages, 3);
         assert_eq!(seen.iter().map(|(r, _)| *r).collect::<Vec<_>>(), refs);
         assert_eq!(seen[24].1, "second family");
+    }
+
+    #[test]
+    fn a_dropped_appenders_buffers_serve_the_next_one_and_what_it_wrote_is_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = AgentStorage::open(dir.path(), WalOptions::default(), &mut Registry::default())
+            .unwrap();
+        let start = s.consumer("c").unwrap().position();
+        let spare = |s: &AgentStorage| {
+            let spare = s.shared.spare_buffers.lock();
+            let sizes = spare
+                .iter()
+                .map(|b| (b.samples.capacity(), b.bufs.samples.capacity()));
+            (spare.len(), sizes.max().unwrap_or_default())
+        };
+        let mut app = s.appender();
+        let refs: Vec<SeriesRef> = (0..1000).map(|i| app.series(&labels(i)).unwrap()).collect();
+        for &r in &refs {
+            app.append(r, 1, 1.0).unwrap();
+        }
+        app.commit().unwrap();
+        assert_eq!(spare(&s).0, 0);
+        drop(app);
+        let (n, (samples, record)) = spare(&s);
+        assert_eq!(n, 1);
+        assert!(samples >= 1000 && record >= 1000, "{samples} {record}");
+
+        // An appender dropped without a commit leaves nothing behind for
+        // the next one, which takes the buffers and writes its own batch.
+        let mut app = s.appender();
+        for &r in &refs[500..505] {
+            app.append(r, 2, 9.0).unwrap();
+        }
+        drop(app);
+        let mut app = s.appender();
+        assert_eq!(spare(&s).0, 0);
+        for &r in &refs[..10] {
+            app.append(r, 2, 2.0).unwrap();
+        }
+        app.commit().unwrap();
+        drop(app);
+        let got = read_samples(s.wal_dir(), start);
+        assert_eq!(got.len(), 1010);
+        assert!(got[1000..].iter().all(|x| x.t == 2 && x.v == 2.0));
+
+        // A page far larger than usual is not kept for the rest.
+        let mut app = s.appender();
+        for k in 0..=SPARE_BUFFER_MAX_BYTES / std::mem::size_of::<RefSample>() {
+            app.append(refs[k % refs.len()], 3 + (k / refs.len()) as i64, 3.0)
+                .unwrap();
+        }
+        drop(app);
+        assert_eq!(spare(&s).0, 0);
     }
 }
