@@ -254,6 +254,14 @@ impl Sink for xxhash_rust::xxh3::Xxh3 {
     }
 }
 
+/// Text unpacked before it is handed to the sink, in one piece: a sink
+/// called per token (a `Vec` growing, a hasher updating) cost more than
+/// the decoding.
+const UNPACK_WINDOW: usize = 512;
+/// Handed over once past this, so that the longest token (a hex run of
+/// [`MAX_RUN`] digits, or a symbol written as its whole padded word) fits.
+const UNPACK_FLUSH_AT: usize = UNPACK_WINDOW - MAX_RUN.next_multiple_of(2) - 1;
+
 /// Reads a packed value of `len` unpacked bytes from the start of
 /// `packed`, handing its text to `out`. Returns the packed bytes read;
 /// `None` if `packed` is not a packed value that long, or `out` stopped
@@ -264,39 +272,58 @@ pub(crate) fn unpack(
     symbols: &Symbols,
     out: &mut impl Sink,
 ) -> Option<usize> {
+    let mut window = [0u8; UNPACK_WINDOW];
+    let mut filled = 0;
     let mut read = 0;
-    let mut written = 0;
-    while written < len {
+    let mut left = len;
+    while left > 0 {
+        if filled > UNPACK_FLUSH_AT {
+            if !out.put(window.get(..filled)?) {
+                return None;
+            }
+            filled = 0;
+        }
         let rest = packed.get(read..)?;
-        let tag = *rest.first()?;
-        let (text_len, used) = match tag {
-            ..FIRST_CODE => {
-                let ascii = rest
-                    .iter()
-                    .take(len - written)
-                    .position(|&b| b >= FIRST_CODE)
-                    .unwrap_or(rest.len().min(len - written));
-                (ascii, out.put(rest.get(..ascii)?).then_some(ascii)?)
-            }
-            FIRST_CODE..ESCAPE => {
-                let text = symbols.get(tag - FIRST_CODE)?;
-                if written + text.len() > len {
-                    return None;
+        let into = window.get_mut(filled..)?;
+        let (text_len, used) = match *rest.first()? {
+            tag @ ..FIRST_CODE => match rest.first_chunk::<8>() {
+                // Eight ASCII bytes at a time where they are all ASCII.
+                Some(word) if left >= 8 && u64::from_le_bytes(*word) & ASCII_HIGH_BITS == 0 => {
+                    into.get_mut(..8)?.copy_from_slice(word);
+                    (8, 8)
                 }
-                (text.len(), out.put(text).then_some(1)?)
+                _ => {
+                    *into.first_mut()? = tag;
+                    (1, 1)
+                }
+            },
+            tag @ FIRST_CODE..ESCAPE => {
+                // The whole padded symbol is written; only its length counts.
+                let (bytes, n) = symbols.padded(tag - FIRST_CODE)?;
+                into.get_mut(..bytes.len())?.copy_from_slice(bytes);
+                (n, 1)
             }
-            ESCAPE => (1, out.put(rest.get(1..2)?).then_some(2)?),
-            _ => put_digit_run(rest, len - written, out)?,
+            ESCAPE => {
+                *into.first_mut()? = *rest.get(1)?;
+                (1, 2)
+            }
+            _ => put_digit_run(rest, into)?,
         };
+        left = left.checked_sub(text_len)?;
+        filled += text_len;
         read += used;
-        written += text_len;
+    }
+    if filled > 0 && !out.put(window.get(..filled)?) {
+        return None;
     }
     Some(read)
 }
 
-/// Hands the text of the UUID or hex run `rest` starts with to `out` if
-/// it is at most `room` bytes long: (text length, packed bytes used).
-fn put_digit_run(rest: &[u8], room: usize, out: &mut impl Sink) -> Option<(usize, usize)> {
+const ASCII_HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Writes the text of the UUID or hex run `rest` starts with at the start
+/// of `into`: (text length, packed bytes used).
+fn put_digit_run(rest: &[u8], into: &mut [u8]) -> Option<(usize, usize)> {
     let uuid = *rest.first()? == UUID;
     let (digits, skip) = if uuid {
         (32, 1)
@@ -304,28 +331,25 @@ fn put_digit_run(rest: &[u8], room: usize, out: &mut impl Sink) -> Option<(usize
         (usize::from(*rest.get(1)?), 2)
     };
     let bytes = rest.get(skip..skip + digits.div_ceil(2))?;
-    let text_len = if uuid { UUID_LEN } else { digits };
-    if text_len > room {
-        return None;
+    if !uuid {
+        put_digits(into.get_mut(..digits.next_multiple_of(2))?, bytes);
+        return Some((digits, skip + bytes.len()));
     }
-    let mut text = [0u8; 2 * MAX_RUN.div_ceil(2)];
+    let mut text = [0u8; 32];
     put_digits(&mut text, bytes);
-    let done = if uuid {
-        let mut dashed = [b'-'; UUID_LEN];
-        let mut from = 0;
-        let mut to = 0;
-        for group in UUID_GROUPS {
-            dashed
-                .get_mut(to..to + group)?
-                .copy_from_slice(text.get(from..from + group)?);
-            from += group;
-            to += group + 1;
+    let dashed = into.get_mut(..UUID_LEN)?;
+    let (mut from, mut to) = (0, 0);
+    for group in UUID_GROUPS {
+        dashed
+            .get_mut(to..to + group)?
+            .copy_from_slice(text.get(from..from + group)?);
+        if let Some(dash) = dashed.get_mut(to + group) {
+            *dash = b'-';
         }
-        out.put(&dashed)
-    } else {
-        out.put(text.get(..digits)?)
-    };
-    done.then_some((text_len, skip + bytes.len()))
+        from += group;
+        to += group + 1;
+    }
+    Some((UUID_LEN, skip + bytes.len()))
 }
 
 /// Unpacks as much of the start of `packed` as fits in `out`, stopping
@@ -440,6 +464,16 @@ mod tests {
         round_trip("x0123456789abcdefy");
         round_trip("012345678");
         round_trip("ünïcödé-0123456789abcdef-ünï");
+        // The longest run, and a UUID, each after more text than the
+        // unpacking window holds at once.
+        let hex: String = (0..255).map(|i| char::from(DIGITS[i % 16])).collect();
+        for fill in [250, 255, 256, 300, 509] {
+            round_trip(&format!("{}{hex}y", "x".repeat(fill)));
+            round_trip(&format!(
+                "{}3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b",
+                "x".repeat(fill)
+            ));
+        }
     }
 
     #[test]

@@ -115,6 +115,13 @@ impl Symbols {
         symbols
     }
 
+    /// The bytes of `code` padded with zeros to [`MAX_LEN`], and its
+    /// length: writing all of them is one store.
+    pub fn padded(&self, code: u8) -> Option<(&[u8; MAX_LEN], usize)> {
+        let s = self.symbols.get(usize::from(code))?;
+        Some((&s.bytes, usize::from(s.len)))
+    }
+
     /// The text of `code`.
     pub fn get(&self, code: u8) -> Option<&[u8]> {
         self.symbols.get(usize::from(code)).map(Symbol::text)
