@@ -1215,6 +1215,12 @@ impl Drop for WalAppender {
         }
         samples.clear();
         bufs.clear();
+        // Series and metadata records are written for new series and
+        // changed metadata: on the first scrapes (when the series buffer
+        // grows to a whole page of label sets) and on churn. Kept, they
+        // would hold that first scrape's memory for good.
+        bufs.series = Vec::new();
+        bufs.metadata = Vec::new();
         let mut spare = self.shared.spare_buffers.lock();
         if spare.len() < SPARE_APPENDER_BUFFERS {
             spare.push(AppenderBuffers { samples, bufs });
@@ -1974,6 +1980,13 @@ mod tests {
         let (n, (samples, record)) = spare(&s);
         assert_eq!(n, 1);
         assert!(samples >= 1000 && record >= 1000, "{samples} {record}");
+        // Not the buffer the 1,000 new series were logged with.
+        assert!(s
+            .shared
+            .spare_buffers
+            .lock()
+            .iter()
+            .all(|b| b.bufs.series.capacity() == 0));
 
         // An appender dropped without a commit leaves nothing behind for
         // the next one, which takes the buffers and writes its own batch.
