@@ -254,37 +254,59 @@ impl Sink for xxhash_rust::xxh3::Xxh3 {
     }
 }
 
-/// Text unpacked before it is handed to the sink, in one piece: a sink
-/// called per token (a `Vec` growing, a hasher updating) cost more than
-/// the decoding.
-const UNPACK_WINDOW: usize = 512;
-/// Handed over once past this, so that the longest token (a hex run of
-/// [`MAX_RUN`] digits, or a symbol written as its whole padded word) fits.
-const UNPACK_FLUSH_AT: usize = UNPACK_WINDOW - MAX_RUN.next_multiple_of(2) - 1;
+/// How far past the text decoding may write: a symbol is written as its
+/// whole padded word, one store instead of a copy of its length.
+const OVERSHOOT: usize = MAX_LEN;
+/// Texts up to this long are unpacked on the stack.
+const STACK_TEXT: usize = 240;
 
 /// Reads a packed value of `len` unpacked bytes from the start of
-/// `packed`, handing its text to `out`. Returns the packed bytes read;
-/// `None` if `packed` is not a packed value that long, or `out` stopped
-/// the reading.
+/// `packed`, handing its text to `out` in one piece (a sink called per
+/// token — a hasher updating, a comparison advancing — cost more than the
+/// decoding). Returns the packed bytes read; `None` if `packed` is not a
+/// packed value that long, or `out` refused the text.
 pub(crate) fn unpack(
     packed: &[u8],
     len: usize,
     symbols: &Symbols,
     out: &mut impl Sink,
 ) -> Option<usize> {
-    let mut window = [0u8; UNPACK_WINDOW];
-    let mut filled = 0;
+    let mut window = [0u8; STACK_TEXT + OVERSHOOT];
+    let mut long = Vec::new();
+    let dst = if len <= STACK_TEXT {
+        &mut window[..]
+    } else {
+        long.resize(len + OVERSHOOT, 0);
+        &mut long[..]
+    };
+    let read = decode_into(packed, len, symbols, dst)?;
+    out.put(dst.get(..len)?).then_some(read)
+}
+
+/// [`unpack`] appending to a buffer: decoded in place, nothing copied
+/// twice (the request encoder's path).
+pub(crate) fn unpack_append(
+    packed: &[u8],
+    len: usize,
+    symbols: &Symbols,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let start = out.len();
+    out.resize(start + len + OVERSHOOT, 0);
+    let read = decode_into(packed, len, symbols, out.get_mut(start..)?);
+    out.truncate(if read.is_some() { start + len } else { start });
+    read
+}
+
+/// Decodes a packed value of `len` bytes into `dst`, which has
+/// [`OVERSHOOT`] bytes of room past it; returns the packed bytes read.
+fn decode_into(packed: &[u8], len: usize, symbols: &Symbols, dst: &mut [u8]) -> Option<usize> {
     let mut read = 0;
-    let mut left = len;
-    while left > 0 {
-        if filled > UNPACK_FLUSH_AT {
-            if !out.put(window.get(..filled)?) {
-                return None;
-            }
-            filled = 0;
-        }
+    let mut written = 0;
+    while written < len {
+        let left = len - written;
         let rest = packed.get(read..)?;
-        let into = window.get_mut(filled..)?;
+        let into = dst.get_mut(written..)?;
         let (text_len, used) = match *rest.first()? {
             tag @ ..FIRST_CODE => match rest.first_chunk::<8>() {
                 // Eight ASCII bytes at a time where they are all ASCII.
@@ -298,9 +320,8 @@ pub(crate) fn unpack(
                 }
             },
             tag @ FIRST_CODE..ESCAPE => {
-                // The whole padded symbol is written; only its length counts.
-                let (bytes, n) = symbols.padded(tag - FIRST_CODE)?;
-                into.get_mut(..bytes.len())?.copy_from_slice(bytes);
+                let (word, n) = symbols.padded(tag - FIRST_CODE)?;
+                into.get_mut(..word.len())?.copy_from_slice(word);
                 (n, 1)
             }
             ESCAPE => {
@@ -309,12 +330,11 @@ pub(crate) fn unpack(
             }
             _ => put_digit_run(rest, into)?,
         };
-        left = left.checked_sub(text_len)?;
-        filled += text_len;
+        if text_len > left {
+            return None;
+        }
+        written += text_len;
         read += used;
-    }
-    if filled > 0 && !out.put(window.get(..filled)?) {
-        return None;
     }
     Some(read)
 }
@@ -322,7 +342,7 @@ pub(crate) fn unpack(
 const ASCII_HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// Writes the text of the UUID or hex run `rest` starts with at the start
-/// of `into`: (text length, packed bytes used).
+/// of `into`, no further: (text length, packed bytes used).
 fn put_digit_run(rest: &[u8], into: &mut [u8]) -> Option<(usize, usize)> {
     let uuid = *rest.first()? == UUID;
     let (digits, skip) = if uuid {
@@ -332,7 +352,11 @@ fn put_digit_run(rest: &[u8], into: &mut [u8]) -> Option<(usize, usize)> {
     };
     let bytes = rest.get(skip..skip + digits.div_ceil(2))?;
     if !uuid {
-        put_digits(into.get_mut(..digits.next_multiple_of(2))?, bytes);
+        let whole = digits / 2;
+        put_digits(into.get_mut(..2 * whole)?, bytes.get(..whole)?);
+        if digits % 2 == 1 {
+            *into.get_mut(digits - 1)? = DIGITS[usize::from(*bytes.get(whole)? >> 4)];
+        }
         return Some((digits, skip + bytes.len()));
     }
     let mut text = [0u8; 32];
@@ -423,6 +447,10 @@ mod tests {
             Some(read)
         );
         assert_eq!(&out[6..], value.as_bytes());
+        let mut appended = b"prefix".to_vec();
+        let read = unpack_append(&with_tail, value.len(), symbols, &mut appended);
+        assert_eq!(read, Some(body.len()));
+        assert_eq!(appended, out);
         body.to_vec()
     }
 
@@ -464,8 +492,8 @@ mod tests {
         round_trip("x0123456789abcdefy");
         round_trip("012345678");
         round_trip("ünïcödé-0123456789abcdef-ünï");
-        // The longest run, and a UUID, each after more text than the
-        // unpacking window holds at once.
+        // The longest run, and a UUID, each after more text than is
+        // unpacked on the stack.
         let hex: String = (0..255).map(|i| char::from(DIGITS[i % 16])).collect();
         for fill in [250, 255, 256, 300, 509] {
             round_trip(&format!("{}{hex}y", "x".repeat(fill)));
@@ -496,6 +524,9 @@ mod tests {
         assert!(pack(b"kubeletkubelet", &words, &mut packed));
         assert_eq!(packed, [0x80, 0x80]);
         assert_eq!(unpack(&packed, 10, &words, &mut Discard), None);
+        let mut out = b"kept".to_vec();
+        assert_eq!(unpack_append(&packed, 10, &words, &mut out), None);
+        assert_eq!(out, b"kept");
     }
 
     proptest! {

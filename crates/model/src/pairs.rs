@@ -540,7 +540,7 @@ fn write_wire(arena: &[u8], e: Entry, symbols: &Symbols, out: &mut Vec<u8>) {
     let start = out.len();
     out.push(KEY_LABEL);
     put_uvarint(out, inner as u64);
-    if packed_text::unpack(stored, inner, symbols, out).is_none() {
+    if packed_text::unpack_append(stored, inner, symbols, out).is_none() {
         out.truncate(start);
     }
 }
