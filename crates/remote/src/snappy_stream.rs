@@ -16,8 +16,9 @@
 //! which share prefixes and fragments with each other (pod names, container
 //! ids, mount points) — goes through a small snappy-style matcher over the
 //! request's earlier literal bytes, so first occurrences compress about as
-//! well as snappy would compress them, at the cost of hashing only those
-//! bytes rather than the whole request.
+//! well as snappy would compress them, at the cost of hashing only the
+//! word starts of those bytes rather than every position of the whole
+//! request (see [`next_word_start`]).
 //!
 //! The output is an ordinary snappy block (varint length, then literal and
 //! copy elements): any decoder reads it. Copies use 2- or 4-byte offsets,

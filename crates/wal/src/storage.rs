@@ -1208,6 +1208,12 @@ impl Drop for WalAppender {
     fn drop(&mut self) {
         let mut samples = std::mem::take(&mut self.samples);
         let mut bufs = std::mem::take(&mut self.bufs);
+        // Series and metadata records are written for new series and
+        // changed metadata: on the first scrapes (when the series buffer
+        // grows to a whole page of label sets) and on churn. Kept, they
+        // would hold that first scrape's memory for good.
+        bufs.series = Vec::new();
+        bufs.metadata = Vec::new();
         let bytes = samples.capacity() * std::mem::size_of::<RefSample>()
             + bufs.all_mut().iter().map(|b| b.capacity()).sum::<usize>();
         if bytes > SPARE_BUFFER_MAX_BYTES {
@@ -1215,12 +1221,6 @@ impl Drop for WalAppender {
         }
         samples.clear();
         bufs.clear();
-        // Series and metadata records are written for new series and
-        // changed metadata: on the first scrapes (when the series buffer
-        // grows to a whole page of label sets) and on churn. Kept, they
-        // would hold that first scrape's memory for good.
-        bufs.series = Vec::new();
-        bufs.metadata = Vec::new();
         let mut spare = self.shared.spare_buffers.lock();
         if spare.len() < SPARE_APPENDER_BUFFERS {
             spare.push(AppenderBuffers { samples, bufs });
