@@ -1324,7 +1324,10 @@ impl Batch {
             let took = started.elapsed();
             m.sent_batch_duration.observe(took.as_secs_f64());
             let sent_bytes = body.len();
-            self.encoder.recycle(body);
+            // Only the 1.0 stream writes into recycled buffers.
+            if protocol == Protocol::V1 {
+                self.encoder.recycle(body);
+            }
             match result {
                 Ok(()) => {
                     self.record_success(shared, sent_bytes, took);
