@@ -64,7 +64,7 @@ impl WalSource {
     pub fn open(storage: Arc<AgentStorage>, name: &str) -> Result<WalSource, WalError> {
         let consumer = storage.consumer(name)?;
         let start = consumer.position();
-        let reader = WalReader::open(storage.wal_dir(), start)?;
+        let reader = storage.reader(start)?;
         let commits = storage.commit_watch();
         Ok(WalSource {
             storage,
@@ -157,7 +157,9 @@ impl RecordSource for WalSource {
             // Acks never pass what was read, so the WAL moved the cursor:
             // this consumer's byte cap skipped its oldest data.
             tracing::warn!(consumer = self.consumer.name(), from = %self.reader.position(), to = %acked, "WAL cursor moved ahead by the byte cap; resuming there");
-            self.reader = WalReader::open(self.storage.wal_dir(), acked)
+            self.reader = self
+                .storage
+                .reader(acked)
                 .map_err(|e| SourceError::Read(e.to_string()))?;
             self.announce = self.announce_metadata(out, 0);
             return Ok(Some(acked));

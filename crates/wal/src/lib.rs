@@ -102,6 +102,7 @@ mod reader;
 pub mod record;
 mod series;
 mod storage;
+mod tail;
 mod writer;
 
 pub use checkpoint::load_series_before;

@@ -21,9 +21,12 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use crate::error::WalError;
 use crate::format::{self, Parsed};
 use crate::record::RecordType;
+use crate::tail::{Lookup, TailChunk, WalTail};
 
 /// A place in the WAL: a segment index and a byte offset in that segment.
 /// Positions order the way records were written.
@@ -108,6 +111,13 @@ pub struct WalReader {
     scratch: Vec<u8>,
     decoded: Vec<u8>,
     decoder: snap::raw::Decoder,
+    /// The writer's in-memory copy of the newest records, if this reader
+    /// runs in the writing process.
+    tail: Option<Arc<WalTail>>,
+    /// The chunk of the record last taken from `tail`, and its index.
+    held: Option<(Arc<TailChunk>, usize)>,
+    #[cfg(test)]
+    pub(crate) from_tail: usize,
 }
 
 enum Step {
@@ -141,7 +151,17 @@ impl WalReader {
             scratch: Vec::new(),
             decoded: Vec::new(),
             decoder: snap::raw::Decoder::new(),
+            tail: None,
+            held: None,
+            #[cfg(test)]
+            from_tail: 0,
         })
+    }
+
+    /// Takes records the writer still holds from memory (see `tail`).
+    pub(crate) fn with_tail(mut self, tail: Arc<WalTail>) -> WalReader {
+        self.tail = Some(tail);
+        self
     }
 
     /// Where the next record starts.
@@ -162,6 +182,11 @@ impl WalReader {
         &mut self,
         want: impl Fn(Option<RecordType>) -> bool,
     ) -> Result<Option<Record<'_>>, WalError> {
+        match self.tail_lookup() {
+            Lookup::AtHead => return Ok(None),
+            Lookup::Record(chunk, i) => return Ok(Some(self.take_from_tail(chunk, i, want))),
+            Lookup::Unknown => {}
+        }
         match self.step()? {
             Step::AtEnd => Ok(None),
             Step::Skip(s) => Ok(Some(Record {
@@ -277,6 +302,63 @@ impl WalReader {
                     }
                 }
             }
+        }
+    }
+
+    fn tail_lookup(&self) -> Lookup {
+        let Some(tail) = &self.tail else {
+            return Lookup::Unknown;
+        };
+        let pos = self.position();
+        if let Some((chunk, i)) = &self.held {
+            if chunk.record(i + 1).is_some_and(|r| r.prev_end == pos) {
+                return Lookup::Record(Arc::clone(chunk), i + 1);
+            }
+        }
+        tail.lookup(pos)
+    }
+
+    /// Returns record `i` of `chunk`, which follows the current position,
+    /// and leaves the file: a later read from it starts at the new
+    /// position.
+    fn take_from_tail(
+        &mut self,
+        chunk: Arc<TailChunk>,
+        i: usize,
+        want: impl Fn(Option<RecordType>) -> bool,
+    ) -> Record<'_> {
+        let Some(r) = chunk.record(i).copied() else {
+            return Record {
+                start: self.position(),
+                end: self.position(),
+                payload: &[],
+                skipped: None,
+            };
+        };
+        self.file = None;
+        self.buf.clear();
+        self.segment = r.end.segment;
+        self.pos = r.end.offset;
+        self.base = r.end.offset;
+        // As the file reader reports it: a record in the next segment
+        // starts at that segment's beginning.
+        let start = if r.prev_end.segment == r.end.segment {
+            r.prev_end
+        } else {
+            Position::new(r.end.segment, 0)
+        };
+        #[cfg(test)]
+        {
+            self.from_tail += 1;
+        }
+        let (chunk, _) = self.held.insert((chunk, i));
+        let payload = chunk.payload(&r);
+        let wanted = want(payload.first().copied().and_then(RecordType::from_byte));
+        Record {
+            start,
+            end: r.end,
+            payload: if wanted { payload } else { &[] },
+            skipped: None,
         }
     }
 

@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::reader::{Position, SkipReason, WalReader};
 use crate::record::{self, BodyEntry, RecordType, RefSample};
 use crate::series::{Replayed as ReplayedSeries, SeriesTable};
+use crate::tail::WalTail;
 use crate::writer::SegmentWriter;
 
 /// Options of the agent WAL (`--storage.agent.*` flags).
@@ -63,6 +64,10 @@ pub struct WalOptions {
     pub max_bytes_per_consumer: Option<u64>,
     /// Per-consumer overrides of `max_bytes_per_consumer`, by name.
     pub consumer_max_bytes: BTreeMap<String, u64>,
+    /// Uncompressed record bytes of the newest commits kept in memory for
+    /// readers at the head (see `tail`); a commit over a quarter of it is
+    /// read from the file. 0: read everything from the file.
+    pub tail_bytes: usize,
 }
 
 impl Default for WalOptions {
@@ -80,6 +85,10 @@ impl Default for WalOptions {
             write_buffer_bytes: 64 << 20,
             max_bytes_per_consumer: None,
             consumer_max_bytes: BTreeMap::new(),
+            // ~45 scrapes of 2,000 series: a couple of seconds at 400k
+            // series every 10 s, where a reader that keeps up is
+            // milliseconds behind; commits up to ~23k samples are kept.
+            tail_bytes: 1 << 20,
         }
     }
 }
@@ -218,6 +227,8 @@ struct Shared {
     cursor_generation: Arc<AtomicU64>,
     persisted_generation: AtomicU64,
     commit_tx: watch::Sender<u64>,
+    /// The newest records, for readers at the head (see `tail`).
+    tail: Arc<WalTail>,
     metrics: Arc<Metrics>,
     lock_file: Mutex<Option<File>>,
     closed: AtomicBool,
@@ -290,6 +301,7 @@ impl AgentStorage {
             consumers.insert(name, Arc::new(st));
         }
         let (commit_tx, _) = watch::channel(0);
+        let tail = Arc::new(WalTail::new(opts.tail_bytes));
         let shared = Shared {
             dir: dir.to_path_buf(),
             wal_dir,
@@ -305,6 +317,7 @@ impl AgentStorage {
             cursor_generation: generation,
             persisted_generation: AtomicU64::new(0),
             commit_tx,
+            tail,
             metrics,
             lock_file: Mutex::new(lock_file),
             closed: AtomicBool::new(false),
@@ -320,6 +333,12 @@ impl AgentStorage {
 
     pub fn wal_dir(&self) -> &Path {
         &self.shared.wal_dir
+    }
+
+    /// A reader that returns records starting at `start`, taking those
+    /// still in memory from there instead of the file.
+    pub fn reader(&self, start: Position) -> Result<WalReader, WalError> {
+        Ok(WalReader::open(&self.shared.wal_dir, start)?.with_tail(Arc::clone(&self.shared.tail)))
     }
 
     /// A receiver whose value is bumped after every successful commit.
@@ -1512,10 +1531,12 @@ impl WalAppender {
         let end = match w.writer.write_records(&records) {
             Ok(end) => end,
             Err(e) => {
+                shared.tail.invalidate();
                 tracing::warn!(error = %e, "WAL write failed; keeping commits in memory until the disk accepts writes again");
                 return shared.buffer_batch(&mut w, &mut t, &records, &batch);
             }
         };
+        shared.tail.publish(&records, w.writer.last_spans());
         mark_written(
             &mut w,
             &mut t,
@@ -1702,10 +1723,12 @@ impl Shared {
             let end = match ws.writer.write_records(&records) {
                 Ok(end) => end,
                 Err(e) => {
+                    self.tail.invalidate();
                     tracing::debug!(error = %e, "WAL write retry failed");
                     break;
                 }
             };
+            self.tail.publish(&records, ws.writer.last_spans());
             let Some(b) = w.pending.batches.pop_front() else {
                 break;
             };
@@ -1775,6 +1798,104 @@ mod tests {
     ) -> Result<(), AppendError> {
         app.append(r, t, t as f64).unwrap();
         app.commit()
+    }
+
+    /// Every record a reader takes from the writer's memory is the one
+    /// the file holds at that place: same positions, same bytes, same
+    /// order — across segment rotations (by size, by truncation and after
+    /// failed writes), commits too large to keep, and readers that fall
+    /// behind the window and come back to it.
+    #[test]
+    fn records_from_memory_are_the_records_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::default();
+        let opts = WalOptions {
+            segment_size: 64 * 1024,
+            // Commits of up to 8 KiB kept, ~10 of the small ones.
+            tail_bytes: 32 * 1024,
+            ..WalOptions::default()
+        };
+        let s = AgentStorage::open(dir.path(), opts, &mut reg).unwrap();
+        let start = s.consumer("c").unwrap().position();
+        let mut with_tail = s.reader(start).unwrap();
+        let mut refs = Vec::new();
+        let mut app = s.appender();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        type Seen = Vec<(Position, Position, Vec<u8>)>;
+        let read_all = |r: &mut WalReader, out: &mut Seen| {
+            while let Some(rec) = r.next_record().unwrap() {
+                if rec.skipped.is_none() {
+                    out.push((rec.start, rec.end, rec.payload.to_vec()));
+                }
+            }
+        };
+        let mut seen = Seen::new();
+        let t0 = now_ms();
+        let mut lag = 0;
+        for round in 0..400u64 {
+            // New series now and then (a Series record in the commit),
+            // 1 to ~6,000 samples: small commits, and some over a quarter
+            // of the window, kept only in the file.
+            if refs.is_empty() || next(4) == 0 {
+                refs.push(app.series(&labels(refs.len())).unwrap());
+            }
+            let n = if next(20) == 0 { 6_000 } else { 1 + next(300) };
+            for k in 0..n {
+                let r = refs[(k as usize) % refs.len()];
+                app.append(r, t0 + (round * 10_000 + k) as i64, k as f64)
+                    .unwrap();
+            }
+            match next(40) {
+                0 => s.fail_next_writes(1 + next(2) as u32),
+                1 => drop(s.truncate_now().unwrap()),
+                _ => {}
+            }
+            // Commits refused by the disk are buffered and succeed.
+            app.commit().unwrap();
+            if next(3) == 0 {
+                s.shared.flush_pending();
+            }
+            // The reader catches up now (most of the time, from memory),
+            // or only after many commits, behind the window.
+            if lag > 0 {
+                lag -= 1;
+            } else if next(25) == 0 {
+                lag = 5 + next(20);
+            } else {
+                read_all(&mut with_tail, &mut seen);
+            }
+        }
+        while !s.shared.flush_pending() {}
+        read_all(&mut with_tail, &mut seen);
+
+        let mut from_file = WalReader::open(s.wal_dir(), start).unwrap();
+        let mut expected = Seen::new();
+        read_all(&mut from_file, &mut expected);
+        assert!(expected.len() >= 400, "{}", expected.len());
+        assert_eq!(seen.len(), expected.len());
+        for (i, (a, b)) in seen.iter().zip(&expected).enumerate() {
+            assert!(
+                a == b,
+                "record {i}: {:?}..{:?} vs {:?}..{:?}",
+                a.0,
+                a.1,
+                b.0,
+                b.1
+            );
+        }
+        assert!(
+            with_tail.from_tail > expected.len() / 2,
+            "{} of {} from memory",
+            with_tail.from_tail,
+            expected.len()
+        );
+        assert!(with_tail.from_tail < expected.len());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub(crate) struct SegmentWriter {
     encoder: snap::raw::Encoder,
     compressed: Vec<u8>,
     out: Vec<u8>,
+    /// Per record of the last successful [`SegmentWriter::write_records`]:
+    /// where the record before it ended, and where it ends.
+    spans: Vec<(Position, Position)>,
     /// Set after a failed write: start a new segment before writing again.
     needs_rotation: bool,
     /// Written since the last fsync.
@@ -60,6 +63,7 @@ impl SegmentWriter {
             encoder: snap::raw::Encoder::new(),
             compressed: Vec::new(),
             out: Vec::new(),
+            spans: Vec::new(),
             needs_rotation: false,
             dirty: false,
             metrics,
@@ -82,6 +86,16 @@ impl SegmentWriter {
     /// position. The whole batch goes to the OS in one write per segment
     /// touched.
     pub(crate) fn write_records(&mut self, records: &[&[u8]]) -> Result<Position, WalError> {
+        self.spans.clear();
+        let written = self.frame_and_write(records);
+        if written.is_err() {
+            self.spans.clear();
+        }
+        written
+    }
+
+    fn frame_and_write(&mut self, records: &[&[u8]]) -> Result<Position, WalError> {
+        let mut prev_end = self.end();
         if self.needs_rotation {
             self.rotate()?;
         }
@@ -103,9 +117,18 @@ impl SegmentWriter {
             };
             let compressed = compressed_len.is_some() && data.len() < payload.len();
             pending_end = format::frame_record(&mut self.out, pending_end, data, compressed);
+            let end = Position::new(self.segment, pending_end);
+            self.spans.push((prev_end, end));
+            prev_end = end;
         }
         self.flush_out(pending_end)?;
         Ok(self.end())
+    }
+
+    /// Where each record of the last successful write began (the previous
+    /// record's end) and ended; empty after a failed one.
+    pub(crate) fn last_spans(&self) -> &[(Position, Position)] {
+        &self.spans
     }
 
     /// Compresses `payload` into the scratch buffer; the compressed length

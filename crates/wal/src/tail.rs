@@ -1,0 +1,228 @@
+//! The newest records, kept in memory for readers at the head of the WAL.
+//!
+//! A remote-write queue that keeps up reads every record moments after it
+//! was written. From the file that costs, per commit, a read of what was
+//! just written, an empty read and a directory lookup to learn that nothing
+//! more is there, a CRC check and the record's decompression — bytes the
+//! writer still had in hand. So the writer also publishes each commit's
+//! records here, uncompressed, once the OS has them; a reader whose
+//! position is where a published record begins takes it from here, and
+//! one whose position is the end of everything written knows that without
+//! a system call. Everything else — a reader behind the window kept here,
+//! a commit too large to keep, the first pass after a restart — reads the
+//! file as before. The file stays the durable copy: nothing is published
+//! that the OS has not accepted.
+//!
+//! Records are found by where the previous record ended (a reader's
+//! position), not where their frame begins: a record may start on the next
+//! page, or in the next segment.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::reader::Position;
+
+/// One published record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TailRecord {
+    /// Where the record before it ended: the position a reader has when
+    /// this record is next.
+    pub prev_end: Position,
+    pub end: Position,
+    /// Its uncompressed payload in [`TailChunk::data`].
+    start: u32,
+    len: u32,
+}
+
+/// The records of one write, in order.
+#[derive(Debug)]
+pub(crate) struct TailChunk {
+    records: Vec<TailRecord>,
+    data: Vec<u8>,
+}
+
+impl TailChunk {
+    pub fn record(&self, i: usize) -> Option<&TailRecord> {
+        self.records.get(i)
+    }
+
+    pub fn payload(&self, r: &TailRecord) -> &[u8] {
+        let start = r.start as usize;
+        self.data
+            .get(start..start + r.len as usize)
+            .unwrap_or_default()
+    }
+
+    fn find(&self, prev_end: Position) -> Option<usize> {
+        self.records.iter().position(|r| r.prev_end == prev_end)
+    }
+}
+
+/// What the tail knows about the record after a position.
+pub(crate) enum Lookup {
+    /// It is record `i` of the chunk.
+    Record(Arc<TailChunk>, usize),
+    /// Nothing was written after it.
+    AtHead,
+    /// Not known here: read the file.
+    Unknown,
+}
+
+#[derive(Default)]
+struct Window {
+    chunks: VecDeque<Arc<TailChunk>>,
+    bytes: usize,
+    /// The end of everything written, when known.
+    head: Option<Position>,
+}
+
+pub(crate) struct WalTail {
+    window: Mutex<Window>,
+    /// Payload bytes kept at most; a write larger than a quarter of it is
+    /// not kept (readers take it from the file).
+    cap: usize,
+}
+
+impl WalTail {
+    pub fn new(cap: usize) -> WalTail {
+        WalTail {
+            window: Mutex::new(Window::default()),
+            cap,
+        }
+    }
+
+    /// Publishes the records of a write the OS accepted: `payloads[i]`
+    /// spans `spans[i]` (previous record's end, its own end).
+    pub fn publish(&self, payloads: &[&[u8]], spans: &[(Position, Position)]) {
+        let Some(&(_, head)) = spans.last() else {
+            return;
+        };
+        let size: usize = payloads.iter().map(|p| p.len()).sum();
+        let keep = payloads.len() == spans.len() && size <= self.cap / 4;
+        let chunk = keep.then(|| {
+            let mut data = Vec::with_capacity(size);
+            let records = payloads
+                .iter()
+                .zip(spans)
+                .map(|(p, &(prev_end, end))| {
+                    let start = data.len() as u32;
+                    data.extend_from_slice(p);
+                    TailRecord {
+                        prev_end,
+                        end,
+                        start,
+                        len: p.len() as u32,
+                    }
+                })
+                .collect();
+            Arc::new(TailChunk { records, data })
+        });
+        let mut w = self.window.lock();
+        w.head = Some(head);
+        let Some(chunk) = chunk else {
+            return;
+        };
+        w.bytes += chunk.data.len();
+        w.chunks.push_back(chunk);
+        while w.bytes > self.cap {
+            let Some(old) = w.chunks.pop_front() else {
+                break;
+            };
+            w.bytes -= old.data.len();
+        }
+    }
+
+    /// Forgets where the head is (after a failed write, whose torn bytes
+    /// only the file reader knows how to pass).
+    pub fn invalidate(&self) {
+        self.window.lock().head = None;
+    }
+
+    pub fn lookup(&self, pos: Position) -> Lookup {
+        let w = self.window.lock();
+        if w.head == Some(pos) {
+            return Lookup::AtHead;
+        }
+        for chunk in w.chunks.iter().rev() {
+            let (Some(first), Some(last)) = (chunk.records.first(), chunk.records.last()) else {
+                continue;
+            };
+            if pos < first.prev_end {
+                continue;
+            }
+            if pos >= last.end {
+                break;
+            }
+            return match chunk.find(pos) {
+                Some(i) => Lookup::Record(Arc::clone(chunk), i),
+                None => Lookup::Unknown,
+            };
+        }
+        Lookup::Unknown
+    }
+
+    #[cfg(test)]
+    pub fn kept_bytes(&self) -> usize {
+        self.window.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(segment: u32, offset: u64) -> Position {
+        Position::new(segment, offset)
+    }
+
+    fn payload_at(tail: &WalTail, pos: Position) -> Option<Vec<u8>> {
+        match tail.lookup(pos) {
+            Lookup::Record(c, i) => c.record(i).map(|r| c.payload(r).to_vec()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn records_are_found_by_the_previous_end_across_segments() {
+        let tail = WalTail::new(1 << 20);
+        tail.publish(&[b"a", b"bb"], &[(p(0, 0), p(0, 8)), (p(0, 8), p(0, 17))]);
+        // The next write rotated: its record begins in segment 1.
+        tail.publish(&[b"ccc"], &[(p(0, 17), p(1, 10))]);
+        assert_eq!(payload_at(&tail, p(0, 0)).as_deref(), Some(&b"a"[..]));
+        assert_eq!(payload_at(&tail, p(0, 8)).as_deref(), Some(&b"bb"[..]));
+        assert_eq!(payload_at(&tail, p(0, 17)).as_deref(), Some(&b"ccc"[..]));
+        assert!(matches!(tail.lookup(p(1, 10)), Lookup::AtHead));
+        // Inside a record, or before the window: the file knows.
+        assert!(matches!(tail.lookup(p(0, 3)), Lookup::Unknown));
+        assert!(matches!(tail.lookup(p(1, 0)), Lookup::Unknown));
+    }
+
+    #[test]
+    fn the_window_keeps_the_newest_writes_under_its_cap() {
+        let tail = WalTail::new(64);
+        let data = [7u8; 16];
+        let mut end = 0;
+        for _ in 0..10 {
+            tail.publish(&[&data], &[(p(0, end), p(0, end + 23))]);
+            end += 23;
+        }
+        assert_eq!(tail.kept_bytes(), 64);
+        assert!(matches!(tail.lookup(p(0, 0)), Lookup::Unknown));
+        assert!(payload_at(&tail, p(0, end - 23)).is_some());
+        assert!(payload_at(&tail, p(0, end - 4 * 23)).is_some());
+        assert!(payload_at(&tail, p(0, end - 5 * 23)).is_none());
+    }
+
+    #[test]
+    fn a_large_write_moves_the_head_but_is_read_from_the_file() {
+        let tail = WalTail::new(64);
+        tail.publish(&[b"x"], &[(p(0, 0), p(0, 8))]);
+        tail.publish(&[&[0u8; 17]], &[(p(0, 8), p(0, 32))]);
+        assert!(matches!(tail.lookup(p(0, 8)), Lookup::Unknown));
+        assert!(matches!(tail.lookup(p(0, 32)), Lookup::AtHead));
+        tail.invalidate();
+        assert!(matches!(tail.lookup(p(0, 32)), Lookup::Unknown));
+    }
+}
