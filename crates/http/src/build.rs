@@ -53,6 +53,7 @@ pub fn build_client(
     }
     let plain = auth.is_empty()
         && opts.static_hosts.is_empty()
+        && !opts.round_robin_dns
         && cfg.proxy_url.as_deref().is_none_or(str::is_empty)
         && !cfg.proxy_from_environment;
     Ok(HttpClient::from_parts(b.build()?, auth).with_plain(plain))

@@ -24,8 +24,10 @@ use reqwest::header::{
 use reqwest::{StatusCode, Url};
 use tributary_http::HttpClient;
 
+use crate::h1::{H1Endpoint, Reply};
+
 /// At most this much of an error response body is kept for the log.
-const MAX_ERROR_BODY: usize = 1024;
+pub(crate) const MAX_ERROR_BODY: usize = 1024;
 
 const REMOTE_WRITE_VERSION: HeaderName =
     HeaderName::from_static("x-prometheus-remote-write-version");
@@ -56,6 +58,9 @@ pub struct WriteClient {
     /// Send 2.0 requests (cleared for good when the receiver answers 415).
     v2: Arc<AtomicBool>,
     retry_on_http_429: bool,
+    /// 1.0 requests to a plain `http://` endpoint (no proxy, credentials
+    /// or TLS) go over connections of our own.
+    h1: Option<Arc<H1Endpoint>>,
 }
 
 /// The remote-write protocol of one request.
@@ -109,7 +114,17 @@ impl WriteClient {
             REMOTE_WRITE_VERSION,
             HeaderValue::from_static(crate::encode_v2::VERSION_V2),
         );
+        let h1 = if http.is_plain() {
+            let rendered: Vec<(&str, &[u8])> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes()))
+                .collect();
+            H1Endpoint::new(&settings.url, &rendered).map(Arc::new)
+        } else {
+            None
+        };
         Ok(Self {
+            h1,
             http,
             url: settings.url,
             timeout: settings.timeout,
@@ -154,6 +169,40 @@ impl WriteClient {
         protocol: Protocol,
         samples: u64,
     ) -> Result<(), SendError> {
+        if let (Protocol::V1, Some(h1)) = (protocol, &self.h1) {
+            match tokio::time::timeout(self.timeout, h1.post(&body, attempt)).await {
+                Err(_) => {
+                    return Err(SendError::Recoverable {
+                        message: format!("sending request: no response within {:?}", self.timeout),
+                        retry_after: None,
+                    })
+                }
+                Ok(Err(e)) => {
+                    return Err(SendError::Recoverable {
+                        message: format!("sending request: {e}"),
+                        retry_after: None,
+                    })
+                }
+                Ok(Ok(Reply::Response {
+                    status,
+                    retry_after,
+                    body,
+                })) => {
+                    let status =
+                        StatusCode::from_u16(status).map_err(|_| SendError::Recoverable {
+                            message: format!("invalid HTTP status {status}"),
+                            retry_after: None,
+                        })?;
+                    if status.is_success() {
+                        return Ok(());
+                    }
+                    let body = String::from_utf8_lossy(&body).trim().to_owned();
+                    return Err(self.failure(status, retry_after.as_deref(), &body));
+                }
+                // Followed, as configured, by the general client.
+                Ok(Ok(Reply::Redirect)) => {}
+            }
+        }
         let headers = match protocol {
             Protocol::V1 => &self.headers,
             Protocol::V2 => &self.headers_v2,
@@ -206,16 +255,22 @@ impl WriteClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            .map(str::to_owned);
         let body = error_body(resp).await;
+        Err(self.failure(status, retry_after.as_deref(), &body))
+    }
+
+    /// The error for a response with a failure `status`.
+    fn failure(&self, status: StatusCode, retry_after: Option<&str>, body: &str) -> SendError {
+        let retry_after = retry_after.and_then(|v| parse_retry_after(v, SystemTime::now()));
         let message = format!("server returned HTTP status {status}: {body}");
         if is_recoverable(status, self.retry_on_http_429) {
-            Err(SendError::Recoverable {
+            SendError::Recoverable {
                 message,
                 retry_after,
-            })
+            }
         } else {
-            Err(SendError::NonRecoverable(message))
+            SendError::NonRecoverable(message)
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod ack;
 pub mod client;
 pub mod encode;
 pub mod encode_v2;
+mod h1;
 pub mod metrics;
 mod proto;
 pub mod queue;

@@ -37,9 +37,29 @@ fn settings(shards: usize) -> QueueSettings {
     }
 }
 
+/// A client as the agent builds it for a plain `http://` endpoint: 1.0
+/// requests go over its own HTTP/1.1 connections.
 fn client(rx: &Receiver, retry_429: bool) -> WriteClient {
+    let http = tributary_http::build_client(
+        &tributary_config::HttpClientConfig::default_for_remote_write(),
+        tributary_http::ClientOptions::default(),
+    )
+    .unwrap();
+    assert!(http.is_plain());
+    client_over(http, rx, retry_429)
+}
+
+/// A client that sends everything through reqwest (as for endpoints with
+/// TLS, a proxy or credentials).
+fn general_client(rx: &Receiver, retry_429: bool) -> WriteClient {
+    let http = HttpClient::from_parts(reqwest::Client::new(), AuthStep::default());
+    assert!(!http.is_plain());
+    client_over(http, rx, retry_429)
+}
+
+fn client_over(http: HttpClient, rx: &Receiver, retry_429: bool) -> WriteClient {
     WriteClient::new(
-        HttpClient::from_parts(reqwest::Client::new(), AuthStep::default()),
+        http,
         WriteClientSettings {
             url: format!("http://{}/push", rx.addr).parse().unwrap(),
             timeout: Duration::from_secs(5),
@@ -103,6 +123,15 @@ fn fill(wal: &MemWal, n: u64, per_series: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_everything_with_exact_labels_and_headers() {
+    delivers_everything_over(client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_everything_with_exact_labels_and_headers_over_the_general_client() {
+    delivers_everything_over(general_client).await;
+}
+
+async fn delivers_everything_over(client: fn(&Receiver, bool) -> WriteClient) {
     let rx = start_receiver().await;
     let wal = MemWal::default();
     wal.push(MemRecord::Series(vec![
@@ -120,7 +149,13 @@ async fn delivers_everything_with_exact_labels_and_headers() {
         (99, 10, 4.0),
     ]));
     let m = metrics();
-    let q = start_queue(&rx, &wal, 1, m.clone());
+    let q = QueueManager::start(
+        settings(1),
+        client(&rx, false),
+        wal.source(),
+        transform(),
+        m.clone(),
+    );
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 2).await);
     let mut got = rx.state.accepted_samples();
     got.sort_by(|a, b| a.0.cmp(&b.0));
