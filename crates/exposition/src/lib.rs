@@ -43,4 +43,6 @@ pub use check::{check_metrics, sniff_format, CheckReport, Problem, Severity};
 pub use error::{ParseError, UnsupportedContentType};
 pub use format::Format;
 pub use number::NORMAL_NAN_BITS;
-pub use parser::{Entry, Exemplar, Parser, ParserOptions, DEFAULT_MAX_LABELS_PER_SERIES};
+pub use parser::{
+    Entry, Exemplar, GuessedSeries, Parser, ParserOptions, DEFAULT_MAX_LABELS_PER_SERIES,
+};

@@ -22,8 +22,8 @@ use crate::number::{
 };
 use crate::protobuf::ProtoParser;
 use crate::scan::{
-    metric_name_len, scan_name, simple_label_block, unescape_help, unescape_label, LabelItem,
-    LabelScanner, ScanError,
+    is_metric_name_start, metric_name_len, scan_name, simple_label_block, unescape_help,
+    unescape_label, LabelItem, LabelScanner, ScanError,
 };
 
 /// Labels allowed on one series before the line is rejected: it bounds the
@@ -128,6 +128,18 @@ struct ExemplarSpan {
     timestamp: Option<i64>,
 }
 
+/// A sample line as [`Parser::guess_series`] read it.
+#[derive(Debug, Clone, Copy)]
+pub struct GuessedSeries<'a> {
+    /// The series bytes, if the guess is right: the scrape-cache key.
+    pub series: &'a [u8],
+    pub value: f64,
+    pub timestamp: Option<i64>,
+    /// Offsets of the line and of the next one.
+    start: usize,
+    end: usize,
+}
+
 /// A zero-copy pull parser over one exposition body.
 #[derive(Clone)]
 pub struct Parser<'a> {
@@ -145,6 +157,9 @@ pub struct Parser<'a> {
     name: NameSpan,
     /// Offset just after `{` of the series label block, if any.
     labels_start: Option<usize>,
+    /// The series came from [`Parser::take_guessed`]: `name` and
+    /// `labels_start` are not set, [`Parser::name_and_labels`] derives them.
+    name_guessed: bool,
     value: f64,
     timestamp: Option<i64>,
     exemplar: Option<ExemplarSpan>,
@@ -184,6 +199,7 @@ impl<'a> Parser<'a> {
             series: 0..0,
             name: NameSpan::default(),
             labels_start: None,
+            name_guessed: false,
             value: 0.0,
             timestamp: None,
             exemplar: None,
@@ -409,11 +425,91 @@ impl<'a> Parser<'a> {
             quoted: false,
         };
         self.labels_start = labels_start;
+        self.name_guessed = false;
         self.series = start..start + series_end;
         self.value = value;
         self.timestamp = timestamp;
         self.exemplar = None;
         true
+    }
+
+    /// Prometheus text: the next line read from its end as
+    /// `series value[ timestamp]` — split at its last space (or the one
+    /// before, when the series' `}` precedes it), value and timestamp in
+    /// the forms [`Parser::prom_simple_series`] takes — without looking at
+    /// the series bytes at all. Nothing is decided about them: only a
+    /// caller that knows them as a whole series parsed before (its scrape
+    /// cache holds them) may take the line with [`Parser::take_guessed`].
+    /// That is sound because a valid series is self-delimiting: followed by
+    /// a space and a value, the general parser splits the line the same
+    /// way. Otherwise the caller goes on with [`Parser::next`].
+    pub fn guess_series(&self) -> Option<GuessedSeries<'a>> {
+        if self.format != Format::PrometheusText || self.finished || !self.simple_path {
+            return None;
+        }
+        let start = self.pos;
+        let rest = self.body.get(start..)?;
+        // Comments, blank lines and `{`-first series go the general way.
+        if !rest.first().is_some_and(|&b| is_metric_name_start(b)) {
+            return None;
+        }
+        let (line, end) = match memchr::memchr(b'\n', rest) {
+            Some(n) => (&rest[..n], start + n + 1),
+            None => (rest, self.body.len()),
+        };
+        let last = memchr::memrchr(b' ', line)?;
+        let (head, tail) = (&line[..last], &line[last + 1..]);
+        let timestamped = match head.last() {
+            Some(b'}') => None,
+            _ => memchr::memrchr(b' ', head).filter(|&i| i > 0 && head[i - 1] == b'}'),
+        };
+        let (series, value, timestamp) = match timestamped {
+            None => (head, tail, None),
+            Some(i) => (
+                &head[..i],
+                &head[i + 1..],
+                Some(parse_plain_timestamp(tail)?),
+            ),
+        };
+        let (value, _) = parse_fast_decimal_prefix(value).filter(|&(_, n)| n == value.len())?;
+        Some(GuessedSeries {
+            series,
+            value,
+            timestamp,
+            start,
+            end,
+        })
+    }
+
+    /// Takes the line [`Parser::guess_series`] read, as [`Parser::next`]
+    /// would have returned it as an [`Entry::Series`].
+    pub fn take_guessed(&mut self, g: &GuessedSeries<'a>) {
+        self.line_no += 1;
+        self.line_start = g.start;
+        self.pos = g.end;
+        self.series = g.start..g.start + g.series.len();
+        self.name_guessed = true;
+        self.value = g.value;
+        self.timestamp = g.timestamp;
+        self.exemplar = None;
+    }
+
+    /// The series' name and the offset after its `{`, derived from the
+    /// series bytes after [`Parser::take_guessed`] (only when asked: a
+    /// cache hit needs neither).
+    fn name_and_labels(&self) -> (NameSpan, Option<usize>) {
+        if !self.name_guessed {
+            return (self.name.clone(), self.labels_start);
+        }
+        let series = self.body.get(self.series.clone()).unwrap_or_default();
+        let name_len = metric_name_len(series);
+        let brace = skip_blanks(series, name_len);
+        let labels = (series.get(brace) == Some(&b'{')).then_some(self.series.start + brace + 1);
+        let name = NameSpan {
+            range: self.series.start..self.series.start + name_len,
+            quoted: false,
+        };
+        (name, labels)
     }
 
     fn prom_series(&mut self, line: &'a [u8], start: usize) -> Result<(), ParseError> {
@@ -730,6 +826,7 @@ impl<'a> Parser<'a> {
     fn reset_series(&mut self) {
         self.name = NameSpan::default();
         self.labels_start = None;
+        self.name_guessed = false;
         self.timestamp = None;
         self.exemplar = None;
     }
@@ -762,7 +859,7 @@ impl<'a> Parser<'a> {
     pub fn metric_name(&self) -> Cow<'a, str> {
         match &self.proto {
             Some(p) => Cow::Owned(p.metric_name()),
-            None => self.span_str(&self.name),
+            None => self.span_str(&self.name_and_labels().0),
         }
     }
 
@@ -786,7 +883,7 @@ impl<'a> Parser<'a> {
         }
         out.clear();
         out.set(METRIC_NAME, &self.metric_name());
-        let Some(start) = self.labels_start else {
+        let Some(start) = self.name_and_labels().1 else {
             return Ok(());
         };
         let strict = self.format == Format::OpenMetrics;
@@ -866,15 +963,16 @@ impl<'a> Parser<'a> {
     /// The suffix of the current series name relative to the current
     /// family (`""` for the family name itself), if it belongs to it.
     fn family_suffix(&self) -> Option<&'static str> {
-        if self.family.range.is_empty() || self.name.range.is_empty() {
+        let (name, _) = self.name_and_labels();
+        if self.family.range.is_empty() || name.range.is_empty() {
             return None;
         }
         let suffixes = allowed_suffixes(self.family_type, self.format);
-        if !self.family.quoted && !self.name.quoted {
+        if !self.family.quoted && !name.quoted {
             // Both legacy (ASCII) names: compare the raw bytes.
             let rest = self
                 .body
-                .get(self.name.range.clone())?
+                .get(name.range.clone())?
                 .strip_prefix(self.body.get(self.family.range.clone())?)?;
             return suffixes.iter().copied().find(|s| s.as_bytes() == rest);
         }
@@ -976,6 +1074,19 @@ enum LineResult<'a> {
     End,
 }
 
+/// A timestamp as [`Parser::prom_simple_series`] takes it: decimal digits
+/// only, within `i64`.
+fn parse_plain_timestamp(s: &[u8]) -> Option<i64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0i64, |t, &b| {
+        let d = b.wrapping_sub(b'0');
+        (d <= 9).then_some(())?;
+        t.checked_mul(10)?.checked_add(i64::from(d))
+    })
+}
+
 fn skip_blanks(line: &[u8], mut i: usize) -> usize {
     while matches!(line.get(i), Some(b' ' | b'\t')) {
         i += 1;
@@ -1024,6 +1135,13 @@ mod tests {
     /// there are more.
     fn observe(parser: &mut Parser<'_>) -> (String, bool) {
         let entry = parser.next();
+        describe(parser, entry)
+    }
+
+    fn describe(
+        parser: &Parser<'_>,
+        entry: Result<Option<Entry<'_>>, ParseError>,
+    ) -> (String, bool) {
         let mut out = format!("{entry:?} line={}", parser.line_number());
         let more = matches!(entry, Ok(Some(_)));
         if let Ok(Some(Entry::Series)) = entry {
@@ -1064,6 +1182,70 @@ mod tests {
             "body {:?}",
             String::from_utf8_lossy(body)
         );
+    }
+
+    /// A trace that takes every line [`Parser::guess_series`] reads as a
+    /// series the general parse of the same body produced (as a scrape
+    /// cache would know it).
+    fn trace_guessing(body: &[u8]) -> Vec<String> {
+        let mut known = std::collections::HashSet::new();
+        let mut general = Parser::new(Format::PrometheusText, body);
+        while let Ok(Some(e)) = general.next() {
+            if e == Entry::Series {
+                known.insert(general.series().0.to_vec());
+            }
+        }
+        let mut parser = Parser::new(Format::PrometheusText, body);
+        let mut steps = Vec::new();
+        loop {
+            let guessed = parser.guess_series().filter(|g| known.contains(g.series));
+            let (step, more) = match guessed {
+                Some(g) => {
+                    parser.take_guessed(&g);
+                    describe(&parser, Ok(Some(Entry::Series)))
+                }
+                None => observe(&mut parser),
+            };
+            steps.push(step);
+            if !more {
+                return steps;
+            }
+        }
+    }
+
+    fn assert_guesses_agree(body: &[u8]) {
+        assert_eq!(
+            trace_guessing(body),
+            trace(body, true),
+            "body {:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+
+    #[test]
+    fn guessed_lines_read_as_parsed_lines() {
+        let body = "# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 4 1700000000000\n\
+            h_count 4\nh_sum 1.5 17\na {b=\"c\"} 1\na{b=\"} 2\"} 3\na{b=\"x\"} 1 \na{b=\"x\"}  2\n\
+            a{b=\"x\"} 1\r\na{b=\"x\"} NaN\na{b=\"x\"} 1 2 3\n# TYPE s summary\ns{quantile=\"1\"} 1\n\
+            a{b=\"x\"} 7\nh_sum 2.5 18\nh_count 5\n";
+        assert_guesses_agree(body.as_bytes());
+        // The guess is taken where the series is known, and not elsewhere.
+        let mut p = Parser::new(Format::PrometheusText, body.as_bytes());
+        let mut guessed = Vec::new();
+        while !p.finished {
+            if let Some(g) = p.guess_series() {
+                guessed.push(String::from_utf8_lossy(g.series).into_owned());
+            }
+            if p.next().is_err() {
+                break;
+            }
+        }
+        assert!(
+            guessed.contains(&"h_bucket{le=\"+Inf\"}".to_owned()),
+            "{guessed:?}"
+        );
+        assert!(guessed.contains(&"a {b=\"c\"}".to_owned()), "{guessed:?}");
+        assert!(guessed.contains(&"a{b=\"} 2\"}".to_owned()), "{guessed:?}");
     }
 
     #[test]
@@ -1166,6 +1348,7 @@ mod tests {
         #[test]
         fn simple_path_agrees_with_general_path(parts in prop::collection::vec(fragment(), 0..40)) {
             assert_same(parts.concat().as_bytes());
+            assert_guesses_agree(parts.concat().as_bytes());
         }
 
         #[test]
@@ -1179,6 +1362,9 @@ mod tests {
             let ts = ts.map(|t| format!(" {t}")).unwrap_or_default();
             let body = format!("{name}{{{}}} {value}{ts}\n{name} {value}\n", block.join(","));
             assert_same(body.as_bytes());
+            // Each line twice: the second is taken by guessing.
+            let twice = format!("{body}{body}");
+            assert_guesses_agree(twice.as_bytes());
         }
     }
 

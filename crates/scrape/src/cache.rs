@@ -255,6 +255,15 @@ impl ScrapeCache {
         self.cursor = pos + 1;
     }
 
+    /// Whether `k` is the entry after the last one found — the series a
+    /// target exposing its usual order shows next. Looks nowhere else, so
+    /// asking about a key that is not there changes nothing.
+    pub(crate) fn is_next(&self, k: u128) -> bool {
+        self.slots
+            .get(self.cursor)
+            .is_some_and(|s| s.key == split(k))
+    }
+
     pub(crate) fn get_mut(&mut self, k: u128) -> Option<EntryMut<'_>> {
         let pos = self.position(split(k))?;
         // A repeat within one scrape is not a visit of its own.

@@ -30,6 +30,9 @@ use crate::target::Target;
 
 /// Samples more than this far in the future are dropped (out of bounds).
 const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
+/// Lines read from their end that were not what the cache expected, after
+/// which a scrape stops guessing (see `ScrapeLoop::append_parsed`).
+const GUESS_MISSES_ALLOWED: u32 = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScrapeError {
@@ -525,10 +528,34 @@ impl ScrapeLoop {
             usize::try_from(self.cfg.native_histogram_bucket_limit).unwrap_or(usize::MAX);
         let mut reduced = NativeHistogram::default();
         let mut bucket_limit_exceeded = false;
+        // Lines of series the cache expects next are read from their end
+        // (`Parser::guess_series`) instead of being tokenised; a target
+        // whose lines keep missing (new, reordered, timestamped) is parsed
+        // the usual way for the rest of the scrape.
+        let mut guess_misses = if format == Format::PrometheusText {
+            0
+        } else {
+            GUESS_MISSES_ALLOWED
+        };
         loop {
-            let entry = parser
-                .next()
-                .map_err(|e| ScrapeError::Parse(e.to_string()))?;
+            let mut known_key = None;
+            if guess_misses < GUESS_MISSES_ALLOWED {
+                if let Some(g) = parser.guess_series() {
+                    let k = cache::key(g.series);
+                    if self.cache.is_next(k) {
+                        parser.take_guessed(&g);
+                        known_key = Some(k);
+                    } else {
+                        guess_misses += 1;
+                    }
+                }
+            }
+            let entry = match known_key {
+                Some(_) => Some(Entry::Series),
+                None => parser
+                    .next()
+                    .map_err(|e| ScrapeError::Parse(e.to_string()))?,
+            };
             let histogram = match entry {
                 None => break,
                 Some(Entry::Series) => false,
@@ -564,7 +591,7 @@ impl ScrapeLoop {
                 _ => ts,
             };
             let in_bounds = t <= now + MAX_FUTURE_MS;
-            let k = cache::key(raw);
+            let k = known_key.unwrap_or_else(|| cache::key(raw));
             let (series, is_new, prev_t) = match self.cache.get_mut(k) {
                 Some(e) if e.seen_in(iter) => {
                     // The same series twice in one exposition.

@@ -143,6 +143,83 @@ async fn scrapes_append_values_labels_and_report_series() {
     );
 }
 
+/// The n-th scrape of this target: every value is n; lines of the shapes
+/// a series read again from the scrape cache must survive (labels holding
+/// spaces and `}`, exposed timestamps, `le` normalised under a histogram
+/// family, label-less series, a blank between name and labels, a tab).
+async fn start_tricky_target() -> Target {
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let s = scrapes.clone();
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let n = s.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let body = format!(
+                    "# TYPE h histogram\nh_bucket{{le=\"1\"}} {n}\nh_bucket{{le=\"+Inf\"}} {n}\nh_sum {n}\n\
+                     plain {n}\nstamped{{a=\"x\"}} {n} {}\nspaced{{p=\"/a b}} c\"}} {n}\n\
+                     blank {{q=\"1\"}} {n}\ntabbed{{q=\"2\"}}\t{n}\n",
+                    1_700_000_000_000i64 + n as i64,
+                );
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Target {
+        addr,
+        mode: Arc::default(),
+        scrapes,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_read_again_from_the_cache_keep_labels_values_and_timestamps() {
+    let t = start_tricky_target().await;
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    wait_scrapes(&t, 4).await;
+    m.stop();
+    let values = |name: &str, label: (&str, &str)| -> Vec<(i64, f64)> {
+        storage
+            .samples_named(name)
+            .into_iter()
+            .filter(|s| s.labels.get(label.0) == Some(label.1))
+            .map(|s| (s.t, s.v))
+            .collect()
+    };
+    let expected = [
+        ("h_bucket", ("le", "1.0")),
+        ("h_bucket", ("le", "+Inf")),
+        ("h_sum", ("job", "j")),
+        ("plain", ("job", "j")),
+        ("stamped", ("a", "x")),
+        ("spaced", ("p", "/a b} c")),
+        ("blank", ("q", "1")),
+        ("tabbed", ("q", "2")),
+    ];
+    let first = values("plain", ("job", "j"));
+    assert!(first.len() >= 4, "{first:?}");
+    for (name, label) in expected {
+        let got = values(name, label);
+        // One sample per scrape, the n-th scrape's value n, nothing else.
+        assert_eq!(got.len(), first.len(), "{name} {label:?}: {got:?}");
+        for (i, (t, v)) in got.iter().enumerate() {
+            assert_eq!(*v, first[0].1 + i as f64, "{name} {label:?}: {got:?}");
+            if name == "stamped" {
+                assert_eq!(*t, 1_700_000_000_000 + *v as i64);
+            } else {
+                assert_eq!(*t, first[i].0, "{name}");
+            }
+        }
+    }
+    assert!(storage.samples_named("h_bucket").len() == 2 * first.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanished_series_and_failed_scrapes_get_staleness_markers() {
     let t = start_target().await;
