@@ -53,7 +53,9 @@
 //!
 //! [`WalReader`] tails the segments from any [`Position`], never returns a
 //! half-written record, skips corrupt pages, and reports segments deleted
-//! underneath it as [`Skipped`] gaps instead of failing.
+//! underneath it as [`Skipped`] gaps instead of failing. A reader from
+//! [`AgentStorage::reader`] takes the newest records from the writer's
+//! memory while it keeps up (`WalOptions::tail_bytes`, see `tail`).
 //! [`load_series_before`] tells a resuming consumer the labels of the refs
 //! it will meet.
 //!

@@ -65,8 +65,8 @@ pub struct WalOptions {
     /// Per-consumer overrides of `max_bytes_per_consumer`, by name.
     pub consumer_max_bytes: BTreeMap<String, u64>,
     /// Uncompressed record bytes of the newest commits kept in memory for
-    /// readers at the head (see `tail`); a commit over a quarter of it is
-    /// read from the file. 0: read everything from the file.
+    /// readers at the head (see `tail`); a commit over half of it is read
+    /// from the file. 0: read everything from the file.
     pub tail_bytes: usize,
 }
 
@@ -85,10 +85,10 @@ impl Default for WalOptions {
             write_buffer_bytes: 64 << 20,
             max_bytes_per_consumer: None,
             consumer_max_bytes: BTreeMap::new(),
-            // ~45 scrapes of 2,000 series: a couple of seconds at 400k
-            // series every 10 s, where a reader that keeps up is
-            // milliseconds behind; commits up to ~23k samples are kept.
-            tail_bytes: 1 << 20,
+            // ~11 scrapes of 2,000 series, half a second at 400k series
+            // every 10 s, where a reader that keeps up is milliseconds
+            // behind; commits up to ~11k samples are kept.
+            tail_bytes: 256 << 10,
         }
     }
 }
@@ -1811,7 +1811,7 @@ mod tests {
         let mut reg = Registry::default();
         let opts = WalOptions {
             segment_size: 64 * 1024,
-            // Commits of up to 8 KiB kept, ~10 of the small ones.
+            // Commits of up to 16 KiB kept, ~10 of the small ones.
             tail_bytes: 32 * 1024,
             ..WalOptions::default()
         };

@@ -80,8 +80,8 @@ struct Window {
 
 pub(crate) struct WalTail {
     window: Mutex<Window>,
-    /// Payload bytes kept at most; a write larger than a quarter of it is
-    /// not kept (readers take it from the file).
+    /// Payload bytes kept at most; a write larger than half of it is not
+    /// kept (readers take it from the file).
     cap: usize,
 }
 
@@ -100,7 +100,7 @@ impl WalTail {
             return;
         };
         let size: usize = payloads.iter().map(|p| p.len()).sum();
-        let keep = payloads.len() == spans.len() && size <= self.cap / 4;
+        let keep = payloads.len() == spans.len() && size <= self.cap / 2;
         let chunk = keep.then(|| {
             let mut data = Vec::with_capacity(size);
             let records = payloads
@@ -219,10 +219,10 @@ mod tests {
     fn a_large_write_moves_the_head_but_is_read_from_the_file() {
         let tail = WalTail::new(64);
         tail.publish(&[b"x"], &[(p(0, 0), p(0, 8))]);
-        tail.publish(&[&[0u8; 17]], &[(p(0, 8), p(0, 32))]);
+        tail.publish(&[&[0u8; 33]], &[(p(0, 8), p(0, 48))]);
         assert!(matches!(tail.lookup(p(0, 8)), Lookup::Unknown));
-        assert!(matches!(tail.lookup(p(0, 32)), Lookup::AtHead));
+        assert!(matches!(tail.lookup(p(0, 48)), Lookup::AtHead));
         tail.invalidate();
-        assert!(matches!(tail.lookup(p(0, 32)), Lookup::Unknown));
+        assert!(matches!(tail.lookup(p(0, 48)), Lookup::Unknown));
     }
 }
