@@ -20,13 +20,12 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 use crate::error::WalError;
 use crate::format::{self, Parsed};
 use crate::record::RecordType;
-use crate::tail::{Lookup, TailChunk, WalTail};
+use crate::tail::{Lookup, TailChunk, TailRecord, WalTail};
 
 /// A place in the WAL: a segment index and a byte offset in that segment.
 /// Positions order the way records were written.
@@ -184,7 +183,7 @@ impl WalReader {
     ) -> Result<Option<Record<'_>>, WalError> {
         match self.tail_lookup() {
             Lookup::AtHead => return Ok(None),
-            Lookup::Record(chunk, i) => return Ok(Some(self.take_from_tail(chunk, i, want))),
+            Lookup::Record(chunk, i, r) => return Ok(Some(self.take_from_tail(chunk, i, r, want))),
             Lookup::Unknown => {}
         }
         match self.step()? {
@@ -311,30 +310,23 @@ impl WalReader {
         };
         let pos = self.position();
         if let Some((chunk, i)) = &self.held {
-            if chunk.record(i + 1).is_some_and(|r| r.prev_end == pos) {
-                return Lookup::Record(Arc::clone(chunk), i + 1);
+            if let Some(&r) = chunk.record(i + 1).filter(|r| r.prev_end == pos) {
+                return Lookup::Record(Arc::clone(chunk), i + 1, r);
             }
         }
         tail.lookup(pos)
     }
 
-    /// Returns record `i` of `chunk`, which follows the current position,
-    /// and leaves the file: a later read from it starts at the new
-    /// position.
+    /// Returns `r`, record `i` of `chunk`, which follows the current
+    /// position, and leaves the file: a later read from it starts at the
+    /// new position.
     fn take_from_tail(
         &mut self,
         chunk: Arc<TailChunk>,
         i: usize,
+        r: TailRecord,
         want: impl Fn(Option<RecordType>) -> bool,
     ) -> Record<'_> {
-        let Some(r) = chunk.record(i).copied() else {
-            return Record {
-                start: self.position(),
-                end: self.position(),
-                payload: &[],
-                skipped: None,
-            };
-        };
         self.file = None;
         self.buf.clear();
         self.segment = r.end.segment;

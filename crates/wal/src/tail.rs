@@ -55,15 +55,19 @@ impl TailChunk {
             .unwrap_or_default()
     }
 
-    fn find(&self, prev_end: Position) -> Option<usize> {
-        self.records.iter().position(|r| r.prev_end == prev_end)
+    fn find(&self, prev_end: Position) -> Option<(usize, TailRecord)> {
+        self.records
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.prev_end == prev_end)
+            .map(|(i, &r)| (i, r))
     }
 }
 
 /// What the tail knows about the record after a position.
 pub(crate) enum Lookup {
     /// It is record `i` of the chunk.
-    Record(Arc<TailChunk>, usize),
+    Record(Arc<TailChunk>, usize, TailRecord),
     /// Nothing was written after it.
     AtHead,
     /// Not known here: read the file.
@@ -156,7 +160,7 @@ impl WalTail {
                 break;
             }
             return match chunk.find(pos) {
-                Some(i) => Lookup::Record(Arc::clone(chunk), i),
+                Some((i, r)) => Lookup::Record(Arc::clone(chunk), i, r),
                 None => Lookup::Unknown,
             };
         }
@@ -179,7 +183,7 @@ mod tests {
 
     fn payload_at(tail: &WalTail, pos: Position) -> Option<Vec<u8>> {
         match tail.lookup(pos) {
-            Lookup::Record(c, i) => c.record(i).map(|r| c.payload(r).to_vec()),
+            Lookup::Record(c, _, r) => Some(c.payload(&r).to_vec()),
             _ => None,
         }
     }
