@@ -13,11 +13,13 @@
 mod auth;
 mod build;
 pub mod oauth2;
+mod plain;
 mod resolve;
 pub mod sigv4;
 
 pub use auth::{AuthStep, HeaderSource, SecretSource};
 pub use build::build_client;
+pub use plain::PlainHttpUrl;
 pub use resolve::RoundRobinResolver;
 
 use std::path::PathBuf;

@@ -27,15 +27,6 @@ fn gzip_bomb() -> Vec<u8> {
     member.repeat(256)
 }
 
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
-}
-
 /// A scrape manager scraping `targets` every second (900 ms timeout,
 /// 1 MB body limit) into memory.
 fn scrape(targets: &[String]) -> (MemStorage, ScrapeManager) {
@@ -51,7 +42,7 @@ fn scrape(targets: &[String]) -> (MemStorage, ScrapeManager) {
 async fn gzip_bomb_and_slow_target_fail_alone() {
     let bomb = Arc::new(gzip_bomb());
     let b = bomb.clone();
-    let bomb_addr = serve(Router::new().route(
+    let bomb_addr = common::serve(Router::new().route(
         "/metrics",
         get(move || {
             let body = (*b).clone();
@@ -67,7 +58,7 @@ async fn gzip_bomb_and_slow_target_fail_alone() {
         }),
     ))
     .await;
-    let slow_addr = serve(Router::new().route(
+    let slow_addr = common::serve(Router::new().route(
         "/metrics",
         get(|| async {
             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -77,7 +68,7 @@ async fn gzip_bomb_and_slow_target_fail_alone() {
     .await;
     let good_scrapes = Arc::new(AtomicU64::new(0));
     let g = good_scrapes.clone();
-    let good_addr = serve(Router::new().route(
+    let good_addr = common::serve(Router::new().route(
         "/metrics",
         get(move || {
             g.fetch_add(1, Ordering::SeqCst);
@@ -137,7 +128,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// Serves `body` as a gzip'd text exposition.
 async fn serve_gzip(body: Vec<u8>) -> String {
     let body = Arc::new(body);
-    serve(Router::new().route(
+    common::serve(Router::new().route(
         "/metrics",
         get(move || {
             let body = (*body).clone();

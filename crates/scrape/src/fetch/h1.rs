@@ -21,6 +21,7 @@ use std::io::Write;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tributary_http::PlainHttpUrl;
 
 use super::{CappedWriter, FetchError, FetchedBody, ScrapeRequest};
 use crate::buffers::BodyBuf;
@@ -45,23 +46,11 @@ impl H1Target {
     /// The target for `req`, if its URL is plain `http://` with a host.
     pub fn new(req: &ScrapeRequest) -> Option<Self> {
         let url = url::Url::parse(&req.url).ok()?;
-        if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
-            return None;
-        }
-        let host = url.host_str()?;
-        let port = url.port_or_known_default()?;
-        let connect = match url.host()? {
-            url::Host::Ipv6(ip) => format!("[{ip}]:{port}"),
-            _ => format!("{host}:{port}"),
-        };
-        let host_header = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        };
-        let path = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        };
+        let PlainHttpUrl {
+            connect,
+            host: host_header,
+            target: path,
+        } = PlainHttpUrl::parse(&url)?;
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {}\r\nAccept: {}\r\nAccept-Encoding: {}\r\nX-Prometheus-Scrape-Timeout-Seconds: {}\r\n\r\n",
             req.user_agent,

@@ -10,6 +10,16 @@ use tributary_discovery::TargetGroup;
 use tributary_model::Storage;
 use tributary_scrape::{ScrapeManager, ScrapeMetrics};
 
+/// Serves `app` on a free port of 127.0.0.1; its `host:port`.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
 /// A manager writing into `storage`, not yet configured.
 pub fn new_manager(storage: Arc<dyn Storage>) -> ScrapeManager {
     let mut registry = prometheus_client::registry::Registry::default();
