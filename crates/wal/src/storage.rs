@@ -1536,7 +1536,6 @@ impl WalAppender {
                 return shared.buffer_batch(&mut w, &mut t, &records, &batch);
             }
         };
-        shared.tail.publish(&records, w.writer.last_spans());
         mark_written(
             &mut w,
             &mut t,
@@ -1552,6 +1551,9 @@ impl WalAppender {
             .histograms_appended
             .inc_by((self.histograms.len() + self.float_histograms.len()) as u64);
         drop(t);
+        // Still under the writer lock, so records are published in the
+        // order they were written.
+        shared.tail.publish(&records, w.writer.last_spans());
         drop(w);
         shared.commit_tx.send_modify(|v| *v = v.wrapping_add(1));
         Ok(())

@@ -104,7 +104,9 @@ impl WalTail {
             return;
         };
         let size: usize = payloads.iter().map(|p| p.len()).sum();
-        let keep = payloads.len() == spans.len() && size <= self.cap / 2;
+        // Offsets in a chunk are 32-bit.
+        let keep =
+            payloads.len() == spans.len() && size <= self.cap / 2 && u32::try_from(size).is_ok();
         let chunk = keep.then(|| {
             let mut data = Vec::with_capacity(size);
             let records = payloads
