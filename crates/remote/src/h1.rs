@@ -16,6 +16,7 @@
 //! client does.
 
 use std::io::{self, IoSlice};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -32,6 +33,10 @@ const MAX_HEADERS: usize = 64;
 const READ_CHUNK: usize = 4 << 10;
 /// Idle connections kept at most (one per shard sending at once).
 const MAX_IDLE: usize = 64;
+/// An idle connection older than this is closed rather than used, as the
+/// general client's pool does: a middlebox may have dropped it silently,
+/// and a request on it would wait out the whole remote timeout.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What the receiver answered.
 #[derive(Debug)]
@@ -53,7 +58,8 @@ pub(crate) struct H1Endpoint {
     connect: String,
     /// The request head up to (not including) `Content-Length`.
     head: Vec<u8>,
-    idle: Mutex<Vec<TcpStream>>,
+    /// Kept-alive connections and when each went idle, newest last.
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
 }
 
 impl H1Endpoint {
@@ -88,7 +94,7 @@ impl H1Endpoint {
         }
         tail.push_str("\r\n");
         let parts = [self.head.as_slice(), tail.as_bytes(), body];
-        let kept = self.idle.lock().pop();
+        let kept = self.take_idle();
         if let Some(mut stream) = kept {
             match exchange(&mut stream, &parts).await {
                 Ok((reply, reusable)) => {
@@ -108,10 +114,18 @@ impl H1Endpoint {
         Ok(reply)
     }
 
+    /// The most recently idle connection, after closing those idle for
+    /// longer than [`IDLE_TIMEOUT`].
+    fn take_idle(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock();
+        idle.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
+        idle.pop().map(|(stream, _)| stream)
+    }
+
     fn keep(&self, stream: TcpStream, reusable: bool) {
         let mut idle = self.idle.lock();
         if reusable && idle.len() < MAX_IDLE {
-            idle.push(stream);
+            idle.push((stream, Instant::now()));
         }
     }
 }
@@ -367,6 +381,24 @@ mod tests {
         out.clear();
         decode_chunks(b"5\r\nhello\r\n3\r\n an\r\n0\r\n\r\n", &mut out, 4);
         assert_eq!(out, b"hell");
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_timeout_are_closed_not_used() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let e = H1Endpoint::new(&Url::parse(&format!("http://{addr}/w")).unwrap(), &[]).unwrap();
+        let stale = TcpStream::connect(addr).await.unwrap();
+        let fresh = TcpStream::connect(addr).await.unwrap();
+        let fresh_port = fresh.local_addr().unwrap().port();
+        let long_ago = Instant::now()
+            .checked_sub(IDLE_TIMEOUT + Duration::from_secs(1))
+            .unwrap();
+        e.idle.lock().push((stale, long_ago));
+        e.idle.lock().push((fresh, Instant::now()));
+        let taken = e.take_idle().unwrap();
+        assert_eq!(taken.local_addr().unwrap().port(), fresh_port);
+        assert!(e.take_idle().is_none());
     }
 
     #[test]
