@@ -465,11 +465,7 @@ impl<'a> Parser<'a> {
         };
         let (series, value, timestamp) = match timestamped {
             None => (head, tail, None),
-            Some(i) => (
-                &head[..i],
-                &head[i + 1..],
-                Some(parse_plain_timestamp(tail)?),
-            ),
+            Some(i) => (&head[..i], &head[i + 1..], Some(parse_int_timestamp(tail)?)),
         };
         let (value, _) = parse_fast_decimal_prefix(value).filter(|&(_, n)| n == value.len())?;
         Some(GuessedSeries {
@@ -1072,19 +1068,6 @@ enum LineResult<'a> {
     Entry(Entry<'a>),
     Skip,
     End,
-}
-
-/// A timestamp as [`Parser::prom_simple_series`] takes it: decimal digits
-/// only, within `i64`.
-fn parse_plain_timestamp(s: &[u8]) -> Option<i64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0i64, |t, &b| {
-        let d = b.wrapping_sub(b'0');
-        (d <= 9).then_some(())?;
-        t.checked_mul(10)?.checked_add(i64::from(d))
-    })
 }
 
 fn skip_blanks(line: &[u8], mut i: usize) -> usize {

@@ -19,7 +19,7 @@ pub mod sigv4;
 
 pub use auth::{AuthStep, HeaderSource, SecretSource};
 pub use build::build_client;
-pub use plain::PlainHttpUrl;
+pub use plain::{find_head_end, parse_chunk_size, PlainHttpUrl};
 pub use resolve::RoundRobinResolver;
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
-//! Where a plain `http://` URL is reached over a connection of the
-//! caller's own (the scrape loops' and the remote-write queues' HTTP/1.1
-//! paths, for clients that are [`crate::HttpClient::is_plain`]).
+//! What the scrape loops' and the remote-write queues' own HTTP/1.1 paths
+//! share (for clients that are [`crate::HttpClient::is_plain`]): where a
+//! plain `http://` URL is reached, and the framing of a response.
 
 use reqwest::Url;
 
@@ -38,6 +38,23 @@ impl PlainHttpUrl {
     }
 }
 
+/// The end of the response head at the start of `buf` (just past its
+/// blank line), once `buf` holds all of it.
+pub fn find_head_end(buf: &[u8]) -> Option<usize> {
+    memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// The size on a chunk's size line (without its CRLF; extensions after
+/// `;` ignored); `None` when it is not a hexadecimal number that fits.
+pub fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    let text = std::str::from_utf8(digits).unwrap_or_default().trim();
+    if text.is_empty() || text.len() > 15 {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -66,5 +83,19 @@ mod tests {
         assert!(parse("https://127.0.0.1/m").is_none());
         assert!(parse("http://user:pw@127.0.0.1/m").is_none());
         assert!(parse("http://user@127.0.0.1/m").is_none());
+    }
+
+    #[test]
+    fn response_framing() {
+        assert_eq!(
+            find_head_end(b"HTTP/1.1 204 No Content\r\n\r\nrest"),
+            Some(27)
+        );
+        assert_eq!(find_head_end(b"HTTP/1.1 204 No Content\r\n"), None);
+        assert_eq!(parse_chunk_size(b"1a"), Some(26));
+        assert_eq!(parse_chunk_size(b"FF;name=value"), Some(255));
+        assert!(parse_chunk_size(b"").is_none());
+        assert!(parse_chunk_size(b"xyz").is_none());
+        assert!(parse_chunk_size(b"fffffffffffffffffff").is_none());
     }
 }

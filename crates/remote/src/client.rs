@@ -170,37 +170,8 @@ impl WriteClient {
         samples: u64,
     ) -> Result<(), SendError> {
         if let (Protocol::V1, Some(h1)) = (protocol, &self.h1) {
-            match tokio::time::timeout(self.timeout, h1.post(&body, attempt)).await {
-                Err(_) => {
-                    return Err(SendError::Recoverable {
-                        message: format!("sending request: no response within {:?}", self.timeout),
-                        retry_after: None,
-                    })
-                }
-                Ok(Err(e)) => {
-                    return Err(SendError::Recoverable {
-                        message: format!("sending request: {e}"),
-                        retry_after: None,
-                    })
-                }
-                Ok(Ok(Reply::Response {
-                    status,
-                    retry_after,
-                    body,
-                })) => {
-                    let status =
-                        StatusCode::from_u16(status).map_err(|_| SendError::Recoverable {
-                            message: format!("invalid HTTP status {status}"),
-                            retry_after: None,
-                        })?;
-                    if status.is_success() {
-                        return Ok(());
-                    }
-                    let body = String::from_utf8_lossy(&body).trim().to_owned();
-                    return Err(self.failure(status, retry_after.as_deref(), &body));
-                }
-                // Followed, as configured, by the general client.
-                Ok(Ok(Reply::Redirect)) => {}
+            if let Some(sent) = self.send_plain(h1, &body, attempt).await {
+                return sent;
             }
         }
         let headers = match protocol {
@@ -258,6 +229,44 @@ impl WriteClient {
             .map(str::to_owned);
         let body = error_body(resp).await;
         Err(self.failure(status, retry_after.as_deref(), &body))
+    }
+
+    /// POSTs `body` over the endpoint's own HTTP/1.1 connections; `None`
+    /// for a redirect, which the general client follows as configured.
+    async fn send_plain(
+        &self,
+        h1: &H1Endpoint,
+        body: &Bytes,
+        attempt: u32,
+    ) -> Option<Result<(), SendError>> {
+        let transport = |message: String| SendError::Recoverable {
+            message,
+            retry_after: None,
+        };
+        let reply = match tokio::time::timeout(self.timeout, h1.post(body, attempt)).await {
+            Err(_) => {
+                let waited = format!("sending request: no response within {:?}", self.timeout);
+                return Some(Err(transport(waited)));
+            }
+            Ok(Err(e)) => return Some(Err(transport(format!("sending request: {e}")))),
+            Ok(Ok(reply)) => reply,
+        };
+        let Reply::Response {
+            status,
+            retry_after,
+            body,
+        } = reply
+        else {
+            return None;
+        };
+        let Ok(status) = StatusCode::from_u16(status) else {
+            return Some(Err(transport(format!("invalid HTTP status {status}"))));
+        };
+        if status.is_success() {
+            return Some(Ok(()));
+        }
+        let body = String::from_utf8_lossy(&body).trim().to_owned();
+        Some(Err(self.failure(status, retry_after.as_deref(), &body)))
     }
 
     /// The error for a response with a failure `status`.

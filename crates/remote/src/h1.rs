@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use reqwest::Url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tributary_http::PlainHttpUrl;
+use tributary_http::{find_head_end, parse_chunk_size, PlainHttpUrl};
 
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 << 10;
@@ -191,12 +191,10 @@ async fn write_all_vectored(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Resu
 
 /// Reads until `buf` holds a whole response head; its length.
 async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let mut searched: usize = 0;
     loop {
-        if let Some(i) = find(buf.get(searched.saturating_sub(3)..).unwrap_or_default()) {
-            return Ok(searched.saturating_sub(3) + i + 4);
+        if let Some(end) = find_head_end(buf) {
+            return Ok(end);
         }
-        searched = buf.len();
         if buf.len() >= MAX_HEAD {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -211,10 +209,6 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usiz
             ));
         }
     }
-}
-
-fn find(b: &[u8]) -> Option<usize> {
-    b.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
 struct Head {
@@ -330,9 +324,7 @@ fn decode_chunks(mut raw: &[u8], out: &mut Vec<u8>, keep: usize) {
         let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
             return;
         };
-        let line = std::str::from_utf8(&raw[..eol]).unwrap_or("");
-        let size = line.split(';').next().unwrap_or("").trim();
-        let Ok(size) = usize::from_str_radix(size, 16) else {
+        let Some(size) = parse_chunk_size(&raw[..eol]).and_then(|n| usize::try_from(n).ok()) else {
             return;
         };
         if size == 0 {

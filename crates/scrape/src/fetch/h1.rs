@@ -21,7 +21,7 @@ use std::io::Write;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tributary_http::PlainHttpUrl;
+use tributary_http::{find_head_end, parse_chunk_size, PlainHttpUrl};
 
 use super::{CappedWriter, FetchError, FetchedBody, ScrapeRequest};
 use crate::buffers::BodyBuf;
@@ -142,10 +142,6 @@ async fn read_head(stream: &mut TcpStream, head: &mut Vec<u8>) -> std::io::Resul
             ));
         }
     }
-}
-
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4)
 }
 
 /// How the body is delimited.
@@ -390,7 +386,8 @@ async fn read_chunked(
             }
             fill(stream, buf).await?;
         };
-        let size = parse_chunk_size(buf.get(pos..line_end).unwrap_or_default())?;
+        let size = parse_chunk_size(buf.get(pos..line_end).unwrap_or_default())
+            .ok_or_else(|| FetchError::Http("invalid chunk size".into()))?;
         pos = line_end + 2;
         if size == 0 {
             return skip_trailers(stream, buf, pos).await.map(|()| wire);
@@ -424,15 +421,6 @@ async fn read_chunked(
     }
 }
 
-fn parse_chunk_size(line: &[u8]) -> Result<u64, FetchError> {
-    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
-    let text = std::str::from_utf8(digits).unwrap_or_default().trim();
-    if text.is_empty() || text.len() > 15 {
-        return Err(FetchError::Http("invalid chunk size".into()));
-    }
-    u64::from_str_radix(text, 16).map_err(|_| FetchError::Http("invalid chunk size".into()))
-}
-
 /// Reads past the trailer section, which ends with an empty line.
 async fn skip_trailers(
     stream: &mut TcpStream,
@@ -460,15 +448,6 @@ async fn skip_trailers(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn chunk_sizes_with_extensions() {
-        assert_eq!(parse_chunk_size(b"1a").unwrap(), 26);
-        assert_eq!(parse_chunk_size(b"FF;name=value").unwrap(), 255);
-        assert!(parse_chunk_size(b"").is_err());
-        assert!(parse_chunk_size(b"xyz").is_err());
-        assert!(parse_chunk_size(b"fffffffffffffffffff").is_err());
-    }
 
     #[test]
     fn head_framing_and_connection() {
