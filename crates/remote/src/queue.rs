@@ -227,8 +227,14 @@ struct QueuedSample {
     item: Item,
     /// The series' metadata, sent inline by 2.0.
     metadata: Option<Arc<MetricMetadata>>,
-    /// Ack-tracker sequence of the record it came from.
+}
+
+/// The items of one WAL record for one shard, with the record's
+/// ack-tracker sequence (carried once, not per item); no items asks the
+/// shard to send what it holds.
+struct Chunk {
     seq: u64,
+    items: Vec<QueuedSample>,
 }
 
 impl QueuedSample {
@@ -315,8 +321,7 @@ enum Tally {
     Retried,
 }
 
-fn tally(m: &QueueMetrics, items: &[QueuedSample], which: Tally) {
-    let [samples, histograms, exemplars] = counts_by_kind(items);
+fn tally(m: &QueueMetrics, [samples, histograms, exemplars]: [u64; 3], which: Tally) {
     let (s, h, e) = match which {
         Tally::Sent => (&m.samples, &m.histograms.sent, &m.exemplars.sent),
         Tally::Failed => (&m.samples_failed, &m.histograms.failed, &m.exemplars.failed),
@@ -806,7 +811,6 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
             } else {
                 None
             },
-            seq: 0,
         };
         if let Some(chunk) = chunks.get_mut(shards.shard_of(r)) {
             chunk.push(sample);
@@ -851,14 +855,14 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     if let Some(p) = moved {
         (shared.acker)(p);
     }
-    for (idx, mut chunk) in chunks.into_iter().enumerate() {
-        if chunk.is_empty() {
+    for (idx, items) in chunks.into_iter().enumerate() {
+        if items.is_empty() {
             continue;
         }
-        for s in &mut chunk {
-            s.seq = seq;
-        }
-        if !shards.enqueue(shared, idx, chunk, stop).await {
+        if !shards
+            .enqueue(shared, idx, Chunk { seq, items }, stop)
+            .await
+        {
             return false;
         }
     }
@@ -1006,7 +1010,7 @@ struct ShardSet {
 /// The watcher's end of one shard: chunks of samples, and permits for the
 /// room left under `capacity`.
 struct ShardQueue {
-    tx: mpsc::UnboundedSender<Vec<QueuedSample>>,
+    tx: mpsc::UnboundedSender<Chunk>,
     room: Arc<Semaphore>,
 }
 
@@ -1043,7 +1047,10 @@ impl ShardSet {
     /// Asks every shard to send its partial batch now (an empty chunk).
     fn flush(&self) {
         for q in &self.queues {
-            let _ = q.tx.send(Vec::new());
+            let _ = q.tx.send(Chunk {
+                seq: 0,
+                items: Vec::new(),
+            });
         }
     }
 
@@ -1060,20 +1067,23 @@ impl ShardSet {
         &self,
         shared: &Shared<P>,
         idx: usize,
-        mut chunk: Vec<QueuedSample>,
+        mut chunk: Chunk,
         stop: &mut watch::Receiver<Option<Instant>>,
     ) -> bool {
         let Some(queue) = self.queues.get(idx) else {
             return false;
         };
         let capacity = shared.settings.capacity;
-        while !chunk.is_empty() {
-            let rest = if chunk.len() > capacity {
-                chunk.split_off(capacity)
-            } else {
-                Vec::new()
+        while !chunk.items.is_empty() {
+            let rest = Chunk {
+                seq: chunk.seq,
+                items: if chunk.items.len() > capacity {
+                    chunk.items.split_off(capacity)
+                } else {
+                    Vec::new()
+                },
             };
-            let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            let n = u32::try_from(chunk.items.len()).unwrap_or(u32::MAX);
             let mut backoff = ENQUEUE_FIRST_BACKOFF;
             loop {
                 match queue.room.try_acquire_many(n) {
@@ -1149,17 +1159,12 @@ async fn futures_join_all(handles: &mut Vec<JoinHandle<()>>) {
 
 async fn run_shard<P: Copy + Send + Sync + 'static>(
     shared: Arc<Shared<P>>,
-    mut rx: mpsc::UnboundedReceiver<Vec<QueuedSample>>,
+    mut rx: mpsc::UnboundedReceiver<Chunk>,
     room: Arc<Semaphore>,
     mut hard_stop: watch::Receiver<bool>,
 ) {
     let max = shared.settings.max_samples_per_send;
-    let mut batch = Batch {
-        samples: Vec::with_capacity(max),
-        runs: RecordRuns::default(),
-        encoder: WriteRequestEncoder::new(),
-        encoder_v2: WriteRequestV2Encoder::new(),
-    };
+    let mut batch = Batch::new(max);
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let flush_timer = async {
@@ -1178,7 +1183,7 @@ async fn run_shard<P: Copy + Send + Sync + 'static>(
             _ = flush_timer => ShardEvent::Deadline,
         };
         match event {
-            ShardEvent::Chunk(chunk) if chunk.is_empty() => {
+            ShardEvent::Chunk(chunk) if chunk.items.is_empty() => {
                 // The watcher caught up with a backlog (see ShardSet::flush).
                 if !batch.samples.is_empty() {
                     deadline = None;
@@ -1189,13 +1194,12 @@ async fn run_shard<P: Copy + Send + Sync + 'static>(
             }
             ShardEvent::Chunk(chunk) => {
                 let mut taken = 0;
-                for s in chunk {
+                for s in chunk.items {
                     if batch.samples.is_empty() {
                         deadline =
                             Some(tokio::time::Instant::now() + shared.settings.batch_send_deadline);
                     }
-                    batch.runs.push(s.seq);
-                    batch.samples.push(s);
+                    batch.push(s, chunk.seq);
                     taken += 1;
                     if batch.samples.len() >= max {
                         room.add_permits(std::mem::take(&mut taken));
@@ -1224,7 +1228,7 @@ async fn run_shard<P: Copy + Send + Sync + 'static>(
 }
 
 enum ShardEvent {
-    Chunk(Vec<QueuedSample>),
+    Chunk(Chunk),
     Deadline,
     Closed,
 }
@@ -1232,6 +1236,12 @@ enum ShardEvent {
 struct Batch {
     samples: Vec<QueuedSample>,
     runs: RecordRuns,
+    /// `samples` counted by kind, and their newest sample or histogram
+    /// time, kept as they are added: the batch's accounting reads them
+    /// instead of walking the items again (a batch is ~130 KB of items,
+    /// and each walk of it was a pass of cache misses).
+    kinds: [u64; 3],
+    highest: Timestamp,
     encoder: WriteRequestEncoder,
     encoder_v2: WriteRequestV2Encoder,
 }
@@ -1243,6 +1253,41 @@ enum Delivery {
 }
 
 impl Batch {
+    fn new(capacity: usize) -> Batch {
+        Batch {
+            samples: Vec::with_capacity(capacity),
+            runs: RecordRuns::default(),
+            kinds: [0; 3],
+            highest: Timestamp::MIN,
+            encoder: WriteRequestEncoder::new(),
+            encoder_v2: WriteRequestV2Encoder::new(),
+        }
+    }
+
+    fn push(&mut self, s: QueuedSample, seq: u64) {
+        let kind = s.kind();
+        if let Some(n) = self.kinds.get_mut(kind as usize) {
+            *n += 1;
+        }
+        if kind != ItemKind::Exemplar {
+            self.highest = self.highest.max(s.t);
+        }
+        self.runs.push(seq);
+        self.samples.push(s);
+    }
+
+    /// Counts and newest time again, after items were removed.
+    fn recount(&mut self) {
+        self.kinds = counts_by_kind(&self.samples);
+        self.highest = self
+            .samples
+            .iter()
+            .filter(|s| s.kind() != ItemKind::Exemplar)
+            .map(|s| s.t)
+            .max()
+            .unwrap_or(Timestamp::MIN);
+    }
+
     /// Sends the batch (retrying recoverable failures forever) and marks its
     /// samples done. False if cancelled by a hard stop (nothing acked).
     async fn send<P: Copy + Send + Sync + 'static>(
@@ -1251,10 +1296,7 @@ impl Batch {
         hard_stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let count = self.samples.len();
-        let mut by_kind = [0i64; 3];
-        for s in &self.samples {
-            by_kind[s.kind() as usize] += 1;
-        }
+        let by_kind = self.kinds;
         let delivery = self.deliver(shared, hard_stop).await;
         if matches!(delivery, Delivery::Cancelled) {
             return false;
@@ -1278,11 +1320,13 @@ impl Batch {
         }
         shared.pending.fetch_sub(count as i64, Ordering::Relaxed);
         for (kind, n) in by_kind.into_iter().enumerate() {
-            shared.pending_by_kind[kind].fetch_sub(n, Ordering::Relaxed);
+            shared.pending_by_kind[kind].fetch_sub(n as i64, Ordering::Relaxed);
         }
         set_pending_gauges(shared);
         self.samples.clear();
         self.runs.clear();
+        self.kinds = [0; 3];
+        self.highest = Timestamp::MIN;
         true
     }
 
@@ -1310,7 +1354,7 @@ impl Batch {
             let body = match encoded {
                 Ok(b) => b,
                 Err(e) => {
-                    tally(m, &self.samples, Tally::Failed);
+                    tally(m, self.kinds, Tally::Failed);
                     record_error(shared, format!("encoding batch: {e}"));
                     return Delivery::Dropped;
                 }
@@ -1334,7 +1378,7 @@ impl Batch {
                     return Delivery::Sent;
                 }
                 Err(SendError::NonRecoverable(msg)) => {
-                    tally(m, &self.samples, Tally::Failed);
+                    tally(m, self.kinds, Tally::Failed);
                     tracing::error!(remote_name = %s.name, url = %shared.client.url(), samples = self.samples.len(), error = %msg, "non-recoverable error, dropping batch");
                     record_error(shared, msg);
                     return Delivery::Dropped;
@@ -1350,7 +1394,7 @@ impl Batch {
                     message,
                     retry_after,
                 }) => {
-                    tally(m, &self.samples, Tally::Retried);
+                    tally(m, self.kinds, Tally::Retried);
                     let sleep = retry_after.unwrap_or(backoff);
                     tracing::warn!(remote_name = %s.name, url = %shared.client.url(), error = %message, retry_in = ?sleep, "failed to send batch, retrying");
                     record_error(shared, message);
@@ -1419,26 +1463,27 @@ impl Batch {
         let dropped = before - self.samples.len();
         if dropped > 0 {
             shared.metrics.dropped(reason).inc_by(dropped as u64);
+            self.recount();
         }
     }
 
     fn record_success<P>(&self, shared: &Shared<P>, bytes: usize, took: Duration) {
         let m = &shared.metrics;
         let n = self.samples.len() as u64;
-        tally(m, &self.samples, Tally::Sent);
+        tally(m, self.kinds, Tally::Sent);
         m.bytes.inc_by(bytes as u64);
         shared.samples_out.fetch_add(n, Ordering::Relaxed);
         shared
             .send_nanos
             .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-        let data_times = self
-            .samples
-            .iter()
-            .filter(|s| s.kind() != ItemKind::Exemplar)
-            .map(|s| s.t);
-        if let Some(max_t) = data_times.max() {
-            shared.highest_sent_ms.fetch_max(max_t, Ordering::Relaxed);
-            raise(&m.queue_highest_sent_timestamp, max_t as f64 / 1000.0);
+        if self.highest > Timestamp::MIN {
+            shared
+                .highest_sent_ms
+                .fetch_max(self.highest, Ordering::Relaxed);
+            raise(
+                &m.queue_highest_sent_timestamp,
+                self.highest as f64 / 1000.0,
+            );
         }
         let mut o = shared.outcome.lock();
         o.last_send = Some(SystemTime::now());
@@ -1662,8 +1707,28 @@ mod tests {
             t,
             item: Item::Float(t as f64),
             metadata: None,
-            seq: 0,
         }
+    }
+
+    #[test]
+    fn a_batch_counts_what_it_holds_and_again_after_removals() {
+        let mut batch = Batch::new(3);
+        let exemplar = QueuedSample {
+            item: Item::Exemplar(Box::new((Labels::default(), 1.0))),
+            ..queued(2, None, 5000)
+        };
+        batch.push(queued(1, None, 1000), 7);
+        batch.push(exemplar, 7);
+        batch.push(queued(3, None, 3000), 8);
+        // An exemplar's time is not a sample's.
+        assert_eq!((batch.kinds, batch.highest), ([2, 0, 1], 3000));
+        assert_eq!(batch.runs.iter().collect::<Vec<_>>(), vec![(7, 2), (8, 1)]);
+        batch.samples.retain(|s| s.t != 3000);
+        batch.recount();
+        assert_eq!((batch.kinds, batch.highest), ([1, 0, 1], 1000));
+        batch.samples.retain(|s| s.t != 1000);
+        batch.recount();
+        assert_eq!((batch.kinds, batch.highest), ([0, 0, 1], Timestamp::MIN));
     }
 
     /// The series names of the request `batch` encodes to, in order, and
