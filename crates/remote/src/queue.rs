@@ -297,20 +297,17 @@ impl<'a> EncodableSample<'a> for Resolved<'a> {
     }
 }
 
-/// Counts of a batch by kind: (samples, histograms, exemplars).
-fn counts_by_kind(items: &[QueuedSample]) -> [u64; 3] {
-    let mut c = [0u64; 3];
-    for i in items {
-        let idx = match i.kind() {
-            ItemKind::Sample => 0,
-            ItemKind::Histogram => 1,
-            ItemKind::Exemplar => 2,
-        };
-        if let Some(n) = c.get_mut(idx) {
-            *n += 1;
-        }
+/// Adds `s` to a batch's counts by kind (samples, histograms, exemplars:
+/// `ItemKind`'s order) and, unless it is an exemplar (whose time is not a
+/// sample's), to its newest time.
+fn count_item(kinds: &mut [u64; 3], highest: &mut Timestamp, s: &QueuedSample) {
+    let kind = s.kind();
+    if let Some(n) = kinds.get_mut(kind as usize) {
+        *n += 1;
     }
-    c
+    if kind != ItemKind::Exemplar {
+        *highest = (*highest).max(s.t);
+    }
 }
 
 /// Which counter of each kind to bump.
@@ -1265,27 +1262,18 @@ impl Batch {
     }
 
     fn push(&mut self, s: QueuedSample, seq: u64) {
-        let kind = s.kind();
-        if let Some(n) = self.kinds.get_mut(kind as usize) {
-            *n += 1;
-        }
-        if kind != ItemKind::Exemplar {
-            self.highest = self.highest.max(s.t);
-        }
+        count_item(&mut self.kinds, &mut self.highest, &s);
         self.runs.push(seq);
         self.samples.push(s);
     }
 
     /// Counts and newest time again, after items were removed.
     fn recount(&mut self) {
-        self.kinds = counts_by_kind(&self.samples);
-        self.highest = self
-            .samples
-            .iter()
-            .filter(|s| s.kind() != ItemKind::Exemplar)
-            .map(|s| s.t)
-            .max()
-            .unwrap_or(Timestamp::MIN);
+        self.kinds = [0; 3];
+        self.highest = Timestamp::MIN;
+        for s in &self.samples {
+            count_item(&mut self.kinds, &mut self.highest, s);
+        }
     }
 
     /// Sends the batch (retrying recoverable failures forever) and marks its
@@ -1325,8 +1313,7 @@ impl Batch {
         set_pending_gauges(shared);
         self.samples.clear();
         self.runs.clear();
-        self.kinds = [0; 3];
-        self.highest = Timestamp::MIN;
+        self.recount();
         true
     }
 
