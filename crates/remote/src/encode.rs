@@ -293,6 +293,11 @@ trait Sink {
     fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>));
     /// Bytes that often equal the previous call's.
     fn repeated(&mut self, bytes: &[u8]);
+    /// The `len` of an earlier [`Sink::keyed`] call with `key` in this
+    /// request, where the sink still knows it.
+    fn known_len(&self, _key: u32) -> Option<usize> {
+        None
+    }
 }
 
 impl Sink for Vec<u8> {
@@ -322,6 +327,9 @@ impl Sink for SnappyStream {
     }
     fn repeated(&mut self, bytes: &[u8]) {
         SnappyStream::repeated(self, bytes);
+    }
+    fn known_len(&self, key: u32) -> Option<usize> {
+        SnappyStream::known_len(self, key)
     }
 }
 
@@ -553,7 +561,16 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             pairs,
             ids,
             external,
-        } if external.is_empty() => pieces.extend(ids.map(|id| LabelPiece::pair(pairs, id))),
+        } if external.is_empty() => pieces.extend(ids.map(|id| match sink.known_len(id) {
+            // Items borrow the pair table for the whole request, so an
+            // id means the same pair throughout it.
+            Some(len) => LabelPiece::Pair {
+                id,
+                len: len as u32,
+                pairs,
+            },
+            None => LabelPiece::pair(pairs, id),
+        })),
         labels => pieces.extend(labels.pieces()),
     }
     let labels_len: usize = pieces.iter().map(|p| p.wire_len()).sum();

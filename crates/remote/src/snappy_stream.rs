@@ -49,9 +49,15 @@ struct Seen {
     key: u32,
     /// Uncompressed position + 1 (0 = empty).
     pos: u32,
+    /// The bytes' length, so the encoder need not look it up again.
+    len: u32,
 }
 
-const EMPTY: Seen = Seen { key: 0, pos: 0 };
+const EMPTY: Seen = Seen {
+    key: 0,
+    pos: 0,
+    len: 0,
+};
 
 /// See the module docs. Reused across requests.
 pub(crate) struct SnappyStream {
@@ -161,9 +167,26 @@ impl SnappyStream {
             self.literal_with(write);
         }
         // Remember the newest occurrence: nearer copies get shorter offsets.
-        if let (Some(s), Ok(p)) = (self.seen.get_mut(slot), u32::try_from(here + 1)) {
-            *s = Seen { key, pos: p };
+        if let (Some(s), Ok(p), Ok(l)) = (
+            self.seen.get_mut(slot),
+            u32::try_from(here + 1),
+            u32::try_from(len),
+        ) {
+            *s = Seen {
+                key,
+                pos: p,
+                len: l,
+            };
         }
+    }
+
+    /// The length last given to [`SnappyStream::keyed`] with `key` in
+    /// this request, while the table still holds it. An interned pair's
+    /// length is a cache miss away in the pair table; most pairs of a
+    /// request repeat one already in it, whose length is here.
+    pub fn known_len(&self, key: u32) -> Option<usize> {
+        let s = self.seen.get(slot_of(key))?;
+        (s.pos != 0 && s.key == key).then_some(s.len as usize)
     }
 
     /// Bytes likely equal to the previous call's (a sample timestamp: one
