@@ -543,6 +543,23 @@ mod tests {
     }
 
     #[test]
+    fn a_keyed_length_is_known_until_the_next_request_or_a_colliding_key() {
+        let mut s = SnappyStream::default();
+        s.reset();
+        assert_eq!(s.known_len(1), None);
+        s.keyed(1, 5, |o| o.extend_from_slice(b"abcde"));
+        assert_eq!(s.known_len(1), Some(5));
+        assert_eq!(s.known_len(2), None);
+        // A key in the same slot takes it over.
+        let rival = (2..u32::MAX).find(|&k| slot_of(k) == slot_of(1)).unwrap();
+        s.keyed(rival, 3, |o| o.extend_from_slice(b"xyz"));
+        assert_eq!(s.known_len(1), None);
+        assert_eq!(s.known_len(rival), Some(3));
+        s.reset();
+        assert_eq!(s.known_len(rival), None);
+    }
+
+    #[test]
     fn long_and_far_copies_use_every_element_form() {
         let mut s = SnappyStream::default();
         s.reset();
