@@ -135,32 +135,23 @@ pub enum ItemLabels<'a> {
 /// with their key), or text.
 #[derive(Clone, Copy)]
 pub enum LabelPiece<'a> {
-    Pair {
-        id: u32,
-        len: u32,
-        pairs: &'a PairTable,
-    },
-    External {
-        key: u32,
-        bytes: &'a [u8],
-    },
+    Pair { id: u32, pairs: &'a PairTable },
+    External { key: u32, bytes: &'a [u8] },
     Text(Label<'a>),
 }
 
 impl<'a> LabelPiece<'a> {
-    /// An interned pair, its length read without touching its bytes.
-    fn pair(pairs: &'a PairTable, id: u32) -> Self {
-        LabelPiece::Pair {
-            id,
-            len: pairs.encoded_len(id) as u32,
-            pairs,
-        }
-    }
-
-    /// Length of the piece's `TimeSeries.labels` field.
-    fn wire_len(&self) -> usize {
+    /// Length of the piece's `TimeSeries.labels` field. A pair's is in
+    /// the pair table, a cache miss away, but most pairs of a request
+    /// repeat one already in it, whose length the sink still knows: the
+    /// table is read only for a pair new to the request (items borrow the
+    /// table for the whole request, so an id means the same pair
+    /// throughout it).
+    fn wire_len<S: Sink>(&self, sink: &S) -> usize {
         match self {
-            LabelPiece::Pair { len, .. } => *len as usize,
+            LabelPiece::Pair { id, pairs } => sink
+                .known_len(*id)
+                .unwrap_or_else(|| pairs.encoded_len(*id)),
             LabelPiece::External { bytes, .. } => bytes.len(),
             LabelPiece::Text(l) => len_field_size(label_message_len(l.name, l.value)),
         }
@@ -238,7 +229,7 @@ impl<'a> Iterator for Pieces<'a> {
             } => {
                 let stored = next.take().or_else(|| ids.next());
                 let Some((ext, rest)) = external.split_first() else {
-                    return stored.map(|id| LabelPiece::pair(pairs, id));
+                    return stored.map(|id| LabelPiece::Pair { id, pairs });
                 };
                 let ext_piece = LabelPiece::External {
                     key: u32::MAX - rest.len() as u32,
@@ -256,9 +247,9 @@ impl<'a> Iterator for Pieces<'a> {
                     }
                     std::cmp::Ordering::Equal => {
                         *external = rest;
-                        Some(LabelPiece::pair(pairs, id))
+                        Some(LabelPiece::Pair { id, pairs })
                     }
-                    std::cmp::Ordering::Greater => Some(LabelPiece::pair(pairs, id)),
+                    std::cmp::Ordering::Greater => Some(LabelPiece::Pair { id, pairs }),
                 }
             }
         }
@@ -375,7 +366,7 @@ impl WriteRequestEncoder {
         let samples = samples.into_iter();
         // One item's labels, gathered once: their total length heads the
         // TimeSeries entry.
-        let mut pieces: Vec<LabelPiece<'a>> = Vec::new();
+        let mut pieces: Vec<(LabelPiece<'a>, usize)> = Vec::new();
         // Optimistically one pass as a stream: finding an item's labels
         // costs a label-store lookup, so a separate pass to check that all
         // are interned would cost as many. An item with owned labels ends
@@ -409,7 +400,7 @@ impl WriteRequestEncoder {
         &mut self,
         samples: impl IntoIterator<Item = S>,
     ) -> Result<Bytes, EncodeError> {
-        let mut pieces: Vec<LabelPiece<'a>> = Vec::new();
+        let mut pieces: Vec<(LabelPiece<'a>, usize)> = Vec::new();
         self.proto.clear();
         for s in samples {
             write_item(&mut self.proto, &mut self.tail, &mut pieces, &s, s.labels());
@@ -523,7 +514,7 @@ fn write_text_label<S: Sink>(sink: &mut S, l: Label<'_>) {
 fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
     sink: &mut S,
     tail: &mut Vec<u8>,
-    pieces: &mut Vec<LabelPiece<'a>>,
+    pieces: &mut Vec<(LabelPiece<'a>, usize)>,
     item: &E,
     labels: ItemLabels<'a>,
 ) {
@@ -561,28 +552,20 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             pairs,
             ids,
             external,
-        } if external.is_empty() => pieces.extend(ids.map(|id| match sink.known_len(id) {
-            // Items borrow the pair table for the whole request, so an
-            // id means the same pair throughout it.
-            Some(len) => LabelPiece::Pair {
-                id,
-                len: len as u32,
-                pairs,
-            },
-            None => LabelPiece::pair(pairs, id),
+        } if external.is_empty() => pieces.extend(ids.map(|id| {
+            let piece = LabelPiece::Pair { id, pairs };
+            (piece, piece.wire_len(sink))
         })),
-        labels => pieces.extend(labels.pieces()),
+        labels => pieces.extend(labels.pieces().map(|p| (p, p.wire_len(sink)))),
     }
-    let labels_len: usize = pieces.iter().map(|p| p.wire_len()).sum();
+    let labels_len: usize = pieces.iter().map(|&(_, len)| len).sum();
     let series_len = labels_len + tail.len();
     sink.raw(FieldHead::new(KEY_WRITE_REQUEST_TIMESERIES, series_len).as_bytes());
-    for &piece in pieces.iter() {
+    for &(piece, len) in pieces.iter() {
         match piece {
-            LabelPiece::Pair { id, len, pairs } => {
-                sink.keyed(id, len as usize, |out| pairs.append_wire(id, out))
-            }
+            LabelPiece::Pair { id, pairs } => sink.keyed(id, len, |out| pairs.append_wire(id, out)),
             LabelPiece::External { key, bytes } => {
-                sink.keyed(key, bytes.len(), |out| out.extend_from_slice(bytes))
+                sink.keyed(key, len, |out| out.extend_from_slice(bytes))
             }
             LabelPiece::Text(l) => write_text_label(sink, l),
         }
