@@ -309,12 +309,17 @@ fn decode_into(packed: &[u8], len: usize, symbols: &Symbols, dst: &mut [u8]) -> 
         let into = dst.get_mut(written..)?;
         let (text_len, used) = match *rest.first()? {
             tag @ ..FIRST_CODE => match rest.first_chunk::<8>() {
-                // Eight ASCII bytes at a time where they are all ASCII.
-                Some(word) if left >= 8 && u64::from_le_bytes(*word) & ASCII_HIGH_BITS == 0 => {
+                // The ASCII bytes up to the next code, up to eight at a time:
+                // all eight are stored (`dst` has room past the text), as
+                // many as are text are kept. Text between dictionary words
+                // is mostly shorter than eight bytes.
+                Some(word) => {
+                    let codes = u64::from_le_bytes(*word) & ASCII_HIGH_BITS;
+                    let n = ((codes.trailing_zeros() / 8) as usize).min(left);
                     into.get_mut(..8)?.copy_from_slice(word);
-                    (8, 8)
+                    (n, n)
                 }
-                _ => {
+                None => {
                     *into.first_mut()? = tag;
                     (1, 1)
                 }
