@@ -16,7 +16,10 @@
 //! Wire shapes used (field number, wire type):
 //! - WriteRequest: `timeseries` = 1, length-delimited.
 //! - TimeSeries: `labels` = 1 (Label), `samples` = 2 (Sample),
-//!   `exemplars` = 3 (Exemplar), `histograms` = 4 (Histogram).
+//!   `exemplars` = 3 (Exemplar), `histograms` = 4 (Histogram). The sample
+//!   (or histogram, or exemplar) is written before the labels — decoders
+//!   accept fields in any order, as protobuf requires, and the snappy
+//!   stream then needs one literal element per sample, not two.
 //! - Exemplar: `labels` = 1, `value` = 2, `timestamp` = 3.
 //! - WriteRequest `metadata` = 3 (MetricMetadata: `type` = 1,
 //!   `metric_family_name` = 2, `help` = 4, `unit` = 5), sent in separate
@@ -561,6 +564,17 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
     let labels_len: usize = pieces.iter().map(|&(_, len)| len).sum();
     let series_len = labels_len + tail.len();
     sink.raw(FieldHead::new(KEY_WRITE_REQUEST_TIMESERIES, series_len).as_bytes());
+    // The sample before the labels (protobuf fields may come in any order,
+    // and decoders read them so): the entry's head and value are then one
+    // literal, and the timestamp's copy runs straight into the labels'
+    // copies — one literal element per sample instead of two.
+    match ts_at.and_then(|at| Some((tail.get(..at)?, tail.get(at..)?))) {
+        Some((value, ts)) => {
+            sink.raw(value);
+            sink.repeated(ts);
+        }
+        None => sink.raw(tail),
+    }
     for &(piece, len) in pieces.iter() {
         match piece {
             LabelPiece::Pair { id, pairs } => sink.keyed(id, len, |out| pairs.append_wire(id, out)),
@@ -569,13 +583,6 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             }
             LabelPiece::Text(l) => write_text_label(sink, l),
         }
-    }
-    match ts_at.and_then(|at| Some((tail.get(..at)?, tail.get(at..)?))) {
-        Some((value, ts)) => {
-            sink.raw(value);
-            sink.repeated(ts);
-        }
-        None => sink.raw(tail),
     }
 }
 
