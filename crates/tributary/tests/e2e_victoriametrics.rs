@@ -110,16 +110,7 @@ fn export(port: u16, pattern: &str) -> Option<BTreeMap<SeriesLabels, Vec<f64>>> 
         &format!("http://127.0.0.1:{port}/internal/force_flush"),
         Duration::from_secs(5),
     )?;
-    let selector: String = format!("{{__name__=~\"{pattern}\"}}")
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let selector = query_escape(&format!("{{__name__=~\"{pattern}\"}}"));
     let (status, body) = http_get(
         &format!("http://127.0.0.1:{port}/api/v1/export?match%5B%5D={selector}"),
         Duration::from_secs(10),

@@ -251,10 +251,10 @@ pub fn start_prometheus(dir: &Path, port: u16) -> Proc {
     p
 }
 
-/// Runs an instant query against Prometheus and returns the `result` array.
-pub fn prom_query(port: u16, query: &str) -> Option<serde_json::Value> {
-    let q: String = query
-        .bytes()
+/// `text` as a URL query value: every byte but letters and digits
+/// percent-encoded.
+pub fn query_escape(text: &str) -> String {
+    text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {
                 (b as char).to_string()
@@ -262,7 +262,12 @@ pub fn prom_query(port: u16, query: &str) -> Option<serde_json::Value> {
                 format!("%{b:02X}")
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Runs an instant query against Prometheus and returns the `result` array.
+pub fn prom_query(port: u16, query: &str) -> Option<serde_json::Value> {
+    let q = query_escape(query);
     let (status, body) = http_get(
         &format!("http://127.0.0.1:{port}/api/v1/query?query={q}"),
         Duration::from_secs(5),
