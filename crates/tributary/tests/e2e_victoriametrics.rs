@@ -12,8 +12,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -24,42 +22,6 @@ const METRICS: [&str; 3] = [
     "e2e_container_memory_bytes",
     "e2e_container_restarts_total",
 ];
-
-fn victoria_metrics_bin() -> String {
-    for p in [
-        "/usr/bin/victoria-metrics",
-        "/usr/local/bin/victoria-metrics",
-    ] {
-        if Path::new(p).exists() {
-            return p.to_string();
-        }
-    }
-    panic!("the victoria-metrics binary is required for this test (apt-get install victoria-metrics; .ci/run does it)");
-}
-
-fn start_victoria_metrics(dir: &Path, port: u16) -> Proc {
-    let mut cmd = Command::new(victoria_metrics_bin());
-    cmd.arg(format!(
-        "-storageDataPath={}",
-        dir.join("vm-data").display()
-    ))
-    .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-    .arg("-retentionPeriod=1d");
-    let p = Proc::spawn("victoria-metrics", &mut cmd, &dir.join("vm.log"));
-    let ready = wait_for(Duration::from_secs(30), || {
-        http_get(
-            &format!("http://127.0.0.1:{port}/health"),
-            Duration::from_secs(2),
-        )
-        .filter(|(s, _)| *s == 200)
-    });
-    assert!(
-        ready.is_some(),
-        "victoria-metrics did not start: {}",
-        p.log_text()
-    );
-    p
-}
 
 /// The labels and value of series `i` of metric `m`: pod and container
 /// names and ids that recur across the metrics, a UUID and a long hex id.

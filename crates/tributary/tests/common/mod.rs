@@ -236,16 +236,45 @@ pub fn start_prometheus(dir: &Path, port: u16) -> Proc {
         &mut cmd,
         &dir.join(format!("prometheus-{port}.log")),
     );
+    wait_ready(p, &format!("http://127.0.0.1:{port}/-/ready"))
+}
+
+/// The VictoriaMetrics binary from the Debian package (installed by .ci/run).
+pub fn victoria_metrics_bin() -> String {
+    for p in [
+        "/usr/bin/victoria-metrics",
+        "/usr/local/bin/victoria-metrics",
+    ] {
+        if Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    panic!("the victoria-metrics binary is required for this test (apt-get install victoria-metrics; .ci/run does it)");
+}
+
+/// Starts VictoriaMetrics (a remote-write receiver at `/api/v1/write`) on
+/// `port`.
+pub fn start_victoria_metrics(dir: &Path, port: u16) -> Proc {
+    let mut cmd = Command::new(victoria_metrics_bin());
+    cmd.arg(format!(
+        "-storageDataPath={}",
+        dir.join("vm-data").display()
+    ))
+    .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+    .arg("-retentionPeriod=1d");
+    let p = Proc::spawn("victoria-metrics", &mut cmd, &dir.join("vm.log"));
+    wait_ready(p, &format!("http://127.0.0.1:{port}/health"))
+}
+
+/// `p` once `url` answers 200 (within 30 s; panics with its log if not).
+fn wait_ready(p: Proc, url: &str) -> Proc {
     let ready = wait_for(Duration::from_secs(30), || {
-        http_get(
-            &format!("http://127.0.0.1:{port}/-/ready"),
-            Duration::from_secs(2),
-        )
-        .filter(|(s, _)| *s == 200)
+        http_get(url, Duration::from_secs(2)).filter(|(s, _)| *s == 200)
     });
     assert!(
         ready.is_some(),
-        "prometheus did not become ready: {}",
+        "{} did not become ready: {}",
+        p.name,
         p.log_text()
     );
     p
