@@ -3,8 +3,8 @@
 # running farm and sink (../shared/bench/farm with --remote-write), zeroes
 # the counters after WARMUP seconds, dumps them WINDOW seconds later, and
 # prints how many samples the agent sent in between. Deterministic where
-# CPU time on this machine moves by a fifth between runs; a change of 2 %
-# in a stage's instructions shows. Keep the farm small (10 targets of the
+# CPU time on this machine moves by a fifth between runs: two runs of one
+# build differed by 0.03 %, so a change of 1 % in a stage shows. Keep the farm small (10 targets of the
 # 400k farm: callgrind slows the agent ~50-fold).
 #
 #   CONFIG=<prometheus.yml with the farm's first 10 targets> \

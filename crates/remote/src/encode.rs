@@ -549,17 +549,17 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
         }),
     }
     pieces.clear();
+    let with_len = |p: LabelPiece<'a>| (p, p.wire_len(sink));
     match labels {
         // The common case, without the merge.
         ItemLabels::Stored {
             pairs,
             ids,
             external,
-        } if external.is_empty() => pieces.extend(ids.map(|id| {
-            let piece = LabelPiece::Pair { id, pairs };
-            (piece, piece.wire_len(sink))
-        })),
-        labels => pieces.extend(labels.pieces().map(|p| (p, p.wire_len(sink)))),
+        } if external.is_empty() => {
+            pieces.extend(ids.map(|id| with_len(LabelPiece::Pair { id, pairs })))
+        }
+        labels => pieces.extend(labels.pieces().map(with_len)),
     }
     let labels_len: usize = pieces.iter().map(|&(_, len)| len).sum();
     let series_len = labels_len + tail.len();

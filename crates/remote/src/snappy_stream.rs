@@ -454,7 +454,7 @@ fn match_len(buf: &[u8], a: usize, a_end: usize, b: usize, b_end: usize) -> usiz
 ///
 /// Most literals are a series' header and value, a dozen bytes: one tag
 /// byte, no chunking, written inline — as a call, saving and restoring
-/// the registers the chunking loop needs cost a third of the work.
+/// the registers the chunking loop needs cost over a third of the work.
 #[inline(always)]
 fn emit_literal(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     let bytes = bytes.unwrap_or_default();
@@ -478,13 +478,11 @@ fn emit_long_literal(out: &mut Vec<u8>, bytes: &[u8]) {
 /// common copy of at most [`MAX_COPY`] bytes.
 #[inline(always)]
 fn put_copies(out: &mut Vec<u8>, offset: usize, len: usize) {
-    if len <= MAX_COPY {
-        if len > 0 {
-            put_copy(out, offset, len);
-        }
-        return;
+    match len {
+        0 => {}
+        1..=MAX_COPY => put_copy(out, offset, len),
+        _ => put_long_copies(out, offset, len),
     }
-    put_long_copies(out, offset, len);
 }
 
 #[inline(never)]
