@@ -33,7 +33,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use tributary_model::{
-    Label, Labels, MetricType, NativeHistogram, PairIds, PairTable, StoredLabel, Timestamp,
+    Label, Labels, MetricType, NativeHistogram, PairId, PairIds, PairTable, StoredLabel, Timestamp,
 };
 
 use crate::proto;
@@ -285,8 +285,13 @@ trait Sink {
     /// `len` bytes identified by `key`, which `write` appends to a buffer
     /// when they are needed.
     fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>));
-    /// Bytes that often equal the previous call's.
-    fn repeated(&mut self, bytes: &[u8]);
+    /// A TimeSeries entry's head, its sample up to the timestamp and the
+    /// timestamp: the first `.1` bytes of each array, zeros after them.
+    fn sample(&mut self, head: &FieldHead, value: (&[u8; 16], usize), ts: (&[u8; 16], usize)) {
+        self.raw(head.as_bytes());
+        self.raw(value.0.get(..value.1).unwrap_or_default());
+        self.raw(ts.0.get(..ts.1).unwrap_or_default());
+    }
     /// The `len` of an earlier [`Sink::keyed`] call with `key` in this
     /// request, where the sink still knows it.
     fn known_len(&self, _key: u32) -> Option<usize> {
@@ -304,9 +309,6 @@ impl Sink for Vec<u8> {
     fn keyed(&mut self, _key: u32, _len: usize, write: impl FnOnce(&mut Vec<u8>)) {
         write(self);
     }
-    fn repeated(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
 }
 
 impl Sink for SnappyStream {
@@ -319,8 +321,8 @@ impl Sink for SnappyStream {
     fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
         SnappyStream::keyed(self, key, len, write);
     }
-    fn repeated(&mut self, bytes: &[u8]) {
-        SnappyStream::repeated(self, bytes);
+    fn sample(&mut self, head: &FieldHead, value: (&[u8; 16], usize), ts: (&[u8; 16], usize)) {
+        SnappyStream::sample(self, (&head.bytes, head.len), value, ts);
     }
     fn known_len(&self, key: u32) -> Option<usize> {
         SnappyStream::known_len(self, key)
@@ -369,7 +371,7 @@ impl WriteRequestEncoder {
         let samples = samples.into_iter();
         // One item's labels, gathered once: their total length heads the
         // TimeSeries entry.
-        let mut pieces: Vec<(LabelPiece<'a>, usize)> = Vec::new();
+        let mut scratch = LabelScratch::default();
         // Optimistically one pass as a stream: finding an item's labels
         // costs a label-store lookup, so a separate pass to check that all
         // are interned would cost as many. An item with owned labels ends
@@ -382,7 +384,7 @@ impl WriteRequestEncoder {
                 interned = false;
                 break;
             }
-            write_item(&mut self.stream, &mut self.tail, &mut pieces, &s, labels);
+            write_item(&mut self.stream, &mut self.tail, &mut scratch, &s, labels);
         }
         if interned {
             return Ok(self.stream.finish());
@@ -403,10 +405,16 @@ impl WriteRequestEncoder {
         &mut self,
         samples: impl IntoIterator<Item = S>,
     ) -> Result<Bytes, EncodeError> {
-        let mut pieces: Vec<(LabelPiece<'a>, usize)> = Vec::new();
+        let mut scratch = LabelScratch::default();
         self.proto.clear();
         for s in samples {
-            write_item(&mut self.proto, &mut self.tail, &mut pieces, &s, s.labels());
+            write_item(
+                &mut self.proto,
+                &mut self.tail,
+                &mut scratch,
+                &s,
+                s.labels(),
+            );
         }
         self.compress()
     }
@@ -454,7 +462,7 @@ fn sample_message_len(t: Timestamp, v: f64) -> usize {
 /// once: written byte by byte, the copy that follows read the bytes back
 /// wider than they were stored and stalled on store forwarding (4 % of the
 /// encoder's samples in a profile at 400k series).
-struct FieldHead {
+pub(crate) struct FieldHead {
     bytes: [u8; 16],
     len: usize,
 }
@@ -512,12 +520,22 @@ fn write_text_label<S: Sink>(sink: &mut S, l: Label<'_>) {
     sink.text(l.value.as_bytes());
 }
 
+/// Reused per request by [`write_item`]: an item's labels with their wire
+/// lengths, gathered once because their total heads the TimeSeries entry.
+#[derive(Default)]
+struct LabelScratch<'a> {
+    pieces: Vec<(LabelPiece<'a>, usize)>,
+    /// The common case, stored pairs and no external labels, kept narrow:
+    /// (pair id, wire length).
+    pairs: Vec<(PairId, u32)>,
+}
+
 /// One TimeSeries entry: labels, then the sample, histogram or exemplar
 /// (encoded into `tail` first, as its length is part of the entry's).
 fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
     sink: &mut S,
     tail: &mut Vec<u8>,
-    pieces: &mut Vec<(LabelPiece<'a>, usize)>,
+    scratch: &mut LabelScratch<'a>,
     item: &E,
     labels: ItemLabels<'a>,
 ) {
@@ -548,42 +566,68 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             proto::put_int64(b, 3, t);
         }),
     }
-    pieces.clear();
-    let with_len = |p: LabelPiece<'a>| (p, p.wire_len(sink));
     match labels {
-        // The common case, without the merge.
         ItemLabels::Stored {
             pairs,
             ids,
             external,
         } if external.is_empty() => {
-            pieces.extend(ids.map(|id| with_len(LabelPiece::Pair { id, pairs })))
-        }
-        labels => pieces.extend(labels.pieces().map(with_len)),
-    }
-    let labels_len: usize = pieces.iter().map(|&(_, len)| len).sum();
-    let series_len = labels_len + tail.len();
-    sink.raw(FieldHead::new(KEY_WRITE_REQUEST_TIMESERIES, series_len).as_bytes());
-    // The sample before the labels (protobuf fields may come in any order,
-    // and decoders read them so): the entry's head and value are then one
-    // literal, and the timestamp's copy runs straight into the labels'
-    // copies — one literal element per sample instead of two.
-    match ts_at.and_then(|at| Some((tail.get(..at)?, tail.get(at..)?))) {
-        Some((value, ts)) => {
-            sink.raw(value);
-            sink.repeated(ts);
-        }
-        None => sink.raw(tail),
-    }
-    for &(piece, len) in pieces.iter() {
-        match piece {
-            LabelPiece::Pair { id, pairs } => sink.keyed(id, len, |out| pairs.append_wire(id, out)),
-            LabelPiece::External { key, bytes } => {
-                sink.keyed(key, len, |out| out.extend_from_slice(bytes))
+            let list = &mut scratch.pairs;
+            list.clear();
+            let mut labels_len = 0;
+            for id in ids {
+                let len = sink.known_len(id).unwrap_or_else(|| pairs.encoded_len(id));
+                labels_len += len;
+                list.push((id, len as u32));
             }
-            LabelPiece::Text(l) => write_text_label(sink, l),
+            write_head(sink, tail, ts_at, labels_len);
+            for &(id, len) in list.iter() {
+                sink.keyed(id, len as usize, |out| pairs.append_wire(id, out));
+            }
+        }
+        labels => {
+            let pieces = &mut scratch.pieces;
+            pieces.clear();
+            pieces.extend(labels.pieces().map(|p| (p, p.wire_len(sink))));
+            write_head(sink, tail, ts_at, pieces.iter().map(|&(_, len)| len).sum());
+            for &(piece, len) in pieces.iter() {
+                match piece {
+                    LabelPiece::Pair { id, pairs } => {
+                        sink.keyed(id, len, |out| pairs.append_wire(id, out))
+                    }
+                    LabelPiece::External { key, bytes } => {
+                        sink.keyed(key, len, |out| out.extend_from_slice(bytes))
+                    }
+                    LabelPiece::Text(l) => write_text_label(sink, l),
+                }
+            }
         }
     }
+}
+
+/// A TimeSeries entry's head and its sample, which go before its labels
+/// (protobuf fields may come in any order, and decoders read them so): the
+/// entry's head and value are then one literal, and the timestamp's copy
+/// runs straight into the labels' copies — one literal element per sample
+/// instead of two.
+fn write_head<S: Sink>(sink: &mut S, tail: &mut Vec<u8>, ts_at: Option<usize>, labels_len: usize) {
+    let head = FieldHead::new(KEY_WRITE_REQUEST_TIMESERIES, labels_len + tail.len());
+    let Some(at) = ts_at else {
+        sink.raw(head.as_bytes());
+        sink.raw(tail);
+        return;
+    };
+    let ts_len = tail.len() - at;
+    // Room to read the value part and the timestamp as 16 bytes each,
+    // zeros after their ends.
+    tail.extend_from_slice(&[0; 16]);
+    let value = tail.first_chunk::<16>().copied().unwrap_or_default();
+    let ts = tail
+        .get(at..)
+        .and_then(|t| t.first_chunk::<16>())
+        .copied()
+        .unwrap_or_default();
+    sink.sample(&head, (&value, at), (&ts, ts_len));
 }
 
 /// Snappy block-compresses `proto` through the reused `out` buffer and
