@@ -451,17 +451,12 @@ fn label_message_len(name: &str, value: &str) -> usize {
     len_field_size(name.len()) + len_field_size(value.len())
 }
 
-fn sample_message_len(t: Timestamp, v: f64) -> usize {
-    let value = if v.to_bits() != 0 { 1 + 8 } else { 0 };
-    // int64 is encoded as the two's-complement u64, so negatives take 10 bytes.
-    let ts = if t != 0 { 1 + varint_len(t as u64) } else { 0 };
-    value + ts
-}
-
 /// A field key with its varint length, assembled in a register and stored
 /// once: written byte by byte, the copy that follows read the bytes back
 /// wider than they were stored and stalled on store forwarding (4 % of the
-/// encoder's samples in a profile at 400k series).
+/// encoder's samples in a profile at 400k series). The bytes after `len`
+/// are zeros.
+#[derive(Default)]
 pub(crate) struct FieldHead {
     bytes: [u8; 16],
     len: usize,
@@ -469,10 +464,15 @@ pub(crate) struct FieldHead {
 
 impl FieldHead {
     fn new(key: u8, payload_len: usize) -> Self {
+        Self::with_varint(key, payload_len as u64)
+    }
+
+    /// The key followed by `v` as a varint (a length, or a varint field's
+    /// value).
+    fn with_varint(key: u8, mut v: u64) -> Self {
         // A key byte and at most 10 varint bytes fit the 16.
         let mut word = u128::from(key);
         let mut len = 1;
-        let mut v = payload_len as u64;
         while v >= 0x80 {
             word |= u128::from(v as u8 | 0x80) << (8 * len);
             len += 1;
@@ -528,6 +528,28 @@ struct LabelScratch<'a> {
     /// The common case, stored pairs and no external labels, kept narrow:
     /// (pair id, wire length).
     pairs: Vec<(PairId, u32)>,
+    /// The last timestamp encoded, and its field: the samples of a scrape
+    /// share one, and its varint took a loop of six steps to size and
+    /// six more to write for every sample.
+    ts: (Timestamp, FieldHead),
+}
+
+impl LabelScratch<'_> {
+    /// The `Sample.timestamp` field for `t` (empty for 0, which proto3
+    /// leaves out).
+    fn timestamp_field(&mut self, t: Timestamp) -> &FieldHead {
+        if self.ts.0 != t {
+            self.ts = (
+                t,
+                if t == 0 {
+                    FieldHead::default()
+                } else {
+                    FieldHead::with_varint(KEY_SAMPLE_TIMESTAMP, t as u64)
+                },
+            );
+        }
+        &self.ts.1
+    }
 }
 
 /// One TimeSeries entry: labels, then the sample, histogram or exemplar
@@ -541,21 +563,19 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
 ) {
     let t = item.timestamp();
     tail.clear();
-    // A float sample's timestamp goes last, so the samples of one scrape
-    // repeat it as a copy.
-    let mut ts_at = None;
+    // A float sample's timestamp goes last (kept apart from `tail`), so
+    // the samples of one scrape repeat it as a copy.
+    let mut ts = None;
     match item.payload() {
         Payload::Sample(v) => {
-            put_len_field(tail, KEY_TIMESERIES_SAMPLE, sample_message_len(t, v));
+            let field = scratch.timestamp_field(t);
+            let value_len = if v.to_bits() != 0 { 1 + 8 } else { 0 };
+            put_len_field(tail, KEY_TIMESERIES_SAMPLE, value_len + field.len);
             if v.to_bits() != 0 {
                 tail.push(KEY_SAMPLE_VALUE);
                 tail.extend_from_slice(&v.to_bits().to_le_bytes());
             }
-            if t != 0 {
-                ts_at = Some(tail.len());
-                tail.push(KEY_SAMPLE_TIMESTAMP);
-                put_varint(tail, t as u64);
-            }
+            ts = Some((field.bytes, field.len));
         }
         Payload::Histogram(h) => proto::put_message(tail, 4, |b| proto::write_histogram(b, h, t)),
         Payload::Exemplar(ex_labels, v) => proto::put_message(tail, 3, |b| {
@@ -580,7 +600,7 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
                 labels_len += len;
                 list.push((id, len as u32));
             }
-            write_head(sink, tail, ts_at, labels_len);
+            write_head(sink, tail, ts, labels_len);
             for &(id, len) in list.iter() {
                 sink.keyed(id, len as usize, |out| pairs.append_wire(id, out));
             }
@@ -589,7 +609,7 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             let pieces = &mut scratch.pieces;
             pieces.clear();
             pieces.extend(labels.pieces().map(|p| (p, p.wire_len(sink))));
-            write_head(sink, tail, ts_at, pieces.iter().map(|&(_, len)| len).sum());
+            write_head(sink, tail, ts, pieces.iter().map(|&(_, len)| len).sum());
             for &(piece, len) in pieces.iter() {
                 match piece {
                     LabelPiece::Pair { id, pairs } => {
@@ -610,24 +630,27 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
 /// entry's head and value are then one literal, and the timestamp's copy
 /// runs straight into the labels' copies — one literal element per sample
 /// instead of two.
-fn write_head<S: Sink>(sink: &mut S, tail: &mut Vec<u8>, ts_at: Option<usize>, labels_len: usize) {
-    let head = FieldHead::new(KEY_WRITE_REQUEST_TIMESERIES, labels_len + tail.len());
-    let Some(at) = ts_at else {
+fn write_head<S: Sink>(
+    sink: &mut S,
+    tail: &mut Vec<u8>,
+    ts: Option<([u8; 16], usize)>,
+    labels_len: usize,
+) {
+    let ts_len = ts.map_or(0, |(_, len)| len);
+    let head = FieldHead::new(
+        KEY_WRITE_REQUEST_TIMESERIES,
+        labels_len + tail.len() + ts_len,
+    );
+    let Some((ts, ts_len)) = ts else {
         sink.raw(head.as_bytes());
         sink.raw(tail);
         return;
     };
-    let ts_len = tail.len() - at;
-    // Room to read the value part and the timestamp as 16 bytes each,
-    // zeros after their ends.
+    let value_len = tail.len();
+    // Room to read the value part as 16 bytes, zeros after its end.
     tail.extend_from_slice(&[0; 16]);
     let value = tail.first_chunk::<16>().copied().unwrap_or_default();
-    let ts = tail
-        .get(at..)
-        .and_then(|t| t.first_chunk::<16>())
-        .copied()
-        .unwrap_or_default();
-    sink.sample(&head, (&value, at), (&ts, ts_len));
+    sink.sample(&head, (&value, value_len), (&ts, ts_len));
 }
 
 /// Snappy block-compresses `proto` through the reused `out` buffer and
