@@ -565,17 +565,23 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
     tail.clear();
     // A float sample's timestamp goes last (kept apart from `tail`), so
     // the samples of one scrape repeat it as a copy.
-    let mut ts = None;
+    let mut sample = None;
     match item.payload() {
         Payload::Sample(v) => {
-            let field = scratch.timestamp_field(t);
-            let value_len = if v.to_bits() != 0 { 1 + 8 } else { 0 };
-            put_len_field(tail, KEY_TIMESERIES_SAMPLE, value_len + field.len);
+            let ts = scratch.timestamp_field(t);
+            // Head and value assembled in a fixed array: the sample
+            // message's length (at most 9 + 11) is one byte.
+            let mut value = FieldHead::default();
+            value.bytes[0] = KEY_TIMESERIES_SAMPLE;
+            value.len = 2;
             if v.to_bits() != 0 {
-                tail.push(KEY_SAMPLE_VALUE);
-                tail.extend_from_slice(&v.to_bits().to_le_bytes());
+                let mut field = [KEY_SAMPLE_VALUE; 9];
+                field[1..].copy_from_slice(&v.to_bits().to_le_bytes());
+                value.bytes[2..11].copy_from_slice(&field);
+                value.len = 11;
             }
-            ts = Some((field.bytes, field.len));
+            value.bytes[1] = (value.len - 2 + ts.len) as u8;
+            sample = Some((value, (ts.bytes, ts.len)));
         }
         Payload::Histogram(h) => proto::put_message(tail, 4, |b| proto::write_histogram(b, h, t)),
         Payload::Exemplar(ex_labels, v) => proto::put_message(tail, 3, |b| {
@@ -600,7 +606,7 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
                 labels_len += len;
                 list.push((id, len as u32));
             }
-            write_head(sink, tail, ts, labels_len);
+            write_head(sink, tail, sample, labels_len);
             for &(id, len) in list.iter() {
                 sink.keyed(id, len as usize, |out| pairs.append_wire(id, out));
             }
@@ -609,7 +615,7 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             let pieces = &mut scratch.pieces;
             pieces.clear();
             pieces.extend(labels.pieces().map(|p| (p, p.wire_len(sink))));
-            write_head(sink, tail, ts, pieces.iter().map(|&(_, len)| len).sum());
+            write_head(sink, tail, sample, pieces.iter().map(|&(_, len)| len).sum());
             for &(piece, len) in pieces.iter() {
                 match piece {
                     LabelPiece::Pair { id, pairs } => {
@@ -632,25 +638,20 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
 /// instead of two.
 fn write_head<S: Sink>(
     sink: &mut S,
-    tail: &mut Vec<u8>,
-    ts: Option<([u8; 16], usize)>,
+    tail: &[u8],
+    sample: Option<(FieldHead, ([u8; 16], usize))>,
     labels_len: usize,
 ) {
-    let ts_len = ts.map_or(0, |(_, len)| len);
-    let head = FieldHead::new(
-        KEY_WRITE_REQUEST_TIMESERIES,
-        labels_len + tail.len() + ts_len,
-    );
-    let Some((ts, ts_len)) = ts else {
-        sink.raw(head.as_bytes());
+    let Some((value, (ts, ts_len))) = sample else {
+        sink.raw(FieldHead::new(KEY_WRITE_REQUEST_TIMESERIES, labels_len + tail.len()).as_bytes());
         sink.raw(tail);
         return;
     };
-    let value_len = tail.len();
-    // Room to read the value part as 16 bytes, zeros after its end.
-    tail.extend_from_slice(&[0; 16]);
-    let value = tail.first_chunk::<16>().copied().unwrap_or_default();
-    sink.sample(&head, (&value, value_len), (&ts, ts_len));
+    let head = FieldHead::new(
+        KEY_WRITE_REQUEST_TIMESERIES,
+        labels_len + value.len + ts_len,
+    );
+    sink.sample(&head, (&value.bytes, value.len), (&ts, ts_len));
 }
 
 /// Snappy block-compresses `proto` through the reused `out` buffer and
