@@ -371,7 +371,7 @@ impl WriteRequestEncoder {
         let samples = samples.into_iter();
         // One item's labels, gathered once: their total length heads the
         // TimeSeries entry.
-        let mut scratch = LabelScratch::default();
+        let mut scratch = ItemScratch::default();
         // Optimistically one pass as a stream: finding an item's labels
         // costs a label-store lookup, so a separate pass to check that all
         // are interned would cost as many. An item with owned labels ends
@@ -405,7 +405,7 @@ impl WriteRequestEncoder {
         &mut self,
         samples: impl IntoIterator<Item = S>,
     ) -> Result<Bytes, EncodeError> {
-        let mut scratch = LabelScratch::default();
+        let mut scratch = ItemScratch::default();
         self.proto.clear();
         for s in samples {
             write_item(
@@ -521,9 +521,10 @@ fn write_text_label<S: Sink>(sink: &mut S, l: Label<'_>) {
 }
 
 /// Reused per request by [`write_item`]: an item's labels with their wire
-/// lengths, gathered once because their total heads the TimeSeries entry.
+/// lengths, gathered once because their total heads the TimeSeries entry,
+/// and the last timestamp's field.
 #[derive(Default)]
-struct LabelScratch<'a> {
+struct ItemScratch<'a> {
     pieces: Vec<(LabelPiece<'a>, usize)>,
     /// The common case, stored pairs and no external labels, kept narrow:
     /// (pair id, wire length).
@@ -534,7 +535,7 @@ struct LabelScratch<'a> {
     ts: (Timestamp, FieldHead),
 }
 
-impl LabelScratch<'_> {
+impl ItemScratch<'_> {
     /// The `Sample.timestamp` field for `t` (empty for 0, which proto3
     /// leaves out).
     fn timestamp_field(&mut self, t: Timestamp) -> &FieldHead {
@@ -552,12 +553,13 @@ impl LabelScratch<'_> {
     }
 }
 
-/// One TimeSeries entry: labels, then the sample, histogram or exemplar
-/// (encoded into `tail` first, as its length is part of the entry's).
+/// One TimeSeries entry: the sample, histogram or exemplar, then the
+/// labels (the entry's length covers both, so a histogram or exemplar is
+/// encoded into `tail` first, a float sample into fixed arrays).
 fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
     sink: &mut S,
     tail: &mut Vec<u8>,
-    scratch: &mut LabelScratch<'a>,
+    scratch: &mut ItemScratch<'a>,
     item: &E,
     labels: ItemLabels<'a>,
 ) {
