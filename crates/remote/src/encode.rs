@@ -286,11 +286,11 @@ trait Sink {
     /// when they are needed.
     fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>));
     /// A TimeSeries entry's head, its sample up to the timestamp and the
-    /// timestamp: the first `.1` bytes of each array, zeros after them.
-    fn sample(&mut self, head: &FieldHead, value: (&[u8; 16], usize), ts: (&[u8; 16], usize)) {
+    /// timestamp.
+    fn sample(&mut self, head: &FieldHead, value: &FieldHead, ts: &FieldHead) {
         self.raw(head.as_bytes());
-        self.raw(value.0.get(..value.1).unwrap_or_default());
-        self.raw(ts.0.get(..ts.1).unwrap_or_default());
+        self.raw(value.as_bytes());
+        self.raw(ts.as_bytes());
     }
     /// The `len` of an earlier [`Sink::keyed`] call with `key` in this
     /// request, where the sink still knows it.
@@ -321,8 +321,13 @@ impl Sink for SnappyStream {
     fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
         SnappyStream::keyed(self, key, len, write);
     }
-    fn sample(&mut self, head: &FieldHead, value: (&[u8; 16], usize), ts: (&[u8; 16], usize)) {
-        SnappyStream::sample(self, (&head.bytes, head.len), value, ts);
+    fn sample(&mut self, head: &FieldHead, value: &FieldHead, ts: &FieldHead) {
+        SnappyStream::sample(
+            self,
+            (&head.bytes, head.len),
+            (&value.bytes, value.len),
+            (&ts.bytes, ts.len),
+        );
     }
     fn known_len(&self, key: u32) -> Option<usize> {
         SnappyStream::known_len(self, key)
@@ -456,7 +461,7 @@ fn label_message_len(name: &str, value: &str) -> usize {
 /// wider than they were stored and stalled on store forwarding (4 % of the
 /// encoder's samples in a profile at 400k series). The bytes after `len`
 /// are zeros.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 pub(crate) struct FieldHead {
     bytes: [u8; 16],
     len: usize,
@@ -583,7 +588,7 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
                 value.len = 11;
             }
             value.bytes[1] = (value.len - 2 + ts.len) as u8;
-            sample = Some((value, (ts.bytes, ts.len)));
+            sample = Some((value, *ts));
         }
         Payload::Histogram(h) => proto::put_message(tail, 4, |b| proto::write_histogram(b, h, t)),
         Payload::Exemplar(ex_labels, v) => proto::put_message(tail, 3, |b| {
@@ -641,19 +646,19 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
 fn write_head<S: Sink>(
     sink: &mut S,
     tail: &[u8],
-    sample: Option<(FieldHead, ([u8; 16], usize))>,
+    sample: Option<(FieldHead, FieldHead)>,
     labels_len: usize,
 ) {
-    let Some((value, (ts, ts_len))) = sample else {
+    let Some((value, ts)) = sample else {
         sink.raw(FieldHead::new(KEY_WRITE_REQUEST_TIMESERIES, labels_len + tail.len()).as_bytes());
         sink.raw(tail);
         return;
     };
     let head = FieldHead::new(
         KEY_WRITE_REQUEST_TIMESERIES,
-        labels_len + value.len + ts_len,
+        labels_len + value.len + ts.len,
     );
-    sink.sample(&head, (&value.bytes, value.len), (&ts, ts_len));
+    sink.sample(&head, &value, &ts);
 }
 
 /// Snappy block-compresses `proto` through the reused `out` buffer and
