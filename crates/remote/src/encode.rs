@@ -38,7 +38,7 @@ use tributary_model::{
 
 use crate::proto;
 use crate::proto::{put_varint, varint_len};
-use crate::snappy_stream::SnappyStream;
+use crate::snappy_stream::{Occurrence, SnappyStream};
 
 const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
@@ -153,8 +153,8 @@ impl<'a> LabelPiece<'a> {
     fn wire_len<S: Sink>(&self, sink: &S) -> usize {
         match self {
             LabelPiece::Pair { id, pairs } => sink
-                .known_len(*id)
-                .unwrap_or_else(|| pairs.encoded_len(*id)),
+                .find(*id)
+                .map_or_else(|| pairs.encoded_len(*id), |o| o.len as usize),
             LabelPiece::External { bytes, .. } => bytes.len(),
             LabelPiece::Text(l) => len_field_size(label_message_len(l.name, l.value)),
         }
@@ -292,9 +292,14 @@ trait Sink {
         self.raw(value.as_bytes());
         self.raw(ts.as_bytes());
     }
-    /// The `len` of an earlier [`Sink::keyed`] call with `key` in this
-    /// request, where the sink still knows it.
-    fn known_len(&self, _key: u32) -> Option<usize> {
+    /// [`Sink::keyed`] with what [`Sink::find`] said of `key` earlier in
+    /// the request (`at` 0: not found).
+    fn keyed_at(&mut self, key: u32, len: usize, _at: u32, write: impl FnOnce(&mut Vec<u8>)) {
+        self.keyed(key, len, write);
+    }
+    /// An earlier [`Sink::keyed`] call's bytes with `key` in this request,
+    /// where the sink still knows them.
+    fn find(&self, _key: u32) -> Option<Occurrence> {
         None
     }
 }
@@ -329,8 +334,11 @@ impl Sink for SnappyStream {
             (&ts.bytes, ts.len),
         );
     }
-    fn known_len(&self, key: u32) -> Option<usize> {
-        SnappyStream::known_len(self, key)
+    fn keyed_at(&mut self, key: u32, len: usize, at: u32, write: impl FnOnce(&mut Vec<u8>)) {
+        SnappyStream::keyed_at(self, key, len, at, write);
+    }
+    fn find(&self, key: u32) -> Option<Occurrence> {
+        SnappyStream::find(self, key)
     }
 }
 
@@ -532,8 +540,10 @@ fn write_text_label<S: Sink>(sink: &mut S, l: Label<'_>) {
 struct ItemScratch<'a> {
     pieces: Vec<(LabelPiece<'a>, usize)>,
     /// The common case, stored pairs and no external labels, kept narrow:
-    /// (pair id, wire length).
-    pairs: Vec<(PairId, u32)>,
+    /// each pair id with its earlier occurrence in the request (`at` 0 and
+    /// the pair table's length if none), looked up once for both the
+    /// entry's length and the copy.
+    pairs: Vec<(PairId, Occurrence)>,
     /// The last timestamp encoded, and its field: the samples of a scrape
     /// share one, and its varint took a loop of six steps to size and
     /// six more to write for every sample.
@@ -609,13 +619,18 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             list.clear();
             let mut labels_len = 0;
             for id in ids {
-                let len = sink.known_len(id).unwrap_or_else(|| pairs.encoded_len(id));
-                labels_len += len;
-                list.push((id, len as u32));
+                let found = sink.find(id).unwrap_or_else(|| Occurrence {
+                    at: 0,
+                    len: pairs.encoded_len(id) as u32,
+                });
+                labels_len += found.len as usize;
+                list.push((id, found));
             }
             write_head(sink, tail, sample, labels_len);
-            for &(id, len) in list.iter() {
-                sink.keyed(id, len as usize, |out| pairs.append_wire(id, out));
+            for &(id, found) in list.iter() {
+                sink.keyed_at(id, found.len as usize, found.at, |out| {
+                    pairs.append_wire(id, out)
+                });
             }
         }
         labels => {

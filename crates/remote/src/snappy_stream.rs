@@ -44,6 +44,14 @@ const LIT_SLOTS: usize = 1 << LIT_BITS;
 /// Shortest match worth a copy element (3 bytes) instead of literal bytes.
 const MIN_MATCH: usize = 5;
 
+/// An earlier occurrence of keyed bytes in the request: uncompressed
+/// position + 1 (0 = none) and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Occurrence {
+    pub at: u32,
+    pub len: u32,
+}
+
 #[derive(Clone, Copy)]
 struct Seen {
     key: u32,
@@ -160,18 +168,27 @@ impl SnappyStream {
     /// within a request): a copy if the key was seen, a literal otherwise,
     /// which `write` appends.
     pub fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
-        let slot = slot_of(key);
-        let prev = self.seen.get(slot).copied().unwrap_or(EMPTY);
+        let at = self.find(key).map_or(0, |o| o.at);
+        self.keyed_at(key, len, at, write);
+    }
+
+    /// [`SnappyStream::keyed`] with what [`SnappyStream::find`] said of
+    /// `key` earlier in the request (its `at`, 0 for not found): the
+    /// request encoder looks every pair up once, for its length, before it
+    /// writes the pairs. Keys written in between may have taken the slot
+    /// over, but the bytes at the older occurrence are still the same
+    /// bytes, so it stays a valid source.
+    pub fn keyed_at(&mut self, key: u32, len: usize, at: u32, write: impl FnOnce(&mut Vec<u8>)) {
         let here = self.pos;
-        let offset = here.saturating_sub((prev.pos as usize).saturating_sub(1));
-        if prev.pos != 0 && prev.key == key && offset <= u32::MAX as usize && len > 0 {
+        let offset = here.saturating_sub((at as usize).saturating_sub(1));
+        if at != 0 && offset <= u32::MAX as usize && len > 0 {
             self.copy_from(offset, len);
         } else {
             self.literal_with(write);
         }
         // Remember the newest occurrence: nearer copies get shorter offsets.
         if let (Some(s), Ok(p), Ok(l)) = (
-            self.seen.get_mut(slot),
+            self.seen.get_mut(slot_of(key)),
             u32::try_from(here + 1),
             u32::try_from(len),
         ) {
@@ -183,13 +200,16 @@ impl SnappyStream {
         }
     }
 
-    /// The length last given to [`SnappyStream::keyed`] with `key` in
-    /// this request, while the table still holds it. An interned pair's
-    /// length is a cache miss away in the pair table; most pairs of a
-    /// request repeat one already in it, whose length is here.
-    pub fn known_len(&self, key: u32) -> Option<usize> {
+    /// Where and how long `key`'s bytes last were in this request, while
+    /// the table still holds it. An interned pair's length is a cache miss
+    /// away in the pair table; most pairs of a request repeat one already
+    /// in it, whose length is here.
+    pub fn find(&self, key: u32) -> Option<Occurrence> {
         let s = self.seen.get(slot_of(key))?;
-        (s.pos != 0 && s.key == key).then_some(s.len as usize)
+        (s.pos != 0 && s.key == key).then_some(Occurrence {
+            at: s.pos,
+            len: s.len,
+        })
     }
 
     /// Bytes likely equal to the previous call's or the last sample's
@@ -629,17 +649,18 @@ mod tests {
     fn a_keyed_length_is_known_until_the_next_request_or_a_colliding_key() {
         let mut s = SnappyStream::default();
         s.reset();
-        assert_eq!(s.known_len(1), None);
+        let known_len = |s: &SnappyStream, key| s.find(key).map(|o| o.len);
+        assert_eq!(known_len(&s, 1), None);
         s.keyed(1, 5, |o| o.extend_from_slice(b"abcde"));
-        assert_eq!(s.known_len(1), Some(5));
-        assert_eq!(s.known_len(2), None);
+        assert_eq!(known_len(&s, 1), Some(5));
+        assert_eq!(known_len(&s, 2), None);
         // A key in the same slot takes it over.
         let rival = (2..u32::MAX).find(|&k| slot_of(k) == slot_of(1)).unwrap();
         s.keyed(rival, 3, |o| o.extend_from_slice(b"xyz"));
-        assert_eq!(s.known_len(1), None);
-        assert_eq!(s.known_len(rival), Some(3));
+        assert_eq!(known_len(&s, 1), None);
+        assert_eq!(known_len(&s, rival), Some(3));
         s.reset();
-        assert_eq!(s.known_len(rival), None);
+        assert_eq!(known_len(&s, rival), None);
     }
 
     #[test]
