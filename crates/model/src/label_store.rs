@@ -4,8 +4,9 @@
 //! The agent keeps one label set per active series for as long as the WAL
 //! may still hold its samples; at hundreds of thousands of series that is
 //! most of its memory. Here a set is a varint count followed by
-//! [`PairId`]s (2–3 bytes a label, see [`put_id`]) in one shared byte arena, found by the
-//! series' slot, and the pair text lives once in a [`PairTable`]. The WAL's
+//! [`PairId`]s (2–3 bytes a label, their length in the first byte; see
+//! `put_id`) in one shared byte arena, found by the series' slot, and the
+//! pair text lives once in a [`PairTable`]. The WAL's
 //! series table owns the store; remote-write queues read it (behind a
 //! read-write lock, see [`SharedLabelStore`]) to encode each sample's labels
 //! straight from the interned wire form.
