@@ -144,19 +144,18 @@ pub enum LabelPiece<'a> {
 }
 
 impl<'a> LabelPiece<'a> {
-    /// Length of the piece's `TimeSeries.labels` field. A pair's is in
-    /// the pair table, a cache miss away, but most pairs of a request
-    /// repeat one already in it, whose length the sink still knows: the
-    /// table is read only for a pair new to the request (items borrow the
-    /// table for the whole request, so an id means the same pair
-    /// throughout it).
-    fn wire_len<S: Sink>(&self, sink: &S) -> usize {
+    /// Length of the piece's `TimeSeries.labels` field, and where the
+    /// request already carries it (`at` 0: nowhere the sink knows of).
+    fn find<S: Sink>(&self, sink: &S) -> (usize, u32) {
         match self {
-            LabelPiece::Pair { id, pairs } => sink
-                .find(*id)
-                .map_or_else(|| pairs.encoded_len(*id), |o| o.len as usize),
-            LabelPiece::External { bytes, .. } => bytes.len(),
-            LabelPiece::Text(l) => len_field_size(label_message_len(l.name, l.value)),
+            LabelPiece::Pair { id, pairs } => {
+                let found = find_pair(sink, pairs, *id);
+                (found.len as usize, found.at)
+            }
+            LabelPiece::External { key, bytes } => {
+                (bytes.len(), sink.find(*key).map_or(0, |o| o.at))
+            }
+            LabelPiece::Text(l) => (len_field_size(label_message_len(l.name, l.value)), 0),
         }
     }
 
@@ -538,7 +537,9 @@ fn write_text_label<S: Sink>(sink: &mut S, l: Label<'_>) {
 /// and the last timestamp's field.
 #[derive(Default)]
 struct ItemScratch<'a> {
-    pieces: Vec<(LabelPiece<'a>, usize)>,
+    /// An item's labels in general: each with its length and where the
+    /// request already carries it (see [`LabelPiece::find`]).
+    pieces: Vec<(LabelPiece<'a>, usize, u32)>,
     /// The common case, stored pairs and no external labels, kept narrow:
     /// each pair id with its earlier occurrence in the request (`at` 0 and
     /// the pair table's length if none), looked up once for both the
@@ -566,6 +567,18 @@ impl ItemScratch<'_> {
         }
         &self.ts.1
     }
+}
+
+/// Where the request already carries pair `id` (the sink knows its length
+/// then), or its length from the pair table with `at` 0: a pair's length
+/// is a cache miss away in the table, and most pairs of a request repeat
+/// one already in it (items borrow the table for the whole request, so an
+/// id means the same pair throughout it).
+fn find_pair<S: Sink>(sink: &S, pairs: &PairTable, id: PairId) -> Occurrence {
+    sink.find(id).unwrap_or_else(|| Occurrence {
+        at: 0,
+        len: pairs.encoded_len(id) as u32,
+    })
 }
 
 /// One TimeSeries entry: the sample, histogram or exemplar, then the
@@ -619,10 +632,7 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             list.clear();
             let mut labels_len = 0;
             for id in ids {
-                let found = sink.find(id).unwrap_or_else(|| Occurrence {
-                    at: 0,
-                    len: pairs.encoded_len(id) as u32,
-                });
+                let found = find_pair(sink, pairs, id);
                 labels_len += found.len as usize;
                 list.push((id, found));
             }
@@ -636,15 +646,23 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
         labels => {
             let pieces = &mut scratch.pieces;
             pieces.clear();
-            pieces.extend(labels.pieces().map(|p| (p, p.wire_len(sink))));
-            write_head(sink, tail, sample, pieces.iter().map(|&(_, len)| len).sum());
-            for &(piece, len) in pieces.iter() {
+            pieces.extend(labels.pieces().map(|p| {
+                let (len, at) = p.find(sink);
+                (p, len, at)
+            }));
+            write_head(
+                sink,
+                tail,
+                sample,
+                pieces.iter().map(|&(_, len, _)| len).sum(),
+            );
+            for &(piece, len, at) in pieces.iter() {
                 match piece {
                     LabelPiece::Pair { id, pairs } => {
-                        sink.keyed(id, len, |out| pairs.append_wire(id, out))
+                        sink.keyed_at(id, len, at, |out| pairs.append_wire(id, out))
                     }
                     LabelPiece::External { key, bytes } => {
-                        sink.keyed(key, len, |out| out.extend_from_slice(bytes))
+                        sink.keyed_at(key, len, at, |out| out.extend_from_slice(bytes))
                     }
                     LabelPiece::Text(l) => write_text_label(sink, l),
                 }
