@@ -282,19 +282,15 @@ trait Sink {
     /// Framing and values.
     fn raw(&mut self, bytes: &[u8]);
     /// `len` bytes identified by `key`, which `write` appends to a buffer
-    /// when they are needed.
-    fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>));
+    /// when they are needed; `at` is what [`Sink::find`] said of `key`
+    /// earlier in the request (0: not found).
+    fn keyed(&mut self, key: u32, len: usize, at: u32, write: impl FnOnce(&mut Vec<u8>));
     /// A TimeSeries entry's head, its sample up to the timestamp and the
     /// timestamp.
     fn sample(&mut self, head: &FieldHead, value: &FieldHead, ts: &FieldHead) {
         self.raw(head.as_bytes());
         self.raw(value.as_bytes());
         self.raw(ts.as_bytes());
-    }
-    /// [`Sink::keyed`] with what [`Sink::find`] said of `key` earlier in
-    /// the request (`at` 0: not found).
-    fn keyed_at(&mut self, key: u32, len: usize, _at: u32, write: impl FnOnce(&mut Vec<u8>)) {
-        self.keyed(key, len, write);
     }
     /// An earlier [`Sink::keyed`] call's bytes with `key` in this request,
     /// where the sink still knows them.
@@ -310,7 +306,7 @@ impl Sink for Vec<u8> {
     fn raw(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
-    fn keyed(&mut self, _key: u32, _len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+    fn keyed(&mut self, _key: u32, _len: usize, _at: u32, write: impl FnOnce(&mut Vec<u8>)) {
         write(self);
     }
 }
@@ -322,8 +318,8 @@ impl Sink for SnappyStream {
     fn raw(&mut self, bytes: &[u8]) {
         self.plain(bytes);
     }
-    fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
-        SnappyStream::keyed(self, key, len, write);
+    fn keyed(&mut self, key: u32, len: usize, at: u32, write: impl FnOnce(&mut Vec<u8>)) {
+        SnappyStream::keyed_at(self, key, len, at, write);
     }
     fn sample(&mut self, head: &FieldHead, value: &FieldHead, ts: &FieldHead) {
         SnappyStream::sample(
@@ -332,9 +328,6 @@ impl Sink for SnappyStream {
             (&value.bytes, value.len),
             (&ts.bytes, ts.len),
         );
-    }
-    fn keyed_at(&mut self, key: u32, len: usize, at: u32, write: impl FnOnce(&mut Vec<u8>)) {
-        SnappyStream::keyed_at(self, key, len, at, write);
     }
     fn find(&self, key: u32) -> Option<Occurrence> {
         SnappyStream::find(self, key)
@@ -638,7 +631,7 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             }
             write_head(sink, tail, sample, labels_len);
             for &(id, found) in list.iter() {
-                sink.keyed_at(id, found.len as usize, found.at, |out| {
+                sink.keyed(id, found.len as usize, found.at, |out| {
                     pairs.append_wire(id, out)
                 });
             }
@@ -659,10 +652,10 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             for &(piece, len, at) in pieces.iter() {
                 match piece {
                     LabelPiece::Pair { id, pairs } => {
-                        sink.keyed_at(id, len, at, |out| pairs.append_wire(id, out))
+                        sink.keyed(id, len, at, |out| pairs.append_wire(id, out))
                     }
                     LabelPiece::External { key, bytes } => {
-                        sink.keyed_at(key, len, at, |out| out.extend_from_slice(bytes))
+                        sink.keyed(key, len, at, |out| out.extend_from_slice(bytes))
                     }
                     LabelPiece::Text(l) => write_text_label(sink, l),
                 }

@@ -164,20 +164,21 @@ impl SnappyStream {
         self.pos += bytes.len();
     }
 
-    /// `len` bytes identified by `key` (always the same bytes for one key
-    /// within a request): a copy if the key was seen, a literal otherwise,
-    /// which `write` appends.
+    /// [`SnappyStream::keyed_at`] looking `key` up itself.
+    #[cfg(test)]
     pub fn keyed(&mut self, key: u32, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
         let at = self.find(key).map_or(0, |o| o.at);
         self.keyed_at(key, len, at, write);
     }
 
-    /// [`SnappyStream::keyed`] with what [`SnappyStream::find`] said of
-    /// `key` earlier in the request (its `at`, 0 for not found): the
-    /// request encoder looks every pair up once, for its length, before it
-    /// writes the pairs. Keys written in between may have taken the slot
-    /// over, but the bytes at the older occurrence are still the same
-    /// bytes, so it stays a valid source.
+    /// `len` bytes identified by `key` (always the same bytes for one key
+    /// within a request): a copy of the occurrence `at` (what
+    /// [`SnappyStream::find`] said of `key` earlier in the request), a
+    /// literal that `write` appends if `at` is 0. The request encoder looks
+    /// every pair up once, for its length, before it writes the pairs; keys
+    /// written in between may have taken the slot over, but the bytes at
+    /// the older occurrence are still the same bytes, so it stays a valid
+    /// source.
     pub fn keyed_at(&mut self, key: u32, len: usize, at: u32, write: impl FnOnce(&mut Vec<u8>)) {
         let here = self.pos;
         let offset = here.saturating_sub((at as usize).saturating_sub(1));
