@@ -933,6 +933,18 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// Whether the current entry carries an exemplar (without building it).
+    pub fn has_exemplar(&self) -> bool {
+        match &self.proto {
+            Some(p) => {
+                let mut found = Vec::new();
+                p.exemplars(&mut found);
+                !found.is_empty()
+            }
+            None => self.exemplar.is_some(),
+        }
+    }
+
     /// Appends all exemplars of the current entry to `out`: at most one for
     /// a series, any number for a native histogram (only timestamped ones,
     /// as Prometheus keeps).

@@ -1,9 +1,9 @@
-use crate::{Labels, MetricType, NativeHistogram, SeriesRef, Timestamp};
+use crate::{Labels, MetricType, NativeHistogram, RefSample, SeriesRef, Timestamp};
 
 /// Why an append was refused. Every variant is a per-sample or per-batch
 /// condition the caller counts and reports; none of them is fatal to the
 /// process.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppendError {
     /// The reference is not (or no longer) known to the storage, e.g. after
     /// the series was garbage-collected. The caller resolves the series again
@@ -49,6 +49,19 @@ pub trait Appender: Send {
 
     /// Appends a float sample to a series obtained from [`Appender::series`].
     fn append(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<(), AppendError>;
+
+    /// Appends float samples as [`Appender::append`] would, one after
+    /// another, and lists each one it refuses in `refused`: its index in
+    /// `samples` and why. A storage that locks per append (the WAL's
+    /// out-of-order check) locks once for the batch here: scrapes hand it
+    /// their series already known, a page's worth in a few calls.
+    fn append_floats(&mut self, samples: &[RefSample], refused: &mut Vec<(usize, AppendError)>) {
+        for (i, s) in samples.iter().enumerate() {
+            if let Err(e) = self.append(s.series, s.t, s.v) {
+                refused.push((i, e));
+            }
+        }
+    }
 
     /// Appends a native histogram sample. Same ordering rules as
     /// [`Appender::append`]; a histogram whose `sum` is the staleness NaN

@@ -29,4 +29,4 @@ pub use metadata::MetricType;
 pub use pairs::{PairId, PairScratch, PairTable, PairTableFull, StoredLabel};
 pub use protocol::ScrapeProtocol;
 pub use ref_map::RefMap;
-pub use sample::{is_stale_nan, SeriesRef, Timestamp, STALE_NAN, STALE_NAN_BITS};
+pub use sample::{is_stale_nan, RefSample, SeriesRef, Timestamp, STALE_NAN, STALE_NAN_BITS};

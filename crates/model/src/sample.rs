@@ -36,6 +36,14 @@ impl std::fmt::Display for SeriesRef {
     }
 }
 
+/// One float sample addressed by series reference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RefSample {
+    pub series: SeriesRef,
+    pub t: Timestamp,
+    pub v: f64,
+}
+
 /// The bit pattern of Prometheus's staleness marker: a NaN that no
 /// arithmetic produces, so receivers can tell "series ended" from a NaN value.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

@@ -57,6 +57,8 @@ struct Inner {
     exemplars: Vec<RecordedExemplar>,
     metadata: HashMap<Labels, RecordedMetadata>,
     commits: usize,
+    /// Refs up to this one are forgotten (see [`MemStorage::forget_series`]).
+    forgotten: usize,
 }
 
 /// Records what a real storage would persist, with the agent WAL's
@@ -95,6 +97,21 @@ impl MemStorage {
         self.lock().metadata.get(labels).cloned()
     }
 
+    /// Forgets every series, as the WAL's garbage collection does with
+    /// series not written for a while: appends by their references are
+    /// refused as unknown from now on, and resolving their labels again
+    /// creates new ones.
+    pub fn forget_series(&self) {
+        let mut inner = self.lock();
+        inner.by_labels.clear();
+        inner.forgotten = inner.by_ref.len();
+    }
+
+    /// Number of series created so far, forgotten ones included.
+    pub fn series_created(&self) -> usize {
+        self.lock().by_ref.len()
+    }
+
     /// Number of successful commits.
     pub fn commits(&self) -> usize {
         self.lock().commits
@@ -128,6 +145,7 @@ struct MemAppender {
 impl MemAppender {
     /// Applies the out-of-order rule and advances the series' watermark.
     fn check_order(&self, series: SeriesRef, t: Timestamp) -> Result<(), AppendError> {
+        self.known(series)?;
         let mut inner = self.storage.lock();
         let idx = (series.0 as usize).wrapping_sub(1);
         let last = inner
@@ -143,7 +161,8 @@ impl MemAppender {
 
     fn known(&self, series: SeriesRef) -> Result<(), AppendError> {
         let idx = (series.0 as usize).wrapping_sub(1);
-        if idx < self.storage.lock().by_ref.len() {
+        let inner = self.storage.lock();
+        if (inner.forgotten..inner.by_ref.len()).contains(&idx) {
             Ok(())
         } else {
             Err(AppendError::UnknownSeries(series))

@@ -18,6 +18,7 @@
 mod buffers;
 mod cache;
 pub mod fetch;
+mod float_batch;
 mod manager;
 mod metadata;
 mod metrics;

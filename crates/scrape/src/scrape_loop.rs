@@ -17,12 +17,13 @@ use tributary_exposition::{Entry, Format, Parser, ParserOptions};
 use tributary_model::histogram::{schema_for_min_bucket_factor, EXPONENTIAL_SCHEMA_MIN};
 use tributary_model::{
     AppendError, Appender, Exemplar, HistogramCount, Labels, LabelsBuilder, NativeHistogram,
-    ResetHint, ScrapeProtocol, SeriesRef, Storage, STALE_NAN,
+    RefSample, ResetHint, ScrapeProtocol, SeriesRef, Storage, STALE_NAN,
 };
 
 use crate::buffers::BodyBuf;
 use crate::cache::{self, NewEntry, ScrapeCache, StaleSeries};
 use crate::fetch::{fetch, Connection, FetchError, ScrapeRequest};
+use crate::float_batch::{replay_to, FloatBatch};
 use crate::metadata::{FamilyState, SharedMetadata};
 use crate::metrics::ScrapeMetrics;
 use crate::status::{Health, TargetHealth, BODY_HEAD_BYTES};
@@ -537,6 +538,10 @@ impl ScrapeLoop {
         } else {
             GUESS_MISSES_ALLOWED
         };
+        // Text pages only: a batched sample is found again by its line,
+        // and a protobuf parser numbers families, not series.
+        let batchable = format != Format::Protobuf;
+        let mut floats = FloatBatch::new();
         loop {
             let mut known_key = None;
             if guess_misses < GUESS_MISSES_ALLOWED {
@@ -664,6 +669,22 @@ impl ScrapeLoop {
             } else {
                 None
             };
+            // A known series' float with nothing else to write (no created
+            // timestamp, metadata or exemplar) waits for a batch.
+            if batchable
+                && !histogram
+                && ct.is_none()
+                && !is_new
+                && !family.changed
+                && !parser.has_exemplar()
+            {
+                if floats.push(&parser, RefSample { series, t, v }) {
+                    self.flush_floats(app, &mut floats)?;
+                }
+                continue;
+            }
+            // The rest in page order after the batch.
+            self.flush_floats(app, &mut floats)?;
             if let Some(ct) = ct {
                 self.append_ct_zero(app, series, ct, native_h);
             }
@@ -674,14 +695,9 @@ impl ScrapeLoop {
                     continue;
                 }
                 Err(AppendError::UnknownSeries(_)) => {
-                    // The storage garbage-collected the series: resolve again.
-                    let Some(labels) = self.build_labels(&parser)? else {
+                    let Some(series) = self.relearn(app, &parser, k)? else {
                         continue;
                     };
-                    let series = app.series(&labels)?;
-                    if let Some(mut e) = self.cache.get_mut(k) {
-                        e.set_series(series);
-                    }
                     if let Some(ct) = ct {
                         self.append_ct_zero(app, series, ct, native_h);
                     }
@@ -702,6 +718,7 @@ impl ScrapeLoop {
             }
             self.append_exemplars(app, &parser, series, t, histogram);
         }
+        self.flush_floats(app, &mut floats)?;
         store.evict_unseen(iter);
         drop(store);
         let limit = self.cfg.sample_limit;
@@ -714,6 +731,75 @@ impl ScrapeLoop {
             return Err(ScrapeError::BucketLimit);
         }
         Ok(())
+    }
+
+    /// Appends the batched floats. Refused ones are handled as a lone
+    /// append's refusal would be: counted when out of order, resolved again
+    /// from their line (replayed from the batch's first) when the storage
+    /// forgot their series.
+    fn flush_floats(
+        &mut self,
+        app: &mut dyn Appender,
+        floats: &mut FloatBatch<'_>,
+    ) -> Result<(), ScrapeError> {
+        floats.append(app);
+        let mut replay = None;
+        let mut result = Ok(());
+        for (s, line, e) in floats.refused() {
+            match e {
+                AppendError::OutOfOrder => {
+                    self.metrics.sample_out_of_order.inc();
+                }
+                AppendError::UnknownSeries(_) => {
+                    let replay = replay.get_or_insert_with(|| floats.replay());
+                    let Some(parser) = replay.as_mut() else {
+                        break;
+                    };
+                    if !replay_to(parser, line) {
+                        break;
+                    }
+                    let k = cache::key(parser.series().0);
+                    match self.relearn(app, parser, k) {
+                        Ok(Some(series)) => {
+                            if let Err(AppendError::OutOfOrder) = app.append(series, s.t, s.v) {
+                                self.metrics.sample_out_of_order.inc();
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                AppendError::Unsupported(_) => {}
+                e => {
+                    result = Err(e.clone().into());
+                    break;
+                }
+            }
+        }
+        floats.clear();
+        result
+    }
+
+    /// The series of the parser's line again, after the storage forgot
+    /// its reference (garbage-collected it); the cache entry `k` is pointed
+    /// at the new one. `None` if relabeling drops it.
+    fn relearn(
+        &mut self,
+        app: &mut dyn Appender,
+        parser: &Parser<'_>,
+        k: u128,
+    ) -> Result<Option<SeriesRef>, ScrapeError> {
+        let Some(labels) = self.build_labels(parser)? else {
+            return Ok(None);
+        };
+        let series = app.series(&labels)?;
+        if let Some(mut e) = self.cache.get_mut(k) {
+            e.set_series(series);
+        }
+        Ok(Some(series))
     }
 
     /// The created-timestamp zero sample before a sample: 0 for a float

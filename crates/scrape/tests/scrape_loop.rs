@@ -212,6 +212,138 @@ async fn series_read_again_from_the_cache_keep_labels_values_and_timestamps() {
     assert!(storage.samples_named("h_bucket").len() == 2 * first.len());
 }
 
+/// Series on a page of the n-th scrape: `s{k="K"}` for K below 150, then
+/// `h_bucket{le="K - 149"}` under a histogram family (the `le` value is
+/// normalised, so read again it must come out the same), every value
+/// `K * 1000 + n`; comments and blank lines between them. More series than
+/// a batch of appends holds.
+const PAGE_SERIES: usize = 300;
+
+async fn start_numbered_target() -> Target {
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let s = scrapes.clone();
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let n = s.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let mut body = String::from("# TYPE s gauge\n");
+                for k in 0..PAGE_SERIES {
+                    let v = k as u64 * 1000 + n;
+                    match k {
+                        0..=149 => body.push_str(&format!("s{{k=\"{k}\"}} {v}\n")),
+                        150 => body.push_str(&format!(
+                            "# a comment\n\n# TYPE h histogram\nh_bucket{{le=\"1\"}} {v}\n"
+                        )),
+                        _ => body.push_str(&format!("h_bucket{{le=\"{}\"}} {v}\n", k - 149)),
+                    }
+                }
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+            }
+        }),
+    );
+    let addr = common::serve(app).await;
+    Target {
+        addr,
+        mode: Arc::default(),
+        scrapes,
+    }
+}
+
+/// The series number `K` a sample of [`start_numbered_target`] belongs to
+/// by its labels.
+fn numbered(labels: &tributary_model::Labels) -> Option<u64> {
+    match labels.metric_name()? {
+        "s" => labels.get("k")?.parse().ok(),
+        "h_bucket" => {
+            let le = labels.get("le")?.strip_suffix(".0")?;
+            Some(le.parse::<u64>().ok()? + 149)
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_the_storage_forgot_are_resolved_again_from_their_lines() {
+    let t = start_numbered_target().await;
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    wait_scrapes(&t, 2).await;
+    // As the WAL's garbage collection does after a long pause: every
+    // reference the scrape cache holds is now refused as unknown.
+    storage.forget_series();
+    wait_scrapes(&t, 3).await;
+    m.stop();
+    let mut per_series: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for s in storage.samples() {
+        if s.labels.metric_name() == Some("up")
+            || s.labels.metric_name().unwrap().starts_with("scrape_")
+        {
+            continue;
+        }
+        let k = numbered(&s.labels).unwrap_or_else(|| panic!("unexpected {:?}", s.labels));
+        // A value under another series' labels: a line resolved from the
+        // wrong place on the page.
+        assert_eq!(s.v as u64 / 1000, k, "{:?} = {}", s.labels, s.v);
+        per_series.entry(k).or_default().push(s.v as u64 % 1000);
+    }
+    assert_eq!(per_series.len(), PAGE_SERIES);
+    let scrapes = per_series[&0].clone();
+    assert!(scrapes.len() >= 5, "{scrapes:?}");
+    for (k, got) in &per_series {
+        // Every scrape's sample of every series, before and after.
+        assert_eq!(got, &scrapes, "series {k}");
+        assert!(
+            got.windows(2).all(|w| w[1] == w[0] + 1),
+            "series {k}: {got:?}"
+        );
+    }
+    // Each series (and the five report series) created again exactly once.
+    assert_eq!(storage.series_created(), 2 * (PAGE_SERIES + 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_refused_as_out_of_order_are_counted() {
+    // The same exposed timestamp every scrape: only the first is taken.
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let s = scrapes.clone();
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            s.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let body: String = (0..PAGE_SERIES)
+                    .map(|k| format!("s{{k=\"{k}\"}} {k} 1700000000000\n"))
+                    .collect();
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+            }
+        }),
+    );
+    let t = Target {
+        addr: common::serve(app).await,
+        mode: Arc::default(),
+        scrapes,
+    };
+    let storage = MemStorage::new();
+    let metrics = tributary_scrape::ScrapeMetrics::default();
+    let mut m = common::new_manager_counting(Arc::new(storage.clone()), metrics.clone());
+    common::run_job_j(
+        &mut m,
+        &config("    static_configs: []\n"),
+        std::slice::from_ref(&t.addr),
+        &[],
+    );
+    wait_scrapes(&t, 4).await;
+    m.stop();
+    assert_eq!(storage.samples_named("s").len(), PAGE_SERIES);
+    let appended_scrapes = storage.samples_named("up").len() as u64;
+    assert!(appended_scrapes >= 4);
+    assert_eq!(
+        metrics.sample_out_of_order.get(),
+        PAGE_SERIES as u64 * (appended_scrapes - 1)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanished_series_and_failed_scrapes_get_staleness_markers() {
     let t = start_target().await;

@@ -68,13 +68,9 @@ impl RecordType {
     }
 }
 
-/// One float sample addressed by series reference.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RefSample {
-    pub series: SeriesRef,
-    pub t: Timestamp,
-    pub v: f64,
-}
+/// One float sample addressed by series reference (the appenders' type,
+/// as a Samples record holds it).
+pub use tributary_model::RefSample;
 
 /// One native histogram sample addressed by series reference.
 #[derive(Debug, Clone, PartialEq)]

@@ -215,6 +215,49 @@ fn out_of_order_and_window() {
 }
 
 #[test]
+fn a_batch_of_floats_is_admitted_as_appends_one_by_one_would_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, reg) = open(dir.path(), small_opts());
+    let start = s.consumer("batch").unwrap().position();
+    let mut app = s.appender();
+    let (a, b) = (
+        app.series(&labels(1)).unwrap(),
+        app.series(&labels(2)).unwrap(),
+    );
+    app.append(a, 1000, 0.5).unwrap();
+    let sample = |series, t, v| RefSample { series, t, v };
+    let batch = [
+        sample(a, 900, 1.0), // older than the appended one
+        sample(b, 1000, 2.0),
+        sample(SeriesRef(999), 1000, 3.0),
+        sample(b, 1000, 4.0), // the same timestamp again, in the batch
+        sample(a, 1100, 5.0),
+    ];
+    let mut refused = Vec::new();
+    app.append_floats(&batch, &mut refused);
+    let why: Vec<_> = refused.iter().map(|(i, e)| (*i, e.to_string())).collect();
+    assert_eq!(
+        why,
+        [
+            (0, AppendError::OutOfOrder.to_string()),
+            (2, AppendError::UnknownSeries(SeriesRef(999)).to_string()),
+            (3, AppendError::OutOfOrder.to_string()),
+        ]
+    );
+    app.commit().unwrap();
+    assert_eq!(
+        metric_value(&reg, "prometheus_agent_out_of_order_samples_total"),
+        2.0
+    );
+    let written: Vec<_> = read_all(s.wal_dir(), start)
+        .samples
+        .iter()
+        .map(|s| (s.series, s.t, s.v))
+        .collect();
+    assert_eq!(written, [(a, 1000, 0.5), (b, 1000, 2.0), (a, 1100, 5.0)]);
+}
+
+#[test]
 fn reader_tails_concurrent_commits() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _reg) = open(dir.path(), small_opts());

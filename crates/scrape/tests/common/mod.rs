@@ -23,12 +23,18 @@ pub async fn serve(app: axum::Router) -> String {
 /// A manager writing into `storage`, not yet configured.
 pub fn new_manager(storage: Arc<dyn Storage>) -> ScrapeManager {
     let mut registry = prometheus_client::registry::Registry::default();
+    new_manager_counting(storage, ScrapeMetrics::new(&mut registry))
+}
+
+/// [`new_manager`] counting into `metrics` (a clone shares the counters).
+#[allow(dead_code)] // not every test binary reads the counters
+pub fn new_manager_counting(storage: Arc<dyn Storage>, metrics: ScrapeMetrics) -> ScrapeManager {
     ScrapeManager::new(
         storage,
         "test".into(),
         true,
         Duration::from_millis(2),
-        ScrapeMetrics::new(&mut registry),
+        metrics,
         CancellationToken::new(),
     )
 }
