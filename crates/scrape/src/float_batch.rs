@@ -11,15 +11,14 @@
 //! A batched sample whose series the storage has forgotten meanwhile
 //! (garbage-collected after a long pause) is resolved again from its line:
 //! the batch keeps a parser positioned at its first line, which replays the
-//! page from there to the lines it needs (see
-//! [`crate::scrape_loop::ScrapeLoop`]'s `flush_floats`).
+//! page from there to the lines it needs (`ScrapeLoop::flush_floats`).
 
 use tributary_exposition::Parser;
 use tributary_model::{AppendError, Appender, RefSample};
 
 /// Samples a batch holds before it is appended: the series table's lock
 /// is then held for ~128 hash-free slot lookups, about a microsecond.
-pub(crate) const FLOAT_BATCH: usize = 128;
+const FLOAT_BATCH: usize = 128;
 
 pub(crate) struct FloatBatch<'a> {
     samples: Vec<RefSample>,

@@ -746,41 +746,51 @@ impl ScrapeLoop {
         let mut replay = None;
         let mut result = Ok(());
         for (s, line, e) in floats.refused() {
-            match e {
+            result = match e {
                 AppendError::OutOfOrder => {
                     self.metrics.sample_out_of_order.inc();
+                    Ok(())
                 }
                 AppendError::UnknownSeries(_) => {
-                    let replay = replay.get_or_insert_with(|| floats.replay());
-                    let Some(parser) = replay.as_mut() else {
-                        break;
-                    };
-                    if !replay_to(parser, line) {
-                        break;
-                    }
-                    let k = cache::key(parser.series().0);
-                    match self.relearn(app, parser, k) {
-                        Ok(Some(series)) => {
-                            if let Err(AppendError::OutOfOrder) = app.append(series, s.t, s.v) {
-                                self.metrics.sample_out_of_order.inc();
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            result = Err(e);
-                            break;
-                        }
-                    }
+                    let parser = replay.get_or_insert_with(|| floats.replay());
+                    self.append_relearned(app, parser.as_mut(), line, s)
                 }
-                AppendError::Unsupported(_) => {}
-                e => {
-                    result = Err(e.clone().into());
-                    break;
-                }
+                AppendError::Unsupported(_) => Ok(()),
+                e => Err(e.clone().into()),
+            };
+            if result.is_err() {
+                break;
             }
         }
         floats.clear();
         result
+    }
+
+    /// A batched sample of a series the storage forgot: its line found
+    /// again by `replay`, the series resolved again, the sample appended.
+    fn append_relearned(
+        &mut self,
+        app: &mut dyn Appender,
+        replay: Option<&mut Parser<'_>>,
+        line: usize,
+        s: RefSample,
+    ) -> Result<(), ScrapeError> {
+        let Some(parser) = replay else {
+            return Err(AppendError::UnknownSeries(s.series).into());
+        };
+        // The replay reads the page as the first parse did, so it finds the
+        // line; were the two ever to disagree, the scrape fails rather than
+        // lose the sample unseen.
+        if !replay_to(parser, line) {
+            return Err(AppendError::UnknownSeries(s.series).into());
+        }
+        let k = cache::key(parser.series().0);
+        if let Some(series) = self.relearn(app, parser, k)? {
+            if let Err(AppendError::OutOfOrder) = app.append(series, s.t, s.v) {
+                self.metrics.sample_out_of_order.inc();
+            }
+        }
+        Ok(())
     }
 
     /// The series of the parser's line again, after the storage forgot
