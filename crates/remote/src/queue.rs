@@ -1052,9 +1052,13 @@ impl ShardSet {
     }
 
     /// The shard of a series: all its samples go through one shard, in
-    /// order.
+    /// order. One shard (the usual case until the input outgrows a
+    /// connection) needs no division, which costs tens of cycles a sample.
     fn shard_of(&self, series: SeriesRef) -> usize {
-        (series.0 % self.queues.len().max(1) as u64) as usize
+        match self.queues.len() as u64 {
+            0 | 1 => 0,
+            n => (series.0 % n) as usize,
+        }
     }
 
     /// Puts a chunk of samples on shard `idx`, in pieces of at most
