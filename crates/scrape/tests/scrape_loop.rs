@@ -144,6 +144,20 @@ async fn scrapes_append_values_labels_and_report_series() {
 /// spaces and `}`, exposed timestamps, `le` normalised under a histogram
 /// family, label-less series, a blank between name and labels, a tab).
 async fn start_tricky_target() -> Target {
+    serve_pages(|n| {
+        format!(
+            "# TYPE h histogram\nh_bucket{{le=\"1\"}} {n}\nh_bucket{{le=\"+Inf\"}} {n}\nh_sum {n}\n\
+             plain {n}\nstamped{{a=\"x\"}} {n} {}\nspaced{{p=\"/a b}} c\"}} {n}\n\
+             blank {{q=\"1\"}} {n}\ntabbed{{q=\"2\"}}\t{n}\n",
+            1_700_000_000_000i64 + n as i64,
+        )
+    })
+    .await
+}
+
+/// A target answering its n-th scrape (from 1) with `page(n)`, as the
+/// Prometheus text format.
+async fn serve_pages(page: fn(u64) -> String) -> Target {
     let scrapes = Arc::new(AtomicU64::new(0));
     let s = scrapes.clone();
     let app = Router::new().route(
@@ -151,19 +165,15 @@ async fn start_tricky_target() -> Target {
         get(move || {
             let n = s.fetch_add(1, Ordering::SeqCst) + 1;
             async move {
-                let body = format!(
-                    "# TYPE h histogram\nh_bucket{{le=\"1\"}} {n}\nh_bucket{{le=\"+Inf\"}} {n}\nh_sum {n}\n\
-                     plain {n}\nstamped{{a=\"x\"}} {n} {}\nspaced{{p=\"/a b}} c\"}} {n}\n\
-                     blank {{q=\"1\"}} {n}\ntabbed{{q=\"2\"}}\t{n}\n",
-                    1_700_000_000_000i64 + n as i64,
-                );
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    page(n),
+                )
             }
         }),
     );
-    let addr = common::serve(app).await;
     Target {
-        addr,
+        addr: common::serve(app).await,
         mode: Arc::default(),
         scrapes,
     }
@@ -220,34 +230,21 @@ async fn series_read_again_from_the_cache_keep_labels_values_and_timestamps() {
 const PAGE_SERIES: usize = 300;
 
 async fn start_numbered_target() -> Target {
-    let scrapes = Arc::new(AtomicU64::new(0));
-    let s = scrapes.clone();
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let n = s.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                let mut body = String::from("# TYPE s gauge\n");
-                for k in 0..PAGE_SERIES {
-                    let v = k as u64 * 1000 + n;
-                    match k {
-                        0..=149 => body.push_str(&format!("s{{k=\"{k}\"}} {v}\n")),
-                        150 => body.push_str(&format!(
-                            "# a comment\n\n# TYPE h histogram\nh_bucket{{le=\"1\"}} {v}\n"
-                        )),
-                        _ => body.push_str(&format!("h_bucket{{le=\"{}\"}} {v}\n", k - 149)),
-                    }
-                }
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    serve_pages(|n| {
+        let mut body = String::from("# TYPE s gauge\n");
+        for k in 0..PAGE_SERIES {
+            let v = k as u64 * 1000 + n;
+            match k {
+                0..=149 => body.push_str(&format!("s{{k=\"{k}\"}} {v}\n")),
+                150 => body.push_str(&format!(
+                    "# a comment\n\n# TYPE h histogram\nh_bucket{{le=\"1\"}} {v}\n"
+                )),
+                _ => body.push_str(&format!("h_bucket{{le=\"{}\"}} {v}\n", k - 149)),
             }
-        }),
-    );
-    let addr = common::serve(app).await;
-    Target {
-        addr,
-        mode: Arc::default(),
-        scrapes,
-    }
+        }
+        body
+    })
+    .await
 }
 
 /// The series number `K` a sample of [`start_numbered_target`] belongs to
@@ -305,25 +302,12 @@ async fn series_the_storage_forgot_are_resolved_again_from_their_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_refused_as_out_of_order_are_counted() {
     // The same exposed timestamp every scrape: only the first is taken.
-    let scrapes = Arc::new(AtomicU64::new(0));
-    let s = scrapes.clone();
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            s.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let body: String = (0..PAGE_SERIES)
-                    .map(|k| format!("s{{k=\"{k}\"}} {k} 1700000000000\n"))
-                    .collect();
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
-            }
-        }),
-    );
-    let t = Target {
-        addr: common::serve(app).await,
-        mode: Arc::default(),
-        scrapes,
-    };
+    let t = serve_pages(|_| {
+        (0..PAGE_SERIES)
+            .map(|k| format!("s{{k=\"{k}\"}} {k} 1700000000000\n"))
+            .collect()
+    })
+    .await;
     let storage = MemStorage::new();
     let metrics = tributary_scrape::ScrapeMetrics::default();
     let mut m = common::new_manager_counting(Arc::new(storage.clone()), metrics.clone());
