@@ -143,20 +143,16 @@ pub(crate) fn parse_fast_decimal_prefix(s: &[u8]) -> Option<(f64, usize)> {
 
 /// Appends the run of ASCII digits at `s[i..]` to `mantissa` and returns
 /// where the run ends. Wrapping: the caller refuses more than 19 digits.
-/// Read a word of eight bytes at a time while the page has eight left:
-/// a value's digit runs (7 to 15 digits on real pages) then cost a few
-/// instructions each instead of a multiply-add per digit.
+/// Values on real pages have 7 to 15 digits, so eight are taken at once
+/// where they are all digits.
 fn read_digits(s: &[u8], mut i: usize, mantissa: &mut u64) -> usize {
-    while let Some(word) = s.get(i..i + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
-        let (value, n) = leading_digits(word);
-        let Some(&scale) = POWERS_OF_TEN_U64.get(n) else {
-            return i;
-        };
-        *mantissa = mantissa.wrapping_mul(scale).wrapping_add(value);
-        i += n;
-        if n < 8 {
-            return i;
-        }
+    while let Some(eight) = s
+        .get(i..i + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .and_then(eight_digits)
+    {
+        *mantissa = mantissa.wrapping_mul(100_000_000).wrapping_add(eight);
+        i += 8;
     }
     while let Some(d) = s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
         *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
@@ -165,39 +161,20 @@ fn read_digits(s: &[u8], mut i: usize, mantissa: &mut u64) -> usize {
     i
 }
 
-const POWERS_OF_TEN_U64: [u64; 9] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-];
-
-/// The ASCII digits `bytes` starts with (the first the most significant):
-/// their value and how many, read as one word.
-fn leading_digits(bytes: [u8; 8]) -> (u64, usize) {
+/// The value of eight ASCII digits (the first the most significant), or
+/// `None` if any byte is not one, with a few multiplications on the bytes
+/// as one word instead of a multiply-add per digit.
+fn eight_digits(bytes: [u8; 8]) -> Option<u64> {
     const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
     let v = u64::from_le_bytes(bytes);
     // A byte is a digit when its high nibble is 3 and adding 6 keeps it 3.
-    // A carry out of a non-digit byte only reaches the bytes after it, so
-    // the first byte flagged is the first non-digit.
-    let shape = (v & HIGH) | ((v.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4);
-    let n = ((shape ^ 0x3333_3333_3333_3333).trailing_zeros() / 8) as usize;
-    if n == 0 {
-        return (0, 0);
+    if (v & HIGH) | ((v.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4) != 0x3333_3333_3333_3333 {
+        return None;
     }
-    // The digits moved to the word's top (its last bytes): the bytes below
-    // become zeros, leading zeros of the number.
-    let v = v << (64 - 8 * n as u32);
     // Pairs of digits, then fours, then the eight.
     let v = ((v & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561)) >> 8;
     let v = ((v & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601)) >> 16;
-    let v = ((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001)) >> 32;
-    (v, n)
+    Some(((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001)) >> 32)
 }
 
 /// `[+-]inf`, `[+-]infinity`, `nan`, case-insensitively (Go's `special`).
@@ -406,28 +383,17 @@ mod tests {
     }
 
     #[test]
-    fn leading_digits_stop_at_the_first_other_byte() {
-        assert_eq!(leading_digits(*b"12345678"), (12_345_678, 8));
-        assert_eq!(leading_digits(*b"00000000"), (0, 8));
-        assert_eq!(leading_digits(*b"99999999"), (99_999_999, 8));
-        // Every other byte in every position ends the run there, whatever
-        // follows it (0xff: a carry out of it reaches the next byte).
+    fn eight_digits_read_only_digits() {
+        let digits = *b"12345678";
+        assert_eq!(eight_digits(digits), Some(12_345_678));
+        assert_eq!(eight_digits(*b"00000000"), Some(0));
+        assert_eq!(eight_digits(*b"99999999"), Some(99_999_999));
+        // Every other byte in every position is refused.
         for at in 0..8 {
             for b in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
-                for after in [b'7', 0xff, b'.'] {
-                    let mut bytes = *b"98765432";
-                    bytes[at] = b;
-                    for later in bytes.iter_mut().skip(at + 1) {
-                        *later = after;
-                    }
-                    let want =
-                        std::str::from_utf8(&bytes[..at]).map_or(0, |d| d.parse().unwrap_or(0));
-                    assert_eq!(
-                        leading_digits(bytes),
-                        (want, at),
-                        "{b:#x} at {at}, then {after:#x}"
-                    );
-                }
+                let mut bytes = digits;
+                bytes[at] = b;
+                assert_eq!(eight_digits(bytes), None, "{b:#x} at {at}");
             }
         }
     }
