@@ -142,12 +142,23 @@ struct MemAppender {
     pending: Vec<Pending>,
 }
 
+impl Inner {
+    /// The index of a series not forgotten.
+    fn live(&self, series: SeriesRef) -> Result<usize, AppendError> {
+        let idx = (series.0 as usize).wrapping_sub(1);
+        if (self.forgotten..self.by_ref.len()).contains(&idx) {
+            Ok(idx)
+        } else {
+            Err(AppendError::UnknownSeries(series))
+        }
+    }
+}
+
 impl MemAppender {
     /// Applies the out-of-order rule and advances the series' watermark.
     fn check_order(&self, series: SeriesRef, t: Timestamp) -> Result<(), AppendError> {
-        self.known(series)?;
         let mut inner = self.storage.lock();
-        let idx = (series.0 as usize).wrapping_sub(1);
+        let idx = inner.live(series)?;
         let last = inner
             .last_ts
             .get_mut(idx)
@@ -160,13 +171,7 @@ impl MemAppender {
     }
 
     fn known(&self, series: SeriesRef) -> Result<(), AppendError> {
-        let idx = (series.0 as usize).wrapping_sub(1);
-        let inner = self.storage.lock();
-        if (inner.forgotten..inner.by_ref.len()).contains(&idx) {
-            Ok(())
-        } else {
-            Err(AppendError::UnknownSeries(series))
-        }
+        self.storage.lock().live(series).map(|_| ())
     }
 }
 

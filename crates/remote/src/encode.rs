@@ -146,16 +146,17 @@ pub enum LabelPiece<'a> {
 impl<'a> LabelPiece<'a> {
     /// Length of the piece's `TimeSeries.labels` field, and where the
     /// request already carries it (`at` 0: nowhere the sink knows of).
-    fn find<S: Sink>(&self, sink: &S) -> (usize, u32) {
+    fn find<S: Sink>(&self, sink: &S) -> Occurrence {
+        let unseen = |len: usize| Occurrence {
+            at: 0,
+            len: len as u32,
+        };
         match self {
-            LabelPiece::Pair { id, pairs } => {
-                let found = find_pair(sink, pairs, *id);
-                (found.len as usize, found.at)
-            }
+            LabelPiece::Pair { id, pairs } => find_pair(sink, pairs, *id),
             LabelPiece::External { key, bytes } => {
-                (bytes.len(), sink.find(*key).map_or(0, |o| o.at))
+                sink.find(*key).unwrap_or_else(|| unseen(bytes.len()))
             }
-            LabelPiece::Text(l) => (len_field_size(label_message_len(l.name, l.value)), 0),
+            LabelPiece::Text(l) => unseen(len_field_size(label_message_len(l.name, l.value))),
         }
     }
 
@@ -532,7 +533,7 @@ fn write_text_label<S: Sink>(sink: &mut S, l: Label<'_>) {
 struct ItemScratch<'a> {
     /// An item's labels in general: each with its length and where the
     /// request already carries it (see [`LabelPiece::find`]).
-    pieces: Vec<(LabelPiece<'a>, usize, u32)>,
+    pieces: Vec<(LabelPiece<'a>, Occurrence)>,
     /// The common case, stored pairs and no external labels, kept narrow:
     /// each pair id with its earlier occurrence in the request (`at` 0 and
     /// the pair table's length if none), looked up once for both the
@@ -639,17 +640,11 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
         labels => {
             let pieces = &mut scratch.pieces;
             pieces.clear();
-            pieces.extend(labels.pieces().map(|p| {
-                let (len, at) = p.find(sink);
-                (p, len, at)
-            }));
-            write_head(
-                sink,
-                tail,
-                sample,
-                pieces.iter().map(|&(_, len, _)| len).sum(),
-            );
-            for &(piece, len, at) in pieces.iter() {
+            pieces.extend(labels.pieces().map(|p| (p, p.find(sink))));
+            let labels_len = pieces.iter().map(|(_, found)| found.len as usize).sum();
+            write_head(sink, tail, sample, labels_len);
+            for &(piece, found) in pieces.iter() {
+                let (len, at) = (found.len as usize, found.at);
                 match piece {
                     LabelPiece::Pair { id, pairs } => {
                         sink.keyed(id, len, at, |out| pairs.append_wire(id, out))

@@ -1310,7 +1310,7 @@ fn exemplar_hash(e: &Exemplar) -> u64 {
 
 /// The out-of-order check of every sample, float or histogram; advances the
 /// series' watermark.
-fn admit(
+fn check_order(
     table: &mut SeriesTable,
     series: SeriesRef,
     t: Timestamp,
@@ -1330,9 +1330,10 @@ fn admit(
 }
 
 impl WalAppender {
-    /// [`admit`] under the series table's lock, counted when out of order.
+    /// [`check_order`] under the series table's lock, counted when out of
+    /// order.
     fn admit(&self, series: SeriesRef, t: Timestamp) -> Result<(), AppendError> {
-        let admitted = admit(
+        let admitted = check_order(
             &mut self.shared.series.lock(),
             series,
             t,
@@ -1395,7 +1396,7 @@ impl Appender for WalAppender {
         let mut out_of_order = 0;
         let mut table = self.shared.series.lock();
         for (i, &s) in samples.iter().enumerate() {
-            match admit(&mut table, s.series, s.t, window) {
+            match check_order(&mut table, s.series, s.t, window) {
                 Ok(()) => self.samples.push(s),
                 Err(e) => {
                     out_of_order += u64::from(matches!(e, AppendError::OutOfOrder));
