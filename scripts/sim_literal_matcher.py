@@ -2,8 +2,9 @@
 """Simulates the remote-write encoder's literal matcher on one exposition
 page: how many positions it hashes and how many bytes its matches save,
 hashing every position, skipping ahead faster the longer nothing matched
-(as snappy, and this matcher before), or only word starts (after a
-separator byte).
+(as snappy, and this matcher before), only word starts (after a
+separator byte), or word starts but past hex identifiers nothing matched
+at their start (the encoder now).
 
 The text it sees is what a 2,000-sample request carries for the first
 time: each distinct label pair's wire form (`job` and `instance` added as
@@ -56,9 +57,14 @@ def is_separator(b):
     return b < 0x30 or b == 0x5F
 
 
+HEX = set(b"0123456789abcdef")
+
+
 def simulate(texts, mode, bits=12):
     """mode: "every" position, "skipping" (step + 1 every 8 misses, the
-    matcher before word starts), or "words" (word starts only)."""
+    matcher before word starts), "words" (word starts only) or "hex" (word
+    starts, and a run of hex digits and dashes nothing matched at its
+    start is skipped after its second group, as the encoder does)."""
     history, table = bytearray(), [None] * (1 << bits)
     probes = saved = 0
     # label name -> [value bytes, value bytes inside matches, name-part
@@ -91,12 +97,19 @@ def simulate(texts, mode, bits=12):
                     at += m
                     skip = 8
                     continue
+            if mode == "hex" and all(b in HEX for b in history[at:at + 4]):
+                run_end = at + 4
+                while run_end < end and (history[run_end] in HEX or history[run_end] == 0x2D):
+                    run_end += 1
+                dash = history.find(b"-", at + 4, run_end)
+                at = dash + 1 if dash >= 0 and history[at - 1] != 0x2D else run_end
+                continue
             if mode == "skipping":
                 at += skip >> 3
                 skip += 1
                 continue
             at += 1
-            while mode == "words" and at < end and not is_separator(history[at - 1]):
+            while mode in ("words", "hex") and at < end and not is_separator(history[at - 1]):
                 at += 1
     return probes, saved, by_name
 
@@ -105,7 +118,7 @@ def main():
     texts = first_occurrences(sys.argv[1])
     total = sum(len(t) for _, _, t in texts)
     print(f"{len(texts)} first-occurrence pairs, {total} bytes")
-    for mode in ("every", "skipping", "words"):
+    for mode in ("every", "skipping", "words", "hex"):
         for bits in (11, 12):
             probes, saved, _ = simulate(texts, mode, bits)
             print(f"{mode:9s} table 2^{bits}: {probes:6d} probes, {saved:6d} bytes saved")

@@ -412,13 +412,13 @@ impl SnappyStream {
                 .then(|| self.locate(prev - 1, (seen >> 32) as usize))
                 .flatten();
             let Some((c_pos, c_end)) = found else {
-                at = next_word_start(&self.history, at + 1, to);
+                at = next_probe(&self.history, at, quad, to);
                 continue;
             };
             let m = 4 + match_len(&self.history, prev + 3, c_end, at + 4, to);
             let offset = run_base.wrapping_add(at).saturating_sub(c_pos);
             if m < MIN_MATCH || offset == 0 {
-                at = next_word_start(&self.history, at + 1, to);
+                at = next_probe(&self.history, at, quad, to);
                 continue;
             }
             emit_literal(&mut self.out, self.history.get(emitted..at));
@@ -535,6 +535,79 @@ fn next_word_start(buf: &[u8], at: usize, to: usize) -> usize {
         i += 1;
     }
     to
+}
+
+/// Where the matcher probes next after nothing matched the four bytes
+/// `quad` at `at`: further into or past their run of hex digits and
+/// dashes if they are hex digits, else at the next word start.
+///
+/// An identifier nothing earlier matched (a container id, a UUID new to
+/// the request) matches nowhere further in either, but its dashes made
+/// each UUID group a word start of its own: five probes a UUID, which
+/// found nothing. A run's second group is still probed: an identifier
+/// seen before may have started no word there (`pod<uid>` in a cgroup
+/// path, then `_<uid>_` in a container name), while its later groups
+/// did. On a farm page this probes 23 % fewer positions and saves as
+/// many bytes (`scripts/sim_literal_matcher.py`).
+fn next_probe(buf: &[u8], at: usize, quad: u32, to: usize) -> usize {
+    // Four digits '0' above the quad's four bytes.
+    if hex_digits(0x3030_3030_0000_0000 | u64::from(quad)) != u64::MAX {
+        return next_word_start(buf, at + 1, to);
+    }
+    let end = hex_run_end(buf, at + 4, to);
+    let first_group = at.checked_sub(1).and_then(|i| buf.get(i)) != Some(&b'-');
+    let dash = buf
+        .get(at + 4..end)
+        .and_then(|run| run.iter().position(|&b| b == b'-'));
+    match dash {
+        Some(d) if first_group => at + 4 + d + 1,
+        _ => end,
+    }
+}
+
+/// Per byte of `x`, all ones where it is a lowercase hex digit.
+fn hex_digits(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Bytes of seven bits: `v + (0x80 - lo)` sets a byte's high bit iff
+    // it is at least `lo`, and no carry crosses into the next byte.
+    let v = x & !HIGH;
+    let at_least = |lo: u8| (v + ONES * u64::from(0x80 - lo)) & HIGH;
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    // Bytes with the high bit set (UTF-8) are neither.
+    let hex = (digit | letter) & !(x & HIGH);
+    (hex >> 7) * 0xff
+}
+
+/// The end of the run of lowercase hex digits and dashes from `at` (`to`
+/// at most).
+fn hex_run_end(buf: &[u8], mut at: usize, to: usize) -> usize {
+    const DASHES: u64 = 0x2d2d_2d2d_2d2d_2d2d;
+    while at + 8 <= to {
+        let Some(word) = buf.get(at..at + 8).and_then(|b| b.try_into().ok()) else {
+            break;
+        };
+        let x = u64::from_le_bytes(word);
+        // A dash is a zero byte of `x ^ DASHES`; the high bit of
+        // `(y & 0x7f..) + 0x7f..` is clear for those alone among bytes
+        // below 0x80, and `| y` rules out the others.
+        let y = x ^ DASHES;
+        let low = 0x7f7f_7f7f_7f7f_7f7f;
+        let dash = !(((y & low) + low) | y | low) >> 7;
+        let ok = hex_digits(x) | (dash * 0xff);
+        if ok != u64::MAX {
+            return at + ((!ok).trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while buf
+        .get(at)
+        .is_some_and(|&b| at < to && (b == b'-' || hex_digits(u64::from(b)) & 0xff != 0))
+    {
+        at += 1;
+    }
+    at
 }
 
 fn load_u32(buf: &[u8], at: usize) -> Option<u32> {
@@ -863,6 +936,62 @@ mod tests {
         s.recycle(second);
         assert!(s.spare.is_none());
         assert_eq!(decode(&held), vec![b'b'; 3000]);
+    }
+
+    #[test]
+    fn hex_digits_are_told_apart_from_every_other_byte() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+            for shift in [0, 8, 32, 56] {
+                let got = (hex_digits(u64::from(b) << shift) >> shift) & 0xff;
+                assert_eq!(got, if want { 0xff } else { 0 }, "{b:#04x} << {shift}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn hex_digits_judges_each_byte_alone(x in any::<u64>()) {
+            let want = x.to_le_bytes().iter().rev().fold(0u64, |acc, &b| {
+                let hex = b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+                acc << 8 | if hex { 0xff } else { 0 }
+            });
+            prop_assert_eq!(hex_digits(x), want);
+        }
+
+        #[test]
+        fn a_hex_run_ends_at_its_first_other_byte(
+            text in "[0-9a-f,.A-Z_/\\-é]{0,40}",
+            from in 0usize..8,
+        ) {
+            let buf = text.as_bytes();
+            let from = from.min(buf.len());
+            let is_run = |b: &u8| *b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+            let want = buf[from..].iter().position(|b| !is_run(b)).map_or(buf.len(), |i| from + i);
+            prop_assert_eq!(hex_run_end(buf, from, buf.len()), want);
+        }
+    }
+
+    #[test]
+    fn an_identifier_new_to_the_request_is_still_found_again_later() {
+        let uuid = "5c8951ca-7268-3d48-4873-27d9e6ca2fb9";
+        let id = format!("/kubepods/burstable/pod{uuid}/ce7ca2019f8801468e83e82810af2fb346519fd2a9a00c779de6a6ef5d3364cd");
+        let name = format!("k8s_nginx_nginx-ee19af1f05-a8f24_default_{uuid}_0");
+        let mut s = SnappyStream::default();
+        s.reset();
+        s.literal(id.as_bytes());
+        s.literal(name.as_bytes());
+        let want = format!("{id}{name}");
+        let block = s.finish();
+        assert_eq!(decode(&block), want.as_bytes());
+        // All but the first group of the UUID (27 of its 36 bytes) in
+        // `name` is a copy of those in `id`.
+        assert!(
+            block.len() + 20 < want.len(),
+            "{} of {}",
+            block.len(),
+            want.len()
+        );
     }
 
     #[test]
