@@ -63,8 +63,8 @@ HEX = set(b"0123456789abcdef")
 def simulate(texts, mode, bits=12):
     """mode: "every" position, "skipping" (step + 1 every 8 misses, the
     matcher before word starts), "words" (word starts only) or "hex" (word
-    starts, and a run of hex digits and dashes nothing matched at its
-    start is skipped after its second group, as the encoder does)."""
+    starts, but the rest of a run of hex digits and dashes is skipped when
+    nothing matched a group after a dash, as the encoder does)."""
     history, table = bytearray(), [None] * (1 << bits)
     probes = saved = 0
     # label name -> [value bytes, value bytes inside matches, name-part
@@ -97,12 +97,11 @@ def simulate(texts, mode, bits=12):
                     at += m
                     skip = 8
                     continue
-            if mode == "hex" and all(b in HEX for b in history[at:at + 4]):
-                run_end = at + 4
-                while run_end < end and (history[run_end] in HEX or history[run_end] == 0x2D):
-                    run_end += 1
-                dash = history.find(b"-", at + 4, run_end)
-                at = dash + 1 if dash >= 0 and history[at - 1] != 0x2D else run_end
+            if (mode == "hex" and history[at - 1] == 0x2D
+                    and all(b in HEX for b in history[at:at + 4])):
+                at += 4
+                while at < end and (history[at] in HEX or history[at] == 0x2D):
+                    at += 1
                 continue
             if mode == "skipping":
                 at += skip >> 3
