@@ -75,11 +75,6 @@ pub(crate) struct SnappyStream {
     /// A copy not yet written: (offset, length).
     copy: Option<(usize, usize)>,
     seen: Box<[Seen]>,
-    /// `seen` positions of earlier requests are at most this: a request
-    /// stores its own above it, so the table needs no clearing between
-    /// requests (clearing it and `lit_seen`, 44 KB a request, was most of
-    /// the agent's `memset`).
-    seen_base: u32,
     /// The last timestamp written (zeros after its length), its length
     /// and where.
     last_ts: [u8; 16],
@@ -98,9 +93,6 @@ pub(crate) struct SnappyStream {
     /// `history` + 1 (low word) and the index of its run in `runs` (high
     /// word), so a candidate is located without searching `runs`.
     lit_seen: Box<[u64]>,
-    /// `lit_seen` indexes of earlier requests are at most this (as
-    /// `seen_base`).
-    lit_base: u32,
     /// A sent request's buffer, handed back for the next block.
     spare: Option<Vec<u8>>,
 }
@@ -112,7 +104,6 @@ impl Default for SnappyStream {
             pos: 0,
             copy: None,
             seen: vec![EMPTY; SEEN_SLOTS].into_boxed_slice(),
-            seen_base: 0,
             last_ts: [0; 16],
             last_ts_len: 0,
             last_ts_pos: 0,
@@ -121,19 +112,9 @@ impl Default for SnappyStream {
             matchable: Vec::new(),
             runs: Vec::new(),
             lit_seen: vec![0; LIT_SLOTS].into_boxed_slice(),
-            lit_base: 0,
             spare: None,
         }
     }
-}
-
-/// The base a request after one that stored positions up to `used` above
-/// `base` starts from; `None` when the table is to be cleared and start
-/// again from 0 (bases stay below 2³¹, so a request's own positions still
-/// fit above them).
-fn next_base(base: u32, used: usize) -> Option<u32> {
-    let next = (base as usize).checked_add(used)?.checked_add(1)?;
-    u32::try_from(next).ok().filter(|&b| b < 1 << 31)
 }
 
 fn slot_of(key: u32) -> usize {
@@ -143,30 +124,18 @@ fn slot_of(key: u32) -> usize {
 impl SnappyStream {
     /// Starts a new request.
     pub fn reset(&mut self) {
-        match next_base(self.seen_base, self.pos) {
-            Some(base) => self.seen_base = base,
-            None => {
-                self.seen.fill(EMPTY);
-                self.seen_base = 0;
-            }
-        }
-        match next_base(self.lit_base, self.history.len()) {
-            Some(base) => self.lit_base = base,
-            None => {
-                self.lit_seen.fill(0);
-                self.lit_base = 0;
-            }
-        }
         self.out.clear();
         self.out.resize(HEADER_ROOM, 0);
         self.pos = 0;
         self.copy = None;
+        self.seen.fill(EMPTY);
         self.last_ts_len = 0;
         self.last_ts_pos = 0;
         self.history.clear();
         self.pending = 0;
         self.matchable.clear();
         self.runs.clear();
+        self.lit_seen.fill(0);
     }
 
     /// Bytes with no identity of their own that may repeat earlier text
@@ -221,7 +190,7 @@ impl SnappyStream {
         // Remember the newest occurrence: nearer copies get shorter offsets.
         if let (Some(s), Ok(p), Ok(l)) = (
             self.seen.get_mut(slot_of(key)),
-            u32::try_from(self.seen_base as usize + here + 1),
+            u32::try_from(here + 1),
             u32::try_from(len),
         ) {
             *s = Seen {
@@ -238,8 +207,8 @@ impl SnappyStream {
     /// in it, whose length is here.
     pub fn find(&self, key: u32) -> Option<Occurrence> {
         let s = self.seen.get(slot_of(key))?;
-        (s.pos > self.seen_base && s.key == key).then(|| Occurrence {
-            at: s.pos - self.seen_base,
+        (s.pos != 0 && s.key == key).then_some(Occurrence {
+            at: s.pos,
             len: s.len,
         })
     }
@@ -355,11 +324,10 @@ impl SnappyStream {
         }
         let start_pos = self.pos - (end - start);
         let mut emitted = start;
-        if let (Ok(s32), Ok(p32), Ok(_), Ok(_)) = (
+        if let (Ok(s32), Ok(p32), Ok(_)) = (
             u32::try_from(start),
             u32::try_from(start_pos),
             u32::try_from(self.pos),
-            u32::try_from(self.lit_base as usize + end + 1),
         ) {
             self.runs.push((s32, p32));
             let spans = std::mem::take(&mut self.matchable);
@@ -396,18 +364,16 @@ impl SnappyStream {
         let mut at = from.max(emitted);
         // The run being written is the last one.
         let run = (self.runs.len().saturating_sub(1) as u64) << 32;
-        let base = self.lit_base as usize;
         while at + 4 <= to {
             let Some(quad) = load_u32(&self.history, at) else {
                 break;
             };
             let slot = (quad.wrapping_mul(0x1E35_A7BD) >> (32 - LIT_BITS)) as usize;
             let seen = match self.lit_seen.get_mut(slot) {
-                Some(e) => std::mem::replace(e, run | (base + at + 1) as u64),
+                Some(e) => std::mem::replace(e, run | (at as u64 + 1)),
                 None => break,
             };
-            // Index + 1 of the candidate in this request's history (0: none).
-            let prev = ((seen & 0xffff_ffff) as usize).saturating_sub(base);
+            let prev = (seen & 0xffff_ffff) as usize;
             let found = (prev != 0 && load_u32(&self.history, prev - 1) == Some(quad))
                 .then(|| self.locate(prev - 1, (seen >> 32) as usize))
                 .flatten();
@@ -829,9 +795,8 @@ mod tests {
     }
 
     proptest! {
-        /// One stream reused for request after request: what earlier
-        /// requests left in its tables (not cleared between requests) is
-        /// never taken for this request's bytes.
+        /// One stream reused for request after request: nothing an earlier
+        /// request left in its tables is taken for this request's bytes.
         #[test]
         fn requests_written_by_one_stream_each_round_trip(
             requests in proptest::collection::vec(
@@ -855,30 +820,6 @@ mod tests {
                 prop_assert_eq!(decode(&s.finish()), want);
             }
         }
-    }
-
-    #[test]
-    fn tables_are_cleared_only_when_the_bases_would_pass_two_to_the_31() {
-        assert_eq!(next_base(0, 0), Some(1));
-        assert_eq!(next_base(7, 100), Some(108));
-        assert_eq!(next_base((1 << 31) - 2, 0), Some((1 << 31) - 1));
-        assert_eq!(next_base((1 << 31) - 2, 1), None);
-        assert_eq!(next_base(u32::MAX, usize::MAX), None);
-        // After a clear the stream starts from 0 again and still finds
-        // nothing of the request before.
-        let mut s = SnappyStream::default();
-        s.reset();
-        s.keyed(1, 5, |o| o.extend_from_slice(b"abcde"));
-        s.literal(b"/kubepods/burstable");
-        let _ = s.finish();
-        s.seen_base = (1 << 31) - 3;
-        s.lit_base = (1 << 31) - 3;
-        s.reset();
-        assert_eq!((s.seen_base, s.lit_base), (0, 0));
-        assert_eq!(s.find(1), None);
-        s.literal(b"x/kubepods/burstable");
-        s.keyed(1, 5, |o| o.extend_from_slice(b"abcde"));
-        assert_eq!(decode(&s.finish()), b"x/kubepods/burstableabcde");
     }
 
     #[test]
