@@ -100,10 +100,12 @@ pub struct RecordRuns {
 }
 
 impl RecordRuns {
-    pub fn push(&mut self, seq: u64) {
+    /// `n` more items of record `seq`.
+    pub fn push_n(&mut self, seq: u64, n: usize) {
         match self.runs.last_mut() {
-            Some((s, n)) if *s == seq => *n += 1,
-            _ => self.runs.push((seq, 1)),
+            _ if n == 0 => {}
+            Some((s, count)) if *s == seq => *count += n,
+            _ => self.runs.push((seq, n)),
         }
     }
 
@@ -155,8 +157,8 @@ mod tests {
     #[test]
     fn runs_merge_consecutive_records() {
         let mut r = RecordRuns::default();
-        for s in [1, 1, 2, 2, 2, 4] {
-            r.push(s);
+        for (s, n) in [(1, 1), (1, 1), (2, 2), (2, 0), (2, 1), (4, 1), (4, 0)] {
+            r.push_n(s, n);
         }
         assert_eq!(r.iter().collect::<Vec<_>>(), vec![(1, 2), (2, 3), (4, 1)]);
     }

@@ -1193,24 +1193,26 @@ async fn run_shard<P: Copy + Send + Sync + 'static>(
                     }
                 }
             }
-            ShardEvent::Chunk(chunk) => {
-                let mut taken = 0;
-                for s in chunk.items {
+            ShardEvent::Chunk(Chunk { seq, mut items }) => {
+                // As much of the chunk as the batch has room for at a time,
+                // moved in one go; its room is given back as it is taken.
+                while !items.is_empty() {
                     if batch.samples.is_empty() {
                         deadline =
                             Some(tokio::time::Instant::now() + shared.settings.batch_send_deadline);
                     }
-                    batch.push(s, chunk.seq);
-                    taken += 1;
+                    let n = max
+                        .saturating_sub(batch.samples.len())
+                        .clamp(1, items.len());
+                    batch.take(&mut items, n, seq);
+                    room.add_permits(n);
                     if batch.samples.len() >= max {
-                        room.add_permits(std::mem::take(&mut taken));
                         deadline = None;
                         if !batch.send(&shared, &mut hard_stop).await {
                             return;
                         }
                     }
                 }
-                room.add_permits(taken);
             }
             ShardEvent::Deadline => {
                 deadline = None;
@@ -1265,10 +1267,19 @@ impl Batch {
         }
     }
 
-    fn push(&mut self, s: QueuedSample, seq: u64) {
-        count_item(&mut self.kinds, &mut self.highest, &s);
-        self.runs.push(seq);
-        self.samples.push(s);
+    /// Moves the first `n` of `items` (of WAL record `seq`) to the end of
+    /// the batch.
+    fn take(&mut self, items: &mut Vec<QueuedSample>, n: usize, seq: u64) {
+        let Batch {
+            samples,
+            kinds,
+            highest,
+            runs,
+            ..
+        } = self;
+        let n = n.min(items.len());
+        samples.extend(items.drain(..n).inspect(|s| count_item(kinds, highest, s)));
+        runs.push_n(seq, n);
     }
 
     /// Counts and newest time again, after items were removed.
@@ -1708,9 +1719,15 @@ mod tests {
             item: Item::Exemplar(Box::new((Labels::default(), 1.0))),
             ..queued(2, None, 5000)
         };
-        batch.push(queued(1, None, 1000), 7);
-        batch.push(exemplar, 7);
-        batch.push(queued(3, None, 3000), 8);
+        let mut first = vec![queued(1, None, 1000), exemplar];
+        let mut second = vec![queued(3, None, 3000), queued(4, None, 4000)];
+        batch.take(&mut first, 2, 7);
+        // Part of a record: the rest stays for the next batch, in order.
+        batch.take(&mut second, 1, 8);
+        assert!(first.is_empty());
+        assert_eq!(second.iter().map(|s| s.t).collect::<Vec<_>>(), [4000]);
+        let taken: Vec<_> = batch.samples.iter().map(|s| s.series.0).collect();
+        assert_eq!(taken, [1, 2, 3]);
         // An exemplar's time is not a sample's.
         assert_eq!((batch.kinds, batch.highest), ([2, 0, 1], 3000));
         assert_eq!(batch.runs.iter().collect::<Vec<_>>(), vec![(7, 2), (8, 1)]);
