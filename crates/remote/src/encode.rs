@@ -593,18 +593,22 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
     match item.payload() {
         Payload::Sample(v) => {
             let ts = scratch.timestamp_field(t);
-            // Head and value assembled in a fixed array: the sample
-            // message's length (at most 9 + 11) is one byte.
-            let mut value = FieldHead::default();
-            value.bytes[0] = KEY_TIMESERIES_SAMPLE;
-            value.len = 2;
-            if v.to_bits() != 0 {
-                let mut field = [KEY_SAMPLE_VALUE; 9];
-                field[1..].copy_from_slice(&v.to_bits().to_le_bytes());
-                value.bytes[2..11].copy_from_slice(&field);
-                value.len = 11;
-            }
-            value.bytes[1] = (value.len - 2 + ts.len) as u8;
+            // The sample's field head and value as one word (stored
+            // whole, not byte by byte: see `SnappyStream::sample`); the
+            // sample message's length (at most 9 + 11) is one byte.
+            let bits = v.to_bits();
+            let (field, field_len) = match bits {
+                0 => (0, 0),
+                _ => (u128::from(KEY_SAMPLE_VALUE) | (u128::from(bits) << 8), 9),
+            };
+            let len = 2 + field_len;
+            let word = u128::from(KEY_TIMESERIES_SAMPLE)
+                | (u128::from((field_len + ts.len) as u8) << 8)
+                | (field << 16);
+            let value = FieldHead {
+                bytes: word.to_le_bytes(),
+                len,
+            };
             sample = Some((value, *ts));
         }
         Payload::Histogram(h) => proto::put_message(tail, 4, |b| proto::write_histogram(b, h, t)),
