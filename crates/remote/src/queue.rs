@@ -669,12 +669,14 @@ fn store_metadata<P>(
 /// The items of a record this queue forwards: (series, time, item).
 fn record_items<'a>(
     record: &'a DecodedRecord,
+    floats: bool,
     histograms: bool,
     exemplars: bool,
 ) -> impl Iterator<Item = (SeriesRef, Timestamp, ItemRef<'a>)> + 'a {
     let samples = record
         .samples
         .iter()
+        .filter(move |_| floats)
         .map(|&(r, t, v)| (r, t, ItemRef::Float(v)));
     let hs = record
         .histograms
@@ -774,7 +776,34 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     let mut keep_by_kind = [0i64; 3];
     let mut dropped = [0u64; 3];
     let mut highest = i64::MIN;
-    for (r, t, item) in record_items(record, send_histograms, send_exemplars) {
+    // The common case — one shard, no write relabeling, 1.0 (no metadata
+    // inline), nothing too old — takes the record's floats in one go:
+    // built one at a time below, each item went through the stack, and its
+    // reloads stalled on the narrower stores before them (two thirds of
+    // this function's time).
+    let floats_at_once = chunks.len() == 1
+        && transform.relabel.is_none()
+        && !v2
+        && record.samples.iter().all(|&(_, t, _)| t >= min_ts);
+    if let (true, Some(chunk)) = (floats_at_once, chunks.first_mut()) {
+        chunk.extend(record.samples.iter().map(|&(r, t, v)| QueuedSample {
+            series: r,
+            rewritten: None,
+            t,
+            item: Item::Float(v),
+            metadata: None,
+        }));
+        let n = record.samples.len();
+        in_by_kind[ItemKind::Sample as usize] += n as u64;
+        keep_by_kind[ItemKind::Sample as usize] += n as i64;
+        highest = record
+            .samples
+            .iter()
+            .map(|&(_, t, _)| t)
+            .fold(highest, i64::max);
+    }
+    let floats = !floats_at_once;
+    for (r, t, item) in record_items(record, floats, send_histograms, send_exemplars) {
         let kind = item.kind() as usize;
         in_by_kind[kind] += 1;
         if t < min_ts {
