@@ -781,29 +781,32 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     // built one at a time below, each item went through the stack, and its
     // reloads stalled on the narrower stores before them (two thirds of
     // this function's time).
-    let floats_at_once = chunks.len() == 1
-        && transform.relabel.is_none()
-        && !v2
-        && record.samples.iter().all(|&(_, t, _)| t >= min_ts);
-    if let (true, Some(chunk)) = (floats_at_once, chunks.first_mut()) {
-        chunk.extend(record.samples.iter().map(|&(r, t, v)| QueuedSample {
-            series: r,
-            rewritten: None,
-            t,
-            item: Item::Float(v),
-            metadata: None,
-        }));
-        let n = record.samples.len();
-        in_by_kind[ItemKind::Sample as usize] += n as u64;
-        keep_by_kind[ItemKind::Sample as usize] += n as i64;
-        highest = record
-            .samples
-            .iter()
-            .map(|&(_, t, _)| t)
-            .fold(highest, i64::max);
-    }
-    let floats = !floats_at_once;
-    for (r, t, item) in record_items(record, floats, send_histograms, send_exemplars) {
+    let floats_at_once = match chunks.as_mut_slice() {
+        [chunk]
+            if transform.relabel.is_none()
+                && !v2
+                && record.samples.iter().all(|&(_, t, _)| t >= min_ts) =>
+        {
+            chunk.extend(record.samples.iter().map(|&(r, t, v)| QueuedSample {
+                series: r,
+                rewritten: None,
+                t,
+                item: Item::Float(v),
+                metadata: None,
+            }));
+            let n = record.samples.len();
+            in_by_kind[ItemKind::Sample as usize] += n as u64;
+            keep_by_kind[ItemKind::Sample as usize] += n as i64;
+            highest = record
+                .samples
+                .iter()
+                .map(|&(_, t, _)| t)
+                .fold(highest, i64::max);
+            true
+        }
+        _ => false,
+    };
+    for (r, t, item) in record_items(record, !floats_at_once, send_histograms, send_exemplars) {
         let kind = item.kind() as usize;
         in_by_kind[kind] += 1;
         if t < min_ts {
