@@ -3,8 +3,9 @@
 # running farm (../shared/bench/farm with --remote-write to a running sink)
 # at the same time, so the machine's load moves all of them alike (run one
 # after another, one binary's CPU figure moves by 15 % between runs; side
-# by side, two runs of one pair differed by 1-2 %, the binary started
-# second reading slightly lower: run each pair in both orders). WARMUP
+# by side, two builds that made no difference read 2.0 % and 0.3 % apart,
+# the one started second lower each time: run each pair in both orders,
+# and take less than ~2 % in one order for no result). WARMUP
 # seconds after start, then WINDOW seconds; prints CPU ms per 1k samples
 # from /proc and each agent's own remote-write sample counter.
 #
