@@ -102,8 +102,10 @@ pub struct RecordRuns {
 impl RecordRuns {
     /// `n` more items of record `seq`.
     pub fn push_n(&mut self, seq: u64, n: usize) {
+        if n == 0 {
+            return;
+        }
         match self.runs.last_mut() {
-            _ if n == 0 => {}
             Some((s, count)) if *s == seq => *count += n,
             _ => self.runs.push((seq, n)),
         }

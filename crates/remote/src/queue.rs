@@ -781,12 +781,14 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     // built one at a time below, each item went through the stack, and its
     // reloads stalled on the narrower stores before them (two thirds of
     // this function's time).
+    let (oldest, newest) = record
+        .samples
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &(_, t, _)| {
+            (lo.min(t), hi.max(t))
+        });
     let floats_at_once = match chunks.as_mut_slice() {
-        [chunk]
-            if transform.relabel.is_none()
-                && !v2
-                && record.samples.iter().all(|&(_, t, _)| t >= min_ts) =>
-        {
+        [chunk] if transform.relabel.is_none() && !v2 && oldest >= min_ts => {
             chunk.extend(record.samples.iter().map(|&(r, t, v)| QueuedSample {
                 series: r,
                 rewritten: None,
@@ -797,11 +799,7 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
             let n = record.samples.len();
             in_by_kind[ItemKind::Sample as usize] += n as u64;
             keep_by_kind[ItemKind::Sample as usize] += n as i64;
-            highest = record
-                .samples
-                .iter()
-                .map(|&(_, t, _)| t)
-                .fold(highest, i64::max);
+            highest = highest.max(newest);
             true
         }
         _ => false,
