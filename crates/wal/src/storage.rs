@@ -226,6 +226,11 @@ struct Shared {
     consumers: Mutex<BTreeMap<String, Arc<ConsumerState>>>,
     cursor_generation: Arc<AtomicU64>,
     persisted_generation: AtomicU64,
+    /// Held while the cursor file is written: the maintenance pass and a
+    /// truncation on another thread each wrote `cursors.json.tmp` and
+    /// renamed it, and the second rename failed once the first had taken
+    /// the file away.
+    persisting: Mutex<()>,
     commit_tx: watch::Sender<u64>,
     /// The newest records, for readers at the head (see `tail`).
     tail: Arc<WalTail>,
@@ -316,6 +321,7 @@ impl AgentStorage {
             consumers: Mutex::new(consumers),
             cursor_generation: generation,
             persisted_generation: AtomicU64::new(0),
+            persisting: Mutex::new(()),
             commit_tx,
             tail,
             metrics,
@@ -1082,6 +1088,7 @@ impl Shared {
     }
 
     fn persist_cursors(&self, force: bool) -> Result<(), WalError> {
+        let _one_writer = self.persisting.lock();
         let gen = self.cursor_generation.load(Ordering::Acquire);
         if !force && gen == self.persisted_generation.load(Ordering::Acquire) {
             return Ok(());
