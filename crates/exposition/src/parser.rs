@@ -477,6 +477,43 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// [`Parser::guess_series`] for a line whose series is expected to be
+    /// `len` bytes long (the scrape cache knows the length of the series
+    /// it expects next): the value is read right after them, so the line
+    /// is not searched for its end from its start nor for its last space
+    /// from its end. `None` when the line is not `len` bytes of series, one
+    /// space, a plain decimal value and optionally one space and an integer
+    /// timestamp — the caller then parses it the usual way.
+    pub fn guess_series_of_len(&self, len: usize) -> Option<GuessedSeries<'a>> {
+        if self.format != Format::PrometheusText || self.finished || !self.simple_path {
+            return None;
+        }
+        let start = self.pos;
+        let rest = self.body.get(start..)?;
+        if !rest.first().is_some_and(|&b| is_metric_name_start(b)) || rest.get(len) != Some(&b' ') {
+            return None;
+        }
+        let series = rest.get(..len)?;
+        let after = rest.get(len + 1..)?;
+        let (tail, end) = match memchr::memchr(b'\n', after) {
+            Some(n) => (&after[..n], start + len + 2 + n),
+            None => (after, self.body.len()),
+        };
+        let (value, n) = parse_fast_decimal_prefix(tail)?;
+        let timestamp = match tail.get(n..)? {
+            [] => None,
+            [b' ', ts @ ..] => Some(parse_int_timestamp(ts)?),
+            _ => return None,
+        };
+        Some(GuessedSeries {
+            series,
+            value,
+            timestamp,
+            start,
+            end,
+        })
+    }
+
     /// Takes the line [`Parser::guess_series`] read, as [`Parser::next`]
     /// would have returned it as an [`Entry::Series`].
     pub fn take_guessed(&mut self, g: &GuessedSeries<'a>) {
@@ -1182,7 +1219,11 @@ mod tests {
     /// A trace that takes every line [`Parser::guess_series`] reads as a
     /// series the general parse of the same body produced (as a scrape
     /// cache would know it).
-    fn trace_guessing(body: &[u8]) -> Vec<String> {
+    ///
+    /// With `by_len`, lines are read with [`Parser::guess_series_of_len`]
+    /// at every length a known series has — more guesses than a cache,
+    /// which expects one series, would try.
+    fn trace_guessing(body: &[u8], by_len: bool) -> Vec<String> {
         let mut known = std::collections::HashSet::new();
         let mut general = Parser::new(Format::PrometheusText, body);
         while let Ok(Some(e)) = general.next() {
@@ -1190,10 +1231,19 @@ mod tests {
                 known.insert(general.series().0.to_vec());
             }
         }
+        let mut lens: Vec<usize> = known.iter().map(Vec::len).collect();
+        lens.sort_unstable();
+        lens.dedup();
         let mut parser = Parser::new(Format::PrometheusText, body);
         let mut steps = Vec::new();
         loop {
-            let guessed = parser.guess_series().filter(|g| known.contains(g.series));
+            let guessed = if by_len {
+                lens.iter()
+                    .filter_map(|&len| parser.guess_series_of_len(len))
+                    .find(|g| known.contains(g.series))
+            } else {
+                parser.guess_series().filter(|g| known.contains(g.series))
+            };
             let (step, more) = match guessed {
                 Some(g) => {
                     parser.take_guessed(&g);
@@ -1209,12 +1259,14 @@ mod tests {
     }
 
     fn assert_guesses_agree(body: &[u8]) {
-        assert_eq!(
-            trace_guessing(body),
-            trace(body, true),
-            "body {:?}",
-            String::from_utf8_lossy(body)
-        );
+        for by_len in [false, true] {
+            assert_eq!(
+                trace_guessing(body, by_len),
+                trace(body, true),
+                "by_len {by_len}, body {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]
@@ -1241,6 +1293,33 @@ mod tests {
         );
         assert!(guessed.contains(&"a {b=\"c\"}".to_owned()), "{guessed:?}");
         assert!(guessed.contains(&"a{b=\"} 2\"}".to_owned()), "{guessed:?}");
+    }
+
+    #[test]
+    fn a_line_is_read_at_the_series_length_it_was_expected_to_have() {
+        let body = b"h_sum 1.5 17\na{b=\"x y\"} 2\na{b=\"x\"} 3";
+        let mut p = Parser::new(Format::PrometheusText, body);
+        let g = p.guess_series_of_len(5).expect("h_sum");
+        assert_eq!(
+            (g.series, g.value, g.timestamp),
+            (&b"h_sum"[..], 1.5, Some(17))
+        );
+        // The length of another series: not a series, a space and a value.
+        assert!(p.guess_series_of_len(3).is_none());
+        assert!(p.guess_series_of_len(6).is_none());
+        p.take_guessed(&g);
+        let g = p.guess_series_of_len(10).expect("a space in a label value");
+        assert_eq!((g.series, g.value), (&b"a{b=\"x y\"}"[..], 2.0));
+        p.take_guessed(&g);
+        let g = p
+            .guess_series_of_len(8)
+            .expect("the last line, unterminated");
+        assert_eq!(
+            (g.series, g.value, g.timestamp),
+            (&b"a{b=\"x\"}"[..], 3.0, None)
+        );
+        p.take_guessed(&g);
+        assert_eq!(p.next().ok(), Some(None));
     }
 
     #[test]

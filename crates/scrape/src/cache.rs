@@ -1,11 +1,14 @@
 //! The scrape cache: raw series text → series reference.
 //!
-//! Keyed by a 96-bit hash of the series' raw bytes as exposed (name and
-//! label block), so a series seen before costs one hash and one lookup —
-//! no label parsing, merging or relabeling — and an entry costs 24 bytes
-//! whatever the label set's length. With 96 bits the chance of a collision
-//! among a million series of one target is below 10⁻¹⁶, far less likely
-//! than a disk error, so keys are not verified against the text.
+//! Keyed by 80 bits of a hash of the series' raw bytes as exposed (name
+//! and label block) and by their length, so a series seen before costs one
+//! hash and one lookup — no label parsing, merging or relabeling — and an
+//! entry costs 24 bytes whatever the label set's length. With 80 bits the
+//! chance of a collision among a million series of one target (of the same
+//! length, too) is below 10⁻¹², far less likely than a disk error, so keys
+//! are not verified against the text. The length tells the parser where
+//! the value of the series expected next starts
+//! ([`ScrapeCache::next_len`]).
 //!
 //! Entries live in a vector in the order the target exposes them. A target
 //! exposes its series in the same order every time, so a lookup first tries
@@ -50,8 +53,12 @@ struct Slot {
     prev: u16,
 }
 
-/// 96 bits of the series' hash.
+/// 80 bits of the series' hash, then its length ([`UNKNOWN_LEN`] from
+/// 65,535 bytes on) in the top 16 bits.
 type Key = [u32; 3];
+
+const LEN_SHIFT: u32 = 80;
+const UNKNOWN_LEN: u16 = u16::MAX;
 
 /// The part of an iteration a slot keeps.
 fn slot_iter(iter: u32) -> u16 {
@@ -108,7 +115,9 @@ fn key_hash(k: Key) -> u64 {
 }
 
 pub(crate) fn key(raw: &[u8]) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(raw)
+    let len = u16::try_from(raw.len()).unwrap_or(UNKNOWN_LEN);
+    let hash = xxhash_rust::xxh3::xxh3_128(raw) & !(u128::from(u16::MAX) << LEN_SHIFT);
+    hash | u128::from(len) << LEN_SHIFT
 }
 
 /// A found entry, to read and update.
@@ -262,6 +271,13 @@ impl ScrapeCache {
         self.slots
             .get(self.cursor)
             .is_some_and(|s| s.key == split(k))
+    }
+
+    /// The length of the series [`ScrapeCache::is_next`] would accept, if
+    /// there is one and it is shorter than 65,535 bytes.
+    pub(crate) fn next_len(&self) -> Option<usize> {
+        let len = (self.slots.get(self.cursor)?.key[2] >> (LEN_SHIFT - 64)) as u16;
+        (len != UNKNOWN_LEN).then_some(usize::from(len))
     }
 
     pub(crate) fn get_mut(&mut self, k: u128) -> Option<EntryMut<'_>> {
@@ -440,6 +456,30 @@ mod tests {
     #[test]
     fn slot_stays_24_bytes() {
         assert_eq!(std::mem::size_of::<Slot>(), 24);
+    }
+
+    #[test]
+    fn the_series_expected_next_tells_its_length() {
+        let texts: [&[u8]; 3] = [b"up", &[b'a'; 70_000], b"a{b=\"c\"}"];
+        let mut c = ScrapeCache::new(false);
+        let mut stale = Vec::new();
+        let it = c.begin();
+        for (i, t) in texts.iter().enumerate() {
+            c.get_mut(key(t));
+            c.insert(key(t), new(i as u64 + 1, it));
+        }
+        c.finish_success(&mut stale);
+        c.begin();
+        let mut lens = Vec::new();
+        for t in texts {
+            lens.push(c.next_len());
+            assert!(c.is_next(key(t)));
+            assert!(c.get_mut(key(t)).is_some());
+        }
+        assert_eq!(lens, [Some(2), None, Some(8)]);
+        assert_eq!(c.next_len(), None, "nothing after the last");
+        // Texts of different lengths never share a key.
+        assert_ne!(key(b"ab") >> LEN_SHIFT, key(b"abc") >> LEN_SHIFT);
     }
 
     fn new(series: u64, iter: u32) -> NewEntry {

@@ -529,8 +529,10 @@ impl ScrapeLoop {
             usize::try_from(self.cfg.native_histogram_bucket_limit).unwrap_or(usize::MAX);
         let mut reduced = NativeHistogram::default();
         let mut bucket_limit_exceeded = false;
-        // Lines of series the cache expects next are read from their end
-        // (`Parser::guess_series`) instead of being tokenised; a target
+        // Lines of series the cache expects next are not tokenised: the
+        // value is read where the expected series' length says it starts
+        // (`Parser::guess_series_of_len`; from the line's end when the
+        // length is not known, `Parser::guess_series`); a target
         // whose lines keep missing (new, reordered, timestamped) is parsed
         // the usual way for the rest of the scrape.
         let mut guess_misses = if format == Format::PrometheusText {
@@ -545,7 +547,11 @@ impl ScrapeLoop {
         loop {
             let mut known_key = None;
             if guess_misses < GUESS_MISSES_ALLOWED {
-                if let Some(g) = parser.guess_series() {
+                let guess = match self.cache.next_len() {
+                    Some(len) => parser.guess_series_of_len(len),
+                    None => parser.guess_series(),
+                };
+                if let Some(g) = guess {
                     let k = cache::key(g.series);
                     if self.cache.is_next(k) {
                         parser.take_guessed(&g);
