@@ -7,12 +7,12 @@
 # build differed by 0.03 %, so a change of 1 % in a stage shows. Keep the farm small (10 targets of the
 # 400k farm: callgrind slows the agent ~50-fold).
 #
-#   CONFIG=<prometheus.yml with the farm's first 10 targets> \
+#   [PORT=19092] CONFIG=<prometheus.yml with the farm's first 10 targets> \
 #     scripts/callgrind_agent.sh NAME ./tributary [WARMUP] [WINDOW]
 #   callgrind_annotate --tree=calling --inclusive=yes NAME.*.out.1 | grep '=>'
 set -euo pipefail
 name=$1 bin=$2 warm=${3:-40} win=${4:-60}
-listen=127.0.0.1:19091
+listen=127.0.0.1:${PORT:-19091}
 dir=$(mktemp -d)
 valgrind --tool=callgrind --callgrind-out-file="$name.%p.out" --dump-instr=no \
   "$bin" --config.file="$CONFIG" --storage.agent.path="$dir/data" \

@@ -209,6 +209,45 @@ fn parse_guessing(format: Format, body: &[u8]) -> f64 {
     }
 }
 
+/// The cache hit as the scrape loop takes it when the cache knows the
+/// length of the series it expects next (`Parser::guess_series_of_len`):
+/// `lens` are the page's series lengths in order, as a first scrape of it
+/// would have cached them.
+fn parse_guessing_by_len(format: Format, body: &[u8], lens: &[usize]) -> f64 {
+    let mut parser = Parser::new(format, body);
+    let mut next = lens.iter();
+    let mut expected = next.next();
+    let mut sum = 0.0;
+    loop {
+        if let Some(g) = expected.and_then(|&len| parser.guess_series_of_len(len)) {
+            parser.take_guessed(&g);
+            sum += g.value + g.series.len() as f64;
+            expected = next.next();
+            continue;
+        }
+        match parser.next() {
+            Ok(Some(Entry::Series | Entry::Histogram)) => {
+                let (key, _, value) = parser.series();
+                sum += value + key.len() as f64;
+                expected = next.next();
+            }
+            Ok(Some(_)) => {}
+            _ => return sum,
+        }
+    }
+}
+
+fn series_lens(format: Format, body: &[u8]) -> Vec<usize> {
+    let mut parser = Parser::new(format, body);
+    let mut lens = Vec::new();
+    while let Ok(Some(entry)) = parser.next() {
+        if matches!(entry, Entry::Series | Entry::Histogram) {
+            lens.push(parser.series().0.len());
+        }
+    }
+    lens
+}
+
 fn samples(format: Format, body: &[u8]) -> usize {
     let mut parser = Parser::new(format, body);
     let mut n = 0;
@@ -244,6 +283,10 @@ fn bench_body(c: &mut Criterion, name: &str, format: Format, body: &[u8]) {
     if format == Format::PrometheusText {
         group.bench_function("cache_hit_guessed", |b| {
             b.iter(|| parse_guessing(format, black_box(body)))
+        });
+        let lens = series_lens(format, body);
+        group.bench_function("cache_hit_guessed_by_len", |b| {
+            b.iter(|| parse_guessing_by_len(format, black_box(body), &lens))
         });
     }
     group.bench_function("cold", |b| b.iter(|| parse(format, black_box(body), true)));

@@ -480,8 +480,8 @@ impl<'a> Parser<'a> {
     /// [`Parser::guess_series`] for a line whose series is expected to be
     /// `len` bytes long (the scrape cache knows the length of the series
     /// it expects next): the value is read right after them, so the line
-    /// is not searched for its end from its start nor for its last space
-    /// from its end. `None` when the line is not `len` bytes of series, one
+    /// is not searched for its end nor for its last space. `None` when the
+    /// line is not `len` bytes of series, one
     /// space, a plain decimal value and optionally one space and an integer
     /// timestamp — the caller then parses it the usual way.
     pub fn guess_series_of_len(&self, len: usize) -> Option<GuessedSeries<'a>> {
@@ -494,16 +494,23 @@ impl<'a> Parser<'a> {
             return None;
         }
         let series = rest.get(..len)?;
+        // The line's end is found by reading the value (and timestamp), not
+        // searched for: it must come right after them.
         let after = rest.get(len + 1..)?;
-        let (tail, end) = match memchr::memchr(b'\n', after) {
-            Some(n) => (&after[..n], start + len + 2 + n),
-            None => (after, self.body.len()),
+        let (value, mut n) = parse_fast_decimal_prefix(after)?;
+        let timestamp = match after.get(n) {
+            Some(b' ') => {
+                let digits = after.get(n + 1..)?;
+                let count = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+                n += 1 + count;
+                Some(parse_int_timestamp(digits.get(..count)?)?)
+            }
+            _ => None,
         };
-        let (value, n) = parse_fast_decimal_prefix(tail)?;
-        let timestamp = match tail.get(n..)? {
-            [] => None,
-            [b' ', ts @ ..] => Some(parse_int_timestamp(ts)?),
-            _ => return None,
+        let end = match after.get(n) {
+            None => self.body.len(),
+            Some(b'\n') => start + len + 1 + n + 1,
+            Some(_) => return None,
         };
         Some(GuessedSeries {
             series,
