@@ -481,9 +481,9 @@ impl<'a> Parser<'a> {
     /// `len` bytes long (the scrape cache knows the length of the series
     /// it expects next): the value is read right after them, so the line
     /// is not searched for its end nor for its last space. `None` when the
-    /// line is not `len` bytes of series, one
-    /// space, a plain decimal value and optionally one space and an integer
-    /// timestamp — the caller then parses it the usual way.
+    /// line is not `len` bytes of series, one space, a plain decimal value
+    /// and optionally one space and an integer timestamp — the caller then
+    /// parses it the usual way.
     pub fn guess_series_of_len(&self, len: usize) -> Option<GuessedSeries<'a>> {
         if self.format != Format::PrometheusText || self.finished || !self.simple_path {
             return None;
