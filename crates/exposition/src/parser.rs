@@ -444,15 +444,7 @@ impl<'a> Parser<'a> {
     /// a space and a value, the general parser splits the line the same
     /// way. Otherwise the caller goes on with [`Parser::next`].
     pub fn guess_series(&self) -> Option<GuessedSeries<'a>> {
-        if self.format != Format::PrometheusText || self.finished || !self.simple_path {
-            return None;
-        }
-        let start = self.pos;
-        let rest = self.body.get(start..)?;
-        // Comments, blank lines and `{`-first series go the general way.
-        if !rest.first().is_some_and(|&b| is_metric_name_start(b)) {
-            return None;
-        }
+        let (start, rest) = self.guessable_line()?;
         let (line, end) = match memchr::memchr(b'\n', rest) {
             Some(n) => (&rest[..n], start + n + 1),
             None => (rest, self.body.len()),
@@ -485,12 +477,8 @@ impl<'a> Parser<'a> {
     /// and optionally one space and an integer timestamp — the caller then
     /// parses it the usual way.
     pub fn guess_series_of_len(&self, len: usize) -> Option<GuessedSeries<'a>> {
-        if self.format != Format::PrometheusText || self.finished || !self.simple_path {
-            return None;
-        }
-        let start = self.pos;
-        let rest = self.body.get(start..)?;
-        if !rest.first().is_some_and(|&b| is_metric_name_start(b)) || rest.get(len) != Some(&b' ') {
+        let (start, rest) = self.guessable_line()?;
+        if rest.get(len) != Some(&b' ') {
             return None;
         }
         let series = rest.get(..len)?;
@@ -519,6 +507,20 @@ impl<'a> Parser<'a> {
             start,
             end,
         })
+    }
+
+    /// Where the next line starts and the body from there, if it may be
+    /// guessed at: a Prometheus text page on the simple path, and a line
+    /// starting with a metric name (comments, blank lines and `{`-first
+    /// series go the general way).
+    fn guessable_line(&self) -> Option<(usize, &'a [u8])> {
+        if self.format != Format::PrometheusText || self.finished || !self.simple_path {
+            return None;
+        }
+        let rest = self.body.get(self.pos..)?;
+        rest.first()
+            .is_some_and(|&b| is_metric_name_start(b))
+            .then_some((self.pos, rest))
     }
 
     /// Takes the line [`Parser::guess_series`] read, as [`Parser::next`]
