@@ -673,20 +673,22 @@ fn record_items<'a>(
     histograms: bool,
     exemplars: bool,
 ) -> impl Iterator<Item = (SeriesRef, Timestamp, ItemRef<'a>)> + 'a {
+    // A kind not forwarded is not walked at all.
+    let all_or_none = |on: bool| if on { usize::MAX } else { 0 };
     let samples = record
         .samples
         .iter()
-        .filter(move |_| floats)
+        .take(all_or_none(floats))
         .map(|&(r, t, v)| (r, t, ItemRef::Float(v)));
     let hs = record
         .histograms
         .iter()
-        .filter(move |_| histograms)
+        .take(all_or_none(histograms))
         .map(|(r, t, h)| (*r, *t, ItemRef::Histogram(h)));
     let xs = record
         .exemplars
         .iter()
-        .filter(move |_| exemplars)
+        .take(all_or_none(exemplars))
         .map(|(r, t, v, l)| (*r, *t, ItemRef::Exemplar(l, *v)));
     samples.chain(hs).chain(xs)
 }
@@ -781,26 +783,29 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     // built one at a time below, each item went through the stack, and its
     // reloads stalled on the narrower stores before them (two thirds of
     // this function's time).
-    let (oldest, newest) = record
-        .samples
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &(_, t, _)| {
-            (lo.min(t), hi.max(t))
-        });
     let floats_at_once = match chunks.as_mut_slice() {
-        [chunk] if transform.relabel.is_none() && !v2 && oldest >= min_ts => {
-            chunk.extend(record.samples.iter().map(|&(r, t, v)| QueuedSample {
-                series: r,
-                rewritten: None,
-                t,
-                item: Item::Float(v),
-                metadata: None,
-            }));
-            let n = record.samples.len();
-            in_by_kind[ItemKind::Sample as usize] += n as u64;
-            keep_by_kind[ItemKind::Sample as usize] += n as i64;
-            highest = highest.max(newest);
-            true
+        [chunk] if transform.relabel.is_none() && !v2 => {
+            let (oldest, newest) = record
+                .samples
+                .iter()
+                .fold((i64::MAX, i64::MIN), |(lo, hi), &(_, t, _)| {
+                    (lo.min(t), hi.max(t))
+                });
+            let young = oldest >= min_ts;
+            if young {
+                chunk.extend(record.samples.iter().map(|&(r, t, v)| QueuedSample {
+                    series: r,
+                    rewritten: None,
+                    t,
+                    item: Item::Float(v),
+                    metadata: None,
+                }));
+                let n = record.samples.len();
+                in_by_kind[ItemKind::Sample as usize] += n as u64;
+                keep_by_kind[ItemKind::Sample as usize] += n as i64;
+                highest = highest.max(newest);
+            }
+            young
         }
         _ => false,
     };
