@@ -80,27 +80,41 @@ pub struct ScrapeRequest {
     pub body_limit: u64,
 }
 
-/// A writer that refuses to grow `buf` to `cap` bytes or more (a body of
-/// exactly `body_size_limit` bytes fails, as in Prometheus).
+/// A writer that refuses to grow the body it writes — the bytes of `buf`
+/// from `base` on — to `cap` bytes or more (a body of exactly
+/// `body_size_limit` bytes fails, as in Prometheus).
 struct CappedWriter<'a> {
     buf: &'a mut Vec<u8>,
+    base: usize,
     cap: u64,
     exceeded: bool,
 }
 
 impl<'a> CappedWriter<'a> {
     fn new(buf: &'a mut Vec<u8>, cap: u64) -> Self {
+        Self::after(buf, 0, cap)
+    }
+
+    /// A writer whose body starts at `base` in `buf`: what `buf` holds past
+    /// `base` already belongs to the body.
+    fn after(buf: &'a mut Vec<u8>, base: usize, cap: u64) -> Self {
         Self {
             buf,
+            base,
             cap,
             exceeded: false,
         }
+    }
+
+    /// The body's length so far.
+    fn len(&self) -> u64 {
+        self.buf.len().saturating_sub(self.base) as u64
     }
 }
 
 impl Write for CappedWriter<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() as u64 + data.len() as u64 >= self.cap {
+        if self.len() + data.len() as u64 >= self.cap {
             self.exceeded = true;
             return Err(std::io::Error::other("body size limit exceeded"));
         }

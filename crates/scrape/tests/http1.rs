@@ -3,7 +3,7 @@
 //! here: framings (length, chunked with extensions and trailers, until
 //! close), keep-alive reuse, a kept connection closed by the server,
 //! informational responses, redirects (handed to the general client), the
-//! byte cap, and errors.
+//! byte cap, gzip'd bodies read with the head or after it, and errors.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,6 +27,11 @@ struct Server {
 }
 
 fn serve(responses: Vec<Vec<u8>>, close_after: bool) -> Server {
+    serve_in_pieces(responses, close_after, 7)
+}
+
+/// [`serve`], writing each response `piece` bytes at a time.
+fn serve_in_pieces(responses: Vec<Vec<u8>>, close_after: bool, piece: usize) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -46,7 +51,7 @@ fn serve(responses: Vec<Vec<u8>>, close_after: bool) -> Server {
                 let r = &responses[next % responses.len()];
                 next += 1;
                 // In pieces, so the client sees partial heads and chunks.
-                for piece in r.chunks(7) {
+                for piece in r.chunks(piece) {
                     if stream.write_all(piece).is_err() {
                         break;
                     }
@@ -220,5 +225,84 @@ async fn errors_name_the_status_and_malformed_responses() {
             scrape(&c, &req, &mut conn).await.unwrap_err(),
             FetchError::Http(_)
         ));
+    }
+}
+
+/// A page of `n` distinct lines: gzip'd, larger than one read of the
+/// socket (64 KiB).
+fn big_page(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("metric_a{{x=\"{i}\",y=\"{}\"}} {}\n", i * 7919 % 1013, i * 31))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// `response` with `Content-Encoding: gzip` added to its head.
+fn gzip_encoded(response: Vec<u8>) -> Vec<u8> {
+    let status_end = response.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    let mut r = response[..status_end].to_vec();
+    r.extend_from_slice(b"Content-Encoding: gzip\r\n");
+    r.extend_from_slice(&response[status_end..]);
+    r
+}
+
+fn until_close_response(body: &[u8]) -> Vec<u8> {
+    let mut r = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+    r.extend_from_slice(body);
+    r
+}
+
+#[tokio::test]
+async fn gzip_bodies_inflate_whether_read_with_the_head_or_after_it() {
+    // A page that fits in the read of the head, and one that does not.
+    for page in [BODY.repeat(3), big_page(20_000)] {
+        let gz = gzip(&page);
+        // A server that sends more bytes than it announced: they are not
+        // the body's.
+        let mut overlong = gzip_encoded(length_response(&gz));
+        overlong.extend_from_slice(b"trailing garbage");
+        let responses = [
+            (gzip_encoded(length_response(&gz)), false),
+            (overlong, true),
+            (gzip_encoded(until_close_response(&gz)), true),
+            (gzip_encoded(chunked_response(&gz)), false),
+        ];
+        // Whole (the body, or most of it, comes with the head) and in
+        // pieces (the head comes nearly alone).
+        for piece in [usize::MAX, 1000] {
+            for (response, close_after) in &responses {
+                let server = serve_in_pieces(vec![response.clone()], *close_after, piece);
+                let (c, req) = (client(), request(server.addr, "/metrics", 1 << 24));
+                let mut conn = Connection::new(&c, &req);
+                // Twice: the second scrape reads into the buffers the
+                // first handed back.
+                for _ in 0..2 {
+                    let body = scrape(&c, &req, &mut conn).await.unwrap();
+                    assert!(body == page, "piece {piece}, {} bytes", body.len());
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn gzip_bodies_at_the_cap_fail_whatever_the_framing() {
+    let gz = gzip(&big_page(20_000));
+    for response in [
+        length_response(&gz),
+        until_close_response(&gz),
+        chunked_response(&gz),
+    ] {
+        let server = serve_in_pieces(vec![gzip_encoded(response)], true, usize::MAX);
+        let (c, req) = (client(), request(server.addr, "/metrics", gz.len() as u64));
+        let mut conn = Connection::new(&c, &req);
+        let err = scrape(&c, &req, &mut conn).await.unwrap_err();
+        assert!(matches!(err, FetchError::BodySizeLimit), "{err}");
     }
 }

@@ -265,27 +265,39 @@ async fn read_response(
     if head.status != 200 {
         return Err(FetchError::Status(status_text(head.status)));
     }
-    // Bytes of the body that came with the head.
-    buf.drain(..end);
     let cap = req.body_limit;
-    let mut writer = CappedWriter::new(
-        if head.gzip {
-            &mut *compressed
-        } else {
-            body.appender()
-        },
-        cap,
-    );
-    let wire_bytes = match head.framing {
-        Framing::Length(n) => read_length(&mut stream, buf, n, &mut writer).await?,
-        Framing::UntilClose => read_to_close(&mut stream, buf, &mut writer).await?,
-        Framing::Chunked => read_chunked(&mut stream, buf, &mut writer).await?,
+    let chunked = matches!(head.framing, Framing::Chunked);
+    let (mut writer, pre_read) = if head.gzip && !chunked {
+        // The compressed bytes that came with the head stay where they were
+        // read, behind it: this buffer becomes the compressed body, is read
+        // on into and inflated from `end`. A gzip'd page is then never
+        // copied before it is inflated.
+        std::mem::swap(buf, compressed);
+        buf.clear();
+        (CappedWriter::after(compressed, end, cap), 0)
+    } else if head.gzip {
+        (CappedWriter::new(compressed, cap), end)
+    } else {
+        (CappedWriter::new(body.appender(), cap), end)
     };
+    let wire_bytes = match head.framing {
+        Framing::Length(n) => {
+            let pre = buf.get(pre_read..).unwrap_or_default();
+            read_length(&mut stream, pre, n, &mut writer).await?
+        }
+        Framing::UntilClose => {
+            let pre = buf.get(pre_read..).unwrap_or_default();
+            read_to_close(&mut stream, pre, &mut writer).await?
+        }
+        Framing::Chunked => read_chunked(&mut stream, buf, pre_read, &mut writer).await?,
+    };
+    let base = writer.base;
     if head.keep_alive {
         *conn = Some(stream);
     }
     if head.gzip {
-        super::gzip::inflate_gzip(compressed, body, cap)?;
+        let gz = compressed.get(base..).unwrap_or_default();
+        super::gzip::inflate_gzip(gz, body, cap)?;
     }
     Ok(Outcome::Done(FetchedBody {
         content_type: head.content_type,
@@ -315,19 +327,23 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), FetchErro
     }
 }
 
+/// Reads a body of `n` bytes into `w`, which may hold its first bytes
+/// already; `pre` are more of them, read with the head.
 async fn read_length(
     stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
+    pre: &[u8],
     n: u64,
     w: &mut CappedWriter<'_>,
 ) -> Result<u64, FetchError> {
     if n >= w.cap {
         return Err(FetchError::BodySizeLimit);
     }
-    let have = (buf.len() as u64).min(n) as usize;
-    write_capped(w, buf.get(..have).unwrap_or_default())?;
-    buf.clear();
-    let mut left = n - have as u64;
+    let room = n.saturating_sub(w.len()) as usize;
+    write_capped(w, pre.get(..room).unwrap_or(pre))?;
+    // Bytes past the body (a server that sent more than it announced) are
+    // not the body's.
+    w.buf.truncate(w.base + n as usize);
+    let mut left = n.saturating_sub(w.len());
     // The rest goes straight into the body buffer.
     w.buf.reserve(left as usize);
     while left > 0 {
@@ -347,23 +363,32 @@ async fn read_length(
     Ok(n)
 }
 
+/// Reads a body delimited by the end of the connection into `w`, which
+/// may hold its first bytes already; `pre` are more of them, read with
+/// the head.
 async fn read_to_close(
     stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
+    pre: &[u8],
     w: &mut CappedWriter<'_>,
 ) -> Result<u64, FetchError> {
-    let mut total = buf.len() as u64;
-    write_capped(w, buf)?;
-    buf.clear();
+    write_capped(w, pre)?;
     loop {
-        buf.reserve(READ_CHUNK);
-        let n = stream.read_buf(buf).await.map_err(read_error)?;
-        if n == 0 {
-            return Ok(total);
+        if w.len() >= w.cap {
+            w.exceeded = true;
+            return Err(FetchError::BodySizeLimit);
         }
-        total += n as u64;
-        write_capped(w, buf)?;
-        buf.clear();
+        // Straight into the body, a bounded read at a time: at most one
+        // read's worth past the cap before it is refused.
+        let want = (w.cap - w.len()).min(READ_CHUNK as u64);
+        w.buf.reserve(want as usize);
+        let n = (&mut *stream)
+            .take(want)
+            .read_buf(&mut *w.buf)
+            .await
+            .map_err(read_error)?;
+        if n == 0 {
+            return Ok(w.len());
+        }
     }
 }
 
@@ -371,10 +396,10 @@ async fn read_to_close(
 async fn read_chunked(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
+    mut pos: usize,
     w: &mut CappedWriter<'_>,
 ) -> Result<u64, FetchError> {
     let mut wire = 0u64;
-    let mut pos = 0;
     loop {
         // The size line.
         let line_end = loop {
