@@ -176,6 +176,9 @@ pub(crate) struct SeriesTable {
     /// exemplars), to drop the repeats a target exposes until its next
     /// observation.
     last_exemplar: HashMap<u32, u64>,
+    /// Series removed so far: a reference checked while this was unchanged
+    /// still names the same live series.
+    removals: u64,
 }
 
 impl Default for SeriesTable {
@@ -187,6 +190,7 @@ impl Default for SeriesTable {
             free: Vec::new(),
             live: 0,
             last_exemplar: HashMap::new(),
+            removals: 0,
         }
     }
 }
@@ -368,6 +372,11 @@ impl SeriesTable {
             .collect();
     }
 
+    /// How many series were removed so far.
+    pub fn removals(&self) -> u64 {
+        self.removals
+    }
+
     /// Removes the live series for which `remove` is true; returns how many.
     pub fn remove_where(&mut self, mut remove: impl FnMut(&Hot) -> bool) -> usize {
         let mut removed = 0;
@@ -388,6 +397,7 @@ impl SeriesTable {
             store.prune_aliases();
         }
         self.live -= removed;
+        self.removals += removed as u64;
         removed
     }
 

@@ -546,6 +546,7 @@ impl Storage for AgentStorage {
             shared: Arc::clone(&self.shared),
             new_series: Vec::new(),
             samples,
+            floats_seen: FloatsSeen::default(),
             histograms: Vec::new(),
             float_histograms: Vec::new(),
             histogram_bodies: Vec::new(),
@@ -1201,6 +1202,9 @@ struct WalAppender {
     /// next commit or rollback.
     new_series: Vec<SeriesRef>,
     samples: Vec<RefSample>,
+    /// What admitting `samples` found out, so that a commit need not look
+    /// each of their series up again.
+    floats_seen: FloatsSeen,
     /// Integer and float histogram samples; their bodies are encoded at
     /// append time into `histogram_bodies` (no allocation per sample).
     histograms: Vec<BodyEntry>,
@@ -1317,12 +1321,13 @@ fn exemplar_hash(e: &Exemplar) -> u64 {
 
 /// The out-of-order check of every sample, float or histogram; advances the
 /// series' watermark.
+/// Admits a sample of `series` at `t`; whether the series is logged.
 fn check_order(
     table: &mut SeriesTable,
     series: SeriesRef,
     t: Timestamp,
     ooo_window_ms: i64,
-) -> Result<(), AppendError> {
+) -> Result<bool, AppendError> {
     let Some(e) = table.hot_mut(series) else {
         return Err(AppendError::UnknownSeries(series));
     };
@@ -1333,13 +1338,74 @@ fn check_order(
     // rolled-back sample still moves the watermark (as the next scrape is
     // later anyway).
     e.last_ts = e.last_ts.max(t);
+    Ok(e.logged())
+}
+
+/// Admits float `s` and adds it to an appender's `samples`, noting what
+/// was found in `seen`.
+fn push_float(
+    samples: &mut Vec<RefSample>,
+    seen: &mut FloatsSeen,
+    table: &mut SeriesTable,
+    ooo_window_ms: i64,
+    s: RefSample,
+) -> Result<(), AppendError> {
+    if samples.is_empty() {
+        *seen = FloatsSeen::start(table);
+    }
+    let logged = check_order(table, s.series, s.t, ooo_window_ms)?;
+    seen.note(s.t, logged);
+    samples.push(s);
     Ok(())
+}
+
+/// What admitting an appender's float samples found out about them.
+#[derive(Clone, Copy)]
+struct FloatsSeen {
+    /// Every one's series was logged when it was admitted.
+    all_logged: bool,
+    /// The series table's removal count when the first was admitted.
+    removals: u64,
+    /// The newest sample's time.
+    newest: Timestamp,
+}
+
+impl Default for FloatsSeen {
+    fn default() -> Self {
+        FloatsSeen {
+            all_logged: true,
+            removals: 0,
+            newest: Timestamp::MIN,
+        }
+    }
+}
+
+impl FloatsSeen {
+    /// Starts over for a batch whose first float is admitted now.
+    fn start(table: &SeriesTable) -> Self {
+        FloatsSeen {
+            removals: table.removals(),
+            ..FloatsSeen::default()
+        }
+    }
+
+    fn note(&mut self, t: Timestamp, logged: bool) {
+        self.all_logged &= logged;
+        self.newest = self.newest.max(t);
+    }
+
+    /// Whether the floats' series are all still live and logged: then a
+    /// commit has nothing to log for them and nothing to drop. (A series
+    /// only ever goes from unlogged to logged while it lives.)
+    fn still_hold(&self, table: &SeriesTable) -> bool {
+        self.all_logged && table.removals() == self.removals
+    }
 }
 
 impl WalAppender {
     /// [`check_order`] under the series table's lock, counted when out of
     /// order.
-    fn admit(&self, series: SeriesRef, t: Timestamp) -> Result<(), AppendError> {
+    fn admit(&self, series: SeriesRef, t: Timestamp) -> Result<bool, AppendError> {
         let admitted = check_order(
             &mut self.shared.series.lock(),
             series,
@@ -1390,9 +1456,20 @@ impl Appender for WalAppender {
     }
 
     fn append(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<(), AppendError> {
-        self.admit(series, t)?;
-        self.samples.push(RefSample { series, t, v });
-        Ok(())
+        let mut table = self.shared.series.lock();
+        let window = self.shared.ooo_window_ms;
+        let admitted = push_float(
+            &mut self.samples,
+            &mut self.floats_seen,
+            &mut table,
+            window,
+            RefSample { series, t, v },
+        );
+        drop(table);
+        if let Err(AppendError::OutOfOrder) = admitted {
+            self.shared.metrics.out_of_order.inc();
+        }
+        admitted
     }
 
     /// One lock for the batch: taken once a sample, its two atomic
@@ -1403,8 +1480,8 @@ impl Appender for WalAppender {
         let mut out_of_order = 0;
         let mut table = self.shared.series.lock();
         for (i, &s) in samples.iter().enumerate() {
-            match check_order(&mut table, s.series, s.t, window) {
-                Ok(()) => self.samples.push(s),
+            match push_float(&mut self.samples, &mut self.floats_seen, &mut table, window, s) {
+                Ok(()) => {}
                 Err(e) => {
                     out_of_order += u64::from(matches!(e, AppendError::OutOfOrder));
                     refused.push((i, e));
@@ -1523,6 +1600,13 @@ impl WalAppender {
                 to_log.push(r);
             }
         }
+        // The floats need no second look when admitting them found every
+        // series logged and none was removed since (the common case: every
+        // commit of a scrape of known series).
+        let floats_hold = self.floats_seen.still_hold(&t);
+        if with_samples && floats_hold && !self.samples.is_empty() {
+            max_t = self.floats_seen.newest;
+        }
         if with_samples {
             // Data may refer to series another appender created and has
             // not logged yet: log them here so a record never precedes its
@@ -1539,7 +1623,9 @@ impl WalAppender {
                 }
                 None => false,
             };
-            self.samples.retain(|s| keep(s.series, s.t, true));
+            if !floats_hold {
+                self.samples.retain(|s| keep(s.series, s.t, true));
+            }
             self.histograms.retain(|h| keep(h.series, h.t, true));
             self.float_histograms.retain(|h| keep(h.series, h.t, true));
             self.exemplars.retain(|x| keep(x.series, x.t, false));
@@ -2123,6 +2209,81 @@ mod tests {
         assert_eq!(pages, 3);
         assert_eq!(seen.iter().map(|(r, _)| *r).collect::<Vec<_>>(), refs);
         assert_eq!(seen[24].1, "second family");
+    }
+
+    /// The WAL's records in order: the series each Series record logs, or
+    /// the samples of a Samples record.
+    fn read_in_order(wal_dir: &Path, start: Position) -> Vec<Result<SeriesRef, RefSample>> {
+        let mut r = WalReader::open(wal_dir, start).unwrap();
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            match record::record_type(rec.payload) {
+                Some(RecordType::Series) => {
+                    let mut series = Vec::new();
+                    record::decode_series(rec.payload, &mut series).unwrap();
+                    out.extend(series.into_iter().map(|(r, _)| Ok(r)));
+                }
+                Some(RecordType::Samples) => {
+                    let mut samples = Vec::new();
+                    record::decode_samples(rec.payload, &mut samples).unwrap();
+                    out.extend(samples.into_iter().map(Err));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// A commit takes a second look at its floats' series only when it must
+    /// — and then logs a series another appender created (before its
+    /// sample) and drops the sample of a series removed since its admission.
+    #[test]
+    fn a_commit_logs_series_it_did_not_create_and_drops_samples_of_removed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = AgentStorage::open(dir.path(), WalOptions::default(), &mut Registry::default())
+            .unwrap();
+        let start = s.consumer("c").unwrap().position();
+        let (mut creator, mut app) = (s.appender(), s.appender());
+        let logged = app.series(&labels(1)).unwrap();
+        commit_one(&mut app, logged, 1_000).unwrap();
+        // Created, not logged: its creator has not committed.
+        let unlogged = creator.series(&labels(2)).unwrap();
+        let sample = |series, t| RefSample { series, t, v: 1.0 };
+        let mut refused = Vec::new();
+        app.append_floats(&[sample(logged, 2_000), sample(unlogged, 2_000)], &mut refused);
+        app.commit().unwrap();
+        // Admitted while logged, then removed before the commit.
+        app.append_floats(&[sample(logged, 3_000)], &mut refused);
+        s.shared
+            .series
+            .lock()
+            .remove_where(|h| h.last_ts == 3_000);
+        app.commit().unwrap();
+        // All logged, none removed: straight through, one by one too.
+        app.append_floats(&[sample(unlogged, 4_000)], &mut refused);
+        app.append(unlogged, 5_000, 1.0).unwrap();
+        app.commit().unwrap();
+        creator.commit().unwrap();
+        assert!(refused.is_empty());
+
+        let got = read_in_order(s.wal_dir(), start);
+        let at = |x: &Result<SeriesRef, RefSample>| match x {
+            Ok(r) => (*r, None),
+            Err(s) => (s.series, Some(s.t)),
+        };
+        let got: Vec<_> = got.iter().map(at).collect();
+        assert_eq!(
+            got,
+            [
+                (logged, None),
+                (logged, Some(1_000)),
+                (unlogged, None),
+                (logged, Some(2_000)),
+                (unlogged, Some(2_000)),
+                (unlogged, Some(4_000)),
+                (unlogged, Some(5_000)),
+            ]
+        );
     }
 
     #[test]
