@@ -232,7 +232,13 @@ async fn errors_name_the_status_and_malformed_responses() {
 /// socket (64 KiB).
 fn big_page(n: usize) -> Vec<u8> {
     (0..n)
-        .map(|i| format!("metric_a{{x=\"{i}\",y=\"{}\"}} {}\n", i * 7919 % 1013, i * 31))
+        .map(|i| {
+            format!(
+                "metric_a{{x=\"{i}\",y=\"{}\"}} {}\n",
+                i * 7919 % 1013,
+                i * 31
+            )
+        })
         .collect::<String>()
         .into_bytes()
 }

@@ -1480,7 +1480,13 @@ impl Appender for WalAppender {
         let mut out_of_order = 0;
         let mut table = self.shared.series.lock();
         for (i, &s) in samples.iter().enumerate() {
-            match push_float(&mut self.samples, &mut self.floats_seen, &mut table, window, s) {
+            match push_float(
+                &mut self.samples,
+                &mut self.floats_seen,
+                &mut table,
+                window,
+                s,
+            ) {
                 Ok(()) => {}
                 Err(e) => {
                     out_of_order += u64::from(matches!(e, AppendError::OutOfOrder));
@@ -2250,14 +2256,14 @@ mod tests {
         let unlogged = creator.series(&labels(2)).unwrap();
         let sample = |series, t| RefSample { series, t, v: 1.0 };
         let mut refused = Vec::new();
-        app.append_floats(&[sample(logged, 2_000), sample(unlogged, 2_000)], &mut refused);
+        app.append_floats(
+            &[sample(logged, 2_000), sample(unlogged, 2_000)],
+            &mut refused,
+        );
         app.commit().unwrap();
         // Admitted while logged, then removed before the commit.
         app.append_floats(&[sample(logged, 3_000)], &mut refused);
-        s.shared
-            .series
-            .lock()
-            .remove_where(|h| h.last_ts == 3_000);
+        s.shared.series.lock().remove_where(|h| h.last_ts == 3_000);
         app.commit().unwrap();
         // All logged, none removed: straight through, one by one too.
         app.append_floats(&[sample(unlogged, 4_000)], &mut refused);
