@@ -312,3 +312,22 @@ async fn gzip_bodies_at_the_cap_fail_whatever_the_framing() {
         assert!(matches!(err, FetchError::BodySizeLimit), "{err}");
     }
 }
+
+#[tokio::test]
+async fn an_announced_length_under_a_large_cap_is_not_allocated_up_front() {
+    // A terabyte announced, five bytes sent: an allocation of the
+    // announced size would abort the process before the EOF is seen.
+    let r = b"HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\nshort".to_vec();
+    for gzip in [false, true] {
+        let r = if gzip {
+            gzip_encoded(r.clone())
+        } else {
+            r.clone()
+        };
+        let server = serve_in_pieces(vec![r], true, usize::MAX);
+        let (c, req) = (client(), request(server.addr, "/metrics", u64::MAX));
+        let mut conn = Connection::new(&c, &req);
+        let err = scrape(&c, &req, &mut conn).await.unwrap_err();
+        assert!(matches!(err, FetchError::Http(_)), "{err}");
+    }
+}

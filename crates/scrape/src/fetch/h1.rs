@@ -32,6 +32,8 @@ const MAX_HEAD: usize = 64 << 10;
 const MAX_HEADERS: usize = 64;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 << 10;
+/// Most room made in a body buffer ahead of the bytes that fill it.
+const MAX_RESERVE: usize = 4 << 20;
 
 /// Where and what to ask: parsed once per scrape loop.
 #[derive(Debug, Clone)]
@@ -342,11 +344,15 @@ async fn read_length(
     write_capped(w, pre.get(..room).unwrap_or(pre))?;
     // Bytes past the body (a server that sent more than it announced) are
     // not the body's.
-    w.buf.truncate(w.base + n as usize);
+    w.buf
+        .truncate(usize::try_from(n).map_or(usize::MAX, |n| w.base.saturating_add(n)));
     let mut left = n.saturating_sub(w.len());
-    // The rest goes straight into the body buffer.
-    w.buf.reserve(left as usize);
+    // The rest goes straight into the body buffer, which grows as it is
+    // read: a length announced under a large cap is not trusted with an
+    // allocation of its size before the bytes come.
     while left > 0 {
+        w.buf
+            .reserve(usize::try_from(left).unwrap_or(usize::MAX).min(MAX_RESERVE));
         let before = w.buf.len();
         let got = (&mut *stream)
             .take(left)
