@@ -1320,8 +1320,7 @@ fn exemplar_hash(e: &Exemplar) -> u64 {
 }
 
 /// The out-of-order check of every sample, float or histogram; advances the
-/// series' watermark.
-/// Admits a sample of `series` at `t`; whether the series is logged.
+/// series' watermark. Says whether the series is logged.
 fn check_order(
     table: &mut SeriesTable,
     series: SeriesRef,
@@ -2217,9 +2216,9 @@ mod tests {
         assert_eq!(seen[24].1, "second family");
     }
 
-    /// The WAL's records in order: the series each Series record logs, or
-    /// the samples of a Samples record.
-    fn read_in_order(wal_dir: &Path, start: Position) -> Vec<Result<SeriesRef, RefSample>> {
+    /// The WAL's records in order: (series, None) for each series a Series
+    /// record logs, (series, Some(t)) for each sample of a Samples record.
+    fn read_in_order(wal_dir: &Path, start: Position) -> Vec<(SeriesRef, Option<Timestamp>)> {
         let mut r = WalReader::open(wal_dir, start).unwrap();
         let mut out = Vec::new();
         while let Some(rec) = r.next_record().unwrap() {
@@ -2227,12 +2226,12 @@ mod tests {
                 Some(RecordType::Series) => {
                     let mut series = Vec::new();
                     record::decode_series(rec.payload, &mut series).unwrap();
-                    out.extend(series.into_iter().map(|(r, _)| Ok(r)));
+                    out.extend(series.into_iter().map(|(r, _)| (r, None)));
                 }
                 Some(RecordType::Samples) => {
                     let mut samples = Vec::new();
                     record::decode_samples(rec.payload, &mut samples).unwrap();
-                    out.extend(samples.into_iter().map(Err));
+                    out.extend(samples.into_iter().map(|s| (s.series, Some(s.t))));
                 }
                 _ => {}
             }
@@ -2272,14 +2271,8 @@ mod tests {
         creator.commit().unwrap();
         assert!(refused.is_empty());
 
-        let got = read_in_order(s.wal_dir(), start);
-        let at = |x: &Result<SeriesRef, RefSample>| match x {
-            Ok(r) => (*r, None),
-            Err(s) => (s.series, Some(s.t)),
-        };
-        let got: Vec<_> = got.iter().map(at).collect();
         assert_eq!(
-            got,
+            read_in_order(s.wal_dir(), start),
             [
                 (logged, None),
                 (logged, Some(1_000)),
