@@ -1918,6 +1918,10 @@ mod tests {
         Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())])
     }
 
+    fn open_default(dir: &Path) -> Arc<AgentStorage> {
+        AgentStorage::open(dir, WalOptions::default(), &mut Registry::default()).unwrap()
+    }
+
     fn read_samples(wal_dir: &Path, start: Position) -> Vec<RefSample> {
         let mut r = WalReader::open(wal_dir, start).unwrap();
         let mut out = Vec::new();
@@ -2172,8 +2176,7 @@ mod tests {
     #[test]
     fn replayed_metadata_is_shared_per_family_and_pages_cover_every_series() {
         let dir = tempfile::tempdir().unwrap();
-        let s = AgentStorage::open(dir.path(), WalOptions::default(), &mut Registry::default())
-            .unwrap();
+        let s = open_default(dir.path());
         let mut app = s.appender();
         let refs: Vec<SeriesRef> = (0..25).map(|i| app.series(&labels(i)).unwrap()).collect();
         for (i, &r) in refs.iter().enumerate() {
@@ -2191,8 +2194,7 @@ mod tests {
         s.close().unwrap();
         drop(s);
 
-        let s = AgentStorage::open(dir.path(), WalOptions::default(), &mut Registry::default())
-            .unwrap();
+        let s = open_default(dir.path());
         {
             let t = s.shared.series.lock();
             let values: Vec<&Arc<SeriesMetadata>> = refs
@@ -2245,8 +2247,7 @@ mod tests {
     #[test]
     fn a_commit_logs_series_it_did_not_create_and_drops_samples_of_removed_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let s = AgentStorage::open(dir.path(), WalOptions::default(), &mut Registry::default())
-            .unwrap();
+        let s = open_default(dir.path());
         let start = s.consumer("c").unwrap().position();
         let (mut creator, mut app) = (s.appender(), s.appender());
         let logged = app.series(&labels(1)).unwrap();
@@ -2288,8 +2289,7 @@ mod tests {
     #[test]
     fn a_dropped_appenders_buffers_serve_the_next_one_and_what_it_wrote_is_intact() {
         let dir = tempfile::tempdir().unwrap();
-        let s = AgentStorage::open(dir.path(), WalOptions::default(), &mut Registry::default())
-            .unwrap();
+        let s = open_default(dir.path());
         let start = s.consumer("c").unwrap().position();
         let spare = |s: &AgentStorage| {
             let spare = s.shared.spare_buffers.lock();
