@@ -269,7 +269,7 @@ async fn read_response(
     }
     let cap = req.body_limit;
     let chunked = matches!(head.framing, Framing::Chunked);
-    let (mut writer, pre_read) = if head.gzip && !chunked {
+    let (mut writer, pre_start) = if head.gzip && !chunked {
         // The compressed bytes that came with the head stay where they were
         // read, behind it: this buffer becomes the compressed body, is read
         // on into and inflated from `end`. A gzip'd page is then never
@@ -284,14 +284,14 @@ async fn read_response(
     };
     let wire_bytes = match head.framing {
         Framing::Length(n) => {
-            let pre = buf.get(pre_read..).unwrap_or_default();
+            let pre = buf.get(pre_start..).unwrap_or_default();
             read_length(&mut stream, pre, n, &mut writer).await?
         }
         Framing::UntilClose => {
-            let pre = buf.get(pre_read..).unwrap_or_default();
+            let pre = buf.get(pre_start..).unwrap_or_default();
             read_to_close(&mut stream, pre, &mut writer).await?
         }
-        Framing::Chunked => read_chunked(&mut stream, buf, pre_read, &mut writer).await?,
+        Framing::Chunked => read_chunked(&mut stream, buf, pre_start, &mut writer).await?,
     };
     let base = writer.base;
     if head.keep_alive {
@@ -340,7 +340,7 @@ async fn read_length(
     if n >= w.cap {
         return Err(FetchError::BodySizeLimit);
     }
-    let room = n.saturating_sub(w.len()) as usize;
+    let room = usize::try_from(n.saturating_sub(w.len())).unwrap_or(usize::MAX);
     write_capped(w, pre.get(..room).unwrap_or(pre))?;
     // Bytes past the body (a server that sent more than it announced) are
     // not the body's.
