@@ -1,4 +1,5 @@
-//! Append throughput: 2000 series per commit, the shape of one large scrape.
+//! Append throughput: 2000 series per commit, the shape of one large scrape;
+//! and the first commit of a large target, every one of its series new.
 
 use std::hint::black_box;
 
@@ -39,5 +40,37 @@ fn bench_append(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_append);
+/// Series a large target (kube-state-metrics, a federation endpoint)
+/// exposes, all new on its first scrape.
+const NEW_SERIES: usize = 20_000;
+
+fn bench_first_commit(c: &mut Criterion) {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let mut registry = Registry::default();
+    let Ok(storage) = AgentStorage::open(dir.path(), WalOptions::default(), &mut registry) else {
+        return;
+    };
+    let mut round = 0u64;
+    let mut group = c.benchmark_group("first_commit");
+    group.sample_size(10);
+    group.bench_function("20000_new_series", |b| {
+        b.iter(|| {
+            round += 1;
+            let mut app = storage.appender();
+            for i in 0..NEW_SERIES {
+                let labels = Labels::from_pairs([
+                    ("__name__", "kube_pod_info"),
+                    ("pod", &format!("pod-{round}-{i}")),
+                ]);
+                if let Ok(r) = app.series(&labels) {
+                    let _ = app.append(r, 1_000, 1.0);
+                }
+            }
+            black_box(app.commit().is_ok())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_append, bench_first_commit);
 criterion_main!(benches);

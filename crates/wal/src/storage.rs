@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 // foldhash-seeded maps: the series table is hit once per appended sample,
 // and SipHash was the single largest cost of `append` in profiles.
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1615,11 +1615,20 @@ impl WalAppender {
         if with_samples {
             // Data may refer to series another appender created and has
             // not logged yet: log them here so a record never precedes its
-            // series. Data of series GC'd meanwhile is dropped.
+            // series. Data of series GC'd meanwhile is dropped. Whether a
+            // series is in `to_log` already is looked up in a set, made at
+            // the first unlogged series: on a large target's first scrape
+            // every sample's series is unlogged, and searching the list
+            // for each was quadratic (20,000 new series: 142 → 52 ms a
+            // commit, `cargo bench -p tributary-wal --bench append`).
+            let mut queued: Option<HashSet<SeriesRef>> = None;
             let mut keep = |r: SeriesRef, ts: Timestamp, counts: bool| match t.hot(r) {
                 Some(h) => {
-                    if !h.logged() && !to_log.contains(&r) {
-                        to_log.push(r);
+                    if !h.logged() {
+                        let queued = queued.get_or_insert_with(|| to_log.iter().copied().collect());
+                        if queued.insert(r) {
+                            to_log.push(r);
+                        }
                     }
                     if counts {
                         max_t = max_t.max(ts);
@@ -2242,8 +2251,9 @@ mod tests {
     }
 
     /// A commit takes a second look at its floats' series only when it must
-    /// — and then logs a series another appender created (before its
-    /// sample) and drops the sample of a series removed since its admission.
+    /// — and then logs a series another appender created (once, before its
+    /// samples) and drops the sample of a series removed since its
+    /// admission.
     #[test]
     fn a_commit_logs_series_it_did_not_create_and_drops_samples_of_removed_ones() {
         let dir = tempfile::tempdir().unwrap();
@@ -2257,7 +2267,11 @@ mod tests {
         let sample = |series, t| RefSample { series, t, v: 1.0 };
         let mut refused = Vec::new();
         app.append_floats(
-            &[sample(logged, 2_000), sample(unlogged, 2_000)],
+            &[
+                sample(logged, 2_000),
+                sample(unlogged, 2_000),
+                sample(unlogged, 2_001),
+            ],
             &mut refused,
         );
         app.commit().unwrap();
@@ -2280,6 +2294,7 @@ mod tests {
                 (unlogged, None),
                 (logged, Some(2_000)),
                 (unlogged, Some(2_000)),
+                (unlogged, Some(2_001)),
                 (unlogged, Some(4_000)),
                 (unlogged, Some(5_000)),
             ]
