@@ -2,6 +2,7 @@
 //! and the first commit of a large target, every one of its series new.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use prometheus_client::registry::Registry;
@@ -10,10 +11,16 @@ use tributary_wal::{AgentStorage, WalOptions};
 
 const SERIES: usize = 2000;
 
+/// A fresh storage in a temporary directory (kept alive with it).
+fn open_storage() -> Option<(tempfile::TempDir, Arc<AgentStorage>)> {
+    let dir = tempfile::tempdir().ok()?;
+    let storage =
+        AgentStorage::open(dir.path(), WalOptions::default(), &mut Registry::default()).ok()?;
+    Some((dir, storage))
+}
+
 fn bench_append(c: &mut Criterion) {
-    let Ok(dir) = tempfile::tempdir() else { return };
-    let mut registry = Registry::default();
-    let Ok(storage) = AgentStorage::open(dir.path(), WalOptions::default(), &mut registry) else {
+    let Some((_dir, storage)) = open_storage() else {
         return;
     };
     let labels: Vec<Labels> = (0..SERIES)
@@ -45,9 +52,7 @@ fn bench_append(c: &mut Criterion) {
 const NEW_SERIES: usize = 20_000;
 
 fn bench_first_commit(c: &mut Criterion) {
-    let Ok(dir) = tempfile::tempdir() else { return };
-    let mut registry = Registry::default();
-    let Ok(storage) = AgentStorage::open(dir.path(), WalOptions::default(), &mut registry) else {
+    let Some((_dir, storage)) = open_storage() else {
         return;
     };
     let mut round = 0u64;
