@@ -1404,13 +1404,14 @@ impl FloatsSeen {
 impl WalAppender {
     /// [`check_order`] under the series table's lock, counted when out of
     /// order.
-    fn admit(&self, series: SeriesRef, t: Timestamp) -> Result<bool, AppendError> {
+    fn admit(&self, series: SeriesRef, t: Timestamp) -> Result<(), AppendError> {
         let admitted = check_order(
             &mut self.shared.series.lock(),
             series,
             t,
             self.shared.ooo_window_ms,
-        );
+        )
+        .map(|_logged| ());
         if let Err(AppendError::OutOfOrder) = admitted {
             self.shared.metrics.out_of_order.inc();
         }
@@ -1455,20 +1456,10 @@ impl Appender for WalAppender {
     }
 
     fn append(&mut self, series: SeriesRef, t: Timestamp, v: f64) -> Result<(), AppendError> {
-        let mut table = self.shared.series.lock();
-        let window = self.shared.ooo_window_ms;
-        let admitted = push_float(
-            &mut self.samples,
-            &mut self.floats_seen,
-            &mut table,
-            window,
-            RefSample { series, t, v },
-        );
-        drop(table);
-        if let Err(AppendError::OutOfOrder) = admitted {
-            self.shared.metrics.out_of_order.inc();
-        }
-        admitted
+        // A batch of one: admitted, noted and counted as every float is.
+        let mut refused = Vec::new();
+        self.append_floats(&[RefSample { series, t, v }], &mut refused);
+        refused.pop().map_or(Ok(()), |(_, e)| Err(e))
     }
 
     /// One lock for the batch: taken once a sample, its two atomic
@@ -1479,18 +1470,16 @@ impl Appender for WalAppender {
         let mut out_of_order = 0;
         let mut table = self.shared.series.lock();
         for (i, &s) in samples.iter().enumerate() {
-            match push_float(
+            let pushed = push_float(
                 &mut self.samples,
                 &mut self.floats_seen,
                 &mut table,
                 window,
                 s,
-            ) {
-                Ok(()) => {}
-                Err(e) => {
-                    out_of_order += u64::from(matches!(e, AppendError::OutOfOrder));
-                    refused.push((i, e));
-                }
+            );
+            if let Err(e) = pushed {
+                out_of_order += u64::from(matches!(e, AppendError::OutOfOrder));
+                refused.push((i, e));
             }
         }
         drop(table);
