@@ -37,7 +37,7 @@ pub(crate) struct TailRecord {
 }
 
 /// The records of one write, in order.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct TailChunk {
     records: Vec<TailRecord>,
     data: Vec<u8>,
@@ -80,6 +80,11 @@ struct Window {
     bytes: usize,
     /// The end of everything written, when known.
     head: Option<Position>,
+    /// The last chunk that fell out of the window with no reader holding
+    /// it, whose buffers the next write is copied into: a write's records
+    /// are the size of a scrape's, and allocating and freeing them once
+    /// a write kept the allocator sorting its bins.
+    spare: Option<TailChunk>,
 }
 
 pub(crate) struct WalTail {
@@ -107,22 +112,28 @@ impl WalTail {
         // Offsets in a chunk are 32-bit.
         let keep =
             payloads.len() == spans.len() && size <= self.cap / 2 && u32::try_from(size).is_ok();
+        let spare = match keep {
+            true => self.window.lock().spare.take(),
+            false => None,
+        };
         let chunk = keep.then(|| {
-            let mut data = Vec::with_capacity(size);
-            let records = payloads
-                .iter()
-                .zip(spans)
-                .map(|(p, &(prev_end, end))| {
-                    let start = data.len() as u32;
-                    data.extend_from_slice(p);
-                    TailRecord {
-                        prev_end,
-                        end,
-                        start,
-                        len: p.len() as u32,
-                    }
-                })
-                .collect();
+            let TailChunk {
+                mut records,
+                mut data,
+            } = spare.unwrap_or_default();
+            records.clear();
+            data.clear();
+            data.reserve(size);
+            records.extend(payloads.iter().zip(spans).map(|(p, &(prev_end, end))| {
+                let start = data.len() as u32;
+                data.extend_from_slice(p);
+                TailRecord {
+                    prev_end,
+                    end,
+                    start,
+                    len: p.len() as u32,
+                }
+            }));
             Arc::new(TailChunk { records, data })
         });
         let mut w = self.window.lock();
@@ -137,6 +148,9 @@ impl WalTail {
                 break;
             };
             w.bytes -= old.data.len();
+            if let Ok(old) = Arc::try_unwrap(old) {
+                w.spare = Some(old);
+            }
         }
     }
 
@@ -219,6 +233,30 @@ mod tests {
         assert!(payload_at(&tail, p(0, end - 23)).is_some());
         assert!(payload_at(&tail, p(0, end - 4 * 23)).is_some());
         assert!(payload_at(&tail, p(0, end - 5 * 23)).is_none());
+    }
+
+    #[test]
+    fn a_write_reuses_the_buffers_of_an_evicted_chunk_only_once_no_reader_holds_it() {
+        let tail = WalTail::new(64);
+        let mut end = 0;
+        let mut held = None;
+        for i in 0..12u8 {
+            tail.publish(&[&[i; 16]], &[(p(0, end), p(0, end + 23))]);
+            if i == 3 {
+                // A reader still decoding write 3 while it is evicted.
+                held = Some(tail.lookup(p(0, end)));
+            }
+            end += 23;
+        }
+        let Some(Lookup::Record(chunk, _, r)) = held else {
+            panic!("write 3 was in the window when looked up");
+        };
+        assert_eq!(chunk.payload(&r), &[3u8; 16][..]);
+        assert!(tail.window.lock().spare.is_some());
+        for i in 8..12u8 {
+            let at = p(0, u64::from(i) * 23);
+            assert_eq!(payload_at(&tail, at), Some(vec![i; 16]), "write {i}");
+        }
     }
 
     #[test]
