@@ -8,7 +8,7 @@ at their start (the encoder now).
 
 The text it sees is what a 2,000-sample request carries for the first
 time: each distinct label pair's wire form (`job` and `instance` added as
-a scrape would), in page order. Figures of docs/performance.md ("Earlier
+a scrape would), in page order. Figures of docs/performance-history.md ("Earlier
 stop: fewer page faults, ...") came from
 
     python3 scripts/sim_literal_matcher.py page.txt

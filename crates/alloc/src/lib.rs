@@ -6,7 +6,7 @@
 //! below that size lives in an arena; and it returns an arena's memory
 //! only from the top, once a trim threshold (raised with the mmap
 //! threshold) is free there. At 400k series that is several MiB of freed
-//! but resident memory (docs/performance.md). [`pin_thresholds`] fixes
+//! but resident memory (docs/performance-history.md). [`pin_thresholds`] fixes
 //! both thresholds so that large blocks are mapped on their own and
 //! returned when freed; [`trim`] hands the free whole pages inside the
 //! arenas back to the kernel.

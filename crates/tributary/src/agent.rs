@@ -39,7 +39,7 @@ const MALLOC_THRESHOLD: usize = 128 * 1024;
 /// How often the free pages inside malloc's arenas go back to the kernel.
 /// Each scrape interval's short-lived buffers free pages again. At 400k
 /// series this and the thresholds saved 6.4 MiB for 1.7–3.7 % more CPU
-/// (docs/performance.md).
+/// (docs/performance-history.md).
 const MALLOC_TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// Hands the allocator's free pages back every [`MALLOC_TRIM_EVERY`] until
