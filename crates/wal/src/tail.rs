@@ -112,11 +112,8 @@ impl WalTail {
         // Offsets in a chunk are 32-bit.
         let keep =
             payloads.len() == spans.len() && size <= self.cap / 2 && u32::try_from(size).is_ok();
-        let spare = match keep {
-            true => self.window.lock().spare.take(),
-            false => None,
-        };
         let chunk = keep.then(|| {
+            let spare = self.window.lock().spare.take();
             let TailChunk {
                 mut records,
                 mut data,
