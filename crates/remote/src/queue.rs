@@ -247,39 +247,6 @@ struct Chunk {
     items: Vec<QueuedSample>,
 }
 
-/// Emptied chunk buffers, handed back by the shards for the watcher's next
-/// records: a record's chunk is the size of a scrape (64 KB at 2,000
-/// samples), and allocating and freeing one per record kept glibc's
-/// allocator sorting its bins (`_int_malloc` took 1.5 % of the agent's
-/// time at 400k series, 0.8 % with this pool and the WAL tail's reuse).
-#[derive(Default)]
-struct ChunkPool(Mutex<Vec<Vec<QueuedSample>>>);
-
-/// Spare buffers kept, and the largest kept: a record of a very large
-/// target is not held on to once it has passed.
-const POOLED_CHUNKS: usize = 2;
-const POOLED_CHUNK_ITEMS: usize = 16 << 10;
-
-impl ChunkPool {
-    /// An empty buffer with room for `capacity` items.
-    fn take(&self, capacity: usize) -> Vec<QueuedSample> {
-        let mut items = self.0.lock().pop().unwrap_or_default();
-        items.reserve(capacity);
-        items
-    }
-
-    fn give_back(&self, mut items: Vec<QueuedSample>) {
-        if items.capacity() == 0 || items.capacity() > POOLED_CHUNK_ITEMS {
-            return;
-        }
-        items.clear();
-        let mut spare = self.0.lock();
-        if spare.len() < POOLED_CHUNKS {
-            spare.push(items);
-        }
-    }
-}
-
 impl QueuedSample {
     /// A float of a series sent with its stored labels.
     fn float(series: SeriesRef, t: Timestamp, value: f64) -> Self {
@@ -457,7 +424,6 @@ struct Shared<P> {
     stop_notify: tokio::sync::Notify,
     /// Latest metadata per metric family, for 1.0 metadata requests.
     family_metadata: Mutex<std::collections::BTreeMap<String, Arc<MetricMetadata>>>,
-    chunks: ChunkPool,
 }
 
 /// One running queue: watcher, shards and resharder.
@@ -507,7 +473,6 @@ impl QueueManager {
             stopping: std::sync::atomic::AtomicBool::new(false),
             stop_notify: tokio::sync::Notify::new(),
             family_metadata: Mutex::new(std::collections::BTreeMap::new()),
-            chunks: ChunkPool::default(),
             settings,
             client,
             metrics,
@@ -849,7 +814,7 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
         n => items / n + 3 * (items / n).isqrt() + 8,
     };
     let mut chunks: Vec<Vec<QueuedSample>> =
-        std::iter::repeat_with(|| shared.chunks.take(capacity))
+        std::iter::repeat_with(|| Vec::with_capacity(capacity))
             .take(shards.len())
             .collect();
     let mut in_by_kind = [0u64; 3];
@@ -960,7 +925,6 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
     }
     for (idx, items) in chunks.into_iter().enumerate() {
         if items.is_empty() {
-            shared.chunks.give_back(items);
             continue;
         }
         if !shards
@@ -1320,7 +1284,6 @@ async fn run_shard<P: Copy + Send + Sync + 'static>(
                         }
                     }
                 }
-                shared.chunks.give_back(items);
             }
             ShardEvent::Deadline => {
                 deadline = None;
@@ -1908,23 +1871,6 @@ mod tests {
         let q = queued(1, None, 7);
         assert!(q.extra.is_none() && q.kind() == ItemKind::Sample);
         assert!(queued(1, Some(Labels::default()), 7).extra.is_some());
-    }
-
-    #[test]
-    fn the_chunk_pool_keeps_a_few_emptied_buffers_of_moderate_size() {
-        let pool = ChunkPool::default();
-        for _ in 0..POOLED_CHUNKS + 2 {
-            let mut items = Vec::with_capacity(100);
-            items.push(queued(1, None, 5));
-            pool.give_back(items);
-        }
-        pool.give_back(Vec::with_capacity(POOLED_CHUNK_ITEMS + 1));
-        pool.give_back(Vec::new());
-        assert_eq!(pool.0.lock().len(), POOLED_CHUNKS);
-        let items = pool.take(50);
-        assert!(items.is_empty() && items.capacity() >= 100);
-        let items = pool.take(1000);
-        assert!(items.is_empty() && items.capacity() >= 1000);
     }
 
     #[test]
