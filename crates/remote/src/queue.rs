@@ -201,7 +201,7 @@ pub struct QueueStatus {
 }
 
 /// What a queued item carries instead of a float.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Item {
     Histogram(NativeHistogram),
     Exemplar(Labels, f64),
@@ -219,7 +219,7 @@ enum ItemKind {
 /// every item is a float of a series sent with its stored labels: that is
 /// 32 bytes with nothing to free, and all else is boxed aside (a record's
 /// items are moved twice, into a chunk and into a batch, and freed once).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct QueuedSample {
     series: SeriesRef,
     t: Timestamp,
@@ -229,7 +229,7 @@ struct QueuedSample {
 }
 
 /// What few items carry besides a float.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Extra {
     /// Labels write relabeling produced; `None`: the stored ones.
     rewritten: Option<Labels>,
