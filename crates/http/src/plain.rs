@@ -40,8 +40,14 @@ impl PlainHttpUrl {
 
 /// The end of the response head at the start of `buf` (just past its
 /// blank line), once `buf` holds all of it.
+///
+/// Scans for line feeds rather than through `memchr::memmem::find`, which
+/// builds a searcher on every call: for a head of a few lines that setup
+/// was most of the work, once per scrape and per remote-write response.
 pub fn find_head_end(buf: &[u8]) -> Option<usize> {
-    memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4)
+    memchr::memchr_iter(b'\n', buf)
+        .find(|&i| i >= 3 && buf.get(i - 3..=i) == Some(&b"\r\n\r\n"[..]))
+        .map(|i| i + 1)
 }
 
 /// The size on a chunk's size line (without its CRLF; extensions after
@@ -92,6 +98,9 @@ mod tests {
             Some(27)
         );
         assert_eq!(find_head_end(b"HTTP/1.1 204 No Content\r\n"), None);
+        assert_eq!(find_head_end(b"\r\n\r\n"), Some(4));
+        assert_eq!(find_head_end(b"\n\n\r\n\n\r\n\r\nx\r\n\r\n"), Some(9));
+        assert_eq!(find_head_end(b"A: b\n\r\n\r\r\n"), None);
         assert_eq!(parse_chunk_size(b"1a"), Some(26));
         assert_eq!(parse_chunk_size(b"FF;name=value"), Some(255));
         assert!(parse_chunk_size(b"").is_none());

@@ -408,8 +408,9 @@ impl ScrapeLoop {
                 st.health = Health::Up;
                 st.last_error = storage_error.unwrap_or_default();
                 st.last.http_status = f.status;
-                st.last.content_type = f.content_type.clone();
-                st.last.headers = f.headers.clone();
+                // Into the buffers of the scrape before, not new ones.
+                st.last.content_type.clone_from(&f.content_type);
+                st.last.headers.clone_from(&f.headers);
                 st.last.wire_bytes = f.wire_bytes;
             }
             Err(e) => {
@@ -424,7 +425,11 @@ impl ScrapeLoop {
         st.last.body_bytes = self.body.len() as u64;
         let body = self.body.as_slice();
         let head = &body[..body.len().min(BODY_HEAD_BYTES)];
-        st.last.body_head = String::from_utf8_lossy(head).into_owned();
+        st.last.body_head.clear();
+        match std::str::from_utf8(head) {
+            Ok(text) => st.last.body_head.push_str(text),
+            Err(_) => st.last.body_head = String::from_utf8_lossy(head).into_owned(),
+        }
         st.last.samples = counts.scraped;
         st.last.series_added = counts.added;
         if was != st.health {
