@@ -18,16 +18,6 @@ use crate::format;
 use crate::metrics::Metrics;
 use crate::reader::Position;
 
-/// Record types (a payload's first byte) whose compression is tracked;
-/// Prometheus's go up to 10.
-const RECORD_TYPES: usize = 16;
-/// Records this large or larger are kept compressed only when that saves a
-/// quarter of them (see [`SegmentWriter::compress_into_scratch`]).
-const PROBE_BYTES: usize = 4096;
-/// Large records of a type written as they are, without trying, after one
-/// whose compression did not pay.
-const SKIP_AFTER_MISS: u8 = 15;
-
 pub(crate) struct SegmentWriter {
     dir: PathBuf,
     segment: u32,
@@ -38,9 +28,6 @@ pub(crate) struct SegmentWriter {
     compress: bool,
     encoder: snap::raw::Encoder,
     compressed: Vec<u8>,
-    /// By record type: large records of the type still to be written as
-    /// they are before compressing one is tried again.
-    skip: [u8; RECORD_TYPES],
     out: Vec<u8>,
     /// Per record of the last successful [`SegmentWriter::write_records`]:
     /// where the record before it ended, and where it ends.
@@ -75,7 +62,6 @@ impl SegmentWriter {
             compress,
             encoder: snap::raw::Encoder::new(),
             compressed: Vec::new(),
-            skip: [0; RECORD_TYPES],
             out: Vec::new(),
             spans: Vec::new(),
             needs_rotation: false,
@@ -146,51 +132,19 @@ impl SegmentWriter {
     }
 
     /// Compresses `payload` into the scratch buffer; the compressed length
-    /// if that paid. The scratch buffer only ever grows: zeroing it to the
-    /// worst-case size for every record cost more than compressing.
-    ///
-    /// A small record is kept compressed whenever that shrank it. A large
-    /// one ([`PROBE_BYTES`] or more) only when it saved a quarter: sample
-    /// records are mostly float bits, which snappy shrinks by an eighth
-    /// (13.5 % on the bench farm's pages) at ~10 instructions a byte — 2.7 %
-    /// of the agent's instructions at 400k series for 15 % of the sample
-    /// records' bytes. After a large record of a type that did not pay,
-    /// the next [`SKIP_AFTER_MISS`] large ones of that type are written as
-    /// they are without trying, then one is tried again, so records that do
-    /// compress (series, or samples of mostly constant values) stay
-    /// compressed. Each record carries its own flag, so readers (this one
-    /// and Prometheus's) need nothing new.
+    /// if that shrank it. The scratch buffer only ever grows: zeroing it to
+    /// the worst-case size for every record cost more than compressing.
     fn compress_into_scratch(&mut self, payload: &[u8]) -> Option<usize> {
         if !self.compress {
             return None;
-        }
-        // Large records are tracked by type; small ones are always tried.
-        let kind = payload
-            .first()
-            .map(|&kind| usize::from(kind))
-            .filter(|_| payload.len() >= PROBE_BYTES);
-        if let Some(left) = kind.and_then(|k| self.skip.get_mut(k)) {
-            if *left > 0 {
-                *left -= 1;
-                return None;
-            }
         }
         let max = snap::raw::max_compress_len(payload.len());
         if self.compressed.len() < max {
             self.compressed.resize(max, 0);
         }
-        let worth = match kind {
-            Some(_) => payload.len() - payload.len() / 4,
-            None => payload.len().saturating_sub(1),
-        };
         match self.encoder.compress(payload, &mut self.compressed) {
-            Ok(n) if n <= worth => Some(n),
-            _ => {
-                if let Some(left) = kind.and_then(|k| self.skip.get_mut(k)) {
-                    *left = SKIP_AFTER_MISS;
-                }
-                None
-            }
+            Ok(n) if n < payload.len() => Some(n),
+            _ => None,
         }
     }
 
@@ -306,93 +260,4 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(WalError::io("fsync directory", dir))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    /// `len` bytes of a record of type `kind` that snappy cannot shrink.
-    fn noisy(kind: u8, len: usize) -> Vec<u8> {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut out = vec![kind];
-        while out.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
-
-    /// `len` bytes of a record of type `kind` that snappy shrinks tenfold.
-    fn repetitive(kind: u8, len: usize) -> Vec<u8> {
-        let mut out = vec![kind];
-        while out.len() < len {
-            out.extend_from_slice(b"node_cpu_seconds_total{mode=\"idle\"} ");
-        }
-        out.truncate(len);
-        out
-    }
-
-    /// Whether each record of segment 0 in `dir` was stored compressed.
-    fn compressed_flags(dir: &Path) -> Vec<bool> {
-        let bytes = std::fs::read(format::segment_path(dir, 0)).unwrap();
-        let (mut at, mut flags, mut scratch) = (0, Vec::new(), Vec::new());
-        while let format::Parsed::Record { end, compressed } =
-            format::parse_record(&bytes, 0, at, &mut scratch)
-        {
-            flags.push(compressed);
-            at = end;
-        }
-        flags
-    }
-
-    #[test]
-    fn large_records_stay_compressed_only_while_compression_saves_a_quarter() {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let mut w = SegmentWriter::create(dir.path(), 0, 1 << 30, true, metrics).unwrap();
-        let mut expected = Vec::new();
-        let mut write = |record: Vec<u8>, compressed: bool| {
-            w.write_records(&[&record]).unwrap();
-            expected.push(compressed);
-        };
-        // A large sample record snappy does not shrink: stored as it is...
-        write(noisy(2, 8192), false);
-        // ...and the next large ones of its type are not tried, however
-        // well they would compress,
-        for _ in 0..SKIP_AFTER_MISS {
-            write(repetitive(2, 8192), false);
-        }
-        // while other types and small records still are.
-        write(repetitive(1, 8192), true);
-        write(repetitive(2, 512), true);
-        write(noisy(2, 512), false);
-        // Then one is tried again, and kept compressed as it pays.
-        write(repetitive(2, 8192), true);
-        write(repetitive(2, 8192), true);
-        // Saving less than a quarter does not pay for a large record: half
-        // noise then repeats, which snappy shrinks by about a fifth (its
-        // search has sped up through the noise).
-        let mut half = noisy(2, 4096);
-        half.extend_from_slice(&repetitive(2, 4096));
-        write(half, false);
-        write(repetitive(2, 8192), false);
-        drop(write);
-        assert_eq!(compressed_flags(dir.path()), expected);
-    }
-
-    #[test]
-    fn without_compression_nothing_is_compressed() {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let mut w = SegmentWriter::create(dir.path(), 0, 1 << 30, false, metrics).unwrap();
-        for record in [repetitive(1, 8192), repetitive(2, 100)] {
-            w.write_records(&[&record]).unwrap();
-        }
-        assert_eq!(compressed_flags(dir.path()), [false, false]);
-    }
 }
