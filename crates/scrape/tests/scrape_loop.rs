@@ -383,6 +383,80 @@ async fn vanished_series_and_failed_scrapes_get_staleness_markers() {
     );
 }
 
+/// The targets page's view of the last scrape follows every scrape: the
+/// body's head as text (bytes that are not UTF-8 shown as U+FFFD), its
+/// content type and headers — also when a scrape writes them over the
+/// previous scrape's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_scrape_shows_each_body_head_content_type_and_headers() {
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let s = scrapes.clone();
+    // Odd scrapes carry a byte that is not UTF-8 in a comment.
+    let page = |n: u64| -> Vec<u8> {
+        let mut body = format!("up_seq {n}\n# ").into_bytes();
+        body.extend_from_slice(if n % 2 == 1 { b"\xff" } else { b"ok" });
+        body.push(b'\n');
+        body
+    };
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let n = s.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let ct = if n % 2 == 1 {
+                    "text/plain; version=0.0.4"
+                } else {
+                    "text/plain"
+                };
+                ([(header::CONTENT_TYPE, ct)], page(n))
+            }
+        }),
+    );
+    let t = Target {
+        addr: common::serve(app).await,
+        mode: Arc::default(),
+        scrapes,
+    };
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    let start = tokio::time::Instant::now();
+    let (mut odd, mut even) = (false, false);
+    while !(odd && even) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "both pages not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let snap = m.snapshot();
+        let last = &snap[0].active[0].health.last;
+        let Some(n) = last
+            .body_head
+            .strip_prefix("up_seq ")
+            .and_then(|rest| rest.split('\n').next())
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let (comment, ct) = if n % 2 == 1 {
+            ("\u{FFFD}", "text/plain; version=0.0.4")
+        } else {
+            ("ok", "text/plain")
+        };
+        assert_eq!(last.body_head, format!("up_seq {n}\n# {comment}\n"));
+        assert_eq!(last.content_type, ct);
+        let sent: Vec<&str> = last
+            .headers
+            .iter()
+            .filter(|(name, _)| name == "content-type")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        assert_eq!(sent, [ct]);
+        odd |= n % 2 == 1;
+        even |= odd && n % 2 == 0;
+    }
+    m.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_exposition_fails_the_scrape_with_a_reason() {
     let t = start_target().await;
