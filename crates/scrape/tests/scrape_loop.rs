@@ -390,7 +390,6 @@ async fn vanished_series_and_failed_scrapes_get_staleness_markers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_scrape_shows_each_body_head_content_type_and_headers() {
     let scrapes = Arc::new(AtomicU64::new(0));
-    let s = scrapes.clone();
     // Odd scrapes carry a byte that is not UTF-8 in a comment.
     let page = |n: u64| -> Vec<u8> {
         let mut body = format!("up_seq {n}\n# ").into_bytes();
@@ -401,7 +400,7 @@ async fn the_last_scrape_shows_each_body_head_content_type_and_headers() {
     let app = Router::new().route(
         "/metrics",
         get(move || {
-            let n = s.fetch_add(1, Ordering::SeqCst) + 1;
+            let n = scrapes.fetch_add(1, Ordering::SeqCst) + 1;
             async move {
                 let ct = if n % 2 == 1 {
                     "text/plain; version=0.0.4"
@@ -412,13 +411,9 @@ async fn the_last_scrape_shows_each_body_head_content_type_and_headers() {
             }
         }),
     );
-    let t = Target {
-        addr: common::serve(app).await,
-        mode: Arc::default(),
-        scrapes,
-    };
+    let addr = common::serve(app).await;
     let storage = MemStorage::new();
-    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &addr);
     let start = tokio::time::Instant::now();
     let (mut odd, mut even) = (false, false);
     while !(odd && even) {
