@@ -875,9 +875,10 @@ async fn handle_record<P: Copy + Send + Sync + 'static>(
         if !matches!(item, ItemRef::Exemplar(..)) {
             highest = highest.max(t);
         }
-        let metadata = match v2 {
-            true => series.metadata.get(r).cloned(),
-            false => None,
+        let metadata = if v2 {
+            series.metadata.get(r).cloned()
+        } else {
+            None
         };
         let sample = QueuedSample::new(r, t, item, rewritten, metadata);
         if let Some(chunk) = chunks.get_mut(shards.shard_of(r)) {
