@@ -476,6 +476,20 @@ impl FieldHead {
     /// The key followed by `v` as a varint (a length, or a varint field's
     /// value).
     fn with_varint(key: u8, mut v: u64) -> Self {
+        // Nearly every length is under 2^14, one or two varint bytes:
+        // assembled in a 64-bit word, where the general loop below shifts
+        // a 128-bit one (several instructions a shift).
+        if v < 1 << 14 {
+            let (word, len) = match v {
+                0..0x80 => (u64::from(key) | v << 8, 2),
+                _ => (u64::from(key) | (v & 0x7f | 0x80) << 8 | (v >> 7) << 16, 3),
+            };
+            let mut bytes = [0u8; 16];
+            if let Some(low) = bytes.first_chunk_mut::<8>() {
+                *low = word.to_le_bytes();
+            }
+            return FieldHead { bytes, len };
+        }
         // A key byte and at most 10 varint bytes fit the 16.
         let mut word = u128::from(key);
         let mut len = 1;
