@@ -484,11 +484,10 @@ impl FieldHead {
                 0..0x80 => (u64::from(key) | v << 8, 2),
                 _ => (u64::from(key) | (v & 0x7f | 0x80) << 8 | (v >> 7) << 16, 3),
             };
-            let mut bytes = [0u8; 16];
-            if let Some(low) = bytes.first_chunk_mut::<8>() {
-                *low = word.to_le_bytes();
-            }
-            return FieldHead { bytes, len };
+            return FieldHead {
+                bytes: u128::from(word).to_le_bytes(),
+                len,
+            };
         }
         // A key byte and at most 10 varint bytes fit the 16.
         let mut word = u128::from(key);
