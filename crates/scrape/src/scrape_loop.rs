@@ -425,10 +425,12 @@ impl ScrapeLoop {
         st.last.body_bytes = self.body.len() as u64;
         let body = self.body.as_slice();
         let head = &body[..body.len().min(BODY_HEAD_BYTES)];
+        // Checked with `from_utf8` first: the lossy path walks the bytes
+        // chunk by chunk, slower on the valid text nearly every page is.
         st.last.body_head.clear();
         match std::str::from_utf8(head) {
             Ok(text) => st.last.body_head.push_str(text),
-            Err(_) => st.last.body_head = String::from_utf8_lossy(head).into_owned(),
+            Err(_) => st.last.body_head.push_str(&String::from_utf8_lossy(head)),
         }
         st.last.samples = counts.scraped;
         st.last.series_added = counts.added;
