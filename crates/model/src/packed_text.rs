@@ -256,7 +256,7 @@ impl Sink for xxhash_rust::xxh3::Xxh3 {
 
 /// How far past the text decoding may write: a symbol is written as its
 /// whole padded word, one store instead of a copy of its length.
-const OVERSHOOT: usize = MAX_LEN;
+pub(crate) const OVERSHOOT: usize = MAX_LEN;
 /// Texts up to this long are unpacked on the stack.
 const STACK_TEXT: usize = 240;
 
@@ -283,19 +283,21 @@ pub(crate) fn unpack(
     out.put(dst.get(..len)?).then_some(read)
 }
 
-/// [`unpack`] appending to a buffer: decoded in place, nothing copied
-/// twice (the request encoder's path).
-pub(crate) fn unpack_append(
+/// [`unpack`] into the start of `dst`, which has [`OVERSHOOT`] bytes of
+/// room past the text (the request encoder's path: decoded in place,
+/// into memory the caller keeps initialised, nothing zeroed or copied
+/// twice). Returns the packed bytes read; `None` as [`unpack`], or if
+/// `dst` is too short.
+pub(crate) fn unpack_into(
     packed: &[u8],
     len: usize,
     symbols: &Symbols,
-    out: &mut Vec<u8>,
+    dst: &mut [u8],
 ) -> Option<usize> {
-    let start = out.len();
-    out.resize(start + len + OVERSHOOT, 0);
-    let read = decode_into(packed, len, symbols, out.get_mut(start..)?);
-    out.truncate(if read.is_some() { start + len } else { start });
-    read
+    if dst.len() < len + OVERSHOOT {
+        return None;
+    }
+    decode_into(packed, len, symbols, dst)
 }
 
 /// Decodes a packed value of `len` bytes into `dst`, which has
@@ -452,10 +454,13 @@ mod tests {
             Some(read)
         );
         assert_eq!(&out[6..], value.as_bytes());
-        let mut appended = b"prefix".to_vec();
-        let read = unpack_append(&with_tail, value.len(), symbols, &mut appended);
+        // In place, over bytes that are not zeros.
+        let mut dst = vec![0xA5; value.len() + OVERSHOOT];
+        let read = unpack_into(&with_tail, value.len(), symbols, &mut dst);
         assert_eq!(read, Some(body.len()));
-        assert_eq!(appended, out);
+        assert_eq!(&dst[..value.len()], value.as_bytes());
+        let short = &mut dst[..value.len() + OVERSHOOT - 1];
+        assert_eq!(unpack_into(&with_tail, value.len(), symbols, short), None);
         body.to_vec()
     }
 
@@ -529,9 +534,10 @@ mod tests {
         assert!(pack(b"kubeletkubelet", &words, &mut packed));
         assert_eq!(packed, [0x80, 0x80]);
         assert_eq!(unpack(&packed, 10, &words, &mut Discard), None);
-        let mut out = b"kept".to_vec();
-        assert_eq!(unpack_append(&packed, 10, &words, &mut out), None);
-        assert_eq!(out, b"kept");
+        assert_eq!(
+            unpack_into(&packed, 10, &words, &mut [0; 10 + OVERSHOOT]),
+            None
+        );
     }
 
     proptest! {

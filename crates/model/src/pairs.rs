@@ -257,12 +257,27 @@ impl PairTable {
             .copied()
     }
 
+    /// Room [`PairTable::write_wire`] needs past the wire form it writes:
+    /// a packed pair is unpacked a whole dictionary word at a time.
+    pub const WIRE_SLACK: usize = packed_text::OVERSHOOT;
+
     /// Appends the pair's wire form, a complete `TimeSeries.labels` field,
     /// to `out` (nothing for an id not in use).
     pub fn append_wire(&self, id: PairId, out: &mut Vec<u8>) {
         if let Some(e) = self.live(id) {
-            write_wire(&self.arena, e, &self.symbols, out);
+            append_wire(&self.arena, e, &self.symbols, out);
         }
+    }
+
+    /// Writes the pair's wire form to the start of `dst`, which has room
+    /// for it and [`PairTable::WIRE_SLACK`] bytes more (scribbled over):
+    /// for a caller that keeps such room initialised, so that nothing is
+    /// zeroed for each pair. Returns its length; 0, and nothing written,
+    /// for an id not in use or a `dst` too short.
+    pub fn write_wire(&self, id: PairId, dst: &mut [u8]) -> usize {
+        self.live(id)
+            .and_then(|e| write_wire(&self.arena, e, &self.symbols, dst))
+            .unwrap_or(0)
     }
 
     /// The length of [`PairTable::append_wire`]'s output (0 for an id not
@@ -319,8 +334,8 @@ impl PairTable {
                 value: Cow::Borrowed(std::str::from_utf8(value).ok()?),
             });
         }
-        let mut wire = Vec::with_capacity(e.wire_len());
-        write_wire(&self.arena, e, &self.symbols, &mut wire);
+        let mut wire = Vec::new();
+        self.append_wire(id, &mut wire);
         let (name, value) = Self::split_wire(&wire)?;
         let text = |t: &[u8]| String::from_utf8(t.to_vec()).ok().map(Cow::Owned);
         Some(StoredLabel {
@@ -462,7 +477,7 @@ impl PairTable {
         let mut text = Vec::new();
         for e in live().step_by(step) {
             wire.clear();
-            write_wire(&self.arena, *e, &self.symbols, &mut wire);
+            append_wire(&self.arena, *e, &self.symbols, &mut wire);
             // What is packed: the name with its field heads, and the value.
             let Some(inner) = inner_len(wire.len()).and_then(|n| wire.get(wire.len() - n..)) else {
                 continue;
@@ -492,7 +507,7 @@ impl PairTable {
         let mut scratch = PairScratch::default();
         for e in self.entries.iter().filter(|e| e.offset != FREE) {
             scratch.wire.clear();
-            write_wire(&self.arena, *e, &self.symbols, &mut scratch.wire);
+            append_wire(&self.arena, *e, &self.symbols, &mut scratch.wire);
             if scratch.wire.len() != e.wire_len() {
                 return None;
             }
@@ -528,21 +543,39 @@ struct Repacked {
 }
 
 /// Appends the wire form of entry `e` to `out`.
-fn write_wire(arena: &[u8], e: Entry, symbols: &Symbols, out: &mut Vec<u8>) {
-    let stored = arena.get(e.offset as usize..).unwrap_or_default();
-    if !e.is_packed() {
-        out.extend_from_slice(stored.get(..e.wire_len()).unwrap_or_default());
-        return;
-    }
-    let Some(inner) = inner_len(e.wire_len()) else {
-        return;
-    };
+fn append_wire(arena: &[u8], e: Entry, symbols: &Symbols, out: &mut Vec<u8>) {
     let start = out.len();
-    out.push(KEY_LABEL);
-    put_uvarint(out, inner as u64);
-    if packed_text::unpack_append(stored, inner, symbols, out).is_none() {
-        out.truncate(start);
+    out.resize(start + e.wire_len() + PairTable::WIRE_SLACK, 0);
+    let n = out
+        .get_mut(start..)
+        .and_then(|dst| write_wire(arena, e, symbols, dst));
+    out.truncate(start + n.unwrap_or(0));
+}
+
+/// Writes the wire form of entry `e` to the start of `dst` (see
+/// [`PairTable::write_wire`]); returns its length.
+fn write_wire(arena: &[u8], e: Entry, symbols: &Symbols, dst: &mut [u8]) -> Option<usize> {
+    let stored = arena.get(e.offset as usize..)?;
+    let len = e.wire_len();
+    if dst.len() < len + PairTable::WIRE_SLACK {
+        return None;
     }
+    if !e.is_packed() {
+        dst.get_mut(..len)?.copy_from_slice(stored.get(..len)?);
+        return Some(len);
+    }
+    let inner = inner_len(len)?;
+    // The head: the key, then the inner length as a varint of exactly the
+    // bytes left before it (`inner_len` found it so).
+    let (key, varint) = dst.get_mut(..len - inner)?.split_first_mut()?;
+    *key = KEY_LABEL;
+    let mut v = inner;
+    for b in varint.iter_mut() {
+        *b = (v & 0x7f) as u8 | if v >= 0x80 { 0x80 } else { 0 };
+        v >>= 7;
+    }
+    packed_text::unpack_into(stored, inner, symbols, dst.get_mut(len - inner..)?)?;
+    Some(len)
 }
 
 /// Whether `e` is a live entry whose wire form is `wire`.

@@ -282,10 +282,11 @@ trait Sink {
     fn text(&mut self, bytes: &[u8]);
     /// Framing and values.
     fn raw(&mut self, bytes: &[u8]);
-    /// `len` bytes identified by `key`, which `write` appends to a buffer
-    /// when they are needed; `at` is what [`Sink::find`] said of `key`
-    /// earlier in the request (0: not found).
-    fn keyed(&mut self, key: u32, len: usize, at: u32, write: impl FnOnce(&mut Vec<u8>));
+    /// `len` bytes identified by `key`, which `write` puts at the start of
+    /// a buffer of at least `len` + [`PairTable::WIRE_SLACK`] bytes when
+    /// they are needed, returning how many it wrote; `at` is what
+    /// [`Sink::find`] said of `key` earlier in the request (0: not found).
+    fn keyed(&mut self, key: u32, len: usize, at: u32, write: impl FnOnce(&mut [u8]) -> usize);
     /// A TimeSeries entry's head, its sample up to the timestamp and the
     /// timestamp.
     fn sample(&mut self, head: &FieldHead, value: &FieldHead, ts: &FieldHead) {
@@ -307,8 +308,11 @@ impl Sink for Vec<u8> {
     fn raw(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
-    fn keyed(&mut self, _key: u32, _len: usize, _at: u32, write: impl FnOnce(&mut Vec<u8>)) {
-        write(self);
+    fn keyed(&mut self, _key: u32, len: usize, _at: u32, write: impl FnOnce(&mut [u8]) -> usize) {
+        let start = self.len();
+        self.resize(start + len + PairTable::WIRE_SLACK, 0);
+        let n = self.get_mut(start..).map_or(0, write);
+        self.truncate(start + n.min(len));
     }
 }
 
@@ -319,7 +323,7 @@ impl Sink for SnappyStream {
     fn raw(&mut self, bytes: &[u8]) {
         self.plain(bytes);
     }
-    fn keyed(&mut self, key: u32, len: usize, at: u32, write: impl FnOnce(&mut Vec<u8>)) {
+    fn keyed(&mut self, key: u32, len: usize, at: u32, write: impl FnOnce(&mut [u8]) -> usize) {
         SnappyStream::keyed_at(self, key, len, at, write);
     }
     fn sample(&mut self, head: &FieldHead, value: &FieldHead, ts: &FieldHead) {
@@ -649,8 +653,8 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
             }
             write_head(sink, tail, sample, labels_len);
             for &(id, found) in list.iter() {
-                sink.keyed(id, found.len as usize, found.at, |out| {
-                    pairs.append_wire(id, out)
+                sink.keyed(id, found.len as usize, found.at, |dst| {
+                    pairs.write_wire(id, dst)
                 });
             }
         }
@@ -664,15 +668,27 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
                 let (len, at) = (found.len as usize, found.at);
                 match piece {
                     LabelPiece::Pair { id, pairs } => {
-                        sink.keyed(id, len, at, |out| pairs.append_wire(id, out))
+                        sink.keyed(id, len, at, |dst| pairs.write_wire(id, dst))
                     }
                     LabelPiece::External { key, bytes } => {
-                        sink.keyed(key, len, at, |out| out.extend_from_slice(bytes))
+                        sink.keyed(key, len, at, |dst| put_bytes(dst, bytes))
                     }
                     LabelPiece::Text(l) => write_text_label(sink, l),
                 }
             }
         }
+    }
+}
+
+/// `bytes` at the start of `dst`: their length, 0 (nothing written) if
+/// `dst` is too short.
+pub(crate) fn put_bytes(dst: &mut [u8], bytes: &[u8]) -> usize {
+    match dst.get_mut(..bytes.len()) {
+        Some(d) => {
+            d.copy_from_slice(bytes);
+            bytes.len()
+        }
+        None => 0,
     }
 }
 
