@@ -104,8 +104,9 @@ impl History {
     fn append_with(&mut self, len: usize, write: impl FnOnce(&mut [u8]) -> usize) {
         let need = self.len + len + PairTable::WIRE_SLACK;
         if self.buf.len() < need {
-            // Grows to the longest request once, then is written over.
-            self.buf.resize(need.max(2 * self.buf.len()), 0);
+            // Zeroed once, up to the longest request's text, then written
+            // over (the capacity still grows by doubling).
+            self.buf.resize(need, 0);
         }
         let n = self.buf.get_mut(self.len..need).map_or(0, write);
         self.len += n.min(len);
