@@ -38,7 +38,7 @@ use tributary_model::{
 
 use crate::proto;
 use crate::proto::{put_varint, varint_len};
-use crate::snappy_stream::{Occurrence, SnappyStream};
+use crate::snappy_stream::{put_bytes, Occurrence, SnappyStream};
 
 const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
@@ -677,18 +677,6 @@ fn write_item<'a, S: Sink, E: EncodableSample<'a>>(
                 }
             }
         }
-    }
-}
-
-/// `bytes` at the start of `dst`: their length, 0 (nothing written) if
-/// `dst` is too short.
-pub(crate) fn put_bytes(dst: &mut [u8], bytes: &[u8]) -> usize {
-    match dst.get_mut(..bytes.len()) {
-        Some(d) => {
-            d.copy_from_slice(bytes);
-            bytes.len()
-        }
-        None => 0,
     }
 }
 

@@ -29,8 +29,6 @@
 use bytes::Bytes;
 use tributary_model::PairTable;
 
-use crate::encode::put_bytes;
-
 /// Ids remembered per request: a direct-mapped table, so a collision only
 /// costs a literal where a copy was possible.
 const SEEN_BITS: u32 = 10;
@@ -640,6 +638,18 @@ fn hex_run_end(buf: &[u8], mut at: usize, to: usize) -> usize {
         at += 1;
     }
     at
+}
+
+/// `bytes` at the start of `dst`: their length, 0 (nothing written) if
+/// `dst` is too short.
+pub(crate) fn put_bytes(dst: &mut [u8], bytes: &[u8]) -> usize {
+    match dst.get_mut(..bytes.len()) {
+        Some(d) => {
+            d.copy_from_slice(bytes);
+            bytes.len()
+        }
+        None => 0,
+    }
 }
 
 fn load_u32(buf: &[u8], at: usize) -> Option<u32> {
