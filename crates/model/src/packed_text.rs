@@ -222,6 +222,29 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// A slice written from its start; refuses what does not fit.
+pub(crate) struct SliceSink<'a> {
+    dst: &'a mut [u8],
+    at: usize,
+}
+
+impl<'a> SliceSink<'a> {
+    pub fn new(dst: &'a mut [u8]) -> Self {
+        SliceSink { dst, at: 0 }
+    }
+}
+
+impl Sink for SliceSink<'_> {
+    fn put(&mut self, text: &[u8]) -> bool {
+        let Some(d) = self.dst.get_mut(self.at..self.at + text.len()) else {
+            return false;
+        };
+        d.copy_from_slice(text);
+        self.at += text.len();
+        true
+    }
+}
+
 /// Reads a packed value without keeping its text (to find its end).
 pub(crate) struct Discard;
 

@@ -280,6 +280,18 @@ impl PairTable {
             .unwrap_or(0)
     }
 
+    /// Appends the `len` bytes `write` puts at the start of the room it is
+    /// given (`len` + [`PairTable::WIRE_SLACK`] bytes, zeroed first), as
+    /// [`PairTable::write_wire`] does: for a buffer that, unlike a reused
+    /// one, has no initialised room to write into. `write` returns how many
+    /// bytes it wrote; at most `len` of them are kept.
+    pub fn append_written(out: &mut Vec<u8>, len: usize, write: impl FnOnce(&mut [u8]) -> usize) {
+        let start = out.len();
+        out.resize(start + len + PairTable::WIRE_SLACK, 0);
+        let n = out.get_mut(start..).map_or(0, write);
+        out.truncate(start + n.min(len));
+    }
+
     /// The length of [`PairTable::append_wire`]'s output (0 for an id not
     /// in use).
     pub fn encoded_len(&self, id: PairId) -> usize {
@@ -544,12 +556,9 @@ struct Repacked {
 
 /// Appends the wire form of entry `e` to `out`.
 fn append_wire(arena: &[u8], e: Entry, symbols: &Symbols, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.resize(start + e.wire_len() + PairTable::WIRE_SLACK, 0);
-    let n = out
-        .get_mut(start..)
-        .and_then(|dst| write_wire(arena, e, symbols, dst));
-    out.truncate(start + n.unwrap_or(0));
+    PairTable::append_written(out, e.wire_len(), |dst| {
+        write_wire(arena, e, symbols, dst).unwrap_or(0)
+    });
 }
 
 /// Writes the wire form of entry `e` to the start of `dst` (see
@@ -565,16 +574,13 @@ fn write_wire(arena: &[u8], e: Entry, symbols: &Symbols, dst: &mut [u8]) -> Opti
         return Some(len);
     }
     let inner = inner_len(len)?;
-    // The head: the key, then the inner length as a varint of exactly the
-    // bytes left before it (`inner_len` found it so).
-    let (key, varint) = dst.get_mut(..len - inner)?.split_first_mut()?;
-    *key = KEY_LABEL;
-    let mut v = inner;
-    for b in varint.iter_mut() {
-        *b = (v & 0x7f) as u8 | if v >= 0x80 { 0x80 } else { 0 };
-        v >>= 7;
-    }
-    packed_text::unpack_into(stored, inner, symbols, dst.get_mut(len - inner..)?)?;
+    // The head: the key, then the inner length as a varint, in exactly
+    // the bytes before the inner part (`inner_len` found it so).
+    let (head, rest) = dst.split_at_mut_checked(len - inner)?;
+    let mut head = packed_text::SliceSink::new(head);
+    head.put(&[KEY_LABEL]);
+    put_uvarint(&mut head, inner as u64);
+    packed_text::unpack_into(stored, inner, symbols, rest)?;
     Some(len)
 }
 

@@ -309,10 +309,7 @@ impl Sink for Vec<u8> {
         self.extend_from_slice(bytes);
     }
     fn keyed(&mut self, _key: u32, len: usize, _at: u32, write: impl FnOnce(&mut [u8]) -> usize) {
-        let start = self.len();
-        self.resize(start + len + PairTable::WIRE_SLACK, 0);
-        let n = self.get_mut(start..).map_or(0, write);
-        self.truncate(start + n.min(len));
+        PairTable::append_written(self, len, write);
     }
 }
 
