@@ -9,8 +9,8 @@
 # nginx) and remote-writes to VictoriaMetrics; 90 s steady, then the sink
 # stops, the agent is restarted during the outage, the sink comes back and
 # the agent catches up from the WAL (so replay and catch-up are trained,
-# not left cold), then a clean shutdown writes the counts. About 6 minutes
-# with the two builds' shared dependencies cached.
+# not left cold), then a clean shutdown writes the counts. About 10
+# minutes, half of it the instrumented build.
 #
 # Needs ../shared/bench/setup (nginx, victoria-metrics) and llvm-profdata
 # matching rustc's LLVM (`rustup component add llvm-tools`).
