@@ -31,9 +31,15 @@ done
 
 work=$(mktemp -d /tmp/tributary-pgo.XXXXXX)
 stop_all() {
+  local status=$?
   # Only this script's own background jobs (the farm, the sink, the agent).
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
+  # The work directory goes with the logs that would say why a run failed.
+  if [ "$status" -ne 0 ] && [ -s "$work/agent.log" ]; then
+    echo "the agent's log, last lines:" >&2
+    tail -n 20 "$work/agent.log" >&2
+  fi
   rm -rf "$work"
 }
 trap stop_all EXIT
