@@ -4,7 +4,8 @@ page: how many positions it hashes and how many bytes its matches save,
 hashing every position, skipping ahead faster the longer nothing matched
 (as snappy, and this matcher before), only word starts (after a
 separator byte), or word starts but past hex identifiers nothing matched
-at their start (the encoder now).
+at their start (the encoder now); and how many first-occurrence pairs
+no match starts in or copies from (pairs the matcher could skip).
 
 The text it sees is what a 2,000-sample request carries for the first
 time: each distinct label pair's wire form (`job` and `instance` added as
@@ -15,6 +16,7 @@ stop: fewer page faults, ...") came from
 
 with page.txt fetched from one target of ../shared/bench/farm.
 """
+import bisect
 import re
 import struct
 import sys
@@ -60,17 +62,25 @@ def is_separator(b):
 HEX = set(b"0123456789abcdef")
 
 
-def simulate(texts, mode, bits=12):
+def simulate(texts, mode, bits=12, uses=None):
     """mode: "every" position, "skipping" (step + 1 every 8 misses, the
     matcher before word starts), "words" (word starts only) or "hex" (word
     starts, but the rest of a run of hex digits and dashes is skipped when
-    nothing matched a group after a dash, as the encoder does)."""
+    nothing matched a group after a dash, as the encoder does). With
+    `uses` (a list of False per pair), marks each pair a match starts in
+    or copies from."""
     history, table = bytearray(), [None] * (1 << bits)
+    starts = []  # where each pair's text begins in `history`
+
+    def owner(pos):
+        return bisect.bisect_right(starts, pos) - 1
+
     probes = saved = 0
     # label name -> [value bytes, value bytes inside matches, name-part
     # bytes, name-part bytes inside matches]
     by_name = {}
     for name, value_len, text in texts:
+        starts.append(len(history))
         stats = by_name.setdefault(name, [0, 0, 0, 0])
         stats[0] += value_len
         stats[2] += len(text) - value_len
@@ -90,6 +100,8 @@ def simulate(texts, mode, bits=12):
                     m += 1
                 if m >= MIN_MATCH:
                     saved += m - 3  # a copy element takes about 3 bytes
+                    if uses is not None:
+                        uses[owner(prev)] = uses[owner(at)] = True
                     value_at = end - value_len
                     in_value = max(0, at + m - max(at, value_at))
                     stats[1] += in_value
@@ -128,6 +140,13 @@ def main():
           f"name parts {totals[2]}, {100 * totals[3] / totals[2]:.0f} % in matches")
     for name, s in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:8]:
         print(f"  {name:12s} value bytes {s[0]:6d}, {100 * s[1] / max(1, s[0]):3.0f} % in matches")
+    # Pairs a per-pair flag could keep out of the matcher because no match
+    # starts in them or copies from them (probing as the encoder does).
+    uses = [False] * len(texts)
+    simulate(texts, "hex", 12, uses)
+    unused = [t for t, used in zip(texts, uses) if not used]
+    print(f"pairs no match starts in or copies from: {len(unused)} of {len(texts)}, "
+          f"{sum(len(t) for _, _, t in unused)} bytes")
 
 
 if __name__ == "__main__":
