@@ -4,8 +4,10 @@ page: how many positions it hashes and how many bytes its matches save,
 hashing every position, skipping ahead faster the longer nothing matched
 (as snappy, and this matcher before), only word starts (after a
 separator byte), or word starts but past hex identifiers nothing matched
-at their start (the encoder now); and how many first-occurrence pairs
-no match starts in or copies from (pairs the matcher could skip).
+at their start (the encoder now); and, for the encoder's probing, how
+many first-occurrence pairs no match starts in or copies from (pairs the
+matcher could skip), how many matches a pair has and how many pairs
+back their source is (what remembering each pair's matches would take).
 
 The text it sees is what a 2,000-sample request carries for the first
 time: each distinct label pair's wire form (`job` and `instance` added as
@@ -62,13 +64,13 @@ def is_separator(b):
 HEX = set(b"0123456789abcdef")
 
 
-def simulate(texts, mode, bits=12, uses=None):
+def simulate(texts, mode, bits=12, links=None):
     """mode: "every" position, "skipping" (step + 1 every 8 misses, the
     matcher before word starts), "words" (word starts only) or "hex" (word
     starts, but the rest of a run of hex digits and dashes is skipped when
     nothing matched a group after a dash, as the encoder does). With
-    `uses` (a list of False per pair), marks each pair a match starts in
-    or copies from."""
+    `links` (a list), appends for each match the index of the pair it
+    starts in and of the pair it copies from."""
     history, table = bytearray(), [None] * (1 << bits)
     starts = []  # where each pair's text begins in `history`
 
@@ -100,8 +102,8 @@ def simulate(texts, mode, bits=12, uses=None):
                     m += 1
                 if m >= MIN_MATCH:
                     saved += m - 3  # a copy element takes about 3 bytes
-                    if uses is not None:
-                        uses[owner(prev)] = uses[owner(at)] = True
+                    if links is not None:
+                        links.append((owner(at), owner(prev)))
                     value_at = end - value_len
                     in_value = max(0, at + m - max(at, value_at))
                     stats[1] += in_value
@@ -140,14 +142,19 @@ def main():
           f"name parts {totals[2]}, {100 * totals[3] / totals[2]:.0f} % in matches")
     for name, s in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:8]:
         print(f"  {name:12s} value bytes {s[0]:6d}, {100 * s[1] / max(1, s[0]):3.0f} % in matches")
+    links = []
+    simulate(texts, "hex", 12, links)
     # Pairs a per-pair flag could keep out of the matcher because no match
-    # starts in them or copies from them (probing as the encoder does).
-    uses = [False] * len(texts)
-    simulate(texts, "hex", 12, uses)
-    unused = [t for t, used in zip(texts, uses) if not used]
+    # starts in them or copies from them.
+    used = {i for link in links for i in link}
+    unused = [t for i, t in enumerate(texts) if i not in used]
     print(f"pairs no match starts in or copies from: {len(unused)} of {len(texts)}, "
           f"{sum(len(t) for _, _, t in unused)} bytes")
-
+    back = sorted(at - src for at, src in links)
+    n = len(back)
+    print(f"matches a pair: {n / len(texts):.2f}; source pairs back: median {back[n // 2]}, "
+          f"90th percentile {back[n * 9 // 10]}, most {back[-1]}, "
+          f"{100 * sum(b < 256 for b in back) / n:.1f} % under 256")
 
 if __name__ == "__main__":
     main()
