@@ -131,9 +131,11 @@ def main():
     texts = first_occurrences(sys.argv[1])
     total = sum(len(t) for _, _, t in texts)
     print(f"{len(texts)} first-occurrence pairs, {total} bytes")
+    links = []  # of the encoder's own probing: "hex", 2^12
     for mode in ("every", "skipping", "words", "hex"):
         for bits in (11, 12):
-            probes, saved, _ = simulate(texts, mode, bits)
+            own = mode == "hex" and bits == 12
+            probes, saved, _ = simulate(texts, mode, bits, links if own else None)
             print(f"{mode:9s} table 2^{bits}: {probes:6d} probes, {saved:6d} bytes saved")
     # Which text matches: value and name parts by label name, every position.
     _, _, by_name = simulate(texts, "every")
@@ -142,8 +144,6 @@ def main():
           f"name parts {totals[2]}, {100 * totals[3] / totals[2]:.0f} % in matches")
     for name, s in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:8]:
         print(f"  {name:12s} value bytes {s[0]:6d}, {100 * s[1] / max(1, s[0]):3.0f} % in matches")
-    links = []
-    simulate(texts, "hex", 12, links)
     # Pairs a per-pair flag could keep out of the matcher because no match
     # starts in them or copies from them.
     used = {i for link in links for i in link}
@@ -152,9 +152,13 @@ def main():
           f"{sum(len(t) for _, _, t in unused)} bytes")
     back = sorted(at - src for at, src in links)
     n = len(back)
+    if n == 0:
+        print("no matches")
+        return
     print(f"matches a pair: {n / len(texts):.2f}; source pairs back: median {back[n // 2]}, "
           f"90th percentile {back[n * 9 // 10]}, most {back[-1]}, "
           f"{100 * sum(b < 256 for b in back) / n:.1f} % under 256")
+
 
 if __name__ == "__main__":
     main()
