@@ -7,7 +7,9 @@ separator byte), or word starts but past hex identifiers nothing matched
 at their start (the encoder now); and, for the encoder's probing, how
 many first-occurrence pairs no match starts in or copies from (pairs the
 matcher could skip), how many matches a pair has and how many pairs
-back their source is (what remembering each pair's matches would take).
+back their source is (what remembering each pair's matches would take;
+built and measured since, it did not pay: docs/performance-history.md,
+"This stop: the matcher's work kept with each pair, ...").
 
 The text it sees is what a 2,000-sample request carries for the first
 time: each distinct label pair's wire form (`job` and `instance` added as
