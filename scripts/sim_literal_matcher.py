@@ -9,7 +9,7 @@ many first-occurrence pairs no match starts in or copies from (pairs the
 matcher could skip), how many matches a pair has and how many pairs
 back their source is (what remembering each pair's matches would take;
 built and measured since, it did not pay: docs/performance-history.md,
-"This stop: the matcher's work kept with each pair, ...").
+"Earlier stop: the matcher's work kept with each pair, ...").
 
 The text it sees is what a 2,000-sample request carries for the first
 time: each distinct label pair's wire form (`job` and `instance` added as
