@@ -12,7 +12,7 @@ trailing zero bytes (round values), which become a copy of an earlier run
 of zeros when there are at least MIN_RUN of them. Sizes are of snappy
 elements (tag bytes included).
 
-Measurement only (docs/performance-history.md, "This stop: caches and
+Measurement only (docs/performance-history.md, "Earlier stop: caches and
 branches simulated, ..."); needs python-snappy (`pip install python-snappy`).
 
     python3 scripts/sim_wal_compression.py <page.txt>
