@@ -47,6 +47,9 @@ static void *peer(void *unused) {
         if (read(to_peer[0], &c, 1) != 1 || write(from_peer[1], &c, 1) != 1)
             break;
     }
+    /* Should a pipe fail, the main thread reads end-of-file instead of
+     * waiting for a byte that never comes. */
+    close(from_peer[1]);
     return NULL;
 }
 
@@ -72,8 +75,10 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     char c = 'x';
     for (long i = 0; i < rounds; i++) {
-        if (write(to_peer[1], &c, 1) != 1 || read(from_peer[0], &c, 1) != 1)
+        if (write(to_peer[1], &c, 1) != 1 || read(from_peer[0], &c, 1) != 1) {
+            fprintf(stderr, "pipe failed after %ld round trips\n", i);
             return 1;
+        }
     }
     pthread_join(t, NULL);
     clock_gettime(CLOCK_MONOTONIC, &t1);
