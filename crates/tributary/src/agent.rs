@@ -26,6 +26,7 @@ use tributary_web::{
 };
 
 use crate::cli::AgentFlags;
+use crate::limits::FdLimits;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -72,6 +73,7 @@ pub fn main(flags: AgentFlags) -> ExitCode {
     if !tributary_alloc::tuned_by_environment() {
         tributary_alloc::pin_thresholds(MALLOC_THRESHOLD, MALLOC_THRESHOLD);
     }
+    let fd_limits = crate::limits::raise_open_files();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(
             std::thread::available_parallelism()
@@ -87,7 +89,7 @@ pub fn main(flags: AgentFlags) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(flags)) {
+    match rt.block_on(run(flags, fd_limits)) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(err = format!("{e:#}"), "Fatal error");
@@ -272,12 +274,13 @@ async fn apply(
     }
 }
 
-async fn run(flags: AgentFlags) -> anyhow::Result<ExitCode> {
+async fn run(flags: AgentFlags, fd_limits: FdLimits) -> anyhow::Result<ExitCode> {
     tracing::info!(
         mode = "agent",
         version = VERSION,
         "Starting Tributary (Prometheus Agent mode)"
     );
+    tracing::info!(fd_limits = %fd_limits, "operational information");
     let ct_zero = flags.created_timestamp_zero_ingestion();
     let load_options = LoadOptions {
         proto_first_scrape_protocols: ct_zero,

@@ -5,6 +5,7 @@
 mod agent;
 mod check;
 mod cli;
+mod limits;
 mod logging;
 mod receive;
 

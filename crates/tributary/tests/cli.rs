@@ -178,3 +178,66 @@ fn check_wal_reports_a_clean_wal_and_finds_damage() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The "Max open files" soft and hard limits of a process, from
+/// `/proc/PID/limits`.
+fn open_files_limits(pid: &str) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    (
+        fields.next().unwrap().to_string(),
+        fields.next().unwrap().to_string(),
+    )
+}
+
+/// Go lifts Prometheus's soft open-file limit to the hard one; the agent
+/// does the same, so a host's thousand targets fit under a shell's or a
+/// service's soft limit of 1,024, and logs the limits as Prometheus does.
+#[test]
+fn the_open_file_soft_limit_is_raised_to_the_hard_limit() {
+    let (_, hard) = open_files_limits("self");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.yml");
+    std::fs::write(
+        &cfg,
+        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+    )
+    .unwrap();
+    let port = common::free_port();
+    // The agent starts with a soft limit of 256 under the test's hard limit.
+    let mut agent = common::Proc::spawn(
+        "tributary",
+        Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -Sn 256 && exec \"$0\" \"$@\"")
+            .arg(tributary_bin())
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.agent.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+        &dir.path().join("agent.log"),
+    );
+    let ready = common::wait_for(std::time::Duration::from_secs(30), || {
+        common::http_get(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            std::time::Duration::from_secs(2),
+        )
+        .filter(|(s, _)| *s == 200)
+    });
+    assert!(ready.is_some(), "not ready: {}", agent.log_text());
+    let pid = agent.child.id().to_string();
+    assert_eq!(open_files_limits(&pid), (hard.clone(), hard.clone()));
+    let log = agent.log_text();
+    assert!(
+        log.contains(&format!("fd_limits=\"(soft={hard}, hard={hard})\"")),
+        "{log}"
+    );
+    agent.terminate();
+}
