@@ -7,7 +7,7 @@ fdatasynced, on the filesystem of DIR.
 The calls are the agent's; the loop around them is Python's, whose own
 share is a few microseconds a round. Creates and removes its files in DIR.
 
-Measurement only (docs/performance-history.md, "This stop: the kernel's
+Measurement only (docs/performance-history.md, "Earlier stop: the kernel's
 share and the agent's wake-ups measured, ...").
 
     python3 scripts/cursor_write_cost.py DIR [ROUNDS]

@@ -6,7 +6,7 @@
  * another CPU is an interrupt the hypervisor delivers, which shows here as
  * the difference between the two placements.
  *
- * Measurement only (docs/performance-history.md, "This stop: the kernel's
+ * Measurement only (docs/performance-history.md, "Earlier stop: the kernel's
  * share and the agent's wake-ups measured, ...").
  *
  *     cc -O2 -pthread scripts/wake_cost.c -o /tmp/wake_cost
