@@ -210,7 +210,7 @@ fn the_open_file_soft_limit_is_raised_to_the_hard_limit() {
     .unwrap();
     let port = common::free_port();
     // The agent starts with a soft limit of 256 under the test's hard limit.
-    let mut agent = common::Proc::spawn(
+    let agent = common::Proc::spawn(
         "tributary",
         Command::new("sh")
             .arg("-c")
@@ -224,14 +224,7 @@ fn the_open_file_soft_limit_is_raised_to_the_hard_limit() {
             .arg(format!("--web.listen-address=127.0.0.1:{port}")),
         &dir.path().join("agent.log"),
     );
-    let ready = common::wait_for(std::time::Duration::from_secs(30), || {
-        common::http_get(
-            &format!("http://127.0.0.1:{port}/-/ready"),
-            std::time::Duration::from_secs(2),
-        )
-        .filter(|(s, _)| *s == 200)
-    });
-    assert!(ready.is_some(), "not ready: {}", agent.log_text());
+    let mut agent = common::wait_ready(agent, &format!("http://127.0.0.1:{port}/-/ready"));
     let pid = agent.child.id().to_string();
     assert_eq!(open_files_limits(&pid), (hard.clone(), hard.clone()));
     let log = agent.log_text();

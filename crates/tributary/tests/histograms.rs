@@ -132,15 +132,7 @@ fn start_prometheus_with_histograms(dir: &std::path::Path, port: u16) -> Proc {
         .arg("--enable-feature=native-histograms,exemplar-storage")
         .arg("--storage.tsdb.retention.time=1d");
     let p = Proc::spawn("prometheus", &mut cmd, &dir.join("prometheus.log"));
-    let ready = wait_for(Duration::from_secs(30), || {
-        http_get(
-            &format!("http://127.0.0.1:{port}/-/ready"),
-            Duration::from_secs(2),
-        )
-        .filter(|(s, _)| *s == 200)
-    });
-    assert!(ready.is_some(), "prometheus not ready: {}", p.log_text());
-    p
+    wait_ready(p, &format!("http://127.0.0.1:{port}/-/ready"))
 }
 
 fn first_value(result: &serde_json::Value) -> Option<f64> {

@@ -267,7 +267,9 @@ pub fn start_victoria_metrics(dir: &Path, port: u16) -> Proc {
 }
 
 /// `p` once `url` answers 200 (within 30 s; panics with its log if not).
-fn wait_ready(p: Proc, url: &str) -> Proc {
+/// Waits (bounded) until `url` answers 200, failing the test with the
+/// process's log if it never does.
+pub fn wait_ready(p: Proc, url: &str) -> Proc {
     let ready = wait_for(Duration::from_secs(30), || {
         http_get(url, Duration::from_secs(2)).filter(|(s, _)| *s == 200)
     });
@@ -417,19 +419,7 @@ pub fn start_tributary_env(
             std::process::id()
         )),
     );
-    let ready = wait_for(Duration::from_secs(30), || {
-        http_get(
-            &format!("http://127.0.0.1:{listen_port}/-/ready"),
-            Duration::from_secs(2),
-        )
-        .filter(|(s, _)| *s == 200)
-    });
-    assert!(
-        ready.is_some(),
-        "tributary did not become ready: {}",
-        p.log_text()
-    );
-    p
+    wait_ready(p, &format!("http://127.0.0.1:{listen_port}/-/ready"))
 }
 
 /// A sink key as `tributary receive` prints it: `name{a="1",b="2"}` with
