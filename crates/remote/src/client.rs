@@ -302,15 +302,25 @@ async fn error_body(mut resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&out).trim().to_owned()
 }
 
+/// The longest wait a `Retry-After` can ask for. Prometheus honours any
+/// value; one beyond a day is taken as a day, so that a nonsensical one
+/// (`5000000000000000000`) cannot overflow the retry deadline's arithmetic
+/// and end the shard.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Parses `Retry-After` as integer seconds or an HTTP-date (relative to
-/// `now`). Zero, past dates and garbage yield `None` (use normal backoff).
+/// `now`), at most [`MAX_RETRY_AFTER`]. Zero, past dates and garbage yield
+/// `None` (use normal backoff).
 pub(crate) fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return (secs > 0).then(|| Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    at.duration_since(now).ok().filter(|d| !d.is_zero())
+    let wait = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(v)
+            .ok()?
+            .duration_since(now)
+            .ok()?,
+    };
+    (!wait.is_zero()).then(|| wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -327,6 +337,19 @@ mod tests {
         assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(7)));
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(7));
         assert_eq!(parse_retry_after(&earlier, now), None);
+    }
+
+    #[test]
+    fn retry_after_beyond_a_day_waits_a_day() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for v in ["5000000000000000000", "18446744073709551615"] {
+            assert_eq!(parse_retry_after(v, now), Some(MAX_RETRY_AFTER), "{v}");
+        }
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(400 * 24 * 3600));
+        assert_eq!(parse_retry_after(&far, now), Some(MAX_RETRY_AFTER));
+        // What the shard computes from it must not overflow.
+        let sleep = parse_retry_after("5000000000000000000", now).unwrap_or_default();
+        assert!(std::time::Instant::now().checked_add(sleep * 2).is_some());
     }
 
     #[test]
