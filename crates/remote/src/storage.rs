@@ -150,17 +150,24 @@ impl RemoteStorage {
                 keep.push(q);
                 continue;
             }
-            let still_configured = cfgs.iter().any(|c| c.name == q.cfg.name);
             tracing::info!(remote_name = %q.cfg.name, url = %q.cfg.url, "Stopping remote storage queue");
             q.manager.stop(RELOAD_FLUSH).await;
             self.metrics.remove_queue(&q.cfg.name, &q.cfg.url);
-            if !still_configured {
-                if let Err(e) = self.wal.remove_consumer(&q.cfg.name) {
-                    tracing::warn!(remote_name = %q.cfg.name, err = %e, "Forgetting the WAL cursor failed");
-                }
-            }
         }
         self.queues = keep;
+        // Cursors of endpoints no longer configured, whether their queue
+        // ran in this process or only the cursor file names them.
+        match self
+            .wal
+            .retain_consumers(|name| cfgs.iter().any(|c| c.name == name))
+        {
+            Ok(gone) => {
+                for name in gone {
+                    tracing::info!(remote_name = %name, "Forgot the WAL cursor of an endpoint no longer configured");
+                }
+            }
+            Err(e) => tracing::warn!(err = %e, "Forgetting WAL cursors failed"),
+        }
         let mut errors = Vec::new();
         for cfg in cfgs {
             if self.queues.iter().any(|q| q.cfg == *cfg) {

@@ -295,7 +295,17 @@ impl AgentStorage {
 
         let generation = Arc::new(AtomicU64::new(0));
         let mut consumers = BTreeMap::new();
-        for (name, pos) in consumer::load_cursors(dir) {
+        for (name, mut pos) in consumer::load_cursors(dir) {
+            // A cursor past the end read what this WAL never held: the
+            // directory was emptied and the cursor file kept, or the last
+            // segment was lost with the page cache. Left there it would
+            // wait for a segment not yet written and skip everything
+            // before it (which truncation would then take as read); what
+            // comes next is all new to it.
+            if pos > writer.end() {
+                tracing::warn!(consumer = %name, segment = pos.segment, offset = pos.offset, "WAL cursor beyond the end of the WAL; continuing at the end");
+                pos = writer.end();
+            }
             let st = ConsumerState::new(
                 &name,
                 pos,
@@ -437,14 +447,30 @@ impl AgentStorage {
     /// Forgets a consumer's cursor (its endpoint left the configuration), so
     /// it no longer holds back truncation.
     pub fn remove_consumer(&self, name: &str) -> Result<(), WalError> {
-        let removed = self.shared.consumers.lock().remove(name).is_some();
-        if removed {
+        self.retain_consumers(|n| n != name).map(|_| ())
+    }
+
+    /// Forgets every consumer `keep` refuses: endpoints that left the
+    /// configuration, also those only the cursor file still names from an
+    /// earlier configuration (an entry without a `name` is named by a hash
+    /// of its settings), which would otherwise hold back truncation for
+    /// good. Returns their names.
+    pub fn retain_consumers(&self, keep: impl Fn(&str) -> bool) -> Result<Vec<String>, WalError> {
+        let mut removed = Vec::new();
+        self.shared.consumers.lock().retain(|name, _| {
+            let kept = keep(name);
+            if !kept {
+                removed.push(name.clone());
+            }
+            kept
+        });
+        if !removed.is_empty() {
             self.shared
                 .cursor_generation
                 .fetch_add(1, Ordering::Relaxed);
             self.shared.persist_cursors(true)?;
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// One maintenance pass now, as the periodic task runs every

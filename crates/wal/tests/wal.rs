@@ -502,6 +502,52 @@ fn cursors_persist_across_reopen() {
     );
 }
 
+/// The WAL directory emptied and the cursor file kept: the cursor points
+/// past everything the new WAL holds, and would wait for a segment not yet
+/// written; it reads the new WAL from its start instead.
+#[test]
+fn a_cursor_past_the_end_of_an_emptied_wal_reads_it_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = {
+        let (s, _reg) = open(dir.path(), small_opts());
+        let c = s.consumer("remote-a").unwrap();
+        fill_segments(&s, 4, 40, 0);
+        let end = read_all(s.wal_dir(), c.position()).end;
+        c.ack(end);
+        s.close().unwrap();
+        end
+    };
+    fs::remove_dir_all(dir.path().join("wal")).unwrap();
+    let (s, _reg) = open(dir.path(), small_opts());
+    let c = s.consumer("remote-a").unwrap();
+    assert!(c.position() < stale, "{:?} kept", c.position());
+    commit_round(&s, 5, 1);
+    assert_eq!(read_all(s.wal_dir(), c.position()).samples.len(), 5);
+}
+
+/// Cursors the configuration no longer names, also those known only from
+/// the cursor file, are forgotten for good.
+#[test]
+fn consumers_not_kept_are_forgotten_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_at = {
+        let (s, _reg) = open(dir.path(), small_opts());
+        let old = s.consumer("old-hash").unwrap();
+        s.consumer("kept").unwrap();
+        commit_round(&s, 5, 1);
+        s.close().unwrap();
+        old.position()
+    };
+    let (s, _reg) = open(dir.path(), small_opts());
+    assert_eq!(s.retain_consumers(|n| n == "kept").unwrap(), ["old-hash"]);
+    s.close().unwrap();
+    let (s, _reg) = open(dir.path(), small_opts());
+    assert!(
+        s.consumer("old-hash").unwrap().position() > old_at,
+        "a forgotten consumer starts again at the end"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_persists_cursors_without_close() {
     let dir = tempfile::tempdir().unwrap();
