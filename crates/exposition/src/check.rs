@@ -324,7 +324,7 @@ impl Checker {
     fn sample(&mut self, parser: &Parser<'_>, builder: &mut LabelsBuilder) {
         let line = parser.line_number();
         let name = parser.metric_name().into_owned();
-        if let Err(e) = parser.fill_labels(builder, false) {
+        if let Err(e) = parser.fill_labels(builder, false, &mut |_| {}) {
             self.parse_error(e);
             return;
         }

@@ -910,18 +910,34 @@ impl<'a> Parser<'a> {
     /// `quantile` of summary families are normalised like Prometheus does
     /// (`1` becomes `1.0`). Errors on a repeated label name.
     pub fn labels(&self, out: &mut LabelsBuilder) -> Result<(), ParseError> {
-        self.fill_labels(out, true)
+        self.fill_labels(out, true, &mut |_| {})
+    }
+
+    /// [`Parser::labels`], also listing in `empty` the names exposed with
+    /// an empty value, which `out` leaves out: with `honor_labels` such a
+    /// label still stops the target's label of that name from being
+    /// attached (`{instance=""}` on a Pushgateway, as Prometheus's
+    /// `lset.Has` sees it).
+    pub fn labels_noting_empty(
+        &self,
+        out: &mut LabelsBuilder,
+        empty: &mut Vec<String>,
+    ) -> Result<(), ParseError> {
+        empty.clear();
+        self.fill_labels(out, true, &mut |name| empty.push(name.to_owned()))
     }
 
     /// [`Parser::labels`] with the `le`/`quantile` normalisation optional
-    /// (the checker needs the values as written).
+    /// (the checker needs the values as written), calling `on_empty` with
+    /// the name of each label exposed with an empty value.
     pub(crate) fn fill_labels(
         &self,
         out: &mut LabelsBuilder,
         normalize: bool,
+        on_empty: &mut dyn FnMut(&str),
     ) -> Result<(), ParseError> {
         if let Some(p) = &self.proto {
-            return p.labels(out);
+            return p.labels(out, on_empty);
         }
         out.clear();
         out.set(METRIC_NAME, &self.metric_name());
@@ -948,6 +964,9 @@ impl<'a> Parser<'a> {
                 });
             }
             let value = unescape_label(value);
+            if value.is_empty() {
+                on_empty(&name);
+            }
             match normalized_float_label(kind, &name, &value) {
                 Some(normal) => out.set(&name, &normal),
                 None => out.set(&name, &value),

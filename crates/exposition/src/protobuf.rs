@@ -514,7 +514,11 @@ impl<'a> ProtoParser<'a> {
         (self.step == Step::Native).then_some(&self.histogram)
     }
 
-    pub(crate) fn labels(&self, out: &mut LabelsBuilder) -> Res<()> {
+    pub(crate) fn labels(
+        &self,
+        out: &mut LabelsBuilder,
+        on_empty: &mut dyn FnMut(&str),
+    ) -> Res<()> {
         out.clear();
         out.set(METRIC_NAME, &self.metric_name());
         let magic = self.magic_label();
@@ -524,6 +528,9 @@ impl<'a> ProtoParser<'a> {
                 return Err(
                     self.error(self.metric_at, format!("label name {name:?} is not unique"))
                 );
+            }
+            if value.is_empty() {
+                on_empty(name);
             }
             out.set(name, value);
         }

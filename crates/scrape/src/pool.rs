@@ -17,7 +17,7 @@ use crate::cache::ScrapeCache;
 use crate::fetch::{accept_header, ScrapeRequest, DEFAULT_BODY_CAP};
 use crate::metadata::{SharedMetadata, TargetMetadata};
 use crate::metrics::ScrapeMetrics;
-use crate::scrape_loop::{LoopOptions, ScrapeLoop};
+use crate::scrape_loop::{LoopOptions, Predecessor, ScrapeLoop};
 use crate::status::TargetHealth;
 use crate::target::{build_target, discovered_labels, DroppedTarget, Target};
 
@@ -131,24 +131,49 @@ impl ScrapePool {
     }
 
     /// Applies a changed job configuration: every loop restarts with the new
-    /// settings, inheriting its predecessor's cache (no spurious staleness).
+    /// settings, taking over from the loop of the same target (the same
+    /// hash, or else the same URL and labels: an interval or timeout of
+    /// its own changes the hash, not the series). Where only settings that
+    /// do not change what a page's lines become were changed (see
+    /// [`cache_reusable`]), it inherits the predecessor's cache; otherwise
+    /// every series goes through the new labels and relabeling again, and
+    /// those the first scrape no longer yields go stale. A target the new
+    /// configuration no longer yields (its labels changed) ends as a
+    /// removed one does, with end-of-run staleness markers.
     pub(crate) fn reload(&mut self, cfg: Arc<ScrapeConfig>) -> Result<(), PoolError> {
         self.client = build_client(&cfg, &self.user_agent)?;
+        let reuse = cache_reusable(&self.cfg, &cfg);
         self.cfg = cfg;
         self.metrics.pool_reloads.inc();
         let mut old: HashMap<u64, LoopHandle> = std::mem::take(&mut self.loops);
-        for h in old.values() {
-            h.stop.cancel();
-        }
+        let by_series: HashMap<(String, u64), u64> = old
+            .iter()
+            .map(|(&hash, h)| ((h.target.url.clone(), h.target.labels.stable_hash()), hash))
+            .collect();
         let (targets, dropped) = self.build_targets();
         self.dropped = dropped;
         for t in targets {
             if self.loops.contains_key(&t.hash) {
                 continue;
             }
-            let predecessor = old.remove(&t.hash).map(|h| h.join);
+            let same_series = || by_series.get(&(t.url.clone(), t.labels.stable_hash()));
+            let found = match old.remove(&t.hash) {
+                Some(h) => Some(h),
+                None => same_series().and_then(|hash| old.remove(hash)),
+            };
+            let predecessor = found.map(|h| {
+                h.stop.cancel();
+                if reuse {
+                    Predecessor::Cache(h.join)
+                } else {
+                    Predecessor::Series(h.join)
+                }
+            });
             let h = self.spawn(t, predecessor);
             self.loops.insert(h.target.hash, h);
+        }
+        for h in old.into_values() {
+            h.removed.cancel();
         }
         self.enforce_target_limit();
         Ok(())
@@ -219,7 +244,7 @@ impl ScrapePool {
         *self.forced_error.lock() = forced;
     }
 
-    fn spawn(&self, target: Target, predecessor: Option<JoinHandle<ScrapeCache>>) -> LoopHandle {
+    fn spawn(&self, target: Target, predecessor: Option<Predecessor>) -> LoopHandle {
         let cfg = &self.cfg;
         let body_limit = if cfg.body_size_limit > 0 {
             cfg.body_size_limit
@@ -295,6 +320,20 @@ impl ScrapePool {
     pub fn dropped_targets(&self) -> &[DroppedTarget] {
         &self.dropped
     }
+}
+
+/// Prometheus's `reusableCache`: a loop's cache maps a page's lines to the
+/// series they became, which only the interval, the timeout, the sample
+/// limit and the HTTP client settings leave unchanged.
+fn cache_reusable(old: &ScrapeConfig, new: &ScrapeConfig) -> bool {
+    let old_with_new_unrelated = ScrapeConfig {
+        scrape_interval: new.scrape_interval,
+        scrape_timeout: new.scrape_timeout,
+        sample_limit: new.sample_limit,
+        http_client: new.http_client.clone(),
+        ..old.clone()
+    };
+    old_with_new_unrelated == *new
 }
 
 impl Drop for ScrapePool {

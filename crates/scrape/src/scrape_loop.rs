@@ -49,6 +49,10 @@ pub enum ScrapeError {
     BucketLimit,
     #[error("{0}")]
     LabelLimit(String),
+    /// Metric relabeling took a series' name away (Prometheus's
+    /// `errNameLabelMandatory`).
+    #[error("missing metric name (__name__ label)")]
+    MissingName,
     #[error("append: {0}")]
     Append(#[from] AppendError),
     #[error("{0}")]
@@ -60,6 +64,9 @@ pub enum ScrapeError {
 struct Counts {
     scraped: u64,
     post_relabel: u64,
+    /// Of `post_relabel`, duplicates: never appended, so outside the
+    /// sample limit.
+    duplicates: u64,
     added: u64,
 }
 
@@ -88,6 +95,18 @@ const REPORT_NAMES: [&str; 8] = [
     "scrape_body_size_bytes",
 ];
 
+/// The loop a new loop replaces on a reload, which hands over its cache
+/// when it has finished (a scrape in flight still commits).
+pub(crate) enum Predecessor {
+    /// Only settings that leave a page's lines mapping to the same series
+    /// changed: the cache goes on as it was, and nothing goes stale.
+    Cache(tokio::task::JoinHandle<ScrapeCache>),
+    /// Labels or relabeling changed: every series is built afresh, and the
+    /// predecessor's series that the first scrape no longer yields get
+    /// staleness markers then.
+    Series(tokio::task::JoinHandle<ScrapeCache>),
+}
+
 pub(crate) struct ScrapeLoop {
     pub target: Target,
     pub cfg: Arc<ScrapeConfig>,
@@ -103,6 +122,13 @@ pub(crate) struct ScrapeLoop {
     pub cache: ScrapeCache,
     body: BodyBuf,
     builder: LabelsBuilder,
+    /// The series of a predecessor whose cache could not be reused (see
+    /// [`Predecessor::Series`]), until the first scrape has said which
+    /// are gone.
+    inherited: Vec<StaleSeries>,
+    /// Names the current series exposes with an empty value (see
+    /// [`merge_target_labels`]).
+    exposed_empty: Vec<String>,
     stale: Vec<StaleSeries>,
     report_refs: [SeriesRef; 8],
     /// Per-family metadata of this target, shared with the pool (API).
@@ -178,6 +204,8 @@ impl ScrapeLoop {
             cache,
             body: BodyBuf::default(),
             builder: LabelsBuilder::new(),
+            inherited: Vec::new(),
+            exposed_empty: Vec::new(),
             stale: Vec::new(),
             report_refs: [SeriesRef::NONE; 8],
             metadata,
@@ -207,12 +235,20 @@ impl ScrapeLoop {
         mut self,
         stop: CancellationToken,
         removed: CancellationToken,
-        predecessor: Option<tokio::task::JoinHandle<ScrapeCache>>,
+        predecessor: Option<Predecessor>,
     ) -> ScrapeCache {
-        if let Some(p) = predecessor {
-            if let Ok(c) = p.await {
-                self.cache = c;
+        match predecessor {
+            Some(Predecessor::Cache(p)) => {
+                if let Ok(c) = p.await {
+                    self.cache = c;
+                }
             }
+            Some(Predecessor::Series(p)) => {
+                if let Ok(c) = p.await {
+                    c.current_series(&mut self.inherited);
+                }
+            }
+            None => {}
         }
         let interval_ms = self.target.interval.as_millis().max(1) as i64;
         let start_wall = wall_ms(SystemTime::now());
@@ -308,6 +344,7 @@ impl ScrapeLoop {
         }
         let mut app = self.storage.appender();
         let mut counts = Counts::default();
+        let body_read = fetched.is_ok();
         let result = match &fetched {
             Ok(f) => match self.format_for(&f.content_type) {
                 Ok(format) => self.append_body(app.as_mut(), format, ts, &mut counts),
@@ -330,15 +367,19 @@ impl ScrapeLoop {
                 app = self.storage.appender();
                 self.cache.finish_failure(&mut self.stale);
                 counts.added = 0;
-                let size = if matches!(e, ScrapeError::Fetch(FetchError::BodySizeLimit)) {
-                    -1.0
-                } else {
-                    0.0
+                // As Prometheus: the body's size when it was read (a page
+                // that failed to parse or broke a limit), -1 over the body
+                // size limit.
+                let size = match e {
+                    ScrapeError::Fetch(FetchError::BodySizeLimit) => -1.0,
+                    _ if body_read => self.body.len() as f64,
+                    _ => 0.0,
                 };
                 (0.0, size)
             }
         };
         let mut stale = std::mem::take(&mut self.stale);
+        self.stale_inherited(&mut stale);
         self.append_stale_markers(app.as_mut(), &stale, ts);
         // A failed scrape marks every series stale at once; do not keep
         // room for all of them in every loop afterwards.
@@ -374,6 +415,24 @@ impl ScrapeLoop {
                 .err()
                 .map(|e| e.to_string())
                 .or(report_result.err().map(|e| e.to_string())),
+        );
+    }
+
+    /// Adds to `stale` the series inherited from a predecessor (see
+    /// [`Predecessor::Series`]) that this scrape, the loop's first, did not
+    /// yield (all of them if it failed).
+    fn stale_inherited(&mut self, stale: &mut Vec<StaleSeries>) {
+        if self.inherited.is_empty() {
+            return;
+        }
+        let mut current = Vec::new();
+        self.cache.current_series(&mut current);
+        let current: std::collections::HashSet<SeriesRef> =
+            current.into_iter().map(|s| s.series).collect();
+        stale.extend(
+            std::mem::take(&mut self.inherited)
+                .into_iter()
+                .filter(|s| !current.contains(&s.series)),
         );
     }
 
@@ -611,13 +670,22 @@ impl ScrapeLoop {
             let in_bounds = t <= now + MAX_FUTURE_MS;
             let k = known_key.unwrap_or_else(|| cache::key(raw));
             let (series, is_new, prev_t) = match self.cache.get_mut(k) {
-                Some(e) if e.seen_in(iter) => {
-                    // The same series twice in one exposition.
-                    self.metrics.sample_duplicate_timestamp.inc();
+                // The same series again in one exposition: without a
+                // timestamp of its own a duplicate (counted after
+                // relabeling all the same, as Prometheus counts it);
+                // with one, a further sample of the series.
+                Some(e) if e.seen_in(iter) && (exposed_ts.is_none() || !honor_ts) => {
+                    if !e.series().is_none() {
+                        self.metrics.sample_duplicate_timestamp.inc();
+                        counts.post_relabel += 1;
+                        counts.duplicates += 1;
+                    }
                     continue;
                 }
                 Some(mut e) => {
-                    e.touch(iter, histogram);
+                    if !e.seen_in(iter) {
+                        e.touch(iter, histogram);
+                    }
                     if e.series().is_none() {
                         continue;
                     }
@@ -735,7 +803,7 @@ impl ScrapeLoop {
         store.evict_unseen(iter);
         drop(store);
         let limit = self.cfg.sample_limit;
-        if limit > 0 && counts.post_relabel > limit {
+        if limit > 0 && counts.post_relabel - counts.duplicates > limit {
             self.metrics.exceeded_sample_limit.inc();
             return Err(ScrapeError::SampleLimit);
         }
@@ -899,12 +967,19 @@ impl ScrapeLoop {
     fn build_labels(&mut self, parser: &Parser<'_>) -> Result<Option<Labels>, ScrapeError> {
         let b = &mut self.builder;
         b.clear();
-        parser
-            .labels(b)
-            .map_err(|e| ScrapeError::Parse(e.to_string()))?;
-        merge_target_labels(b, &self.target.labels, self.cfg.honor_labels);
+        let honor_labels = self.cfg.honor_labels;
+        let parsed = if honor_labels {
+            parser.labels_noting_empty(b, &mut self.exposed_empty)
+        } else {
+            parser.labels(b)
+        };
+        parsed.map_err(|e| ScrapeError::Parse(e.to_string()))?;
+        merge_target_labels(b, &self.target.labels, honor_labels, &self.exposed_empty);
         if !tributary_relabel::relabel(&self.cfg.metric_relabel_configs, b) || b.is_empty() {
             return Ok(None);
+        }
+        if b.get("__name__").is_none() {
+            return Err(ScrapeError::MissingName);
         }
         if let Err(e) = check_label_limits(b, &self.cfg) {
             self.metrics.exceeded_label_limits.inc();
@@ -915,12 +990,19 @@ impl ScrapeLoop {
 }
 
 /// Attaches the target's labels to a scraped series. With `honor_labels`
-/// the exposed value wins; otherwise the target's does and a conflicting
-/// exposed value moves to `exported_<name>` (prefixed again until free).
-pub(crate) fn merge_target_labels(b: &mut LabelsBuilder, target: &Labels, honor_labels: bool) {
+/// the exposed label wins, also when exposed empty (`exposed_empty`, which
+/// `b` does not hold: an empty value means no label); otherwise the
+/// target's value wins and a conflicting exposed value moves to
+/// `exported_<name>` (prefixed again until free).
+pub(crate) fn merge_target_labels(
+    b: &mut LabelsBuilder,
+    target: &Labels,
+    honor_labels: bool,
+    exposed_empty: &[String],
+) {
     if honor_labels {
         for l in target {
-            if b.get(l.name).is_none() {
+            if b.get(l.name).is_none() && !exposed_empty.iter().any(|n| n == l.name) {
                 b.set(l.name, l.value);
             }
         }
@@ -1017,6 +1099,7 @@ mod tests {
             &mut b,
             &Labels::from_pairs([("job", "j"), ("instance", "i")]),
             false,
+            &[],
         );
         let l = b.labels();
         assert_eq!(l.get("job"), Some("j"));
@@ -1032,9 +1115,26 @@ mod tests {
             &mut b,
             &Labels::from_pairs([("job", "j"), ("instance", "i")]),
             true,
+            &[],
         );
         let l = b.labels();
         assert_eq!(l.get("job"), Some("exposed"));
         assert_eq!(l.get("instance"), Some("i"));
+    }
+
+    /// The Pushgateway's way of keeping a pushed series free of an
+    /// `instance` label: it exposes `instance=""`.
+    #[test]
+    fn honor_labels_keeps_a_label_exposed_empty_out() {
+        let mut b = Labels::from_pairs([("__name__", "m")]).to_builder();
+        merge_target_labels(
+            &mut b,
+            &Labels::from_pairs([("job", "j"), ("instance", "pgw:9091")]),
+            true,
+            &["instance".to_string()],
+        );
+        let l = b.labels();
+        assert_eq!(l.get("job"), Some("j"));
+        assert_eq!(l.get("instance"), None);
     }
 }

@@ -540,3 +540,191 @@ async fn a_scrape_in_flight_at_shutdown_is_completed_and_committed() {
     assert_eq!(got[0].v, 1.0);
     assert_eq!(storage.samples_named("up").len(), 1);
 }
+
+/// Prometheus fails a scrape whose metric relabeling leaves a series
+/// without `__name__` (`errNameLabelMandatory`) instead of storing a
+/// nameless series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_relabeled_without_a_name_fails_the_scrape() {
+    let t = start_target().await;
+    let storage = MemStorage::new();
+    let extra = "    metric_relabel_configs:\n      - action: labelkeep\n        regex: job|instance\n    static_configs: []\n";
+    let mut m = manager(&storage, &config(extra), &t.addr);
+    wait_scrapes(&t, 2).await;
+    let snap = m.snapshot();
+    m.stop();
+    let h = &snap[0].active[0].health;
+    assert_eq!(h.health, tributary_scrape::Health::Down);
+    assert_eq!(h.last_error, "missing metric name (__name__ label)");
+    let samples = storage.samples();
+    assert!(samples.iter().all(|s| s.labels.get("__name__").is_some()));
+    let up = storage.samples_named("up");
+    assert!(!up.is_empty() && up.iter().all(|s| s.v == 0.0));
+}
+
+/// With `honor_labels`, a label the page exposes empty keeps the target's
+/// label of that name off the series, as a Pushgateway's `instance=""`
+/// relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honor_labels_leaves_off_a_target_label_exposed_empty() {
+    let t =
+        serve_pages(|n| format!("pushed{{instance=\"\",job=\"batch\"}} {n}\nplain {n}\n")).await;
+    let storage = MemStorage::new();
+    let mut m = common::new_manager(Arc::new(storage.clone()));
+    common::run_job_j(
+        &mut m,
+        &config("    honor_labels: true\n    static_configs: []\n"),
+        std::slice::from_ref(&t.addr),
+        &[],
+    );
+    wait_scrapes(&t, 2).await;
+    m.stop();
+    let pushed = storage.samples_named("pushed");
+    assert!(!pushed.is_empty());
+    assert!(pushed.iter().all(|s| s.labels.get("instance").is_none()));
+    assert!(pushed.iter().all(|s| s.labels.get("job") == Some("batch")));
+    let plain = storage.samples_named("plain");
+    assert_eq!(plain[0].labels.get("instance"), Some(t.addr.as_str()));
+}
+
+/// A series repeated in one page: a duplicate without a timestamp of its
+/// own (dropped, but counted after relabeling), a further sample with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_repeated_in_a_page_is_a_duplicate_only_without_a_timestamp() {
+    let t = serve_pages(|_| {
+        "stamped 1 1700000000000\nstamped 2 1700000001000\nplain 1\nplain 2\n".to_string()
+    })
+    .await;
+    let storage = MemStorage::new();
+    let metrics = tributary_scrape::ScrapeMetrics::default();
+    let mut m = common::new_manager_counting(Arc::new(storage.clone()), metrics.clone());
+    common::run_job_j(
+        &mut m,
+        &config("    static_configs: []\n"),
+        std::slice::from_ref(&t.addr),
+        &[],
+    );
+    wait_scrapes(&t, 2).await;
+    m.stop();
+    let stamped: Vec<(i64, f64)> = storage
+        .samples_named("stamped")
+        .iter()
+        .map(|s| (s.t, s.v))
+        .collect();
+    assert_eq!(
+        stamped,
+        [(1_700_000_000_000, 1.0), (1_700_000_001_000, 2.0)]
+    );
+    let plain = storage.samples_named("plain");
+    let scrapes = storage.samples_named("up").len();
+    assert_eq!(plain.len(), scrapes);
+    assert!(plain.iter().all(|s| s.v == 1.0));
+    assert_eq!(metrics.sample_duplicate_timestamp.get(), scrapes as u64);
+    let post = storage.samples_named("scrape_samples_post_metric_relabeling");
+    assert!(post.iter().all(|s| s.v == 4.0), "{post:?}");
+}
+
+/// Non-stale samples of `t_dyn` in `storage`.
+fn live_t_dyn(storage: &MemStorage) -> usize {
+    storage
+        .samples_named("t_dyn")
+        .iter()
+        .filter(|s| !is_stale_nan(s.v))
+        .count()
+}
+
+/// A reload that changes metric relabeling applies it to the series the
+/// loops already know (Prometheus starts them with a new cache), and the
+/// series it now drops go stale — and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changing_metric_relabeling_applies_it_to_known_series() {
+    let t = start_target().await;
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    wait_scrapes(&t, 2).await;
+    let drop_dyn = "    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: t_dyn\n        action: drop\n    static_configs: []\n";
+    m.apply_config(&config(drop_dyn)).unwrap();
+    // A scrape in flight at the reload still commits.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let live_at_reload = live_t_dyn(&storage);
+    let seq_at_reload = storage.samples_named("t_seq").len();
+    wait_scrapes(&t, 4).await;
+    m.stop();
+    assert_eq!(live_t_dyn(&storage), live_at_reload);
+    assert!(storage.samples_named("t_seq").len() >= seq_at_reload + 3);
+    for id in ["a", "b"] {
+        let last = storage
+            .samples_named("t_dyn")
+            .into_iter()
+            .rfind(|s| s.labels.get("id") == Some(id))
+            .unwrap();
+        assert!(is_stale_nan(last.v), "t_dyn{{id={id}}} not marked stale");
+    }
+    let seq = storage.samples_named("t_seq");
+    assert!(seq.iter().all(|s| !is_stale_nan(s.v)), "t_seq marked stale");
+}
+
+/// A reload changing only the interval keeps each loop's cache: nothing
+/// goes stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changing_only_the_interval_marks_nothing_stale() {
+    let t = start_target().await;
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    wait_scrapes(&t, 2).await;
+    m.apply_config(&config(
+        "    scrape_interval: 250ms\n    static_configs: []\n",
+    ))
+    .unwrap();
+    wait_scrapes(&t, 4).await;
+    m.stop();
+    assert!(storage.samples().iter().all(|s| !is_stale_nan(s.v)));
+}
+
+/// A page read whole but refused (here: malformed) reports its size, as
+/// Prometheus's `scrape_body_size_bytes` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_page_still_reports_its_body_size() {
+    let t = start_target().await;
+    t.mode.store(3, Ordering::SeqCst);
+    let storage = MemStorage::new();
+    let extra = "    extra_scrape_metrics: true\n    static_configs: []\n";
+    let mut m = manager(&storage, &config(extra), &t.addr);
+    wait_scrapes(&t, 1).await;
+    m.stop();
+    let size = storage.samples_named("scrape_body_size_bytes");
+    let garbage = "metric{ unterminated 1\n".len() as f64;
+    assert!(
+        !size.is_empty() && size.iter().all(|s| s.v == garbage),
+        "{size:?}"
+    );
+}
+
+/// A reload that changes a target's labels ends its old series as a
+/// removed target's: end-of-run staleness markers after two intervals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changing_a_targets_labels_marks_its_old_series_stale() {
+    let t = start_target().await;
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    wait_scrapes(&t, 2).await;
+    let relabeled = "    relabel_configs:\n      - target_label: env\n        replacement: prod\n    static_configs: []\n";
+    m.apply_config(&config(relabeled)).unwrap();
+    // Past the old loop's end-of-run markers (2.1 intervals).
+    wait_scrapes(&t, 4).await;
+    m.stop();
+    let seq = storage.samples_named("t_seq");
+    let old: Vec<_> = seq
+        .iter()
+        .filter(|s| s.labels.get("env").is_none())
+        .collect();
+    let new: Vec<_> = seq
+        .iter()
+        .filter(|s| s.labels.get("env") == Some("prod"))
+        .collect();
+    assert!(
+        is_stale_nan(old.last().unwrap().v),
+        "old series not marked stale"
+    );
+    assert!(new.len() >= 3 && new.iter().all(|s| !is_stale_nan(s.v)));
+}
