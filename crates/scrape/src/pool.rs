@@ -156,11 +156,10 @@ impl ScrapePool {
             if self.loops.contains_key(&t.hash) {
                 continue;
             }
-            let same_series = || by_series.get(&(t.url.clone(), t.labels.stable_hash()));
-            let found = match old.remove(&t.hash) {
-                Some(h) => Some(h),
-                None => same_series().and_then(|hash| old.remove(hash)),
-            };
+            let found = old.remove(&t.hash).or_else(|| {
+                let hash = by_series.get(&(t.url.clone(), t.labels.stable_hash()))?;
+                old.remove(hash)
+            });
             let predecessor = found.map(|h| {
                 h.stop.cancel();
                 if reuse {
