@@ -82,6 +82,20 @@ fn manager(storage: &MemStorage, cfg: &tributary_config::Config, addr: &str) -> 
     m
 }
 
+/// A manager scraping `t` alone as job `j` (no target labels of the
+/// test's own) with `extra` job settings, counting into the returned
+/// metrics.
+fn counting_manager(
+    storage: &MemStorage,
+    extra: &str,
+    t: &Target,
+) -> (ScrapeManager, tributary_scrape::ScrapeMetrics) {
+    let metrics = tributary_scrape::ScrapeMetrics::default();
+    let mut m = common::new_manager_counting(Arc::new(storage.clone()), metrics.clone());
+    common::run_job_j(&mut m, &config(extra), std::slice::from_ref(&t.addr), &[]);
+    (m, metrics)
+}
+
 async fn wait_scrapes(t: &Target, n: u64) {
     let start = tokio::time::Instant::now();
     let target = t.scrapes.load(Ordering::SeqCst) + n;
@@ -309,14 +323,7 @@ async fn samples_refused_as_out_of_order_are_counted() {
     })
     .await;
     let storage = MemStorage::new();
-    let metrics = tributary_scrape::ScrapeMetrics::default();
-    let mut m = common::new_manager_counting(Arc::new(storage.clone()), metrics.clone());
-    common::run_job_j(
-        &mut m,
-        &config("    static_configs: []\n"),
-        std::slice::from_ref(&t.addr),
-        &[],
-    );
+    let (mut m, metrics) = counting_manager(&storage, "    static_configs: []\n", &t);
     wait_scrapes(&t, 4).await;
     m.stop();
     assert_eq!(storage.samples_named("s").len(), PAGE_SERIES);
@@ -570,12 +577,10 @@ async fn honor_labels_leaves_off_a_target_label_exposed_empty() {
     let t =
         serve_pages(|n| format!("pushed{{instance=\"\",job=\"batch\"}} {n}\nplain {n}\n")).await;
     let storage = MemStorage::new();
-    let mut m = common::new_manager(Arc::new(storage.clone()));
-    common::run_job_j(
-        &mut m,
-        &config("    honor_labels: true\n    static_configs: []\n"),
-        std::slice::from_ref(&t.addr),
-        &[],
+    let (mut m, _) = counting_manager(
+        &storage,
+        "    honor_labels: true\n    static_configs: []\n",
+        &t,
     );
     wait_scrapes(&t, 2).await;
     m.stop();
@@ -596,14 +601,7 @@ async fn a_series_repeated_in_a_page_is_a_duplicate_only_without_a_timestamp() {
     })
     .await;
     let storage = MemStorage::new();
-    let metrics = tributary_scrape::ScrapeMetrics::default();
-    let mut m = common::new_manager_counting(Arc::new(storage.clone()), metrics.clone());
-    common::run_job_j(
-        &mut m,
-        &config("    static_configs: []\n"),
-        std::slice::from_ref(&t.addr),
-        &[],
-    );
+    let (mut m, metrics) = counting_manager(&storage, "    static_configs: []\n", &t);
     wait_scrapes(&t, 2).await;
     m.stop();
     let stamped: Vec<(i64, f64)> = storage
@@ -633,17 +631,24 @@ fn live_t_dyn(storage: &MemStorage) -> usize {
         .count()
 }
 
+/// A target scraped twice as job `j` without settings of its own, then
+/// the job reloaded with `extra`.
+async fn reloaded_after_two_scrapes(extra: &str) -> (Target, MemStorage, ScrapeManager) {
+    let t = start_target().await;
+    let storage = MemStorage::new();
+    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
+    wait_scrapes(&t, 2).await;
+    m.apply_config(&config(extra)).unwrap();
+    (t, storage, m)
+}
+
 /// A reload that changes metric relabeling applies it to the series the
 /// loops already know (Prometheus starts them with a new cache), and the
 /// series it now drops go stale — and only those.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changing_metric_relabeling_applies_it_to_known_series() {
-    let t = start_target().await;
-    let storage = MemStorage::new();
-    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
-    wait_scrapes(&t, 2).await;
     let drop_dyn = "    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: t_dyn\n        action: drop\n    static_configs: []\n";
-    m.apply_config(&config(drop_dyn)).unwrap();
+    let (t, storage, mut m) = reloaded_after_two_scrapes(drop_dyn).await;
     // A scrape in flight at the reload still commits.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let live_at_reload = live_t_dyn(&storage);
@@ -668,14 +673,8 @@ async fn a_reload_changing_metric_relabeling_applies_it_to_known_series() {
 /// goes stale.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changing_only_the_interval_marks_nothing_stale() {
-    let t = start_target().await;
-    let storage = MemStorage::new();
-    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
-    wait_scrapes(&t, 2).await;
-    m.apply_config(&config(
-        "    scrape_interval: 250ms\n    static_configs: []\n",
-    ))
-    .unwrap();
+    let (t, storage, mut m) =
+        reloaded_after_two_scrapes("    scrape_interval: 250ms\n    static_configs: []\n").await;
     wait_scrapes(&t, 4).await;
     m.stop();
     assert!(storage.samples().iter().all(|s| !is_stale_nan(s.v)));
@@ -704,12 +703,8 @@ async fn a_malformed_page_still_reports_its_body_size() {
 /// removed target's: end-of-run staleness markers after two intervals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changing_a_targets_labels_marks_its_old_series_stale() {
-    let t = start_target().await;
-    let storage = MemStorage::new();
-    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
-    wait_scrapes(&t, 2).await;
     let relabeled = "    relabel_configs:\n      - target_label: env\n        replacement: prod\n    static_configs: []\n";
-    m.apply_config(&config(relabeled)).unwrap();
+    let (t, storage, mut m) = reloaded_after_two_scrapes(relabeled).await;
     // Past the old loop's end-of-run markers (2.1 intervals).
     wait_scrapes(&t, 4).await;
     m.stop();
