@@ -31,8 +31,9 @@
 //! the tail they leave is detected as torn and cut on the next open, and
 //! cursors that point past the surviving data simply continue at the next
 //! segment (at the end of the WAL, if past it: also a cursor file kept
-//! beside an emptied WAL directory). Cursor files are written via temp file + fsync + rename +
-//! directory fsync, after the WAL fsync of the same tick.
+//! beside an emptied WAL directory). Cursor files are written via temp
+//! file + fsync + rename + directory fsync, after the WAL fsync of the
+//! same tick.
 //!
 //! # Disk full
 //!
