@@ -57,12 +57,15 @@ pub struct WalSource {
     announce: Option<usize>,
     commits: watch::Receiver<u64>,
     samples: Vec<RefSample>,
+    /// The consumer's cap jumps this reader has followed.
+    cap_jumps: u64,
 }
 
 impl WalSource {
     /// Opens the consumer `name` and positions a reader at its cursor.
     pub fn open(storage: Arc<AgentStorage>, name: &str) -> Result<WalSource, WalError> {
         let consumer = storage.consumer(name)?;
+        let cap_jumps = consumer.cap_jumps();
         let start = consumer.position();
         let reader = storage.reader(start)?;
         let commits = storage.commit_watch();
@@ -73,6 +76,7 @@ impl WalSource {
             announce: Some(0),
             commits,
             samples: Vec::new(),
+            cap_jumps,
         })
     }
 }
@@ -152,17 +156,20 @@ impl RecordSource for WalSource {
             self.announce = self.announce_metadata(out, from);
             return Ok(Some(self.reader.position()));
         }
-        let acked = self.consumer.position();
-        if acked > self.reader.position() {
-            // Acks never pass what was read, so the WAL moved the cursor:
-            // this consumer's byte cap skipped its oldest data.
-            tracing::warn!(consumer = self.consumer.name(), from = %self.reader.position(), to = %acked, "WAL cursor moved ahead by the byte cap; resuming there");
-            self.reader = self
-                .storage
-                .reader(acked)
-                .map_err(|e| SourceError::Read(e.to_string()))?;
-            self.announce = self.announce_metadata(out, 0);
-            return Ok(Some(acked));
+        let jumps = self.consumer.cap_jumps();
+        if jumps != self.cap_jumps {
+            self.cap_jumps = jumps;
+            let acked = self.consumer.position();
+            if acked > self.reader.position() {
+                // This consumer's byte cap skipped its oldest data.
+                tracing::warn!(consumer = self.consumer.name(), from = %self.reader.position(), to = %acked, "WAL cursor moved ahead by the byte cap; resuming there");
+                self.reader = self
+                    .storage
+                    .reader(acked)
+                    .map_err(|e| SourceError::Read(e.to_string()))?;
+                self.announce = self.announce_metadata(out, 0);
+                return Ok(Some(acked));
+            }
         }
         let rec = match self.reader.next_record() {
             Ok(None) => return Ok(None),
@@ -204,5 +211,101 @@ impl RecordSource for WalSource {
 
     fn retain_live<V>(&self, map: &mut tributary_model::RefMap<V>) {
         self.storage.retain_live(map);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use prometheus_client::registry::Registry;
+    use tributary_model::{Labels, Storage};
+    use tributary_wal::WalOptions;
+
+    fn open(dir: &std::path::Path, opts: WalOptions) -> Arc<AgentStorage> {
+        AgentStorage::open(dir, opts, &mut Registry::default()).unwrap()
+    }
+
+    fn commit(wal: &AgentStorage, t: i64) {
+        let mut app = wal.appender();
+        let r = app
+            .series(&Labels::from_pairs([("__name__", "m")]))
+            .unwrap();
+        app.append(r, t, t as f64).unwrap();
+        app.commit().unwrap();
+    }
+
+    /// Reads to the current end of the WAL: the kinds of the records read,
+    /// the samples' times, and the position after the last one.
+    fn drain(src: &mut WalSource) -> (Vec<RecordKind>, Vec<i64>, Option<Position>) {
+        let mut out = DecodedRecord::default();
+        let (mut kinds, mut times, mut last) = (Vec::new(), Vec::new(), None);
+        for _ in 0..10_000 {
+            let Some(p) = src.next_record(&mut out).unwrap() else {
+                break;
+            };
+            kinds.push(out.kind);
+            times.extend(out.samples.iter().map(|s| s.1));
+            last = Some(p);
+        }
+        (kinds, times, last)
+    }
+
+    /// A reader that has read everything is at the end of the segment a
+    /// truncation then deletes; the cursor moves to the next segment's
+    /// start. That skips nothing: no jump, no second announcement.
+    #[test]
+    fn a_truncation_behind_a_caught_up_reader_skips_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open(dir.path(), WalOptions::default());
+        let mut src = WalSource::open(Arc::clone(&wal), "rw").unwrap();
+        commit(&wal, 1_000);
+        let (kinds, times, end) = drain(&mut src);
+        assert_eq!(kinds.first(), Some(&RecordKind::Metadata));
+        assert_eq!(times, [1_000]);
+        let consumer = wal.consumer("rw").unwrap();
+        consumer.ack(end.unwrap());
+
+        let stats = wal.truncate_at(i64::MAX / 2).unwrap();
+        assert_eq!(stats.segments_deleted, 1);
+        assert!(consumer.position() > end.unwrap());
+        let (kinds, _, _) = drain(&mut src);
+        assert_eq!(kinds, []);
+
+        commit(&wal, 2_000);
+        let (kinds, times, _) = drain(&mut src);
+        assert!(!kinds.contains(&RecordKind::Metadata), "{kinds:?}");
+        assert_eq!(times, [2_000]);
+    }
+
+    /// The consumer's byte cap moves its cursor past data its reader has
+    /// not read: the reader resumes there and announces the metadata first.
+    #[test]
+    fn a_cap_jump_resumes_at_the_cursor_after_an_announcement() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions {
+            segment_size: tributary_wal::PAGE_SIZE,
+            max_bytes_per_consumer: Some(1),
+            ..WalOptions::default()
+        };
+        let wal = open(dir.path(), opts);
+        let mut src = WalSource::open(Arc::clone(&wal), "rw").unwrap();
+        let (kinds, _, _) = drain(&mut src);
+        assert_eq!(kinds, [RecordKind::Metadata]);
+        for t in 0..4_000 {
+            commit(&wal, t);
+        }
+        wal.maintain_now();
+        let cursor = wal.consumer("rw").unwrap().position();
+        assert!(cursor.segment > 0, "the cap did not move the cursor");
+        commit(&wal, 10_000);
+
+        let (kinds, times, _) = drain(&mut src);
+        assert_eq!(kinds.first(), Some(&RecordKind::Metadata));
+        // What the segment the cursor moved to holds, and what came after.
+        let first = times[0];
+        assert!(first > 0, "read what the cap skipped");
+        let expected: Vec<i64> = (first..4_000).chain([10_000]).collect();
+        assert_eq!(times, expected);
     }
 }

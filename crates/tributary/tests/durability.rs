@@ -1,7 +1,8 @@
 //! Durable delivery, end to end with the real binary: a SIGKILL during a
 //! remote-write outage loses nothing, a dead endpoint does not hold back a
-//! healthy one, and the byte cap drops the oldest data and counts every
-//! sample it dropped. The receiver is the real Prometheus (2.42, Debian).
+//! healthy one, the byte cap drops the oldest data and counts every
+//! sample it dropped, and a WAL that filled its disk frees it once the
+//! remote is back. The receiver is the real Prometheus (2.42, Debian).
 //!
 //! The target serves `dur_seq` = n on its n-th scrape and remembers when it
 //! served each one, so "what was scraped" is exact and can be compared with
@@ -385,4 +386,146 @@ fn a_corrupted_record_costs_exactly_one_scrape_and_the_agent_carries_on() {
         "the lost scrape {} is not from before the damage",
         missing[0]
     );
+}
+
+/// Whether a child may mount a tmpfs in a mount namespace of its own (as
+/// root, or through an unprivileged user namespace).
+fn can_mount_tmpfs(at: &std::path::Path) -> bool {
+    std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=1m probe \"$0\""])
+        .arg(at)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Free bytes of the filesystem holding `path`, as `df` reports them.
+fn available_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+/// Writes zeros into `path` until it holds `len` bytes or the disk is full.
+fn fill(path: &std::path::Path, len: u64) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        if f.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        left -= n as u64;
+    }
+}
+
+/// The agent's data directory is on a 16 MiB tmpfs (in a mount namespace of
+/// its own, so nothing outlives the agent). With the remote down, the test
+/// fills that disk but for 256 KiB; the WAL runs out of space, and commits
+/// wait in memory. When the remote comes back, the consumed segments can
+/// only be deleted after a checkpoint has been written, for which there is
+/// no room but the space the checkpoint reserve held: every scrape must
+/// still arrive, scrapes after the recovery included, and the reserve must
+/// be taken again.
+#[test]
+fn a_wal_that_filled_its_disk_frees_it_once_the_remote_is_back() {
+    const EXTRA: usize = 5000;
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    if !can_mount_tmpfs(&mnt) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to run `unshare -rm` and mount a tmpfs"
+        );
+        eprintln!("skipped: cannot mount a tmpfs in a mount namespace here");
+        return;
+    }
+    let (target, log) = seq_target(EXTRA);
+    let rw_port = free_port();
+    let port = free_port();
+    let cfg = dir.path().join("tributary.yml");
+    std::fs::write(&cfg, config(&target.addr, &[("rw", rw_port)])).unwrap();
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args([
+        "-rm",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o size=16m tributary-disk \"$0\" && exec \"$@\"",
+    ])
+    .arg(&mnt)
+    .arg(tributary_bin())
+    .arg(format!("--config.file={}", cfg.display()))
+    .arg(format!(
+        "--storage.agent.path={}",
+        mnt.join("data").display()
+    ))
+    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    .args([
+        "--storage.agent.wal-truncate-frequency=2s",
+        "--storage.agent.retention.min-time=1s",
+    ]);
+    let agent = Proc::spawn("tributary", &mut cmd, &dir.path().join("agent.log"));
+    let agent = wait_ready(agent, &format!("http://127.0.0.1:{port}/-/ready"));
+    // The disk as the agent sees it.
+    let disk =
+        std::path::PathBuf::from(format!("/proc/{}/root{}", agent.child.id(), mnt.display()));
+    let metric = |name: &str| agent_metric(port, name, "").unwrap_or(0.0);
+    let reserve = metric("tributary_wal_checkpoint_reserve_bytes");
+    assert!(reserve >= 1_048_576.0, "reserve of {reserve} bytes");
+    assert!(disk.join("data/checkpoint.reserve").exists());
+
+    wait_scrapes(&log, 2, Duration::from_secs(30));
+    let free = available_bytes(&disk);
+    fill(&disk.join("filler"), free.saturating_sub(256 << 10));
+    let full = wait_for(Duration::from_secs(30), || {
+        Some(metric("prometheus_tsdb_wal_writes_failed_total")).filter(|v| *v > 0.0)
+    });
+    assert!(full.is_some(), "the WAL never ran out of space");
+    let buffered = wait_for(Duration::from_secs(30), || {
+        Some(metric("tributary_wal_write_buffer_bytes")).filter(|v| *v > 0.0)
+    });
+    assert!(buffered.is_some(), "no commit waited for the disk");
+    // A few truncation periods with the disk full and nothing consumed.
+    let served = log.lock().unwrap().len();
+    wait_scrapes(&log, served + 4, Duration::from_secs(30));
+
+    let _prom = start_prometheus(dir.path(), rw_port);
+    let recovered = wait_for(Duration::from_secs(60), || {
+        (metric("tributary_wal_write_buffer_bytes") == 0.0).then_some(())
+    });
+    assert!(
+        recovered.is_some(),
+        "commits still wait for the disk: {}",
+        agent.log_text()
+    );
+    // Scrapes after the recovery are written and delivered too.
+    let served = log.lock().unwrap().len();
+    wait_scrapes(&log, served + 3, Duration::from_secs(30));
+    let expected = served_before(&log, Instant::now() - Duration::from_millis(500));
+    let missing = wait_delivered(rw_port, &expected, Duration::from_secs(60));
+    assert!(
+        missing.is_empty(),
+        "{} of {} scrapes never arrived: {:?}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(20)]
+    );
+    assert_eq!(
+        metric("tributary_wal_write_buffer_dropped_samples_total"),
+        0.0
+    );
+    assert!(metric("prometheus_agent_checkpoint_creations_total") > 0.0);
+    let retaken = wait_for(Duration::from_secs(30), || {
+        Some(metric("tributary_wal_checkpoint_reserve_bytes")).filter(|v| *v >= 1_048_576.0)
+    });
+    assert!(retaken.is_some(), "the reserve was not taken again");
+    assert!(disk.join("data/checkpoint.reserve").exists());
 }

@@ -41,9 +41,35 @@ pub(crate) fn write_checkpoint(
         fs::remove_dir_all(&tmp_dir).map_err(WalError::io("remove stale checkpoint", &tmp_dir))?;
     }
     fs::create_dir(&tmp_dir).map_err(WalError::io("create checkpoint", &tmp_dir))?;
+    let size = match write_series(&tmp_dir, series, store, compress) {
+        Ok(size) => size,
+        Err(e) => {
+            // On a full disk, the partial checkpoint holds space the next
+            // attempt (or the WAL's own writes) need.
+            let _ = fs::remove_dir_all(&tmp_dir);
+            return Err(e);
+        }
+    };
+    if final_dir.exists() {
+        fs::remove_dir_all(&final_dir)
+            .map_err(WalError::io("remove old checkpoint", &final_dir))?;
+    }
+    fs::rename(&tmp_dir, &final_dir).map_err(WalError::io("rename checkpoint", &final_dir))?;
+    sync_dir(wal_dir)?;
+    Ok(size)
+}
+
+/// Writes the Series records of `series` into a checkpoint directory and
+/// syncs it. Returns their size.
+fn write_series(
+    tmp_dir: &Path,
+    series: &[SeriesRef],
+    store: &SharedLabelStore,
+    compress: bool,
+) -> Result<u64, WalError> {
     // Page counters etc. of checkpoint writes are not WAL traffic.
     let scratch_metrics = Arc::new(Metrics::new());
-    let mut w = SegmentWriter::create(&tmp_dir, 0, u64::MAX, compress, scratch_metrics)?;
+    let mut w = SegmentWriter::create(tmp_dir, 0, u64::MAX, compress, scratch_metrics)?;
     let mut buf = Vec::with_capacity(BATCH_BYTES + 4096);
     // Encoded a batch at a time, so the store's lock is never held across
     // a write.
@@ -69,14 +95,33 @@ pub(crate) fn write_checkpoint(
     w.mark_dirty();
     w.sync()?;
     drop(w);
-    sync_dir(&tmp_dir)?;
-    if final_dir.exists() {
-        fs::remove_dir_all(&final_dir)
-            .map_err(WalError::io("remove old checkpoint", &final_dir))?;
-    }
-    fs::rename(&tmp_dir, &final_dir).map_err(WalError::io("rename checkpoint", &final_dir))?;
-    sync_dir(wal_dir)?;
+    sync_dir(tmp_dir)?;
     Ok(size)
+}
+
+/// The bytes a series takes in a checkpoint, measured on `sample` (encoded
+/// and compressed as a checkpoint would be); `None` for no series.
+pub(crate) fn bytes_per_series(
+    sample: &[SeriesRef],
+    store: &SharedLabelStore,
+    compress: bool,
+) -> Option<u64> {
+    let mut buf = vec![RecordType::Series as u8];
+    {
+        let store = store.read();
+        for &r in sample {
+            record::encode_stored_series(&store, r, &mut buf);
+        }
+    }
+    let n = u64::try_from(sample.len()).ok().filter(|n| *n > 0)?;
+    let len = if compress {
+        snap::raw::Encoder::new()
+            .compress_vec(&buf)
+            .map_or(buf.len(), |c| c.len().min(buf.len()))
+    } else {
+        buf.len()
+    };
+    Some((len as u64).div_ceil(n).max(1))
 }
 
 /// Deletes checkpoints older than `keep` and leftover temporary ones.

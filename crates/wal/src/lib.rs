@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! `<dir>/lock` (unless disabled), `<dir>/cursors.json` (consumer cursors),
+//! `<dir>/checkpoint.reserve` (space held for the next checkpoint),
 //! `<dir>/wal/00000000`, `00000001`, … (segments) and
 //! `<dir>/wal/checkpoint.NNNNNNNN/` (series of deleted segments). Segments use
 //! Prometheus's wlog framing (32 KiB pages, 7-byte fragment headers,
@@ -50,6 +51,12 @@
 //! episode, one the first refused commit, one the recovery. Buffered data
 //! is not durable: a crash during the episode loses it (it never reached
 //! the disk), and `close` reports what it could not write.
+//!
+//! Freeing a full disk needs a checkpoint written first (see Truncation),
+//! so `<dir>/checkpoint.reserve` holds the space for it: a failed
+//! checkpoint write deletes the reserve and is retried in its space, and
+//! the reserve is taken again once no refused commit waits (see
+//! `reserve`).
 //!
 //! # Reading
 //!
@@ -104,6 +111,7 @@ mod inspect;
 mod metrics;
 mod reader;
 pub mod record;
+mod reserve;
 mod series;
 mod storage;
 mod tail;

@@ -37,6 +37,7 @@ pub(crate) struct Metrics {
     pub consumer_dropped: Family<LabelPairs, Counter>,
     pub write_buffer_bytes: Gauge,
     pub write_buffer_dropped: Counter,
+    pub checkpoint_reserve: Gauge,
 }
 
 impl Metrics {
@@ -65,6 +66,7 @@ impl Metrics {
             consumer_dropped: Family::default(),
             write_buffer_bytes: Gauge::default(),
             write_buffer_dropped: Counter::default(),
+            checkpoint_reserve: Gauge::default(),
         }
     }
 
@@ -172,6 +174,11 @@ impl Metrics {
             "tributary_wal_write_buffer_dropped_samples",
             "Samples refused because the disk refused WAL writes and the in-memory write buffer was full",
             self.write_buffer_dropped.clone(),
+        );
+        r.register(
+            "tributary_wal_checkpoint_reserve_bytes",
+            "Disk space held back so that truncation can write its checkpoint on a full disk",
+            self.checkpoint_reserve.clone(),
         );
         r.register("tributary_wal_consumer_dropped_samples", "Samples a WAL consumer lost because truncation deleted them before they were acknowledged", self.consumer_dropped.clone());
     }

@@ -28,6 +28,7 @@ use crate::format;
 use crate::metrics::Metrics;
 use crate::reader::{Position, SkipReason, WalReader};
 use crate::record::{self, BodyEntry, RecordType, RefSample};
+use crate::reserve::{self, CheckpointReserve};
 use crate::series::{Replayed as ReplayedSeries, SeriesTable};
 use crate::tail::WalTail;
 use crate::writer::SegmentWriter;
@@ -231,6 +232,8 @@ struct Shared {
     /// renamed it, and the second rename failed once the first had taken
     /// the file away.
     persisting: Mutex<()>,
+    /// Persisting cursors failed at the last attempt (logged once).
+    cursors_failing: AtomicBool,
     commit_tx: watch::Sender<u64>,
     /// The newest records, for readers at the head (see `tail`).
     tail: Arc<WalTail>,
@@ -242,6 +245,14 @@ struct Shared {
     series_gc: AtomicU64,
     /// Buffers of dropped appenders, for the next ones.
     spare_buffers: Mutex<Vec<AppenderBuffers>>,
+    /// Space held for the next checkpoint (see `reserve`).
+    reserve: Mutex<ReserveState>,
+}
+
+struct ReserveState {
+    reserve: CheckpointReserve,
+    /// The last attempt to take it failed (logged once per episode).
+    failing: bool,
 }
 
 /// The agent's WAL-backed storage. See the crate docs for the design.
@@ -292,6 +303,7 @@ impl AgentStorage {
         let mut segments = replayed.segments;
         segments.insert(writer.segment(), SegmentMeta::default());
         metrics.active_series.set(replayed.series.len() as i64);
+        let reserve = CheckpointReserve::open(dir);
 
         let generation = Arc::new(AtomicU64::new(0));
         let mut consumers = BTreeMap::new();
@@ -332,6 +344,7 @@ impl AgentStorage {
             cursor_generation: generation,
             persisted_generation: AtomicU64::new(0),
             persisting: Mutex::new(()),
+            cursors_failing: AtomicBool::new(false),
             commit_tx,
             tail,
             metrics,
@@ -340,7 +353,12 @@ impl AgentStorage {
             truncating: Mutex::new(()),
             series_gc: AtomicU64::new(0),
             spare_buffers: Mutex::new(Vec::new()),
+            reserve: Mutex::new(ReserveState {
+                reserve,
+                failing: false,
+            }),
         };
+        shared.keep_reserve();
         shared.update_size_gauge();
         Ok(Arc::new(AgentStorage {
             shared: Arc::new(shared),
@@ -878,12 +896,14 @@ impl Shared {
             (refs, Arc::clone(t.label_store()))
         };
         self.metrics.checkpoint_creations.inc();
-        if let Err(e) =
-            checkpoint::write_checkpoint(&self.wal_dir, last, &live, &store, self.opts.compression)
-        {
-            self.metrics.checkpoint_creations_failed.inc();
-            return Err(e);
-        }
+        let size = match self.write_checkpoint(last, &live, &store) {
+            Ok(size) => size,
+            Err(e) => {
+                self.metrics.checkpoint_creations_failed.inc();
+                return Err(e);
+            }
+        };
+        self.reserve.lock().reserve.learn(size, live.len());
         drop(live);
         stats.checkpoint = Some(last);
 
@@ -905,6 +925,69 @@ impl Shared {
         self.metrics.checkpoint_deletions_failed.inc_by(failed);
         self.persist_cursors(false)?;
         Ok(stats)
+    }
+
+    /// Writes `checkpoint.<upto>`; if that fails (the disk is full, most
+    /// likely), gives up the checkpoint reserve and tries once more in the
+    /// space it held.
+    fn write_checkpoint(
+        &self,
+        upto: u32,
+        live: &[SeriesRef],
+        store: &SharedLabelStore,
+    ) -> Result<u64, WalError> {
+        let write = || {
+            checkpoint::write_checkpoint(&self.wal_dir, upto, live, store, self.opts.compression)
+        };
+        let e = match write() {
+            Ok(size) => return Ok(size),
+            Err(e) => e,
+        };
+        let released = {
+            let mut r = self.reserve.lock();
+            let released = r.reserve.release();
+            self.metrics.checkpoint_reserve.set(0);
+            released
+        };
+        if released == 0 {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, released_bytes = released, "writing the WAL checkpoint failed; writing it into the space held in reserve");
+        write()
+    }
+
+    /// Takes the checkpoint reserve, or resizes it to the series count.
+    /// Called while no refused write waits for the disk: those come first.
+    fn keep_reserve(&self) {
+        let series = self.series.lock().len();
+        if self.reserve.lock().reserve.wants_estimate(series) {
+            let (sample, store): (Vec<SeriesRef>, SharedLabelStore) = {
+                let t = self.series.lock();
+                let sample = t.iter().take(reserve::SAMPLE_SERIES).map(|(r, _, _)| r);
+                (sample.collect(), Arc::clone(t.label_store()))
+            };
+            if let Some(per) = checkpoint::bytes_per_series(&sample, &store, self.opts.compression)
+            {
+                self.reserve.lock().reserve.estimated(per, series);
+            }
+        }
+        let mut r = self.reserve.lock();
+        match r.reserve.ensure(series) {
+            Ok(_) if r.failing => {
+                r.failing = false;
+                tracing::info!(bytes = r.reserve.held(), "checkpoint reserve taken again");
+            }
+            Ok(_) => {}
+            Err(e) if !r.failing => {
+                r.failing = true;
+                tracing::warn!(error = %e, path = %self.dir.join(reserve::FILE_NAME).display(), "could not take the checkpoint reserve; truncation may not be able to free a full disk until it is taken");
+            }
+            Err(_) => {}
+        }
+        let held = r.reserve.held();
+        self.metrics
+            .checkpoint_reserve
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
     fn plan_deletion(
@@ -1035,6 +1118,9 @@ impl Shared {
         if pending > 0 && self.disk_has_room(pending) {
             self.flush_pending();
         }
+        if self.writer.lock().pending.is_empty() {
+            self.keep_reserve();
+        }
         self.enforce_consumer_caps();
         self.flush_and_persist();
         let over_cap = self.opts.max_bytes.is_some_and(|cap| {
@@ -1094,7 +1180,7 @@ impl Shared {
                 dropped_samples = skipped,
                 "consumer backlog over its byte cap; skipping its oldest unsent data"
             );
-            c.advance(target);
+            c.jump(target);
         }
     }
 
@@ -1109,8 +1195,16 @@ impl Shared {
                 self.writer.lock().writer.mark_dirty();
             }
         }
-        if let Err(e) = self.persist_cursors(false) {
-            tracing::error!(error = %e, "persisting WAL consumer cursors failed");
+        // Logged once per episode: on a full disk this fails every tick.
+        match self.persist_cursors(false) {
+            Ok(()) if self.cursors_failing.swap(false, Ordering::Relaxed) => {
+                tracing::info!("WAL consumer cursors persisted again");
+            }
+            Ok(()) => {}
+            Err(e) if !self.cursors_failing.swap(true, Ordering::Relaxed) => {
+                tracing::error!(error = %e, "persisting WAL consumer cursors failed; retrying every tick");
+            }
+            Err(_) => {}
         }
     }
 
@@ -2373,5 +2467,62 @@ mod tests {
         }
         drop(app);
         assert_eq!(spare(&s).0, 0);
+    }
+    /// The reserve taken before any checkpoint (sized from a sample of the
+    /// series) holds the checkpoint that truncation then writes, without
+    /// being many times larger; the checkpoint's measure then sizes it.
+    #[test]
+    fn the_reserve_is_sized_for_the_checkpoint_truncation_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open_default(dir.path());
+        let reserve_file = dir.path().join(reserve::FILE_NAME);
+        let held = || fs::metadata(&reserve_file).map_or(0, |m| m.len());
+        assert_eq!(held(), reserve::MIN_BYTES + reserve::MIN_BYTES / 2);
+        let commit_all = |t: Timestamp| {
+            let mut app = s.appender();
+            for i in 0..40_000 {
+                let l = Labels::from_pairs([
+                    ("__name__", "node_filesystem_avail_bytes"),
+                    ("device", &format!("/dev/sd{i}")),
+                    ("fstype", "ext4"),
+                    ("instance", &format!("host-{}.example.org:9100", i / 50)),
+                    ("job", "node"),
+                    ("mountpoint", &format!("/srv/volume/{i}")),
+                    // As hard to compress as a container id.
+                    (
+                        "id",
+                        &format!("{:016x}", (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                    ),
+                ]);
+                let r = app.series(&l).unwrap();
+                app.append(r, t, i as f64).unwrap();
+            }
+            app.commit().unwrap();
+        };
+        // Series logged in segment 0 with data in segment 1: truncation
+        // deletes segment 0 and checkpoints all of them.
+        commit_all(1_000);
+        s.truncate_at(0).unwrap();
+        commit_all(2_000);
+        s.maintain_now();
+        let before = held();
+        let stats = s.truncate_at(301_500).unwrap();
+        assert_eq!(stats.series_removed, 0);
+        let cp = dir
+            .path()
+            .join("wal")
+            .join(format::checkpoint_name(stats.checkpoint.unwrap()))
+            .join("00000000");
+        let cp_size = fs::metadata(cp).unwrap().len();
+        assert!(
+            cp_size > reserve::MIN_BYTES,
+            "checkpoint of {cp_size} bytes"
+        );
+        assert!(
+            before >= cp_size && before <= 3 * cp_size,
+            "reserve of {before} bytes for a checkpoint of {cp_size}"
+        );
+        s.maintain_now();
+        assert!(held() >= cp_size, "{} < {cp_size}", held());
     }
 }

@@ -24,6 +24,11 @@ pub(crate) struct SegmentWriter {
     file: Arc<File>,
     /// Bytes of `segment` handed to the OS.
     offset: u64,
+    /// Where the last record written ends. Unlike [`SegmentWriter::end`],
+    /// not moved by a rotation, so the next record's span starts there: a
+    /// reader at the end of the previous segment finds its successor in
+    /// memory instead of meeting the (possibly deleted) segment's end.
+    last_end: Position,
     segment_size: u64,
     compress: bool,
     encoder: snap::raw::Encoder,
@@ -58,6 +63,7 @@ impl SegmentWriter {
             segment,
             file: Arc::new(file),
             offset: 0,
+            last_end: Position::new(segment, 0),
             segment_size,
             compress,
             encoder: snap::raw::Encoder::new(),
@@ -95,7 +101,7 @@ impl SegmentWriter {
     }
 
     fn frame_and_write(&mut self, records: &[&[u8]]) -> Result<Position, WalError> {
-        let mut prev_end = self.end();
+        let mut prev_end = self.last_end;
         if self.needs_rotation {
             self.rotate()?;
         }
@@ -159,6 +165,7 @@ impl SegmentWriter {
             Ok(()) => {
                 let pages_before = self.offset / format::PAGE_SIZE;
                 self.offset = end;
+                self.last_end = Position::new(self.segment, end);
                 self.dirty = true;
                 self.metrics.page_flushes.inc();
                 self.metrics
