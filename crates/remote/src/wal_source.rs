@@ -57,15 +57,15 @@ pub struct WalSource {
     announce: Option<usize>,
     commits: watch::Receiver<u64>,
     samples: Vec<RefSample>,
-    /// The consumer's cap jumps this reader has followed.
-    cap_jumps: u64,
+    /// The consumer's jumps this reader has followed.
+    jumps: u64,
 }
 
 impl WalSource {
     /// Opens the consumer `name` and positions a reader at its cursor.
     pub fn open(storage: Arc<AgentStorage>, name: &str) -> Result<WalSource, WalError> {
         let consumer = storage.consumer(name)?;
-        let cap_jumps = consumer.cap_jumps();
+        let jumps = consumer.jumps();
         let start = consumer.position();
         let reader = storage.reader(start)?;
         let commits = storage.commit_watch();
@@ -76,7 +76,7 @@ impl WalSource {
             announce: Some(0),
             commits,
             samples: Vec::new(),
-            cap_jumps,
+            jumps,
         })
     }
 }
@@ -156,13 +156,13 @@ impl RecordSource for WalSource {
             self.announce = self.announce_metadata(out, from);
             return Ok(Some(self.reader.position()));
         }
-        let jumps = self.consumer.cap_jumps();
-        if jumps != self.cap_jumps {
-            self.cap_jumps = jumps;
+        let jumps = self.consumer.jumps();
+        if jumps != self.jumps {
+            self.jumps = jumps;
             let acked = self.consumer.position();
             if acked > self.reader.position() {
-                // This consumer's byte cap skipped its oldest data.
-                tracing::warn!(consumer = self.consumer.name(), from = %self.reader.position(), to = %acked, "WAL cursor moved ahead by the byte cap; resuming there");
+                // The byte cap or a forced truncation skipped data.
+                tracing::warn!(consumer = self.consumer.name(), from = %self.reader.position(), to = %acked, "WAL cursor moved past unsent data (byte cap or retention); resuming there");
                 self.reader = self
                     .storage
                     .reader(acked)

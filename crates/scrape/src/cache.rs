@@ -364,6 +364,9 @@ impl ScrapeCache {
                 stale.push(s.stale_series());
             }
         }
+        if !failed && !stale.is_empty() {
+            self.keep_series_seen_now(stale, iter);
+        }
         let reordered = self.restore_order();
         let evicted = self.evict(|s| {
             u32::from(iter.wrapping_sub(s.last) & SLOT_ITER_MASK) > EVICT_AFTER_ITERATIONS
@@ -385,6 +388,21 @@ impl ScrapeCache {
             self.slots.shrink_to_fit();
             self.last_t.shrink_to_fit();
         }
+    }
+
+    /// Takes out of `stale` the series this scrape still yielded under
+    /// another text: a target that reorders a series' labels between
+    /// scrapes changes the text the cache knows it by, not the series.
+    /// Prometheus tracks staleness per label set, so it writes no marker
+    /// there either. Runs only when some series did go stale.
+    fn keep_series_seen_now(&self, stale: &mut Vec<StaleSeries>, iter: u16) {
+        let seen: hashbrown::HashSet<SeriesRef> = self
+            .slots
+            .iter()
+            .filter(|s| s.last == iter && !s.series().is_none())
+            .map(Slot::series)
+            .collect();
+        stale.retain(|s| !seen.contains(&s.series));
     }
 
     /// Puts the slots into the order this scrape visited them (the ones

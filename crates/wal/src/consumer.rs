@@ -47,9 +47,9 @@ pub(crate) struct ConsumerState {
     pub max_backlog_bytes: Option<u64>,
     /// Bumped on every change so persistence can skip unchanged cursors.
     generation: Arc<AtomicU64>,
-    /// Bumped whenever the byte cap moves the cursor past data its reader
-    /// has not read yet (see [`Consumer::cap_jumps`]).
-    cap_jumps: AtomicU64,
+    /// Bumped whenever the WAL moves the cursor past data its reader has
+    /// not read yet (see [`Consumer::jumps`]).
+    jumps: AtomicU64,
 }
 
 impl ConsumerState {
@@ -68,7 +68,7 @@ impl ConsumerState {
             dropped_consumer_cap: metrics.dropped_counter(name, "consumer_max_bytes"),
             max_backlog_bytes,
             generation,
-            cap_jumps: AtomicU64::new(0),
+            jumps: AtomicU64::new(0),
         }
     }
 
@@ -76,7 +76,7 @@ impl ConsumerState {
     /// resume there instead of reading on.
     pub(crate) fn jump(&self, to: Position) {
         self.advance(to);
-        self.cap_jumps.fetch_add(1, Ordering::Release);
+        self.jumps.fetch_add(1, Ordering::Release);
     }
 
     /// Moves the cursor forward (never back).
@@ -112,13 +112,13 @@ impl Consumer {
         self.state.advance(upto);
     }
 
-    /// How often the byte cap has moved the cursor past unread data. A
-    /// reader that sees it change resumes at [`Consumer::position`]. Other
-    /// moves (truncation deleting segments under a reader) need no such
-    /// signal: the reader meets them as a gap, and a cursor moved from the
-    /// end of a deleted segment to the start of the next skipped nothing.
-    pub fn cap_jumps(&self) -> u64 {
-        self.state.cap_jumps.load(Ordering::Acquire)
+    /// How often the WAL has moved the cursor past data not acknowledged
+    /// (this consumer's byte cap, or truncation deleting unsent samples).
+    /// A reader that sees it change resumes at [`Consumer::position`]. A
+    /// cursor that truncation moves from the end of a deleted segment to
+    /// the start of the next skipped nothing and is not counted.
+    pub fn jumps(&self) -> u64 {
+        self.state.jumps.load(Ordering::Acquire)
     }
 
     /// Samples this consumer lost because forced truncation deleted them

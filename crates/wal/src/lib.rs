@@ -44,7 +44,8 @@
 //! encoded records wait in a FIFO bounded by `WalOptions::write_buffer_bytes`
 //! (default 64 MiB), later commits queue behind it so the WAL keeps commit
 //! order, and `commit` succeeds. The maintenance tick retries every
-//! `fsync_interval`, once the filesystem reports room for the backlog. When
+//! `fsync_interval`, writing the oldest buffered commits the filesystem
+//! reports room for. When
 //! the buffer is full, commits fail and their samples are counted in
 //! `tributary_wal_write_buffer_dropped_samples_total`; the buffer's size is
 //! `tributary_wal_write_buffer_bytes`. One log line marks the start of an
@@ -55,8 +56,8 @@
 //! Freeing a full disk needs a checkpoint written first (see Truncation),
 //! so `<dir>/checkpoint.reserve` holds the space for it: a failed
 //! checkpoint write deletes the reserve and is retried in its space, and
-//! the reserve is taken again once no refused commit waits (see
-//! `reserve`).
+//! the next maintenance tick takes the reserve again before it writes any
+//! buffered commit (see `reserve`).
 //!
 //! # Reading
 //!

@@ -9,8 +9,9 @@
 //! The reserve breaks that circle. `<dir>/checkpoint.reserve` is a
 //! preallocated file sized for the next checkpoint; when a checkpoint write
 //! fails, truncation deletes it and writes the checkpoint into the space it
-//! held, then deletes segments. The reserve is taken again once there is room
-//! and no refused write is waiting for it (`maintenance_pass`).
+//! held, then deletes segments. The next maintenance tick takes the reserve
+//! again, before it writes any commit the full disk refused: once given up,
+//! the reserve is what lets the next full disk be freed again.
 //!
 //! The size follows the series count: bytes per series as the last
 //! checkpoint took them (before the first, as a sample of the series
@@ -50,10 +51,14 @@ pub(crate) struct CheckpointReserve {
 }
 
 impl CheckpointReserve {
-    /// Adopts the reserve a previous run left in `dir`, if any.
+    /// Adopts the reserve a previous run left in `dir`, if any, counting
+    /// only its allocated blocks (a sparse copy of it holds nothing).
     pub(crate) fn open(dir: &Path) -> CheckpointReserve {
         let path = dir.join(FILE_NAME);
-        let held = fs::metadata(&path).map_or(0, |m| m.len());
+        let held = File::open(&path).map_or(0, |f| {
+            let len = f.metadata().map_or(0, |m| m.len());
+            fs4::FileExt::allocated_size(&f).map_or(0, |a| a.min(len))
+        });
         CheckpointReserve {
             path,
             held,
@@ -137,6 +142,8 @@ impl CheckpointReserve {
             let _ = file.set_len(self.held);
             return Err(e);
         }
+        // A sparse file adopted at open may be longer than what it holds.
+        file.set_len(len)?;
         self.held = len;
         Ok(())
     }
@@ -145,7 +152,8 @@ impl CheckpointReserve {
 /// Makes `file` hold `len` bytes of allocated blocks (it holds `from` now).
 fn allocate(file: &File, from: u64, len: u64) -> io::Result<()> {
     match fs4::FileExt::allocate(file, len) {
-        Err(e) if e.raw_os_error() == Some(EOPNOTSUPP) => write_filler(file, from, len),
+        // EOPNOTSUPP: the filesystem cannot preallocate.
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => write_filler(file, from, len),
         done => done,
     }
 }
@@ -172,12 +180,9 @@ fn write_filler(mut file: &File, from: u64, len: u64) -> io::Result<()> {
         file.write_all(buf.get(..n).unwrap_or(&buf))?;
         at += n as u64;
     }
-    Ok(())
+    // Delayed allocation would otherwise leave the blocks unclaimed.
+    file.sync_data()
 }
-
-/// `EOPNOTSUPP` on Linux (where `fallocate` reports it for filesystems that
-/// cannot preallocate).
-const EOPNOTSUPP: i32 = 95;
 
 fn round_up(n: u64) -> u64 {
     n.div_ceil(STEP).saturating_mul(STEP)

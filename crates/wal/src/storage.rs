@@ -358,7 +358,7 @@ impl AgentStorage {
                 failing: false,
             }),
         };
-        shared.keep_reserve();
+        shared.keep_reserve(false);
         shared.update_size_gauge();
         Ok(Arc::new(AgentStorage {
             shared: Arc::new(shared),
@@ -957,8 +957,12 @@ impl Shared {
     }
 
     /// Takes the checkpoint reserve, or resizes it to the series count.
-    /// Called while no refused write waits for the disk: those come first.
-    fn keep_reserve(&self) {
+    /// While refused commits `waiting` for the disk, a reserve still held
+    /// is left as it is: they need the space more than a resize does.
+    fn keep_reserve(&self, waiting: bool) {
+        if waiting && self.reserve.lock().reserve.held() > 0 {
+            return;
+        }
         let series = self.series.lock().len();
         if self.reserve.lock().reserve.wants_estimate(series) {
             let (sample, store): (Vec<SeriesRef>, SharedLabelStore) = {
@@ -1083,7 +1087,13 @@ impl Shared {
                     "WAL truncation deleted samples this consumer had not sent"
                 );
             }
-            c.advance(after);
+            // A cursor that loses nothing (at the end of the last deleted
+            // segment) moves on quietly; its reader reads on.
+            if by_time + by_bytes > 0 {
+                c.jump(after);
+            } else {
+                c.advance(after);
+            }
         }
     }
 
@@ -1114,12 +1124,12 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let pending = self.writer.lock().pending.bytes;
-        if pending > 0 && self.disk_has_room(pending) {
+        let waiting = !self.writer.lock().pending.is_empty();
+        // The reserve before the refused commits: once given up, taking it
+        // back is what lets the next full disk be freed again.
+        self.keep_reserve(waiting);
+        if waiting {
             self.flush_pending();
-        }
-        if self.writer.lock().pending.is_empty() {
-            self.keep_reserve();
         }
         self.enforce_consumer_caps();
         self.flush_and_persist();
@@ -1976,6 +1986,10 @@ impl Shared {
             let Some(b) = ws.pending.batches.front() else {
                 break;
             };
+            let size: usize = b.records.iter().map(Vec::len).sum();
+            if !self.disk_has_room(size) {
+                break;
+            }
             let records: Vec<&[u8]> = b.records.iter().map(Vec::as_slice).collect();
             let end = match ws.writer.write_records(&records) {
                 Ok(end) => end,
@@ -1989,7 +2003,6 @@ impl Shared {
             let Some(b) = w.pending.batches.pop_front() else {
                 break;
             };
-            let size: usize = b.records.iter().map(Vec::len).sum();
             w.pending.bytes -= size;
             written += 1;
             let mut t = self.series.lock();
@@ -2019,11 +2032,12 @@ impl Shared {
         empty
     }
 
-    /// Whether the WAL's filesystem has room for the buffered batches (plus
-    /// a margin); unknown counts as yes. Saves a doomed write (and the
-    /// segment rotation that follows a failed one) per retry.
-    fn disk_has_room(&self, pending: usize) -> bool {
-        fs4::available_space(&self.wal_dir).map_or(true, |free| free >= pending as u64 + (1 << 20))
+    /// Whether the WAL's filesystem has room for a buffered batch of
+    /// `bytes` (plus a margin); unknown counts as yes. Saves a doomed write
+    /// (and the segment rotation that follows a failed one) per retry, and
+    /// writes what fits when not all does.
+    fn disk_has_room(&self, bytes: usize) -> bool {
+        fs4::available_space(&self.wal_dir).map_or(true, |free| free >= bytes as u64 + (1 << 20))
     }
 }
 
