@@ -402,7 +402,11 @@ async fn a_series_whose_labels_are_reordered_does_not_go_stale() {
         get(move || {
             let n = s.fetch_add(1, Ordering::SeqCst) + 1;
             async move {
-                let labels = if n % 2 == 1 { "x=\"1\",y=\"2\"" } else { "y=\"2\",x=\"1\"" };
+                let labels = if n % 2 == 1 {
+                    "x=\"1\",y=\"2\""
+                } else {
+                    "y=\"2\",x=\"1\""
+                };
                 let body = format!("t_two{{{labels}}} {n}\nt_gone{{n=\"{n}\"}} 1\n");
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
             }
