@@ -391,18 +391,23 @@ impl ScrapeCache {
     }
 
     /// Takes out of `stale` the series this scrape still yielded under
-    /// another text: a target that reorders a series' labels between
-    /// scrapes changes the text the cache knows it by, not the series.
-    /// Prometheus tracks staleness per label set, so it writes no marker
-    /// there either. Runs only when some series did go stale.
+    /// another text (staleness-tracked, as the text that went): a target
+    /// that reorders a series' labels between scrapes changes the text the
+    /// cache knows it by, not the series. Prometheus tracks staleness per
+    /// label set, so it writes no marker there either. Runs only when some
+    /// series did go stale.
     fn keep_series_seen_now(&self, stale: &mut Vec<StaleSeries>, iter: u16) {
+        let candidates: hashbrown::HashSet<SeriesRef> = stale.iter().map(|s| s.series).collect();
         let seen: hashbrown::HashSet<SeriesRef> = self
             .slots
             .iter()
-            .filter(|s| s.last == iter && !s.series().is_none())
+            .filter(|s| s.last == iter && s.stale_tracked())
             .map(Slot::series)
+            .filter(|r| candidates.contains(r))
             .collect();
-        stale.retain(|s| !seen.contains(&s.series));
+        if !seen.is_empty() {
+            stale.retain(|s| !seen.contains(&s.series));
+        }
     }
 
     /// Puts the slots into the order this scrape visited them (the ones

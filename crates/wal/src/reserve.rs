@@ -152,8 +152,14 @@ impl CheckpointReserve {
 /// Makes `file` hold `len` bytes of allocated blocks (it holds `from` now).
 fn allocate(file: &File, from: u64, len: u64) -> io::Result<()> {
     match fs4::FileExt::allocate(file, len) {
-        // EOPNOTSUPP: the filesystem cannot preallocate.
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => write_filler(file, from, len),
+        // The filesystem cannot preallocate (std maps ENOSYS, not
+        // EOPNOTSUPP, to `Unsupported`).
+        Err(e)
+            if e.kind() == io::ErrorKind::Unsupported
+                || e.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+        {
+            write_filler(file, from, len)
+        }
         done => done,
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use hashbrown::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -216,6 +216,12 @@ impl PendingWrites {
     }
 }
 
+impl PendingBatch {
+    fn bytes(&self) -> usize {
+        self.records.iter().map(Vec::len).sum()
+    }
+}
+
 struct Shared {
     dir: PathBuf,
     wal_dir: PathBuf,
@@ -241,6 +247,8 @@ struct Shared {
     lock_file: Mutex<Option<File>>,
     closed: AtomicBool,
     truncating: Mutex<()>,
+    /// When truncation last ran (ms since the epoch).
+    last_truncation: AtomicI64,
     /// Bumped whenever truncation garbage-collects series.
     series_gc: AtomicU64,
     /// Buffers of dropped appenders, for the next ones.
@@ -259,6 +267,11 @@ struct ReserveState {
 pub struct AgentStorage {
     shared: Arc<Shared>,
 }
+
+/// Left free when buffered commits are written back after a full disk.
+const ROOM_MARGIN: u64 = 1 << 20;
+/// How often truncation runs while commits wait for a full disk.
+const FULL_DISK_TRUNCATION_INTERVAL: Duration = Duration::from_secs(10);
 
 fn now_ms() -> Timestamp {
     SystemTime::now()
@@ -351,6 +364,7 @@ impl AgentStorage {
             lock_file: Mutex::new(lock_file),
             closed: AtomicBool::new(false),
             truncating: Mutex::new(()),
+            last_truncation: AtomicI64::new(now_ms()),
             series_gc: AtomicU64::new(0),
             spare_buffers: Mutex::new(Vec::new()),
             reserve: Mutex::new(ReserveState {
@@ -358,7 +372,7 @@ impl AgentStorage {
                 failing: false,
             }),
         };
-        shared.keep_reserve(false);
+        shared.keep_reserve();
         shared.update_size_gauge();
         Ok(Arc::new(AgentStorage {
             shared: Arc::new(shared),
@@ -546,7 +560,8 @@ impl AgentStorage {
         if s.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        if !s.flush_pending() {
+        // Every write is tried: one that fails is cut back off the segment.
+        if !s.flush_pending(false) {
             let w = s.writer.lock();
             let lost: u64 = w.pending.batches.iter().map(|b| b.samples).sum();
             tracing::error!(
@@ -853,6 +868,7 @@ enum DropReason {
 impl Shared {
     fn truncate(&self, now: Timestamp) -> Result<TruncateStats, WalError> {
         let _one_at_a_time = self.truncating.lock();
+        self.last_truncation.store(now_ms(), Ordering::Relaxed);
         self.metrics.truncations.inc();
         let r = self.truncate_inner(now);
         if let Err(e) = &r {
@@ -956,13 +972,52 @@ impl Shared {
         write()
     }
 
-    /// Takes the checkpoint reserve, or resizes it to the series count.
-    /// While refused commits `waiting` for the disk, a reserve still held
-    /// is left as it is: they need the space more than a resize does.
-    fn keep_reserve(&self, waiting: bool) {
-        if waiting && self.reserve.lock().reserve.held() > 0 {
-            return;
+    /// Writes the commits the full disk refused, as far as there is room,
+    /// and keeps the checkpoint reserve. Returns false while commits still
+    /// wait.
+    ///
+    /// The reserve goes first when a truncation gave it up and there is
+    /// room for it and the oldest waiting commit: taking it back is what
+    /// lets the next full disk be freed again. When there is not, the
+    /// commits go first (the disk is full of something else than the WAL,
+    /// and the reserve would only hold them back), and the reserve is taken
+    /// once none waits.
+    fn write_back_refused(&self) -> bool {
+        let oldest = self
+            .writer
+            .lock()
+            .pending
+            .batches
+            .front()
+            .map(PendingBatch::bytes);
+        let Some(oldest) = oldest else {
+            self.keep_reserve();
+            return true;
+        };
+        if self.reserve.lock().reserve.held() == 0 {
+            let need = self.reserve_target().saturating_add(oldest as u64);
+            if self
+                .free_bytes()
+                .is_none_or(|free| free >= need + ROOM_MARGIN)
+            {
+                self.keep_reserve();
+            }
         }
+        let written = self.flush_pending(true);
+        if written {
+            self.keep_reserve();
+        }
+        written
+    }
+
+    /// What the checkpoint reserve should hold for the series now.
+    fn reserve_target(&self) -> u64 {
+        let series = self.series.lock().len();
+        self.reserve.lock().reserve.target(series)
+    }
+
+    /// Takes the checkpoint reserve, or resizes it to the series count.
+    fn keep_reserve(&self) {
         let series = self.series.lock().len();
         if self.reserve.lock().reserve.wants_estimate(series) {
             let (sample, store): (Vec<SeriesRef>, SharedLabelStore) = {
@@ -1087,12 +1142,16 @@ impl Shared {
                     "WAL truncation deleted samples this consumer had not sent"
                 );
             }
-            // A cursor that loses nothing (at the end of the last deleted
-            // segment) moves on quietly; its reader reads on.
-            if by_time + by_bytes > 0 {
-                c.jump(after);
-            } else {
+            // A cursor at the very end of the last deleted segment loses
+            // nothing and moves on quietly: its reader reads on. Any other
+            // is moved past records it has not acknowledged.
+            let at_end = pos.segment == last
+                && fs::metadata(format::segment_path(&self.wal_dir, last))
+                    .is_ok_and(|m| pos.offset >= m.len());
+            if at_end {
                 c.advance(after);
+            } else {
+                c.jump(after);
             }
         }
     }
@@ -1124,19 +1183,20 @@ impl Shared {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let waiting = !self.writer.lock().pending.is_empty();
-        // The reserve before the refused commits: once given up, taking it
-        // back is what lets the next full disk be freed again.
-        self.keep_reserve(waiting);
-        if waiting {
-            self.flush_pending();
-        }
+        let disk_full = !self.write_back_refused();
         self.enforce_consumer_caps();
         self.flush_and_persist();
         let over_cap = self.opts.max_bytes.is_some_and(|cap| {
             format::list_segments(&self.wal_dir).is_ok_and(|segs| self.dir_size(&segs) > cap)
         });
-        if truncate_due || over_cap {
+        // On a full disk, what every endpoint has sent is deleted as soon
+        // as `min_time` allows rather than at the next period: meanwhile
+        // commits wait in a bounded buffer.
+        let now = now_ms();
+        let full_disk_due = disk_full
+            && now.saturating_sub(self.last_truncation.load(Ordering::Relaxed))
+                >= duration_ms(FULL_DISK_TRUNCATION_INTERVAL);
+        if truncate_due || over_cap || full_disk_due {
             // Errors are logged and counted inside.
             let _ = self.truncate(now_ms());
         } else {
@@ -1975,7 +2035,14 @@ impl Shared {
 
     /// Writes buffered batches, oldest first, until one fails. Returns
     /// whether the buffer is empty now.
-    fn flush_pending(&self) -> bool {
+    fn flush_pending(&self, check_room: bool) -> bool {
+        // Asked once, outside the writer lock; what is written is taken off.
+        let mut room = if check_room {
+            self.free_bytes()
+                .map_or(u64::MAX, |free| free.saturating_sub(ROOM_MARGIN))
+        } else {
+            u64::MAX
+        };
         let mut w = self.writer.lock();
         if w.pending.is_empty() {
             return true;
@@ -1986,10 +2053,13 @@ impl Shared {
             let Some(b) = ws.pending.batches.front() else {
                 break;
             };
-            let size: usize = b.records.iter().map(Vec::len).sum();
-            if !self.disk_has_room(size) {
+            let size = b.bytes();
+            // Saves a doomed write (and the segment rotation that follows a
+            // failed one); writes what fits when not all does.
+            let Some(left) = room.checked_sub(size as u64) else {
                 break;
-            }
+            };
+            room = left;
             let records: Vec<&[u8]> = b.records.iter().map(Vec::as_slice).collect();
             let end = match ws.writer.write_records(&records) {
                 Ok(end) => end,
@@ -2032,12 +2102,9 @@ impl Shared {
         empty
     }
 
-    /// Whether the WAL's filesystem has room for a buffered batch of
-    /// `bytes` (plus a margin); unknown counts as yes. Saves a doomed write
-    /// (and the segment rotation that follows a failed one) per retry, and
-    /// writes what fits when not all does.
-    fn disk_has_room(&self, bytes: usize) -> bool {
-        fs4::available_space(&self.wal_dir).map_or(true, |free| free >= bytes as u64 + (1 << 20))
+    /// Free bytes on the WAL's filesystem, if it says.
+    fn free_bytes(&self) -> Option<u64> {
+        fs4::available_space(&self.wal_dir).ok()
     }
 }
 
@@ -2134,7 +2201,7 @@ mod tests {
             // Commits refused by the disk are buffered and succeed.
             app.commit().unwrap();
             if next(3) == 0 {
-                s.shared.flush_pending();
+                s.shared.flush_pending(false);
             }
             // The reader catches up now (most of the time, from memory),
             // or only after many commits, behind the window.
@@ -2146,7 +2213,7 @@ mod tests {
                 read_all(&mut with_tail, &mut seen);
             }
         }
-        while !s.shared.flush_pending() {}
+        while !s.shared.flush_pending(false) {}
         read_all(&mut with_tail, &mut seen);
 
         let mut from_file = WalReader::open(s.wal_dir(), start).unwrap();
@@ -2199,8 +2266,8 @@ mod tests {
         assert!(s.shared.metrics.write_buffer_bytes.get() > 0);
 
         // First retry fails too, the second one writes both batches.
-        assert!(!s.shared.flush_pending());
-        assert!(s.shared.flush_pending());
+        assert!(!s.shared.flush_pending(false));
+        assert!(s.shared.flush_pending(false));
         assert_eq!(s.shared.metrics.write_buffer_bytes.get(), 0);
         assert_eq!(s.shared.metrics.writes_failed.get(), 2);
         let ts: Vec<i64> = read_samples(s.wal_dir(), start)
@@ -2254,7 +2321,7 @@ mod tests {
         assert_eq!(s.shared.metrics.write_buffer_dropped.get(), 1);
 
         s.fail_next_writes(0);
-        assert!(s.shared.flush_pending());
+        assert!(s.shared.flush_pending(false));
         commit_one(&mut app, a, refused + 1).unwrap();
         let ts: Vec<i64> = read_samples(s.wal_dir(), start)
             .iter()
@@ -2286,7 +2353,7 @@ mod tests {
         // Refused by the disk, kept in memory: the commit succeeds.
         app.commit().unwrap();
         assert_eq!(s.shared.metrics.writes_failed.get(), 1);
-        assert!(s.shared.flush_pending());
+        assert!(s.shared.flush_pending(false));
 
         // The series created in the failed batch is logged by the next
         // commit that uses it.
