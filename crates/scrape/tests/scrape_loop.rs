@@ -390,48 +390,6 @@ async fn vanished_series_and_failed_scrapes_get_staleness_markers() {
     );
 }
 
-/// A target that reorders a series' labels between scrapes still exposes
-/// the same series: no staleness marker for it (Prometheus tracks
-/// staleness per label set, not per line of text).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_series_whose_labels_are_reordered_does_not_go_stale() {
-    let scrapes = Arc::new(AtomicU64::new(0));
-    let s = scrapes.clone();
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let n = s.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                let labels = if n % 2 == 1 {
-                    "x=\"1\",y=\"2\""
-                } else {
-                    "y=\"2\",x=\"1\""
-                };
-                let body = format!("t_two{{{labels}}} {n}\nt_gone{{n=\"{n}\"}} 1\n");
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
-            }
-        }),
-    );
-    let t = Target {
-        addr: common::serve(app).await,
-        mode: Arc::new(AtomicUsize::new(0)),
-        scrapes,
-    };
-    let storage = MemStorage::new();
-    let mut m = manager(&storage, &config("    static_configs: []\n"), &t.addr);
-    wait_scrapes(&t, 4).await;
-    m.stop();
-    let values: Vec<f64> = storage.samples_named("t_two").iter().map(|s| s.v).collect();
-    assert!(values.len() >= 4, "{values:?}");
-    assert!(
-        values.iter().all(|v| !is_stale_nan(*v)),
-        "a marker for a series still exposed: {values:?}"
-    );
-    // A series that did go (a new `n` every scrape) still gets its marker.
-    let gone = storage.samples_named("t_gone");
-    assert!(gone.iter().any(|s| is_stale_nan(s.v)));
-}
-
 /// The targets page's view of the last scrape follows every scrape: the
 /// body's head as text (bytes that are not UTF-8 shown as U+FFFD), its
 /// content type and headers — also when a scrape writes them over the
