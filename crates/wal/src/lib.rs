@@ -53,11 +53,15 @@
 //! is not durable: a crash during the episode loses it (it never reached
 //! the disk), and `close` reports what it could not write.
 //!
-//! Freeing a full disk needs a checkpoint written first (see Truncation),
-//! so `<dir>/checkpoint.reserve` holds the space for it: a failed
-//! checkpoint write deletes the reserve and is retried in its space, and
-//! the next maintenance tick takes the reserve again before it writes any
-//! buffered commit (see `reserve`).
+//! While commits wait, truncation runs every 10 s instead of every
+//! `truncate_frequency`, so what every consumer has sent (and is older
+//! than `min_time`) is deleted promptly. That needs a checkpoint written
+//! first (see Truncation), so `<dir>/checkpoint.reserve` holds the space
+//! for it: a failed checkpoint write deletes the reserve and is retried in
+//! its space, and the next maintenance tick takes the reserve again before
+//! it writes any buffered commit when both fit, after them when not (the
+//! disk is then full of something else; see `reserve`). `close` tries
+//! every buffered commit once more.
 //!
 //! # Reading
 //!

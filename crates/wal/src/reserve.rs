@@ -10,8 +10,9 @@
 //! preallocated file sized for the next checkpoint; when a checkpoint write
 //! fails, truncation deletes it and writes the checkpoint into the space it
 //! held, then deletes segments. The next maintenance tick takes the reserve
-//! again, before it writes any commit the full disk refused: once given up,
-//! the reserve is what lets the next full disk be freed again.
+//! again, before it writes the commits the full disk refused if both fit
+//! (`Shared::write_back_refused`): once given up, the reserve is what lets
+//! the next full disk be freed again.
 //!
 //! The size follows the series count: bytes per series as the last
 //! checkpoint took them (before the first, as a sample of the series
