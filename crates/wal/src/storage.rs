@@ -2033,8 +2033,8 @@ impl Shared {
         Ok(())
     }
 
-    /// Writes buffered batches, oldest first, until one fails. Returns
-    /// whether the buffer is empty now.
+    /// Writes buffered batches, oldest first, until one fails or (with
+    /// `check_room`) does not fit. Returns whether the buffer is empty now.
     fn flush_pending(&self, check_room: bool) -> bool {
         // Asked once, outside the writer lock; what is written is taken off.
         let mut room = if check_room {
