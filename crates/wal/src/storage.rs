@@ -253,7 +253,8 @@ struct Shared {
     series_gc: AtomicU64,
     /// Buffers of dropped appenders, for the next ones.
     spare_buffers: Mutex<Vec<AppenderBuffers>>,
-    /// Space held for the next checkpoint (see `reserve`).
+    /// Space held for the next checkpoint (see `reserve`). Taken before
+    /// `series` when both are held, never together with `writer`.
     reserve: Mutex<ReserveState>,
 }
 
@@ -1018,19 +1019,23 @@ impl Shared {
 
     /// Takes the checkpoint reserve, or resizes it to the series count.
     fn keep_reserve(&self) {
-        let series = self.series.lock().len();
-        if self.reserve.lock().reserve.wants_estimate(series) {
-            let (sample, store): (Vec<SeriesRef>, SharedLabelStore) = {
-                let t = self.series.lock();
-                let sample = t.iter().take(reserve::SAMPLE_SERIES).map(|(r, _, _)| r);
-                (sample.collect(), Arc::clone(t.label_store()))
-            };
-            if let Some(per) = checkpoint::bytes_per_series(&sample, &store, self.opts.compression)
-            {
-                self.reserve.lock().reserve.estimated(per, series);
+        let mut r = self.reserve.lock();
+        let (series, sample) = {
+            let t = self.series.lock();
+            let sample = r.reserve.wants_estimate(t.len()).then(|| {
+                let refs = t.iter().take(reserve::SAMPLE_SERIES).map(|(r, _, _)| r);
+                (
+                    refs.collect::<Vec<SeriesRef>>(),
+                    Arc::clone(t.label_store()),
+                )
+            });
+            (t.len(), sample)
+        };
+        if let Some((refs, store)) = sample {
+            if let Some(per) = checkpoint::bytes_per_series(&refs, &store, self.opts.compression) {
+                r.reserve.estimated(per, series);
             }
         }
-        let mut r = self.reserve.lock();
         match r.reserve.ensure(series) {
             Ok(_) if r.failing => {
                 r.failing = false;
@@ -1198,7 +1203,7 @@ impl Shared {
                 >= duration_ms(FULL_DISK_TRUNCATION_INTERVAL);
         if truncate_due || over_cap || full_disk_due {
             // Errors are logged and counted inside.
-            let _ = self.truncate(now_ms());
+            let _ = self.truncate(now);
         } else {
             self.update_size_gauge();
         }
