@@ -11,12 +11,7 @@ use tributary_remote::RemoteStorage;
 use tributary_wal::{AgentStorage, WalOptions};
 
 fn cursor_names(dir: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("cursors.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["consumers"]
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
+    tributary_wal::read_cursors(dir).into_keys().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -124,12 +124,10 @@ fn agent_metric(port: u16, name: &str, label_filter: &str) -> Option<f64> {
 }
 
 /// (segment, offset) of a consumer's durable cursor, as persisted in
-/// `<storage>/cursors.json` (rewritten about every second).
+/// `<storage>/cursors` (stored about every second).
 fn cursor(data_dir: &std::path::Path, name: &str) -> Option<(u64, u64)> {
-    let body = std::fs::read(data_dir.join("cursors.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    let c = &v["consumers"][name];
-    Some((c["segment"].as_u64()?, c["offset"].as_u64()?))
+    let c = tributary_wal::read_cursors(data_dir).remove(name)?;
+    Some((u64::from(c.segment), c.offset))
 }
 
 fn wait_scrapes(log: &ServeLog, n: usize, limit: Duration) {

@@ -2,28 +2,20 @@
 //!
 //! Every remote-write endpoint owns a named cursor: the WAL position up to
 //! which it has delivered (acknowledged) data. Cursors live in memory as
-//! atomics-free small mutexes and are persisted together in
-//! `<storage dir>/cursors.json` via write-temp + fsync + rename + directory
-//! fsync, so a crash leaves either the old or the new file, never a torn one.
+//! small mutexes and are persisted together by the maintenance task (see
+//! `cursor_file`).
 //! A cursor persisted past the durable end of the WAL (power loss lost the
 //! tail) is harmless: the reader finds a finished segment shorter than the
 //! offset and moves on to the next segment.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
-use serde::{Deserialize, Serialize};
 
-use crate::error::WalError;
 use crate::metrics::Metrics;
 use crate::reader::Position;
-use crate::writer::sync_dir;
 
 /// Samples a consumer lost to forced truncation, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -139,55 +131,4 @@ impl std::fmt::Debug for Consumer {
             .field("position", &self.position())
             .finish()
     }
-}
-
-#[derive(Serialize, Deserialize, Default)]
-struct CursorFile {
-    version: u32,
-    consumers: BTreeMap<String, Position>,
-}
-
-pub(crate) const CURSOR_FILE: &str = "cursors.json";
-
-/// Reads persisted cursors; a missing file means none. An unreadable file is
-/// logged and treated as empty (consumers then start at the WAL's end, which
-/// is what Prometheus always does).
-pub(crate) fn load_cursors(dir: &Path) -> BTreeMap<String, Position> {
-    let path = dir.join(CURSOR_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice::<CursorFile>(&bytes) {
-            Ok(f) => f.consumers,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable consumer cursor file");
-                BTreeMap::new()
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable consumer cursor file");
-            BTreeMap::new()
-        }
-    }
-}
-
-/// Atomically replaces the cursor file.
-pub(crate) fn store_cursors(
-    dir: &Path,
-    cursors: BTreeMap<String, Position>,
-) -> Result<(), WalError> {
-    let path = dir.join(CURSOR_FILE);
-    let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
-    let body = serde_json::to_vec_pretty(&CursorFile {
-        version: 1,
-        consumers: cursors,
-    })
-    .map_err(|e| WalError::io("encode cursors", &path)(std::io::Error::other(e)))?;
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()
-    };
-    write().map_err(WalError::io("write cursor file", &tmp))?;
-    fs::rename(&tmp, &path).map_err(WalError::io("rename cursor file", &path))?;
-    sync_dir(dir)
 }

@@ -3,7 +3,7 @@
 //! [`inspect`] reads the latest checkpoint and every segment once and
 //! reports, per segment, the records by type, samples, time range and any
 //! damage (CRC failures, undecodable records, torn tails); and per consumer
-//! cursor (`cursors.json`) how many bytes and samples it still has to send.
+//! cursor (`cursors`) how many bytes and samples it still has to send.
 //!
 //! [`repair`] cuts out exactly the damaged records and nothing else. A
 //! damaged segment is rewritten with only its valid records, re-framed from
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tributary_model::{SeriesRef, Timestamp};
 
 use crate::checkpoint;
-use crate::consumer;
+use crate::cursor_file::{self, CursorStore};
 use crate::error::WalError;
 use crate::format;
 use crate::metrics::Metrics;
@@ -234,7 +234,7 @@ pub fn inspect(dir: &Path) -> Result<WalInspection, WalError> {
     }
     out.missing_segments = missing_between(&segs);
     out.series = refs.len() as u64;
-    out.consumers = consumer::load_cursors(&storage_dir)
+    out.consumers = cursor_file::read_cursors(&storage_dir)
         .into_iter()
         .map(|(name, position)| backlog(name, position, &segs, &out.segments, &sample_marks))
         .collect();
@@ -425,7 +425,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport, WalError> {
     let _lock = lock_for_repair(&storage_dir)?;
     let found = inspect(dir)?;
     let mut report = RepairReport::default();
-    let mut cursors = consumer::load_cursors(&storage_dir);
+    let (mut cursor_store, mut cursors) = CursorStore::open(&storage_dir);
     let newest = found.segments.last().map(|s| s.index);
     for seg in found.segments.iter().filter(|s| !s.damage.is_empty()) {
         let only_torn_tail = Some(seg.index) == newest
@@ -438,7 +438,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport, WalError> {
         }
     }
     if !report.cursors_moved.is_empty() {
-        consumer::store_cursors(&storage_dir, cursors)?;
+        cursor_store.store(cursors)?;
     }
     Ok(report)
 }

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //!
-//! `<dir>/lock` (unless disabled), `<dir>/cursors.json` (consumer cursors),
+//! `<dir>/lock` (unless disabled), `<dir>/cursors` (consumer cursors),
 //! `<dir>/checkpoint.reserve` (space held for the next checkpoint),
 //! `<dir>/wal/00000000`, `00000001`, … (segments) and
 //! `<dir>/wal/checkpoint.NNNNNNNN/` (series of deleted segments). Segments use
@@ -110,6 +110,7 @@
 
 mod checkpoint;
 mod consumer;
+mod cursor_file;
 mod error;
 mod format;
 mod inspect;
@@ -124,6 +125,7 @@ mod writer;
 
 pub use checkpoint::load_series_before;
 pub use consumer::{Consumer, DroppedCounts};
+pub use cursor_file::read_cursors;
 pub use error::WalError;
 pub use inspect::{
     inspect, repair, CheckpointInfo, ConsumerBacklog, Damage, RecordCounts, RepairReport,

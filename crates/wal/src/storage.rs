@@ -23,6 +23,7 @@ use tributary_model::{
 
 use crate::checkpoint;
 use crate::consumer::{self, Consumer, ConsumerState};
+use crate::cursor_file::CursorStore;
 use crate::error::WalError;
 use crate::format;
 use crate::metrics::Metrics;
@@ -233,11 +234,9 @@ struct Shared {
     consumers: Mutex<BTreeMap<String, Arc<ConsumerState>>>,
     cursor_generation: Arc<AtomicU64>,
     persisted_generation: AtomicU64,
-    /// Held while the cursor file is written: the maintenance pass and a
-    /// truncation on another thread each wrote `cursors.json.tmp` and
-    /// renamed it, and the second rename failed once the first had taken
-    /// the file away.
-    persisting: Mutex<()>,
+    /// The cursor file; held while it is written, as the maintenance pass
+    /// and a truncation on another thread both persist cursors.
+    persisting: Mutex<CursorStore>,
     /// Persisting cursors failed at the last attempt (logged once).
     cursors_failing: AtomicBool,
     commit_tx: watch::Sender<u64>,
@@ -321,7 +320,8 @@ impl AgentStorage {
 
         let generation = Arc::new(AtomicU64::new(0));
         let mut consumers = BTreeMap::new();
-        for (name, mut pos) in consumer::load_cursors(dir) {
+        let (cursor_store, persisted) = CursorStore::open(dir);
+        for (name, mut pos) in persisted {
             // A cursor past the end read what this WAL never held: the
             // directory was emptied and the cursor file kept, or the last
             // segment was lost with the page cache. Left there it would
@@ -357,7 +357,7 @@ impl AgentStorage {
             consumers: Mutex::new(consumers),
             cursor_generation: generation,
             persisted_generation: AtomicU64::new(0),
-            persisting: Mutex::new(()),
+            persisting: Mutex::new(cursor_store),
             cursors_failing: AtomicBool::new(false),
             commit_tx,
             tail,
@@ -1284,7 +1284,7 @@ impl Shared {
     }
 
     fn persist_cursors(&self, force: bool) -> Result<(), WalError> {
-        let _one_writer = self.persisting.lock();
+        let mut store = self.persisting.lock();
         let gen = self.cursor_generation.load(Ordering::Acquire);
         if !force && gen == self.persisted_generation.load(Ordering::Acquire) {
             return Ok(());
@@ -1295,7 +1295,7 @@ impl Shared {
             .iter()
             .map(|(n, c)| (n.clone(), *c.position.lock()))
             .collect();
-        consumer::store_cursors(&self.dir, snapshot)?;
+        store.store(snapshot)?;
         self.persisted_generation.store(gen, Ordering::Release);
         Ok(())
     }
@@ -1372,18 +1372,38 @@ fn cap_target(segs: &[(u32, u64)], pos: Position, cap: u64, current: u32) -> Opt
     (target > pos.segment).then(|| Position::new(target, 0))
 }
 
-/// Samples in `segment` from `offset` on (reading stops at its end).
+/// Samples, floats and histograms, in `segment` from `offset` on (reading
+/// stops at its end).
 fn count_samples_in_segment(wal_dir: &Path, segment: u32, offset: u64) -> u64 {
     let Ok(mut r) = WalReader::open(wal_dir, Position::new(segment, offset)) else {
         return 0;
     };
+    let is_sample = |t| {
+        matches!(
+            t,
+            Some(
+                RecordType::Samples
+                    | RecordType::HistogramSamples
+                    | RecordType::FloatHistogramSamples
+            )
+        )
+    };
+    let mut histograms = Vec::new();
     let mut n = 0;
-    while let Ok(Some(rec)) = r.next_filtered(|t| t == Some(RecordType::Samples)) {
+    while let Ok(Some(rec)) = r.next_filtered(is_sample) {
         if rec.start.segment != segment {
             break;
         }
-        if rec.skipped.is_none() {
+        if rec.skipped.is_some() {
+            continue;
+        }
+        if record::record_type(rec.payload) == Some(RecordType::Samples) {
             n += record::count_samples(rec.payload).unwrap_or(0);
+            continue;
+        }
+        histograms.clear();
+        if record::decode_histograms(rec.payload, &mut histograms).is_ok() {
+            n += histograms.len() as u64;
         }
     }
     n

@@ -218,3 +218,57 @@ fn histograms_exemplars_and_metadata_round_trip_and_dedup() {
     assert_eq!(report.max_time, Some(2_000));
     assert!(report.damage().next().is_none());
 }
+
+/// Native histograms a consumer had not acknowledged when forced
+/// truncation deleted them are counted as dropped samples, like floats.
+#[test]
+fn histograms_deleted_unsent_are_counted_as_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_size: 64 * 1024,
+        compression: false,
+        ..WalOptions::default()
+    };
+    let s = AgentStorage::open(dir.path(), opts, &mut Registry::default()).unwrap();
+    let down = s.consumer("down").unwrap();
+    let labels: Vec<Labels> = (0..20)
+        .map(|i| Labels::from_pairs([("__name__", "rpc_latency_seconds"), ("i", &i.to_string())]))
+        .collect();
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut appended = 0u64;
+    let mut t = t0;
+    while s.stats().segments < 4 {
+        let mut app = s.appender();
+        for l in &labels {
+            let r = app.series(l).unwrap();
+            if t % 2 == 0 {
+                app.append_histogram(r, t, &int_histogram(9)).unwrap();
+            } else {
+                app.append_histogram(r, t, &float_histogram()).unwrap();
+            }
+            appended += 1;
+        }
+        app.commit().unwrap();
+        t += 1;
+        assert!(t - t0 < 100_000, "WAL does not grow");
+    }
+    let stats = s.truncate_at(t0 + 5 * 3600 * 1000).unwrap();
+    assert!(stats.segments_deleted >= 3, "{stats:?}");
+    // Everything but the segment being written was deleted unsent.
+    let mut left = Vec::new();
+    let mut r = WalReader::open(s.wal_dir(), down.position()).unwrap();
+    while let Some(rec) = r.next_record().unwrap() {
+        if matches!(
+            record::record_type(rec.payload),
+            Some(RecordType::HistogramSamples | RecordType::FloatHistogramSamples)
+        ) {
+            record::decode_histograms(rec.payload, &mut left).unwrap();
+        }
+    }
+    assert!(left.len() < appended as usize);
+    assert_eq!(down.dropped().max_time, appended - left.len() as u64);
+    assert_eq!(stats.dropped_max_time, appended - left.len() as u64);
+}

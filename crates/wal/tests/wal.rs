@@ -566,11 +566,14 @@ async fn maintenance_persists_cursors_without_close() {
     c.ack(end);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = fs::read_to_string(dir.path().join("cursors.json")).unwrap_or_default();
-        if text.contains(&format!("\"offset\": {}", end.offset)) {
+        let persisted = tributary_wal::read_cursors(dir.path());
+        if persisted.get("m") == Some(&end) {
             break;
         }
-        assert!(Instant::now() < deadline, "cursor not persisted: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "cursor not persisted: {persisted:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.cancel();

@@ -1,0 +1,336 @@
+//! The file that keeps the consumers' cursors across restarts:
+//! `<storage dir>/cursors`, two slots overwritten in turn.
+//!
+//! The cursors change about every second. Replacing a file each time
+//! (create, write, fsync, rename, fsync the directory) costs the
+//! filesystem a new inode and a journal commit or two a second, wears
+//! flash, and fails once the disk is full. Overwriting one of two slots
+//! that were written out when the file was made costs one data block and
+//! an `fdatasync`, and needs no new space. A slot torn by a crash fails its
+//! checksum and the other slot, one store older, is read instead: a crash
+//! leaves the old or the new cursors, never a mix.
+//!
+//! Layout: two slots of `slot` bytes (a power of two, at least 4 KiB; the
+//! file is twice that). A store with sequence number `n` goes to slot
+//! `n % 2`; each slot is a header (`TRBCUR01`, the sequence and the
+//! payload's length as little-endian u64 and u32, then the CRC32C of
+//! sequence, length and payload) followed by the payload, JSON
+//! `{"version":1,"consumers":{name:{"segment":…,"offset":…}}}`. Cursors
+//! that outgrow a slot get a new file with larger slots, written beside
+//! and renamed over the old one.
+//!
+//! Earlier versions kept the same JSON in `cursors.json`, replaced on every
+//! store. It is read when `cursors` does not exist and removed once
+//! `cursors` has been written.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::WalError;
+use crate::reader::Position;
+use crate::writer::sync_dir;
+
+pub(crate) const CURSOR_FILE: &str = "cursors";
+const LEGACY_FILE: &str = "cursors.json";
+const MAGIC: &[u8; 8] = b"TRBCUR01";
+const HEADER: usize = 24;
+const MIN_SLOT: usize = 4096;
+
+#[derive(Serialize, Deserialize, Default)]
+struct Payload {
+    version: u32,
+    consumers: BTreeMap<String, Position>,
+}
+
+/// Reads the persisted cursors of the storage directory `dir`; none if
+/// there are none. A file that cannot be read is logged and taken as
+/// empty: consumers then start at the WAL's end, as Prometheus's always do.
+pub fn read_cursors(dir: &Path) -> BTreeMap<String, Position> {
+    read(dir).map(|(cursors, _)| cursors).unwrap_or_default()
+}
+
+/// The cursors and the sequence of the slot they came from.
+fn read(dir: &Path) -> Option<(BTreeMap<String, Position>, u64)> {
+    let path = dir.join(CURSOR_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => match newest_slot(&bytes) {
+            Some((sequence, payload)) => decode(payload, &path).map(|c| (c, sequence)),
+            None => {
+                tracing::warn!(path = %path.display(), "ignoring consumer cursor file: neither slot is intact");
+                None
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => read_legacy(dir).map(|c| (c, 0)),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable consumer cursor file");
+            None
+        }
+    }
+}
+
+fn read_legacy(dir: &Path) -> Option<BTreeMap<String, Position>> {
+    let path = dir.join(LEGACY_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => decode(&bytes, &path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable consumer cursor file");
+            None
+        }
+    }
+}
+
+fn decode(payload: &[u8], path: &Path) -> Option<BTreeMap<String, Position>> {
+    match serde_json::from_slice::<Payload>(payload) {
+        Ok(p) => Some(p.consumers),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable consumer cursor file");
+            None
+        }
+    }
+}
+
+/// The intact slot with the higher sequence: (sequence, payload).
+fn newest_slot(file: &[u8]) -> Option<(u64, &[u8])> {
+    let slot = file.len() / 2;
+    if slot < MIN_SLOT || !slot.is_power_of_two() || file.len() != 2 * slot {
+        return None;
+    }
+    let (a, b) = file.split_at(slot);
+    match (parse_slot(a), parse_slot(b)) {
+        (Some(x), Some(y)) => Some(if y.0 > x.0 { y } else { x }),
+        (x, y) => x.or(y),
+    }
+}
+
+fn parse_slot(slot: &[u8]) -> Option<(u64, &[u8])> {
+    let header = slot.get(..HEADER)?;
+    if &header[..8] != MAGIC {
+        return None;
+    }
+    let sequence = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    let len = u32::from_le_bytes(header[16..20].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[20..24].try_into().ok()?);
+    let payload = slot.get(HEADER..HEADER.checked_add(len)?)?;
+    (checksum(&header[8..20], payload) == crc).then_some((sequence, payload))
+}
+
+fn checksum(sequence_and_len: &[u8], payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(sequence_and_len), payload)
+}
+
+fn encode_slot(sequence: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&sequence.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let crc = checksum(&out[8..20], payload);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Writes the cursors of one storage directory (see the module docs).
+pub(crate) struct CursorStore {
+    dir: PathBuf,
+    /// The open `cursors` file and its slot size, once it exists.
+    file: Option<(File, usize)>,
+    /// The sequence of the newest store; the next goes to the other slot.
+    sequence: u64,
+}
+
+impl CursorStore {
+    /// Reads what `dir` holds and opens its cursor file for the next
+    /// store. A file of another layout, or none, is replaced at the first
+    /// store.
+    pub(crate) fn open(dir: &Path) -> (CursorStore, BTreeMap<String, Position>) {
+        let (cursors, sequence) = read(dir).unwrap_or_default();
+        let path = dir.join(CURSOR_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ok()
+            .and_then(|f| {
+                let len = f.metadata().ok()?.len();
+                let slot = usize::try_from(len / 2).ok()?;
+                let fits = slot >= MIN_SLOT && slot.is_power_of_two() && len == 2 * slot as u64;
+                fits.then_some((f, slot))
+            });
+        let store = CursorStore {
+            dir: dir.to_owned(),
+            file,
+            sequence,
+        };
+        (store, cursors)
+    }
+
+    /// Makes `cursors` what a restart reads: durable when this returns.
+    pub(crate) fn store(&mut self, cursors: BTreeMap<String, Position>) -> Result<(), WalError> {
+        let path = self.dir.join(CURSOR_FILE);
+        let payload = serde_json::to_vec(&Payload {
+            version: 1,
+            consumers: cursors,
+        })
+        .map_err(|e| WalError::io("encode cursors", &path)(io::Error::other(e)))?;
+        let sequence = self.sequence + 1;
+        let record = encode_slot(sequence, &payload);
+        match &self.file {
+            Some((file, slot)) if record.len() <= *slot => {
+                let at = (sequence % 2) * *slot as u64;
+                file.write_all_at(&record, at)
+                    .and_then(|()| file.sync_data())
+                    .map_err(WalError::io("write cursor file", &path))?;
+            }
+            _ => self.replace(sequence, &record)?,
+        }
+        self.sequence = sequence;
+        Ok(())
+    }
+
+    /// A new file with slots large enough for `record`, renamed over the
+    /// old one; the legacy file goes once the new one is durable.
+    fn replace(&mut self, sequence: u64, record: &[u8]) -> Result<(), WalError> {
+        let path = self.dir.join(CURSOR_FILE);
+        let tmp = self.dir.join(format!("{CURSOR_FILE}.tmp"));
+        let slot = record.len().max(MIN_SLOT).next_power_of_two();
+        let mut body = vec![0u8; 2 * slot];
+        let at = (sequence % 2) as usize * slot;
+        body[at..at + record.len()].copy_from_slice(record);
+        let write = || -> io::Result<File> {
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+            Ok(f)
+        };
+        let file = write().map_err(WalError::io("write cursor file", &tmp))?;
+        fs::rename(&tmp, &path).map_err(WalError::io("rename cursor file", &path))?;
+        sync_dir(&self.dir)?;
+        self.file = Some((file, slot));
+        for old in [LEGACY_FILE, "cursors.json.tmp"] {
+            match fs::remove_file(self.dir.join(old)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    tracing::warn!(path = %self.dir.join(old).display(), error = %e, "removing the old cursor file failed");
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn cursors(pairs: &[(&str, u32, u64)]) -> BTreeMap<String, Position> {
+        pairs
+            .iter()
+            .map(|(n, s, o)| (n.to_string(), Position::new(*s, *o)))
+            .collect()
+    }
+
+    #[test]
+    fn stores_alternate_slots_in_place_and_the_newest_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, found) = CursorStore::open(dir.path());
+        assert!(found.is_empty());
+        store.store(cursors(&[("a", 1, 10)])).unwrap();
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        let path = dir.path().join(CURSOR_FILE);
+        let first = inode(&path);
+        for i in 2..6u64 {
+            store.store(cursors(&[("a", 1, 10 * i)])).unwrap();
+            assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 10 * i)]));
+        }
+        assert_eq!(inode(&path), first, "stores overwrite the file they made");
+        assert_eq!(fs::metadata(&path).unwrap().len(), 2 * MIN_SLOT as u64);
+
+        let (mut again, found) = CursorStore::open(dir.path());
+        assert_eq!(found, cursors(&[("a", 1, 50)]));
+        again.store(cursors(&[("a", 2, 0)])).unwrap();
+        assert_eq!(read_cursors(dir.path()), cursors(&[("a", 2, 0)]));
+    }
+
+    #[test]
+    fn a_torn_slot_leaves_the_previous_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CursorStore::open(dir.path());
+        store.store(cursors(&[("a", 1, 10)])).unwrap();
+        store.store(cursors(&[("a", 1, 20)])).unwrap();
+        // The second store went to slot 0 (sequence 2); tear its payload.
+        let path = dir.path().join(CURSOR_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[HEADER + 5] ^= 0xff;
+        fs::write(&path, &bytes).unwrap();
+        assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 10)]));
+
+        // Reopened, the next store takes sequence 2 again and so
+        // overwrites the torn slot, not the intact one.
+        let (mut again, _) = CursorStore::open(dir.path());
+        again.store(cursors(&[("a", 1, 30)])).unwrap();
+        assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 30)]));
+        let (_, found) = CursorStore::open(dir.path());
+        assert_eq!(found, cursors(&[("a", 1, 30)]));
+    }
+
+    #[test]
+    fn cursors_outgrowing_a_slot_get_larger_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CursorStore::open(dir.path());
+        store.store(cursors(&[("a", 1, 10)])).unwrap();
+        let long: Vec<(String, u32, u64)> = (0..200)
+            .map(|i| (format!("endpoint-with-a-long-name-{i:04}"), 3, i))
+            .collect();
+        let many: BTreeMap<String, Position> = long
+            .iter()
+            .map(|(n, s, o)| (n.clone(), Position::new(*s, *o)))
+            .collect();
+        store.store(many.clone()).unwrap();
+        let len = fs::metadata(dir.path().join(CURSOR_FILE)).unwrap().len();
+        assert!(len > 2 * MIN_SLOT as u64, "{len}");
+        assert_eq!(read_cursors(dir.path()), many);
+        store.store(cursors(&[("b", 4, 1)])).unwrap();
+        assert_eq!(read_cursors(dir.path()), cursors(&[("b", 4, 1)]));
+    }
+
+    #[test]
+    fn the_legacy_file_is_read_then_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join(LEGACY_FILE);
+        fs::write(
+            &legacy,
+            r#"{"version":1,"consumers":{"rw":{"segment":7,"offset":4096}}}"#,
+        )
+        .unwrap();
+        let (mut store, found) = CursorStore::open(dir.path());
+        assert_eq!(found, cursors(&[("rw", 7, 4096)]));
+        assert_eq!(read_cursors(dir.path()), cursors(&[("rw", 7, 4096)]));
+        store.store(cursors(&[("rw", 7, 8192)])).unwrap();
+        assert!(!legacy.exists());
+        assert_eq!(read_cursors(dir.path()), cursors(&[("rw", 7, 8192)]));
+    }
+
+    #[test]
+    fn garbage_is_no_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(CURSOR_FILE), vec![7u8; 2 * MIN_SLOT]).unwrap();
+        assert!(read_cursors(dir.path()).is_empty());
+        fs::write(dir.path().join(CURSOR_FILE), b"short").unwrap();
+        let (mut store, found) = CursorStore::open(dir.path());
+        assert!(found.is_empty());
+        store.store(cursors(&[("a", 1, 1)])).unwrap();
+        assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 1)]));
+    }
+}
