@@ -51,10 +51,27 @@ pub(crate) struct CheckpointReserve {
     estimated_at: usize,
 }
 
+/// Whether `a` and `b` are on one filesystem (taken as yes when either
+/// cannot be looked at: then nothing better is known).
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => true,
+    }
+}
+
 impl CheckpointReserve {
     /// Adopts the reserve a previous run left in `dir`, if any, counting
     /// only its allocated blocks (a sparse copy of it holds nothing).
-    pub(crate) fn open(dir: &Path) -> CheckpointReserve {
+    pub(crate) fn open(dir: &Path, wal_dir: &Path) -> CheckpointReserve {
+        if !same_filesystem(dir, wal_dir) {
+            tracing::warn!(
+                dir = %dir.display(),
+                wal_dir = %wal_dir.display(),
+                "the WAL directory is on another filesystem than its parent: the checkpoint reserve cannot free space for a checkpoint on a full disk"
+            );
+        }
         let path = dir.join(FILE_NAME);
         let held = File::open(&path).map_or(0, |f| {
             let len = f.metadata().map_or(0, |m| m.len());
@@ -203,7 +220,7 @@ mod tests {
     #[test]
     fn grows_with_the_series_in_steps_and_shrinks_only_when_far_too_large() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = CheckpointReserve::open(dir.path());
+        let mut r = CheckpointReserve::open(dir.path(), dir.path());
         assert_eq!(r.held(), 0);
         assert!(r.ensure(10).unwrap());
         assert_eq!(r.held(), round_up(MIN_BYTES + MIN_BYTES / 2));
@@ -234,7 +251,7 @@ mod tests {
         assert_eq!(on_disk(&r), r.held());
 
         // A restart adopts the file as it is.
-        let again = CheckpointReserve::open(dir.path());
+        let again = CheckpointReserve::open(dir.path(), dir.path());
         assert_eq!(again.held(), r.held());
 
         let held = r.held();
@@ -247,7 +264,7 @@ mod tests {
     #[test]
     fn the_reserve_holds_real_blocks() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = CheckpointReserve::open(dir.path());
+        let mut r = CheckpointReserve::open(dir.path(), dir.path());
         r.ensure(0).unwrap();
         let f = File::open(&r.path).unwrap();
         let allocated = fs4::FileExt::allocated_size(&f).unwrap();
@@ -266,5 +283,14 @@ mod tests {
         assert_eq!(body.len() as u64, 3 * STEP + 5);
         let compressed = snap::raw::Encoder::new().compress_vec(&body).unwrap();
         assert!(compressed.len() > body.len() * 9 / 10);
+    }
+
+    #[test]
+    fn filesystems_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("wal");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(same_filesystem(dir.path(), &sub));
+        assert!(!same_filesystem(dir.path(), Path::new("/proc/self")));
     }
 }

@@ -316,7 +316,7 @@ impl AgentStorage {
         let mut segments = replayed.segments;
         segments.insert(writer.segment(), SegmentMeta::default());
         metrics.active_series.set(replayed.series.len() as i64);
-        let reserve = CheckpointReserve::open(dir);
+        let reserve = CheckpointReserve::open(dir, &wal_dir);
 
         let generation = Arc::new(AtomicU64::new(0));
         let mut consumers = BTreeMap::new();
