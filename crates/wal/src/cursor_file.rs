@@ -6,12 +6,13 @@
 //! filesystem a new inode and a journal commit or two a second, wears
 //! flash, and fails once the disk is full. Overwriting one of two slots
 //! that were written out when the file was made costs one data block and
-//! an `fdatasync`, and needs no new space. A slot torn by a crash fails its
+//! an `fdatasync`, and needs no new space (but on copy-on-write
+//! filesystems such as btrfs and ZFS). A slot torn by a crash fails its
 //! checksum and the other slot, one store older, is read instead: a crash
 //! leaves the old or the new cursors, never a mix.
 //!
-//! Layout: two slots of `slot` bytes (a power of two, at least 4 KiB; the
-//! file is twice that). A store with sequence number `n` goes to slot
+//! Layout: two slots of `slot` bytes (a power of two, at least 4 KiB and
+//! the filesystem's block size; the file is twice that). A store with sequence number `n` goes to slot
 //! `n % 2`; each slot is a header (`TRBCUR01`, the sequence and the
 //! payload's length as little-endian u64 and u32, then the CRC32C of
 //! sequence, length and payload) followed by the payload, JSON
@@ -40,6 +41,8 @@ const LEGACY_FILE: &str = "cursors.json";
 const MAGIC: &[u8; 8] = b"TRBCUR01";
 const HEADER: usize = 24;
 const MIN_SLOT: usize = 4096;
+/// Far beyond any cursor file (a few hundred bytes an endpoint).
+const MAX_FILE: u64 = 16 << 20;
 
 #[derive(Serialize, Deserialize, Default)]
 struct Payload {
@@ -51,26 +54,61 @@ struct Payload {
 /// there are none. A file that cannot be read is logged and taken as
 /// empty: consumers then start at the WAL's end, as Prometheus's always do.
 pub fn read_cursors(dir: &Path) -> BTreeMap<String, Position> {
-    read(dir).map(|(cursors, _)| cursors).unwrap_or_default()
+    read(dir).cursors.unwrap_or_default()
 }
 
-/// The cursors and the sequence of the slot they came from.
-fn read(dir: &Path) -> Option<(BTreeMap<String, Position>, u64)> {
+/// What the storage directory holds.
+#[derive(Default)]
+struct Found {
+    cursors: Option<BTreeMap<String, Position>>,
+    /// The highest sequence of an intact slot: the next store goes above.
+    sequence: u64,
+    /// The cursors came from `cursors`, so a legacy file is stale.
+    from_slots: bool,
+}
+
+fn read(dir: &Path) -> Found {
     let path = dir.join(CURSOR_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => match newest_slot(&bytes) {
-            Some((sequence, payload)) => decode(payload, &path).map(|c| (c, sequence)),
-            None => {
-                tracing::warn!(path = %path.display(), "ignoring consumer cursor file: neither slot is intact");
-                None
+    let bytes = match read_bounded(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Found {
+                cursors: read_legacy(dir),
+                ..Found::default()
             }
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => read_legacy(dir).map(|c| (c, 0)),
+        }
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable consumer cursor file");
-            None
+            return Found::default();
         }
+    };
+    let slots = intact_slots(&bytes);
+    if slots.is_empty() {
+        tracing::warn!(path = %path.display(), "ignoring consumer cursor file: neither slot is intact");
     }
+    // The newer slot's payload should decode; if it does not (a payload
+    // of a later version), the older one is still better than nothing.
+    let cursors = slots.iter().find_map(|(_, payload)| decode(payload, &path));
+    Found {
+        from_slots: cursors.is_some(),
+        cursors,
+        sequence: slots.first().map_or(0, |(sequence, _)| *sequence),
+    }
+}
+
+/// The whole file, refusing sizes no cursor file reaches.
+fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > MAX_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{len} bytes, more than a cursor file holds"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE), &mut bytes)?;
+    Ok(bytes)
 }
 
 fn read_legacy(dir: &Path) -> Option<BTreeMap<String, Position>> {
@@ -95,17 +133,16 @@ fn decode(payload: &[u8], path: &Path) -> Option<BTreeMap<String, Position>> {
     }
 }
 
-/// The intact slot with the higher sequence: (sequence, payload).
-fn newest_slot(file: &[u8]) -> Option<(u64, &[u8])> {
+/// The intact slots, newest first: (sequence, payload).
+fn intact_slots(file: &[u8]) -> Vec<(u64, &[u8])> {
     let slot = file.len() / 2;
     if slot < MIN_SLOT || !slot.is_power_of_two() || file.len() != 2 * slot {
-        return None;
+        return Vec::new();
     }
     let (a, b) = file.split_at(slot);
-    match (parse_slot(a), parse_slot(b)) {
-        (Some(x), Some(y)) => Some(if y.0 > x.0 { y } else { x }),
-        (x, y) => x.or(y),
-    }
+    let mut slots: Vec<(u64, &[u8])> = [a, b].into_iter().filter_map(parse_slot).collect();
+    slots.sort_by_key(|s| std::cmp::Reverse(s.0));
+    slots
 }
 
 fn parse_slot(slot: &[u8]) -> Option<(u64, &[u8])> {
@@ -149,7 +186,12 @@ impl CursorStore {
     /// store. A file of another layout, or none, is replaced at the first
     /// store.
     pub(crate) fn open(dir: &Path) -> (CursorStore, BTreeMap<String, Position>) {
-        let (cursors, sequence) = read(dir).unwrap_or_default();
+        let found = read(dir);
+        if found.from_slots {
+            // A crash between the first store's rename and the legacy
+            // file's removal left it; it must not outlive the newer file.
+            remove_legacy(dir);
+        }
         let path = dir.join(CURSOR_FILE);
         let file = OpenOptions::new()
             .read(true)
@@ -165,9 +207,9 @@ impl CursorStore {
         let store = CursorStore {
             dir: dir.to_owned(),
             file,
-            sequence,
+            sequence: found.sequence,
         };
-        (store, cursors)
+        (store, found.cursors.unwrap_or_default())
     }
 
     /// Makes `cursors` what a restart reads: durable when this returns.
@@ -178,10 +220,15 @@ impl CursorStore {
             consumers: cursors,
         })
         .map_err(|e| WalError::io("encode cursors", &path)(io::Error::other(e)))?;
-        let sequence = self.sequence + 1;
+        // A sequence at its end (read from a damaged disk) starts over in
+        // a new file, where no slot holds a higher one.
+        let (sequence, in_place) = match self.sequence.checked_add(1) {
+            Some(next) => (next, true),
+            None => (1, false),
+        };
         let record = encode_slot(sequence, &payload);
         match &self.file {
-            Some((file, slot)) if record.len() <= *slot => {
+            Some((file, slot)) if in_place && record.len() <= *slot => {
                 let at = (sequence % 2) * *slot as u64;
                 file.write_all_at(&record, at)
                     .and_then(|()| file.sync_data())
@@ -198,7 +245,16 @@ impl CursorStore {
     fn replace(&mut self, sequence: u64, record: &[u8]) -> Result<(), WalError> {
         let path = self.dir.join(CURSOR_FILE);
         let tmp = self.dir.join(format!("{CURSOR_FILE}.tmp"));
-        let slot = record.len().max(MIN_SLOT).next_power_of_two();
+        // Slots no smaller than the filesystem's block, so that writing
+        // one never rewrites the other's sectors.
+        let block = fs::metadata(&self.dir).map_or(0, |m| {
+            usize::try_from(std::os::unix::fs::MetadataExt::blksize(&m)).unwrap_or(0)
+        });
+        let slot = record
+            .len()
+            .max(MIN_SLOT)
+            .max(block.min(1 << 20))
+            .next_power_of_two();
         let mut body = vec![0u8; 2 * slot];
         let at = (sequence % 2) as usize * slot;
         body[at..at + record.len()].copy_from_slice(record);
@@ -215,17 +271,23 @@ impl CursorStore {
         };
         let file = write().map_err(WalError::io("write cursor file", &tmp))?;
         fs::rename(&tmp, &path).map_err(WalError::io("rename cursor file", &path))?;
-        sync_dir(&self.dir)?;
+        // The old file is gone: later stores go to this one even if the
+        // directory's fsync fails.
         self.file = Some((file, slot));
-        for old in [LEGACY_FILE, "cursors.json.tmp"] {
-            match fs::remove_file(self.dir.join(old)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    tracing::warn!(path = %self.dir.join(old).display(), error = %e, "removing the old cursor file failed");
-                }
-                _ => {}
-            }
-        }
+        sync_dir(&self.dir)?;
+        remove_legacy(&self.dir);
         Ok(())
+    }
+}
+
+fn remove_legacy(dir: &Path) {
+    for old in [LEGACY_FILE, "cursors.json.tmp"] {
+        match fs::remove_file(dir.join(old)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(path = %dir.join(old).display(), error = %e, "removing the old cursor file failed");
+            }
+            _ => {}
+        }
     }
 }
 
@@ -281,6 +343,12 @@ mod tests {
         let (mut again, _) = CursorStore::open(dir.path());
         again.store(cursors(&[("a", 1, 30)])).unwrap();
         assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 30)]));
+        let after = fs::read(&path).unwrap();
+        assert_eq!(
+            after[MIN_SLOT..],
+            bytes[MIN_SLOT..],
+            "the intact slot was kept"
+        );
         let (_, found) = CursorStore::open(dir.path());
         assert_eq!(found, cursors(&[("a", 1, 30)]));
     }
@@ -332,5 +400,58 @@ mod tests {
         assert!(found.is_empty());
         store.store(cursors(&[("a", 1, 1)])).unwrap();
         assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 1)]));
+    }
+
+    #[test]
+    fn a_legacy_file_left_beside_the_slots_is_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CursorStore::open(dir.path());
+        store.store(cursors(&[("rw", 9, 1)])).unwrap();
+        let legacy = dir.path().join(LEGACY_FILE);
+        fs::write(
+            &legacy,
+            r#"{"version":1,"consumers":{"rw":{"segment":1,"offset":0}}}"#,
+        )
+        .unwrap();
+        let (_, found) = CursorStore::open(dir.path());
+        assert_eq!(found, cursors(&[("rw", 9, 1)]));
+        assert!(!legacy.exists());
+    }
+
+    #[test]
+    fn a_newest_slot_that_does_not_decode_falls_back_to_the_older() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CursorStore::open(dir.path());
+        store.store(cursors(&[("a", 1, 10)])).unwrap();
+        // Sequence 2 in slot 0: intact, but not a payload this version reads.
+        let path = dir.path().join(CURSOR_FILE);
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&encode_slot(2, b"{\"version\":2,\"x\":[]}"), 0)
+            .unwrap();
+        let (mut again, found) = CursorStore::open(dir.path());
+        assert_eq!(found, cursors(&[("a", 1, 10)]));
+        // The next store goes above the highest intact sequence (to slot 1).
+        again.store(cursors(&[("a", 1, 20)])).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(intact_slots(&bytes)[0].0, 3);
+        assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 20)]));
+    }
+
+    #[test]
+    fn a_sequence_at_its_end_starts_over_in_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CursorStore::open(dir.path());
+        store.store(cursors(&[("a", 1, 10)])).unwrap();
+        let path = dir.path().join(CURSOR_FILE);
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        let payload = br#"{"version":1,"consumers":{"a":{"segment":1,"offset":11}}}"#;
+        file.write_all_at(&encode_slot(u64::MAX, payload), MIN_SLOT as u64)
+            .unwrap();
+        let (mut again, found) = CursorStore::open(dir.path());
+        assert_eq!(found, cursors(&[("a", 1, 11)]));
+        again.store(cursors(&[("a", 1, 12)])).unwrap();
+        assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 12)]));
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(intact_slots(&bytes).len(), 1);
     }
 }
