@@ -51,10 +51,15 @@ struct Payload {
 }
 
 /// Reads the persisted cursors of the storage directory `dir`; none if
-/// there are none. A file that cannot be read is logged and taken as
-/// empty: consumers then start at the WAL's end, as Prometheus's always do.
+/// there are none or the file cannot be read (logged).
 pub fn read_cursors(dir: &Path) -> BTreeMap<String, Position> {
-    read(dir).cursors.unwrap_or_default()
+    match read(dir) {
+        Ok(found) => found.cursors.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "consumer cursor file unreadable");
+            BTreeMap::new()
+        }
+    }
 }
 
 /// What the storage directory holds.
@@ -67,20 +72,26 @@ struct Found {
     from_slots: bool,
 }
 
-fn read(dir: &Path) -> Found {
+/// What `dir` holds. A file that is there but cannot be read (permissions,
+/// I/O errors) is an error: taken as empty, its consumers would start at
+/// the WAL's end and skip what they had not sent. A damaged file is logged
+/// and taken as empty: consumers then start at the WAL's end, as
+/// Prometheus's always do.
+fn read(dir: &Path) -> Result<Found, WalError> {
     let path = dir.join(CURSOR_FILE);
     let bytes = match read_bounded(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Found {
-                cursors: read_legacy(dir),
+            return Ok(Found {
+                cursors: read_legacy(dir)?,
                 ..Found::default()
-            }
+            })
         }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable consumer cursor file");
-            return Found::default();
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring consumer cursor file");
+            return Ok(Found::default());
         }
+        Err(e) => return Err(WalError::io("read cursor file", &path)(e)),
     };
     let slots = intact_slots(&bytes);
     if slots.is_empty() {
@@ -89,11 +100,11 @@ fn read(dir: &Path) -> Found {
     // The newer slot's payload should decode; if it does not (a payload
     // of a later version), the older one is still better than nothing.
     let cursors = slots.iter().find_map(|(_, payload)| decode(payload, &path));
-    Found {
+    Ok(Found {
         from_slots: cursors.is_some(),
         cursors,
         sequence: slots.first().map_or(0, |(sequence, _)| *sequence),
-    }
+    })
 }
 
 /// The whole file, refusing sizes no cursor file reaches.
@@ -111,15 +122,16 @@ fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn read_legacy(dir: &Path) -> Option<BTreeMap<String, Position>> {
+fn read_legacy(dir: &Path) -> Result<Option<BTreeMap<String, Position>>, WalError> {
     let path = dir.join(LEGACY_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => decode(&bytes, &path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable consumer cursor file");
-            None
+    match read_bounded(&path) {
+        Ok(bytes) => Ok(decode(&bytes, &path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring consumer cursor file");
+            Ok(None)
         }
+        Err(e) => Err(WalError::io("read cursor file", &path)(e)),
     }
 }
 
@@ -184,9 +196,9 @@ pub(crate) struct CursorStore {
 impl CursorStore {
     /// Reads what `dir` holds and opens its cursor file for the next
     /// store. A file of another layout, or none, is replaced at the first
-    /// store.
-    pub(crate) fn open(dir: &Path) -> (CursorStore, BTreeMap<String, Position>) {
-        let found = read(dir);
+    /// store; one that cannot be read is an error (see `read`).
+    pub(crate) fn open(dir: &Path) -> Result<(CursorStore, BTreeMap<String, Position>), WalError> {
+        let found = read(dir)?;
         if found.from_slots {
             // A crash between the first store's rename and the legacy
             // file's removal left it; it must not outlive the newer file.
@@ -209,7 +221,7 @@ impl CursorStore {
             file,
             sequence: found.sequence,
         };
-        (store, found.cursors.unwrap_or_default())
+        Ok((store, found.cursors.unwrap_or_default()))
     }
 
     /// Makes `cursors` what a restart reads: durable when this returns.
@@ -306,7 +318,7 @@ mod tests {
     #[test]
     fn stores_alternate_slots_in_place_and_the_newest_is_read() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, found) = CursorStore::open(dir.path());
+        let (mut store, found) = CursorStore::open(dir.path()).unwrap();
         assert!(found.is_empty());
         store.store(cursors(&[("a", 1, 10)])).unwrap();
         let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
@@ -319,7 +331,7 @@ mod tests {
         assert_eq!(inode(&path), first, "stores overwrite the file they made");
         assert_eq!(fs::metadata(&path).unwrap().len(), 2 * MIN_SLOT as u64);
 
-        let (mut again, found) = CursorStore::open(dir.path());
+        let (mut again, found) = CursorStore::open(dir.path()).unwrap();
         assert_eq!(found, cursors(&[("a", 1, 50)]));
         again.store(cursors(&[("a", 2, 0)])).unwrap();
         assert_eq!(read_cursors(dir.path()), cursors(&[("a", 2, 0)]));
@@ -328,7 +340,7 @@ mod tests {
     #[test]
     fn a_torn_slot_leaves_the_previous_store() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = CursorStore::open(dir.path());
+        let (mut store, _) = CursorStore::open(dir.path()).unwrap();
         store.store(cursors(&[("a", 1, 10)])).unwrap();
         store.store(cursors(&[("a", 1, 20)])).unwrap();
         // The second store went to slot 0 (sequence 2); tear its payload.
@@ -340,7 +352,7 @@ mod tests {
 
         // Reopened, the next store takes sequence 2 again and so
         // overwrites the torn slot, not the intact one.
-        let (mut again, _) = CursorStore::open(dir.path());
+        let (mut again, _) = CursorStore::open(dir.path()).unwrap();
         again.store(cursors(&[("a", 1, 30)])).unwrap();
         assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 30)]));
         let after = fs::read(&path).unwrap();
@@ -349,14 +361,14 @@ mod tests {
             bytes[MIN_SLOT..],
             "the intact slot was kept"
         );
-        let (_, found) = CursorStore::open(dir.path());
+        let (_, found) = CursorStore::open(dir.path()).unwrap();
         assert_eq!(found, cursors(&[("a", 1, 30)]));
     }
 
     #[test]
     fn cursors_outgrowing_a_slot_get_larger_slots() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = CursorStore::open(dir.path());
+        let (mut store, _) = CursorStore::open(dir.path()).unwrap();
         store.store(cursors(&[("a", 1, 10)])).unwrap();
         let long: Vec<(String, u32, u64)> = (0..200)
             .map(|i| (format!("endpoint-with-a-long-name-{i:04}"), 3, i))
@@ -382,7 +394,7 @@ mod tests {
             r#"{"version":1,"consumers":{"rw":{"segment":7,"offset":4096}}}"#,
         )
         .unwrap();
-        let (mut store, found) = CursorStore::open(dir.path());
+        let (mut store, found) = CursorStore::open(dir.path()).unwrap();
         assert_eq!(found, cursors(&[("rw", 7, 4096)]));
         assert_eq!(read_cursors(dir.path()), cursors(&[("rw", 7, 4096)]));
         store.store(cursors(&[("rw", 7, 8192)])).unwrap();
@@ -396,7 +408,7 @@ mod tests {
         fs::write(dir.path().join(CURSOR_FILE), vec![7u8; 2 * MIN_SLOT]).unwrap();
         assert!(read_cursors(dir.path()).is_empty());
         fs::write(dir.path().join(CURSOR_FILE), b"short").unwrap();
-        let (mut store, found) = CursorStore::open(dir.path());
+        let (mut store, found) = CursorStore::open(dir.path()).unwrap();
         assert!(found.is_empty());
         store.store(cursors(&[("a", 1, 1)])).unwrap();
         assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 1)]));
@@ -405,7 +417,7 @@ mod tests {
     #[test]
     fn a_legacy_file_left_beside_the_slots_is_removed_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = CursorStore::open(dir.path());
+        let (mut store, _) = CursorStore::open(dir.path()).unwrap();
         store.store(cursors(&[("rw", 9, 1)])).unwrap();
         let legacy = dir.path().join(LEGACY_FILE);
         fs::write(
@@ -413,7 +425,7 @@ mod tests {
             r#"{"version":1,"consumers":{"rw":{"segment":1,"offset":0}}}"#,
         )
         .unwrap();
-        let (_, found) = CursorStore::open(dir.path());
+        let (_, found) = CursorStore::open(dir.path()).unwrap();
         assert_eq!(found, cursors(&[("rw", 9, 1)]));
         assert!(!legacy.exists());
     }
@@ -421,14 +433,14 @@ mod tests {
     #[test]
     fn a_newest_slot_that_does_not_decode_falls_back_to_the_older() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = CursorStore::open(dir.path());
+        let (mut store, _) = CursorStore::open(dir.path()).unwrap();
         store.store(cursors(&[("a", 1, 10)])).unwrap();
         // Sequence 2 in slot 0: intact, but not a payload this version reads.
         let path = dir.path().join(CURSOR_FILE);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.write_all_at(&encode_slot(2, b"{\"version\":2,\"x\":[]}"), 0)
             .unwrap();
-        let (mut again, found) = CursorStore::open(dir.path());
+        let (mut again, found) = CursorStore::open(dir.path()).unwrap();
         assert_eq!(found, cursors(&[("a", 1, 10)]));
         // The next store goes above the highest intact sequence (to slot 1).
         again.store(cursors(&[("a", 1, 20)])).unwrap();
@@ -440,18 +452,28 @@ mod tests {
     #[test]
     fn a_sequence_at_its_end_starts_over_in_a_new_file() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = CursorStore::open(dir.path());
+        let (mut store, _) = CursorStore::open(dir.path()).unwrap();
         store.store(cursors(&[("a", 1, 10)])).unwrap();
         let path = dir.path().join(CURSOR_FILE);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         let payload = br#"{"version":1,"consumers":{"a":{"segment":1,"offset":11}}}"#;
         file.write_all_at(&encode_slot(u64::MAX, payload), MIN_SLOT as u64)
             .unwrap();
-        let (mut again, found) = CursorStore::open(dir.path());
+        let (mut again, found) = CursorStore::open(dir.path()).unwrap();
         assert_eq!(found, cursors(&[("a", 1, 11)]));
         again.store(cursors(&[("a", 1, 12)])).unwrap();
         assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 12)]));
         let bytes = fs::read(&path).unwrap();
         assert_eq!(intact_slots(&bytes).len(), 1);
+    }
+
+    #[test]
+    fn a_cursor_file_that_cannot_be_read_is_an_error_not_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory in its place: reading fails, even for root.
+        fs::create_dir(dir.path().join(CURSOR_FILE)).unwrap();
+        let err = CursorStore::open(dir.path()).err().expect("an error");
+        assert!(err.to_string().contains("read cursor file"), "{err}");
+        assert!(read_cursors(dir.path()).is_empty());
     }
 }

@@ -300,6 +300,9 @@ impl AgentStorage {
         let metrics = Arc::new(Metrics::new());
         metrics.register(registry);
         let lock_file = acquire_lock(dir, opts.no_lockfile, &metrics)?;
+        // Before anything is written: a cursor file that cannot be read
+        // stops the start.
+        let (cursor_store, persisted) = CursorStore::open(dir)?;
 
         // Leftovers of a checkpoint interrupted by a crash.
         checkpoint::delete_checkpoints_before(&wal_dir, 0);
@@ -320,7 +323,6 @@ impl AgentStorage {
 
         let generation = Arc::new(AtomicU64::new(0));
         let mut consumers = BTreeMap::new();
-        let (cursor_store, persisted) = CursorStore::open(dir);
         for (name, mut pos) in persisted {
             // A cursor past the end read what this WAL never held: the
             // directory was emptied and the cursor file kept, or the last

@@ -801,3 +801,19 @@ fn consumer_byte_cap_skips_only_that_consumers_oldest_data() {
         dropped.consumer_max_bytes
     );
 }
+
+/// A cursor file that is there but cannot be read stops the start with an
+/// error naming it, rather than starting every endpoint at the WAL's end
+/// (which would skip what they had not sent).
+#[test]
+fn an_unreadable_cursor_file_fails_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("cursors")).unwrap();
+    let err = AgentStorage::open(dir.path(), small_opts(), &mut Registry::default())
+        .err()
+        .expect("open must fail");
+    let text = err.to_string();
+    assert!(text.contains("read cursor file") && text.contains("cursors"), "{text}");
+    fs::remove_dir(dir.path().join("cursors")).unwrap();
+    assert!(AgentStorage::open(dir.path(), small_opts(), &mut Registry::default()).is_ok());
+}
