@@ -813,7 +813,10 @@ fn an_unreadable_cursor_file_fails_the_open() {
         .err()
         .expect("open must fail");
     let text = err.to_string();
-    assert!(text.contains("read cursor file") && text.contains("cursors"), "{text}");
+    assert!(
+        text.contains("read cursor file") && text.contains("cursors"),
+        "{text}"
+    );
     fs::remove_dir(dir.path().join("cursors")).unwrap();
     assert!(AgentStorage::open(dir.path(), small_opts(), &mut Registry::default()).is_ok());
 }
