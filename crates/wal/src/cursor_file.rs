@@ -79,19 +79,11 @@ struct Found {
 /// Prometheus's always do.
 fn read(dir: &Path) -> Result<Found, WalError> {
     let path = dir.join(CURSOR_FILE);
-    let bytes = match read_bounded(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Found {
-                cursors: read_legacy(dir)?,
-                ..Found::default()
-            })
-        }
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring consumer cursor file");
-            return Ok(Found::default());
-        }
-        Err(e) => return Err(WalError::io("read cursor file", &path)(e)),
+    let Some(bytes) = read_file(&path)? else {
+        return Ok(Found {
+            cursors: read_legacy(dir)?,
+            ..Found::default()
+        });
     };
     let slots = intact_slots(&bytes);
     if slots.is_empty() {
@@ -107,32 +99,28 @@ fn read(dir: &Path) -> Result<Found, WalError> {
     })
 }
 
-/// The whole file, refusing sizes no cursor file reaches.
-fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    if len > MAX_FILE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{len} bytes, more than a cursor file holds"),
-        ));
+/// The file's bytes, `None` if it does not exist. A file larger than any
+/// cursor file reads as empty, which its caller takes as damaged.
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, WalError> {
+    let read = || -> io::Result<Vec<u8>> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() > MAX_FILE {
+            return Ok(Vec::new());
+        }
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE), &mut bytes)?;
+        Ok(bytes)
+    };
+    match read() {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(WalError::io("read cursor file", path)(e)),
     }
-    let mut bytes = Vec::with_capacity(len as usize);
-    io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE), &mut bytes)?;
-    Ok(bytes)
 }
 
 fn read_legacy(dir: &Path) -> Result<Option<BTreeMap<String, Position>>, WalError> {
     let path = dir.join(LEGACY_FILE);
-    match read_bounded(&path) {
-        Ok(bytes) => Ok(decode(&bytes, &path)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring consumer cursor file");
-            Ok(None)
-        }
-        Err(e) => Err(WalError::io("read cursor file", &path)(e)),
-    }
+    Ok(read_file(&path)?.and_then(|bytes| decode(&bytes, &path)))
 }
 
 fn decode(payload: &[u8], path: &Path) -> Option<BTreeMap<String, Position>> {
@@ -145,12 +133,18 @@ fn decode(payload: &[u8], path: &Path) -> Option<BTreeMap<String, Position>> {
     }
 }
 
+/// The slot size of a cursor file `len` bytes long, if that is a layout
+/// this module writes.
+fn slot_size(len: u64) -> Option<usize> {
+    let slot = usize::try_from(len / 2).ok()?;
+    (slot >= MIN_SLOT && slot.is_power_of_two() && len.is_multiple_of(2)).then_some(slot)
+}
+
 /// The intact slots, newest first: (sequence, payload).
 fn intact_slots(file: &[u8]) -> Vec<(u64, &[u8])> {
-    let slot = file.len() / 2;
-    if slot < MIN_SLOT || !slot.is_power_of_two() || file.len() != 2 * slot {
+    let Some(slot) = slot_size(file.len() as u64) else {
         return Vec::new();
-    }
+    };
     let (a, b) = file.split_at(slot);
     let mut slots: Vec<(u64, &[u8])> = [a, b].into_iter().filter_map(parse_slot).collect();
     slots.sort_by_key(|s| std::cmp::Reverse(s.0));
@@ -211,10 +205,8 @@ impl CursorStore {
             .open(&path)
             .ok()
             .and_then(|f| {
-                let len = f.metadata().ok()?.len();
-                let slot = usize::try_from(len / 2).ok()?;
-                let fits = slot >= MIN_SLOT && slot.is_power_of_two() && len == 2 * slot as u64;
-                fits.then_some((f, slot))
+                let slot = slot_size(f.metadata().ok()?.len())?;
+                Some((f, slot))
             });
         let store = CursorStore {
             dir: dir.to_owned(),
