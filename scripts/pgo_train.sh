@@ -2,7 +2,8 @@
 # Regenerates pgo/tributary.profdata.gz, the profile scripts/build_release.sh
 # builds the release binary with. Run it after a change to a hot path
 # (scrape, parse, WAL, watcher, queue, encoder): functions whose code changed
-# since the profile was taken are built without it (slower, not wrong).
+# since the profile was taken are built without it (slower, not wrong), and
+# scripts/build_release.sh lists the hottest of them at the end of its output.
 #
 # The workload is the bench's, smaller: an instrumented build scrapes a
 # farm of 20 targets x 2,000 gzip'd series every 5 s (../shared/bench/farm,
