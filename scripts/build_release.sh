@@ -10,11 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/pgo
 gzip -dc pgo/tributary.profdata.gz >target/pgo/tributary.profdata
-# A function whose code changed since the profile was taken is built without
-# it, silently but for one LLVM warning each. Those warnings are taken out of
-# the build's output and summed up at the end, hottest first: a stale profile
-# on a hot path cost 3.9 % of the agent's CPU once (docs/performance-history.md,
-# "… the profile retrained on the current code …").
+# LLVM builds a function whose code changed since the profile was taken
+# without it, and says so in one warning a function. Those warnings are kept
+# out of the build's output and summed up at the end, hottest first: a stale
+# profile on a hot path cost 3.9 % of the agent's CPU once
+# (docs/performance-history.md, "… the profile retrained on the current code …").
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PWD/target/pgo/tributary.profdata" \
