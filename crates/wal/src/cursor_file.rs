@@ -12,10 +12,11 @@
 //! leaves the old or the new cursors, never a mix.
 //!
 //! Layout: two slots of `slot` bytes (a power of two, at least 4 KiB and
-//! the filesystem's block size; the file is twice that). A store with sequence number `n` goes to slot
-//! `n % 2`; each slot is a header (`TRBCUR01`, the sequence and the
-//! payload's length as little-endian u64 and u32, then the CRC32C of
-//! sequence, length and payload) followed by the payload, JSON
+//! the filesystem's block size; the file is twice that). A store with
+//! sequence number `n` goes to slot `n % 2`; each slot is a header
+//! (`TRBCUR01`, the sequence and the payload's length as little-endian
+//! u64 and u32, then the CRC32C of sequence, length and payload) followed
+//! by the payload, JSON
 //! `{"version":1,"consumers":{name:{"segment":…,"offset":…}}}`. Cursors
 //! that outgrow a slot get a new file with larger slots, written beside
 //! and renamed over the old one.
@@ -422,16 +423,29 @@ mod tests {
         assert!(!legacy.exists());
     }
 
-    #[test]
-    fn a_newest_slot_that_does_not_decode_falls_back_to_the_older() {
+    /// A storage directory whose cursor file holds one store (sequence 1,
+    /// in slot 1) of `a` at segment 1, offset 10; and the file's path.
+    fn stored_once() -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = CursorStore::open(dir.path()).unwrap();
         store.store(cursors(&[("a", 1, 10)])).unwrap();
-        // Sequence 2 in slot 0: intact, but not a payload this version reads.
         let path = dir.path().join(CURSOR_FILE);
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(&encode_slot(2, b"{\"version\":2,\"x\":[]}"), 0)
+        (dir, path)
+    }
+
+    /// Writes an intact slot into slot `index` of the file at `path`
+    /// behind the store's back.
+    fn write_slot(path: &Path, index: u64, sequence: u64, payload: &[u8]) {
+        let file = OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(&encode_slot(sequence, payload), index * MIN_SLOT as u64)
             .unwrap();
+    }
+
+    #[test]
+    fn a_newest_slot_that_does_not_decode_falls_back_to_the_older() {
+        let (dir, path) = stored_once();
+        // Sequence 2 in slot 0: intact, but not a payload this version reads.
+        write_slot(&path, 0, 2, b"{\"version\":2,\"x\":[]}");
         let (mut again, found) = CursorStore::open(dir.path()).unwrap();
         assert_eq!(found, cursors(&[("a", 1, 10)]));
         // The next store goes above the highest intact sequence (to slot 1).
@@ -443,14 +457,9 @@ mod tests {
 
     #[test]
     fn a_sequence_at_its_end_starts_over_in_a_new_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut store, _) = CursorStore::open(dir.path()).unwrap();
-        store.store(cursors(&[("a", 1, 10)])).unwrap();
-        let path = dir.path().join(CURSOR_FILE);
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        let (dir, path) = stored_once();
         let payload = br#"{"version":1,"consumers":{"a":{"segment":1,"offset":11}}}"#;
-        file.write_all_at(&encode_slot(u64::MAX, payload), MIN_SLOT as u64)
-            .unwrap();
+        write_slot(&path, 1, u64::MAX, payload);
         let (mut again, found) = CursorStore::open(dir.path()).unwrap();
         assert_eq!(found, cursors(&[("a", 1, 11)]));
         again.store(cursors(&[("a", 1, 12)])).unwrap();
