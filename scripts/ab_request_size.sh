@@ -6,7 +6,9 @@
 # run each pair in both orders, the sizes swapped). WARMUP seconds
 # after start, then WINDOW seconds; prints CPU ms per 1k samples of each
 # agent and of its sink, requests and wire bytes a sample from the agent's
-# own counters.
+# own counters. Each instance's `queue_config` is appended to the end of
+# CONFIG, so its last section must be the one `remote_write` entry (as in
+# the farm's).
 #
 #   CONFIG=<farm's prometheus.yml> scripts/ab_request_size.sh 40 120 ./tributary 2000 10000
 set -euo pipefail
@@ -45,13 +47,13 @@ counters() {
 }
 sleep "$warm"
 declare -A t0 c0
-for i in $(seq 0 $((n - 1))); do
+for i in "${!sizes[@]}"; do
   t0[a$i]=$(ticks "${pids[$((n + i))]}") t0[s$i]=$(ticks "${pids[$i]}")
   c0[$i]=$(counters "$(agent_port "$i")")
 done
 sleep "$win"
 hz=$(getconf CLK_TCK)
-for i in $(seq 0 $((n - 1))); do
+for i in "${!sizes[@]}"; do
   ta=$(($(ticks "${pids[$((n + i))]}") - ${t0[a$i]})) ts=$(($(ticks "${pids[$i]}") - ${t0[s$i]}))
   read -r s1 r1 b1 <<<"$(counters "$(agent_port "$i")")"
   read -r s0 r0 b0 <<<"${c0[$i]}"

@@ -15,12 +15,13 @@ gzip -dc pgo/tributary.profdata.gz >target/pgo/tributary.profdata
 # out of the build's output and summed up at the end, hottest first: a stale
 # profile on a hot path cost 3.9 % of the agent's CPU once
 # (docs/performance-history.md, "… the profile retrained on the current code …").
+mismatch='function control flow change detected (hash mismatch)'
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PWD/target/pgo/tributary.profdata" \
   cargo build --release --locked -p tributary "$@" 2>&1 |
-  tee "$log" | grep --line-buffered -v 'function control flow change detected (hash mismatch)'
-stale=$(grep -c 'function control flow change detected (hash mismatch)' "$log" || true)
+  tee "$log" | grep --line-buffered -vF "$mismatch"
+stale=$(grep -cF "$mismatch" "$log" || true)
 if [ "$stale" -gt 0 ]; then
   echo "profile: $stale functions changed since pgo/tributary.profdata.gz was taken and are built without it; the hottest (profile counts discarded):"
   sed -nE 's/.*\(hash mismatch\) ([^ ]+) Hash = [0-9]+ up to ([0-9]+) count discarded.*/\2 \1/p' "$log" |

@@ -434,10 +434,11 @@ mod tests {
     }
 
     /// Writes an intact slot into slot `index` of the file at `path`
-    /// behind the store's back.
+    /// behind the store's back, at the slot size the file's length gives.
     fn write_slot(path: &Path, index: u64, sequence: u64, payload: &[u8]) {
         let file = OpenOptions::new().write(true).open(path).unwrap();
-        file.write_all_at(&encode_slot(sequence, payload), index * MIN_SLOT as u64)
+        let slot = slot_size(file.metadata().unwrap().len()).unwrap();
+        file.write_all_at(&encode_slot(sequence, payload), index * slot as u64)
             .unwrap();
     }
 
