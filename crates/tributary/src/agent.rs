@@ -407,6 +407,7 @@ async fn run(flags: AgentFlags, fd_limits: FdLimits) -> anyhow::Result<ExitCode>
             version: VERSION.to_string(),
             revision: String::new(),
             storage_path: flags.storage_agent_path.display().to_string(),
+            read_timeout: flags.web_read_timeout,
         },
         ready: Default::default(),
         stopping: Default::default(),

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use prost::Message;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::ReceiveArgs;
 
@@ -130,10 +131,12 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
         "Receiving remote write on http://{}/api/v1/write",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    tributary_web::serve_plain(listener, app, shutdown).await;
     Ok(())
 }

@@ -16,6 +16,7 @@
 //! the binary, which owns the lifecycle).
 
 mod api;
+mod connections;
 mod metrics;
 pub mod relabel_debug;
 pub mod security;
@@ -23,6 +24,7 @@ mod server;
 pub mod status;
 mod ui;
 
+pub use connections::serve_plain;
 pub use security::{load_web_config, WebConfigError, WebSecurity};
 pub use server::{
     app, serve, serve_on, serve_with_security, ReloadRequest, StatusSource, WebOptions, WebState,

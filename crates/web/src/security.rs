@@ -2,8 +2,8 @@
 //! exporter-toolkit (`tls_server_config`, `http_server_config`,
 //! `basic_auth_users` with bcrypt hashes).
 //!
-//! * TLS is rustls with the ring provider. Handshakes run in their own
-//!   tasks behind [`TlsListener`], so one slow client cannot stall accepts.
+//! * TLS is rustls with the ring provider. Each handshake runs in its
+//!   connection's own task, so one slow client cannot stall accepts.
 //! * Basic auth checks bcrypt hashes off the async threads
 //!   (`spawn_blocking`: a check costs tens of milliseconds by design) and
 //!   remembers a SHA-256 of each successful (user, hash, password) so a
@@ -12,10 +12,8 @@
 //! * Relative file paths are resolved against the config file's directory.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -25,14 +23,10 @@ use axum::Router;
 use base64::Engine;
 use parking_lot::Mutex;
 use serde::Deserialize;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
@@ -509,83 +503,6 @@ pub(crate) fn protect(app: Router, security: &WebSecurity) -> Router {
         ));
     }
     app
-}
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A TCP listener that hands axum finished TLS connections.
-pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: std::io::Result<SocketAddr>,
-}
-
-impl TlsListener {
-    pub(crate) fn new(
-        tcp: TcpListener,
-        acceptor: TlsAcceptor,
-        shutdown: CancellationToken,
-    ) -> TlsListener {
-        let local = tcp.local_addr();
-        let (tx, ready) = mpsc::channel(64);
-        tokio::spawn(accept_loop(tcp, acceptor, tx, shutdown));
-        TlsListener { ready, local }
-    }
-}
-
-async fn accept_loop(
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tx.closed() => return,
-            a = tcp.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off briefly.
-                tracing::debug!(err = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send((tls, peer)).await;
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, err = %e, "TLS handshake error"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept loop ended (shutdown): wait for graceful shutdown.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        match &self.local {
-            Ok(a) => Ok(*a),
-            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
-        }
-    }
 }
 
 #[cfg(test)]

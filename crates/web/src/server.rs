@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -68,6 +68,10 @@ pub struct WebOptions {
     pub version: String,
     pub revision: String,
     pub storage_path: String,
+    /// `--web.read-timeout`: how long a client may take to send a request's
+    /// headers (Go's server bounds the whole request read; hyper bounds the
+    /// headers, which is what a stalled client holds a connection with).
+    pub read_timeout: Duration,
 }
 
 impl WebOptions {
@@ -126,21 +130,15 @@ pub async fn serve_on(
     security: WebSecurity,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let read_timeout = state.options.read_timeout;
     let app = crate::security::protect(app(state), &security);
-    let stop = shutdown.clone();
-    match security.tls_acceptor() {
-        Some(acceptor) => {
-            let tls = crate::security::TlsListener::new(listener, acceptor, shutdown.clone());
-            axum::serve(tls, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        }
-    }
+    let server = crate::connections::Http1Server {
+        app,
+        tls: security.tls_acceptor(),
+        read_timeout,
+    };
+    server.serve(listener, shutdown).await;
+    Ok(())
 }
 
 /// The whole application, mounted under the route prefix.

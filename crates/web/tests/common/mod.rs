@@ -145,6 +145,8 @@ pub struct Server {
     pub state: Arc<WebState>,
     pub reloads: mpsc::Receiver<ReloadRequest>,
     pub shutdown: CancellationToken,
+    /// The server's task: ends once shut down and every connection closed.
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Drop for Server {
@@ -168,6 +170,7 @@ pub fn options(prefix: &str, lifecycle: bool) -> WebOptions {
         version: "0.1.0".into(),
         revision: "abc".into(),
         storage_path: "data-agent/".into(),
+        read_timeout: Duration::from_secs(300),
     }
 }
 
@@ -201,7 +204,7 @@ pub async fn start(
     } else {
         "http"
     };
-    tokio::spawn(tributary_web::serve_on(
+    let task = tokio::spawn(tributary_web::serve_on(
         listener,
         state.clone(),
         security,
@@ -212,6 +215,7 @@ pub async fn start(
         state,
         reloads,
         shutdown,
+        task,
     }
 }
 

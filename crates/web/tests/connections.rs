@@ -1,0 +1,113 @@
+//! The connection layer under the endpoints, against a real server on
+//! 127.0.0.1: HTTP/1.1 only, stalled clients cut off after
+//! `--web.read-timeout`, and a shutdown that does not wait on idle clients.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tributary_web::WebSecurity;
+
+async fn fixture(read_timeout: Duration) -> Server {
+    let cfg = load(CONFIG);
+    let pools = pools(&cfg, |_| down(CONNECTION_REFUSED));
+    let mut opts = options("/", false);
+    opts.read_timeout = read_timeout;
+    start(
+        Arc::new(FakeStatus::new(cfg, pools)),
+        opts,
+        WebSecurity::default(),
+    )
+    .await
+}
+
+fn addr(s: &Server) -> String {
+    s.base.trim_start_matches("http://").to_string()
+}
+
+/// Prometheus's Go server does not speak cleartext HTTP/2 (h2c); neither
+/// does this one, while HTTP/1.1 on the same port works.
+#[tokio::test]
+async fn cleartext_http2_is_not_served() {
+    let s = fixture(Duration::from_secs(300)).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let h2 = match h2 {
+        Ok(c) => c,
+        Err(e) => panic!("client: {e}"),
+    };
+    let r = h2.get(format!("{}/-/healthy", s.base)).send().await;
+    assert!(
+        r.as_ref().is_err() || r.as_ref().is_ok_and(|r| r.status().as_u16() != 200),
+        "HTTP/2 with prior knowledge was served: {r:?}"
+    );
+    assert_eq!(get(&format!("{}/-/healthy", s.base)).await.0, 200);
+}
+
+/// A client that starts a request and never finishes its headers is cut
+/// off after `--web.read-timeout`, as Go's `ReadTimeout` does.
+#[tokio::test]
+async fn a_stalled_request_is_cut_off_after_the_read_timeout() {
+    let s = fixture(Duration::from_secs(1)).await;
+    let mut conn = match tokio::net::TcpStream::connect(addr(&s)).await {
+        Ok(c) => c,
+        Err(e) => panic!("connect: {e}"),
+    };
+    if let Err(e) = conn
+        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n")
+        .await
+    {
+        panic!("write: {e}");
+    }
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        // Until the server closes (0) or fails the connection; a 408
+        // response, if any, comes before the close.
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the stalled connection was still open after 20 s"
+    );
+    // Other clients were served all along.
+    assert_eq!(get(&format!("{}/-/healthy", s.base)).await.0, 200);
+}
+
+/// Shutdown stops accepting at once and closes idle keep-alive
+/// connections instead of waiting for their clients to go away.
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_stops_accepting() {
+    let mut s = fixture(Duration::from_secs(300)).await;
+    let c = client();
+    // A pooled keep-alive connection stays open after this request.
+    assert_eq!(send(c.get(format!("{}/-/healthy", s.base))).await.0, 200);
+    let mut idle = match tokio::net::TcpStream::connect(addr(&s)).await {
+        Ok(c) => c,
+        Err(e) => panic!("connect: {e}"),
+    };
+    s.shutdown.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(10), &mut s.task).await;
+    assert!(
+        matches!(ended, Ok(Ok(Ok(())))),
+        "server still running 10 s after shutdown: {ended:?}"
+    );
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "idle connection not closed: {closed:?}"
+    );
+    let refused = tokio::net::TcpStream::connect(addr(&s)).await;
+    assert!(refused.is_err(), "still accepting after shutdown");
+}
