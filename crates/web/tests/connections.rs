@@ -1,5 +1,5 @@
 //! The connection layer under the endpoints, against a real server on
-//! 127.0.0.1: HTTP/1.1 only, stalled clients cut off after
+//! 127.0.0.1: HTTP/1.1 only, stalled and idle clients cut off after
 //! `--web.read-timeout`, and a shutdown that does not wait on idle clients.
 
 mod common;
@@ -82,6 +82,41 @@ async fn a_stalled_request_is_cut_off_after_the_read_timeout() {
     );
     // Other clients were served all along.
     assert_eq!(get(&format!("{}/-/healthy", s.base)).await.0, 200);
+}
+
+/// A keep-alive connection left idle after its response is closed after
+/// `--web.read-timeout` too (Go's idle timeout defaults to the read timeout).
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_read_timeout() {
+    let s = fixture(Duration::from_secs(1)).await;
+    let mut conn = match tokio::net::TcpStream::connect(addr(&s)).await {
+        Ok(c) => c,
+        Err(e) => panic!("connect: {e}"),
+    };
+    if let Err(e) = conn
+        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+    {
+        panic!("write: {e}");
+    }
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let head = String::from_utf8_lossy(&seen);
+    assert!(head.starts_with("HTTP/1.1 200"), "response: {head:?}");
+    assert!(!head.to_ascii_lowercase().contains("connection: close"));
+    assert!(
+        closed.is_ok(),
+        "the idle connection was still open after 20 s"
+    );
 }
 
 /// Shutdown stops accepting at once and closes idle keep-alive
