@@ -25,9 +25,11 @@ use tokio_util::sync::CancellationToken;
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long to wait before accepting again after the listener itself failed
-/// (out of file descriptors, most likely), so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long to wait before accepting again after the listener itself
+/// failed (out of file descriptors, most likely), doubling while it keeps
+/// failing, as Go's server does: the loop neither spins nor floods the log.
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
@@ -61,6 +63,7 @@ impl Http1Server {
         // Every connection task holds a sender; the channel closes when the
         // last of them has ended.
         let (open, mut all_closed) = mpsc::channel::<()>(1);
+        let mut backoff = ACCEPT_BACKOFF_FIRST;
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -68,6 +71,7 @@ impl Http1Server {
             };
             match accepted {
                 Ok((stream, _)) => {
+                    backoff = ACCEPT_BACKOFF_FIRST;
                     let conn = Connection {
                         server: self.clone(),
                         shutdown: shutdown.clone(),
@@ -77,8 +81,9 @@ impl Http1Server {
                 }
                 Err(e) if is_peer_error(&e) => {}
                 Err(e) => {
-                    tracing::warn!(err = %e, "accepting a web connection failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    tracing::warn!(err = %e, retry_in = ?backoff, "accepting a web connection failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             }
         }
