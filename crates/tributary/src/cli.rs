@@ -386,6 +386,7 @@ mod tests {
             Duration::from_secs(4 * 3600)
         );
         assert_eq!(f.storage_remote_flush_deadline, Duration::from_secs(60));
+        assert_eq!(f.web_read_timeout, tributary_web::DEFAULT_READ_TIMEOUT);
     }
 
     #[test]

@@ -715,7 +715,7 @@ mod tests {
             version: String::new(),
             revision: String::new(),
             storage_path: String::new(),
-            read_timeout: std::time::Duration::from_secs(300),
+            read_timeout: crate::DEFAULT_READ_TIMEOUT,
         };
         GlobalUrl::from_options(&o)
     }

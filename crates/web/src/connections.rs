@@ -34,13 +34,16 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
+/// `--web.read-timeout`'s default, Prometheus's.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
 /// Serves `app` over plain HTTP/1.1 on `listener` until `shutdown` is
 /// cancelled, with `--web.read-timeout`'s default (`tributary receive`).
 pub async fn serve_plain(listener: TcpListener, app: Router, shutdown: CancellationToken) {
     let server = Http1Server {
         app,
         tls: None,
-        read_timeout: Duration::from_secs(5 * 60),
+        read_timeout: DEFAULT_READ_TIMEOUT,
     };
     server.serve(listener, shutdown).await;
 }

@@ -24,7 +24,7 @@ mod server;
 pub mod status;
 mod ui;
 
-pub use connections::serve_plain;
+pub use connections::{serve_plain, DEFAULT_READ_TIMEOUT};
 pub use security::{load_web_config, WebConfigError, WebSecurity};
 pub use server::{
     app, serve, serve_on, serve_with_security, ReloadRequest, StatusSource, WebOptions, WebState,

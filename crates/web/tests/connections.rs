@@ -32,7 +32,7 @@ fn addr(s: &Server) -> String {
 /// does this one, while HTTP/1.1 on the same port works.
 #[tokio::test]
 async fn cleartext_http2_is_not_served() {
-    let s = fixture(Duration::from_secs(300)).await;
+    let s = fixture(tributary_web::DEFAULT_READ_TIMEOUT).await;
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .timeout(Duration::from_secs(10))
@@ -106,7 +106,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_read_timeout() {
 /// connections instead of waiting for their clients to go away.
 #[tokio::test]
 async fn shutdown_closes_idle_connections_and_stops_accepting() {
-    let mut s = fixture(Duration::from_secs(300)).await;
+    let mut s = fixture(tributary_web::DEFAULT_READ_TIMEOUT).await;
     let c = client();
     // A pooled keep-alive connection stays open after this request.
     assert_eq!(send(c.get(format!("{}/-/healthy", s.base))).await.0, 200);

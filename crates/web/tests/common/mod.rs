@@ -170,7 +170,7 @@ pub fn options(prefix: &str, lifecycle: bool) -> WebOptions {
         version: "0.1.0".into(),
         revision: "abc".into(),
         storage_path: "data-agent/".into(),
-        read_timeout: Duration::from_secs(300),
+        read_timeout: tributary_web::DEFAULT_READ_TIMEOUT,
     }
 }
 
