@@ -1,9 +1,12 @@
 #!/bin/bash
 # The release binary as it is measured and shipped: target/release/tributary
 # built with profile-guided optimisation from pgo/tributary.profdata.gz (the
-# counts of a bench-like run, see scripts/pgo_train.sh). Extra arguments go
+# counts of a bench-like run, see scripts/pgo_train.sh), its functions linked
+# in the order of pgo/tributary.order (the code a running agent executes
+# first, so that it maps fewer pages of it; see scripts/layout_train.sh).
+# The linker's map goes to target/release/tributary.map. Extra arguments go
 # to cargo (e.g. --features ...). A plain `cargo build --release` builds the
-# same program without the profile.
+# same program without the profile and in the compiler's order.
 #
 #   scripts/build_release.sh
 set -euo pipefail
@@ -19,7 +22,10 @@ mismatch='function control flow change detected (hash mismatch)'
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PWD/target/pgo/tributary.profdata" \
-  cargo build --release --locked -p tributary "$@" 2>&1 |
+  cargo rustc --release --locked -p tributary --bin tributary "$@" -- \
+    -Clink-arg=-Wl,--symbol-ordering-file="$PWD/pgo/tributary.order" \
+    -Clink-arg=-Wl,--no-warn-symbol-ordering \
+    -Clink-arg=-Wl,-Map="$PWD/target/release/tributary.map" 2>&1 |
   tee "$log" | grep --line-buffered -vF "$mismatch"
 stale=$(grep -cF "$mismatch" "$log" || true)
 if [ "$stale" -gt 0 ]; then

@@ -11,7 +11,9 @@
 # stops, the agent is restarted during the outage, the sink comes back and
 # the agent catches up from the WAL (so replay and catch-up are trained,
 # not left cold), then a clean shutdown writes the counts. About 10
-# minutes, half of it the instrumented build.
+# minutes, half of it the instrumented build. Then build with the new
+# profile and run scripts/layout_train.sh, which takes the link order from
+# that build.
 #
 # Needs ../shared/bench/setup (nginx, victoria-metrics) and llvm-profdata
 # matching rustc's LLVM (`rustup component add llvm-tools`).
