@@ -13,12 +13,13 @@
 //!
 //! # Audit
 //!
-//! This is the workspace's only crate that may use `unsafe` (the workspace
-//! lints forbid it everywhere else). It makes exactly two foreign calls,
-//! `mallopt(3)` and `malloc_trim(3)`: both take integers only (no pointer
-//! crosses the boundary), both are documented MT-Safe (they take malloc's
-//! own arena locks), and neither invalidates any allocation the program
-//! holds — they change where future blocks come from and release pages
+//! This is one of the workspace's two crates that may use `unsafe` (the
+//! workspace lints forbid it everywhere else; the other is `cmath`). It
+//! makes exactly two foreign calls, `mallopt(3)` and `malloc_trim(3)`:
+//! both take integers only (no pointer crosses the boundary), both are
+//! documented MT-Safe (they take malloc's own arena locks), and neither
+//! invalidates any allocation the program holds — they change where
+//! future blocks come from and release pages
 //! that hold no live block. On a C library other than glibc both
 //! functions do nothing and report so.
 #![deny(rust_2018_idioms)]

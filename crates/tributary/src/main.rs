@@ -2,6 +2,9 @@
 //! runs the agent or one of the tool subcommands (`check`, `receive`).
 //! Wiring only — every capability lives in a library crate.
 
+// Linked for the C math functions it defines (not called by name).
+use tributary_cmath as _;
+
 mod agent;
 mod check;
 mod cli;
