@@ -29,32 +29,16 @@ repo=$PWD
 farm_dir=$repo/../shared/bench
 bin=$repo/target/release/tributary
 map=$bin.map
-for tool in valgrind python3 victoria-metrics nginx curl; do
+for tool in valgrind python3 curl; do
   command -v "$tool" >/dev/null || { echo "no $tool" >&2; exit 1; }
 done
 [ -x "$bin" ] && [ -s "$map" ] || { echo "no $bin or $map: run scripts/build_release.sh" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/tributary-layout.XXXXXX)
-stop_all() {
-  local status=$?
-  # Only this script's own background jobs (the farm, the sink, the agent).
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  if [ "$status" -ne 0 ] && [ -s "$work/agent.log" ]; then
-    echo "the agent's log, last lines:" >&2
-    tail -n 20 "$work/agent.log" >&2
-  fi
-  rm -rf "$work"
-}
-trap stop_all EXIT
-
 sink_port=18638
+. scripts/training.sh
+
 listen=127.0.0.1:19491
-start_sink() {
-  victoria-metrics -storageDataPath="$work/sink" -httpListenAddr=127.0.0.1:$sink_port \
-    >>"$work/sink.log" 2>&1 &
-  sink=$!
-}
 start_agent() {
   valgrind --tool=callgrind --dump-instr=yes --compress-pos=no --compress-strings=no \
     --callgrind-out-file="$work/callgrind.%p.out" \
@@ -62,25 +46,9 @@ start_agent() {
     --web.listen-address=$listen >>"$work/agent.log" 2>&1 &
   agent=$!
 }
-stop() {
-  kill -TERM "$1"
-  for _ in $(seq 1 600); do
-    kill -0 "$1" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  echo "process $1 did not stop within 60 s" >&2
-  exit 1
-}
 
 start_sink
-"$farm_dir/farm" --targets 10 --series 2000 --interval 5s --for 8m --base-port 21100 \
-  --remote-write http://127.0.0.1:$sink_port/api/v1/write >"$work/farm.log" 2>&1 &
-for _ in $(seq 1 600); do
-  config=$(awk '/^config:/ {print $2}' "$work/farm.log")
-  [ -n "$config" ] && break
-  sleep 1
-done
-[ -n "$config" ] || { echo "the farm did not start:" >&2; cat "$work/farm.log" >&2; exit 1; }
+start_farm 10 21100 8m
 # The agent scrapes itself too, as an idle agent on a device does.
 awk -v listen="$listen" '{ print }
   /^scrape_configs:/ {
@@ -100,15 +68,15 @@ done
 kill -HUP "$agent"
 sleep 60
 echo "sink down, agent restarted during the outage, 90 s"
-stop "$sink"
+stop "$sink" 60
 sleep 30
-stop "$agent"
+stop "$agent" 60
 start_agent
 sleep 60
 echo "sink back, catch-up, 60 s"
 start_sink
 sleep 60
-stop "$agent"
+stop "$agent" 60
 
 python3 scripts/layout_order.py "$map" "$bin" "$work"/callgrind.*.out >"$work/order"
 mkdir -p pgo
