@@ -1,7 +1,8 @@
 //! The four C math functions the program calls — `exp`, `exp2`, `log2`
-//! and `pow`, from tokio's runtime statistics and the native-histogram
-//! schema — defined in the program itself, from the `libm` crate (a port
-//! of musl's), instead of taken from glibc's `libm.so.6`.
+//! and `pow` (tokio's runtime statistics take a `pow`, the native-histogram
+//! schema a `log2`, dependencies the others) — defined in the program
+//! itself, from the `libm` crate (a port of musl's), instead of taken from
+//! glibc's `libm.so.6`.
 //!
 //! With no symbol left for it to provide, the linker (`--as-needed`)
 //! leaves `libm.so.6` out of the binary's dependencies, and the dynamic
