@@ -67,8 +67,9 @@ pub struct WalOptions {
     /// Per-consumer overrides of `max_bytes_per_consumer`, by name.
     pub consumer_max_bytes: BTreeMap<String, u64>,
     /// Uncompressed record bytes of the newest commits kept in memory for
-    /// readers at the head (see `tail`); a commit over half of it is read
-    /// from the file. 0: read everything from the file.
+    /// readers at the head (see `tail`; commits of the last 5 s at most);
+    /// a commit over half of it is read from the file. 0: read everything
+    /// from the file.
     pub tail_bytes: usize,
 }
 

@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -64,6 +65,13 @@ impl TailChunk {
     }
 }
 
+/// Writes older than this are dropped at the next write, whatever the
+/// byte cap: a reader that keeps up takes a write milliseconds after it,
+/// and one seconds behind is catching up through the file. An idle agent
+/// (a commit every scrape interval) so keeps one or two writes instead of
+/// the cap's worth of old ones (256 KiB of its 1.5 MB of heap).
+const MAX_AGE: Duration = Duration::from_secs(5);
+
 /// What the tail knows about the record after a position.
 pub(crate) enum Lookup {
     /// It is record `i` of the chunk.
@@ -76,7 +84,8 @@ pub(crate) enum Lookup {
 
 #[derive(Default)]
 struct Window {
-    chunks: VecDeque<Arc<TailChunk>>,
+    /// The kept writes, oldest first, each with when it was published.
+    chunks: VecDeque<(Instant, Arc<TailChunk>)>,
     bytes: usize,
     /// The end of everything written, when known.
     head: Option<Position>,
@@ -105,6 +114,10 @@ impl WalTail {
     /// Publishes the records of a write the OS accepted: `payloads[i]`
     /// spans `spans[i]` (previous record's end, its own end).
     pub fn publish(&self, payloads: &[&[u8]], spans: &[(Position, Position)]) {
+        self.publish_at(Instant::now(), payloads, spans);
+    }
+
+    fn publish_at(&self, now: Instant, payloads: &[&[u8]], spans: &[(Position, Position)]) {
         let Some(&(_, head)) = spans.last() else {
             return;
         };
@@ -139,9 +152,12 @@ impl WalTail {
             return;
         };
         w.bytes += chunk.data.len();
-        w.chunks.push_back(chunk);
-        while w.bytes > self.cap {
-            let Some(old) = w.chunks.pop_front() else {
+        w.chunks.push_back((now, chunk));
+        while let Some(&(published, _)) = w.chunks.front() {
+            if w.bytes <= self.cap && now.saturating_duration_since(published) <= MAX_AGE {
+                break;
+            }
+            let Some((_, old)) = w.chunks.pop_front() else {
                 break;
             };
             w.bytes -= old.data.len();
@@ -162,7 +178,7 @@ impl WalTail {
         if w.head == Some(pos) {
             return Lookup::AtHead;
         }
-        for chunk in w.chunks.iter().rev() {
+        for (_, chunk) in w.chunks.iter().rev() {
             let (Some(first), Some(last)) = (chunk.records.first(), chunk.records.last()) else {
                 continue;
             };
@@ -230,6 +246,28 @@ mod tests {
         assert!(payload_at(&tail, p(0, end - 23)).is_some());
         assert!(payload_at(&tail, p(0, end - 4 * 23)).is_some());
         assert!(payload_at(&tail, p(0, end - 5 * 23)).is_none());
+    }
+
+    #[test]
+    fn writes_older_than_the_age_limit_are_dropped_at_the_next_write() {
+        let tail = WalTail::new(1 << 20);
+        let t0 = Instant::now();
+        tail.publish_at(t0, &[b"a"], &[(p(0, 0), p(0, 8))]);
+        tail.publish_at(t0 + MAX_AGE, &[b"b"], &[(p(0, 8), p(0, 16))]);
+        // Both are within the age limit of the newest write.
+        assert_eq!(payload_at(&tail, p(0, 0)).as_deref(), Some(&b"a"[..]));
+        tail.publish_at(t0 + MAX_AGE * 2, &[b"c"], &[(p(0, 16), p(0, 24))]);
+        assert!(matches!(tail.lookup(p(0, 0)), Lookup::Unknown));
+        assert_eq!(payload_at(&tail, p(0, 8)).as_deref(), Some(&b"b"[..]));
+        assert_eq!(tail.kept_bytes(), 2);
+        // An idle agent's next commit, a scrape interval later: only it
+        // is kept.
+        let later = t0 + MAX_AGE * 2 + Duration::from_secs(15);
+        tail.publish_at(later, &[b"d"], &[(p(0, 24), p(0, 32))]);
+        assert_eq!(tail.kept_bytes(), 1);
+        assert!(matches!(tail.lookup(p(0, 16)), Lookup::Unknown));
+        assert_eq!(payload_at(&tail, p(0, 24)).as_deref(), Some(&b"d"[..]));
+        assert!(matches!(tail.lookup(p(0, 32)), Lookup::AtHead));
     }
 
     #[test]
