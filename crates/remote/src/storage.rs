@@ -188,6 +188,9 @@ impl RemoteStorage {
                 }
             }
         }
+        // The endpoints just started are those whose cursors a damaged
+        // cursor file lost, if it was; one added by a later reload is new.
+        self.wal.end_cursor_recovery();
         if errors.is_empty() {
             Ok(())
         } else {

@@ -137,6 +137,25 @@ fn wait_scrapes(log: &ServeLog, n: usize, limit: Duration) {
 
 #[test]
 fn sigkill_during_an_outage_then_restart_loses_nothing() {
+    sigkill_during_an_outage_then_restart(|_| {});
+}
+
+/// The cursor file's both slots damaged while the agent was down (a bad
+/// disk block): where the endpoint was is lost, so it starts again from
+/// the WAL's oldest record rather than its end.
+#[test]
+fn a_damaged_cursor_file_costs_no_scrape_across_a_restart() {
+    sigkill_during_an_outage_then_restart(|dir| {
+        let cursors = dir.join("data").join("cursors");
+        let len = std::fs::metadata(&cursors).expect("a cursor file").len();
+        std::fs::write(&cursors, vec![0u8; len as usize]).unwrap();
+    });
+}
+
+/// Scrapes pile up in the WAL with the receiver down, the agent is killed,
+/// `between` runs on its storage directory, and the restarted agent must
+/// deliver every scrape committed before the kill and every one after.
+fn sigkill_during_an_outage_then_restart(between: impl Fn(&std::path::Path)) {
     let dir = tempfile::tempdir().unwrap();
     let (target, log) = seq_target(0);
     let rw_port = free_port();
@@ -152,6 +171,7 @@ fn sigkill_during_an_outage_then_restart_loses_nothing() {
     let must_survive = served_before(&log, killed_at - Duration::from_millis(500));
     assert!(must_survive.len() >= 5);
 
+    between(dir.path());
     let before_restart = log.lock().unwrap().len();
     let _agent = start_tributary(dir.path(), &cfg, free_port(), &[]);
     wait_scrapes(&log, before_restart + 3, Duration::from_secs(30));

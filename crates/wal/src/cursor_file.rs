@@ -71,18 +71,27 @@ struct Found {
     sequence: u64,
     /// The cursors came from `cursors`, so a legacy file is stale.
     from_slots: bool,
+    /// A cursor file is there but no cursors could be read from it.
+    damaged: bool,
 }
 
 /// What `dir` holds. A file that is there but cannot be read (permissions,
 /// I/O errors) is an error: taken as empty, its consumers would start at
 /// the WAL's end and skip what they had not sent. A damaged file is logged
-/// and taken as empty: consumers then start at the WAL's end, as
-/// Prometheus's always do.
+/// and reported as such: its consumers' positions are lost, and the
+/// storage starts them at the WAL's oldest record (see
+/// `AgentStorage::consumer`).
 fn read(dir: &Path) -> Result<Found, WalError> {
     let path = dir.join(CURSOR_FILE);
     let Some(bytes) = read_file(&path)? else {
+        let legacy = dir.join(LEGACY_FILE);
+        let Some(bytes) = read_file(&legacy)? else {
+            return Ok(Found::default());
+        };
+        let cursors = decode(&bytes, &legacy);
         return Ok(Found {
-            cursors: read_legacy(dir)?,
+            damaged: cursors.is_none(),
+            cursors,
             ..Found::default()
         });
     };
@@ -95,6 +104,7 @@ fn read(dir: &Path) -> Result<Found, WalError> {
     let cursors = slots.iter().find_map(|(_, payload)| decode(payload, &path));
     Ok(Found {
         from_slots: cursors.is_some(),
+        damaged: cursors.is_none(),
         cursors,
         sequence: slots.first().map_or(0, |(sequence, _)| *sequence),
     })
@@ -117,11 +127,6 @@ fn read_file(path: &Path) -> Result<Option<Vec<u8>>, WalError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(WalError::io("read cursor file", path)(e)),
     }
-}
-
-fn read_legacy(dir: &Path) -> Result<Option<BTreeMap<String, Position>>, WalError> {
-    let path = dir.join(LEGACY_FILE);
-    Ok(read_file(&path)?.and_then(|bytes| decode(&bytes, &path)))
 }
 
 fn decode(payload: &[u8], path: &Path) -> Option<BTreeMap<String, Position>> {
@@ -188,11 +193,19 @@ pub(crate) struct CursorStore {
     sequence: u64,
 }
 
+/// What a storage directory's cursor file held at open.
+pub(crate) struct Persisted {
+    pub(crate) cursors: BTreeMap<String, Position>,
+    /// The file was there but held no readable cursors: every consumer's
+    /// position is lost, not just unknown.
+    pub(crate) damaged: bool,
+}
+
 impl CursorStore {
     /// Reads what `dir` holds and opens its cursor file for the next
     /// store. A file of another layout, or none, is replaced at the first
     /// store; one that cannot be read is an error (see `read`).
-    pub(crate) fn open(dir: &Path) -> Result<(CursorStore, BTreeMap<String, Position>), WalError> {
+    pub(crate) fn open(dir: &Path) -> Result<(CursorStore, Persisted), WalError> {
         let found = read(dir)?;
         if found.from_slots {
             // A crash between the first store's rename and the legacy
@@ -214,7 +227,11 @@ impl CursorStore {
             file,
             sequence: found.sequence,
         };
-        Ok((store, found.cursors.unwrap_or_default()))
+        let persisted = Persisted {
+            damaged: found.damaged,
+            cursors: found.cursors.unwrap_or_default(),
+        };
+        Ok((store, persisted))
     }
 
     /// Makes `cursors` what a restart reads: durable when this returns.
@@ -312,7 +329,8 @@ mod tests {
     fn stores_alternate_slots_in_place_and_the_newest_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, found) = CursorStore::open(dir.path()).unwrap();
-        assert!(found.is_empty());
+        assert!(found.cursors.is_empty());
+        assert!(!found.damaged, "no file is no cursors, not lost ones");
         store.store(cursors(&[("a", 1, 10)])).unwrap();
         let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
         let path = dir.path().join(CURSOR_FILE);
@@ -325,7 +343,7 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().len(), 2 * MIN_SLOT as u64);
 
         let (mut again, found) = CursorStore::open(dir.path()).unwrap();
-        assert_eq!(found, cursors(&[("a", 1, 50)]));
+        assert_eq!(found.cursors, cursors(&[("a", 1, 50)]));
         again.store(cursors(&[("a", 2, 0)])).unwrap();
         assert_eq!(read_cursors(dir.path()), cursors(&[("a", 2, 0)]));
     }
@@ -355,7 +373,8 @@ mod tests {
             "the intact slot was kept"
         );
         let (_, found) = CursorStore::open(dir.path()).unwrap();
-        assert_eq!(found, cursors(&[("a", 1, 30)]));
+        assert_eq!(found.cursors, cursors(&[("a", 1, 30)]));
+        assert!(!found.damaged);
     }
 
     #[test]
@@ -388,7 +407,7 @@ mod tests {
         )
         .unwrap();
         let (mut store, found) = CursorStore::open(dir.path()).unwrap();
-        assert_eq!(found, cursors(&[("rw", 7, 4096)]));
+        assert_eq!(found.cursors, cursors(&[("rw", 7, 4096)]));
         assert_eq!(read_cursors(dir.path()), cursors(&[("rw", 7, 4096)]));
         store.store(cursors(&[("rw", 7, 8192)])).unwrap();
         assert!(!legacy.exists());
@@ -402,9 +421,20 @@ mod tests {
         assert!(read_cursors(dir.path()).is_empty());
         fs::write(dir.path().join(CURSOR_FILE), b"short").unwrap();
         let (mut store, found) = CursorStore::open(dir.path()).unwrap();
-        assert!(found.is_empty());
+        assert!(found.cursors.is_empty());
+        assert!(found.damaged);
         store.store(cursors(&[("a", 1, 1)])).unwrap();
         assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 1)]));
+        assert!(!CursorStore::open(dir.path()).unwrap().1.damaged);
+    }
+
+    #[test]
+    fn a_legacy_file_that_does_not_decode_is_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(LEGACY_FILE), b"{\"version\":1,\"consu").unwrap();
+        let (_, found) = CursorStore::open(dir.path()).unwrap();
+        assert!(found.cursors.is_empty());
+        assert!(found.damaged);
     }
 
     #[test]
@@ -419,7 +449,7 @@ mod tests {
         )
         .unwrap();
         let (_, found) = CursorStore::open(dir.path()).unwrap();
-        assert_eq!(found, cursors(&[("rw", 9, 1)]));
+        assert_eq!(found.cursors, cursors(&[("rw", 9, 1)]));
         assert!(!legacy.exists());
     }
 
@@ -448,7 +478,7 @@ mod tests {
         // Sequence 2 in slot 0: intact, but not a payload this version reads.
         write_slot(&path, 0, 2, b"{\"version\":2,\"x\":[]}");
         let (mut again, found) = CursorStore::open(dir.path()).unwrap();
-        assert_eq!(found, cursors(&[("a", 1, 10)]));
+        assert_eq!(found.cursors, cursors(&[("a", 1, 10)]));
         // The next store goes above the highest intact sequence (to slot 1).
         again.store(cursors(&[("a", 1, 20)])).unwrap();
         let bytes = fs::read(&path).unwrap();
@@ -462,7 +492,7 @@ mod tests {
         let payload = br#"{"version":1,"consumers":{"a":{"segment":1,"offset":11}}}"#;
         write_slot(&path, 1, u64::MAX, payload);
         let (mut again, found) = CursorStore::open(dir.path()).unwrap();
-        assert_eq!(found, cursors(&[("a", 1, 11)]));
+        assert_eq!(found.cursors, cursors(&[("a", 1, 11)]));
         again.store(cursors(&[("a", 1, 12)])).unwrap();
         assert_eq!(read_cursors(dir.path()), cursors(&[("a", 1, 12)]));
         let bytes = fs::read(&path).unwrap();

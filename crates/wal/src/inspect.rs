@@ -425,7 +425,8 @@ pub fn repair(dir: &Path) -> Result<RepairReport, WalError> {
     let _lock = lock_for_repair(&storage_dir)?;
     let found = inspect(dir)?;
     let mut report = RepairReport::default();
-    let (mut cursor_store, mut cursors) = CursorStore::open(&storage_dir)?;
+    let (mut cursor_store, persisted) = CursorStore::open(&storage_dir)?;
+    let mut cursors = persisted.cursors;
     let newest = found.segments.last().map(|s| s.index);
     for seg in found.segments.iter().filter(|s| !s.damage.is_empty()) {
         let only_torn_tail = Some(seg.index) == newest

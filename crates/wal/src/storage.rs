@@ -240,6 +240,9 @@ struct Shared {
     persisting: Mutex<CursorStore>,
     /// Persisting cursors failed at the last attempt (logged once).
     cursors_failing: AtomicBool,
+    /// Where consumers start while the cursors the file lost are being
+    /// recreated (see `AgentStorage::consumer`).
+    lost_cursors_start: Mutex<Option<Position>>,
     commit_tx: watch::Sender<u64>,
     /// The newest records, for readers at the head (see `tail`).
     tail: Arc<WalTail>,
@@ -323,8 +326,13 @@ impl AgentStorage {
         let reserve = CheckpointReserve::open(dir, &wal_dir);
 
         let generation = Arc::new(AtomicU64::new(0));
+        let lost_cursors_start = persisted.damaged.then(|| {
+            let oldest = Position::new(segments.keys().next().copied().unwrap_or(writer.segment()), 0);
+            tracing::warn!(segment = oldest.segment, "WAL consumer cursors lost; endpoints start at the WAL's oldest record and may send some samples again");
+            oldest
+        });
         let mut consumers = BTreeMap::new();
-        for (name, mut pos) in persisted {
+        for (name, mut pos) in persisted.cursors {
             // A cursor past the end read what this WAL never held: the
             // directory was emptied and the cursor file kept, or the last
             // segment was lost with the page cache. Left there it would
@@ -360,6 +368,7 @@ impl AgentStorage {
             consumers: Mutex::new(consumers),
             cursor_generation: generation,
             persisted_generation: AtomicU64::new(0),
+            lost_cursors_start: Mutex::new(lost_cursors_start),
             persisting: Mutex::new(cursor_store),
             cursors_failing: AtomicBool::new(false),
             commit_tx,
@@ -455,7 +464,12 @@ impl AgentStorage {
     }
 
     /// The durable cursor `name`, created at the current end of the WAL if
-    /// it does not exist yet.
+    /// it does not exist yet: an endpoint added to the configuration sends
+    /// what is scraped from then on, as in Prometheus. When the cursor file
+    /// was damaged, the positions of the endpoints configured before are
+    /// lost, not unknown; until [`AgentStorage::end_cursor_recovery`], new
+    /// cursors start at the WAL's oldest record instead, so what they had
+    /// not sent is sent, with what they had sent again rather than lost.
     pub fn consumer(&self, name: &str) -> Result<Consumer, WalError> {
         let s = &self.shared;
         if s.closed.load(Ordering::Acquire) {
@@ -467,10 +481,13 @@ impl AgentStorage {
                 state: Arc::clone(st),
             });
         }
-        let end = s.writer.lock().writer.end();
+        let start = match *s.lost_cursors_start.lock() {
+            Some(oldest) => oldest,
+            None => s.writer.lock().writer.end(),
+        };
         let st = Arc::new(ConsumerState::new(
             name,
-            end,
+            start,
             &s.metrics,
             s.opts.consumer_cap(name),
             Arc::clone(&s.cursor_generation),
@@ -478,6 +495,13 @@ impl AgentStorage {
         consumers.insert(name.to_owned(), Arc::clone(&st));
         s.cursor_generation.fetch_add(1, Ordering::Relaxed);
         Ok(Consumer { state: st })
+    }
+
+    /// The consumers of the configuration the agent started with exist:
+    /// cursors created from now on start at the WAL's end, whether or not
+    /// the cursor file was damaged at open.
+    pub fn end_cursor_recovery(&self) {
+        self.shared.lost_cursors_start.lock().take();
     }
 
     /// Forgets a consumer's cursor (its endpoint left the configuration), so

@@ -502,6 +502,40 @@ fn cursors_persist_across_reopen() {
     );
 }
 
+/// A cursor file with neither slot intact lost where the endpoints were:
+/// they start at the WAL's oldest record and send it all (some of it again)
+/// rather than skip to the end and lose what they had not sent. An endpoint
+/// added once the configured ones exist starts at the end, as always.
+#[test]
+fn endpoints_of_a_damaged_cursor_file_start_at_the_oldest_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (s, _reg) = open(dir.path(), small_opts());
+        let c = s.consumer("remote-a").unwrap();
+        commit_round(&s, 5, 1);
+        c.ack(read_all(s.wal_dir(), c.position()).end);
+        commit_round(&s, 5, 2);
+        s.close().unwrap();
+    }
+    let cursors = dir.path().join("cursors");
+    let len = fs::metadata(&cursors).unwrap().len() as usize;
+    fs::write(&cursors, vec![0x5a; len]).unwrap();
+
+    let (s, _reg) = open(dir.path(), small_opts());
+    let c = s.consumer("remote-a").unwrap();
+    let resent = read_all(s.wal_dir(), c.position());
+    let rounds = |t| resent.samples.iter().filter(|x| x.t == t).count();
+    assert_eq!((rounds(1), rounds(2)), (5, 5), "{:?}", c.position());
+
+    s.end_cursor_recovery();
+    let added = s.consumer("remote-b").unwrap();
+    assert!(added.position() > c.position());
+    commit_round(&s, 5, 3);
+    let read = read_all(s.wal_dir(), added.position());
+    assert!(read.samples.iter().all(|x| x.t == 3), "{:?}", read.samples);
+    assert_eq!(read.samples.len(), 5);
+}
+
 /// The WAL directory emptied and the cursor file kept: the cursor points
 /// past everything the new WAL holds, and would wait for a segment not yet
 /// written; it reads the new WAL from its start instead.
