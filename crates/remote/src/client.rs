@@ -3,7 +3,8 @@
 //! The client only knows how to POST one compressed body with the exact
 //! remote-write 1.0 headers and to tell the caller whether a failure is worth
 //! retrying (transport errors, 5xx, and 429 when enabled) and for how long
-//! the receiver asked us to wait (`Retry-After`). The retry loop itself
+//! the receiver asked us to wait (`Retry-After`), or whether the request
+//! was refused for its size (413). The retry loop itself
 //! lives with the shards, which own the batch and its accounting.
 //!
 //! Remote write 2.0 (opt-in with [`WriteClient::with_remote_write_v2`]):
@@ -45,6 +46,10 @@ pub enum SendError {
     /// The batch must be dropped (4xx, or a request we cannot build).
     #[error("{0}")]
     NonRecoverable(String),
+    /// The receiver, or a proxy in front of it, refused the request for its
+    /// size (413): smaller requests of the same samples may pass.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// Sends remote-write 1.0 requests to one endpoint.
@@ -273,6 +278,9 @@ impl WriteClient {
     fn failure(&self, status: StatusCode, retry_after: Option<&str>, body: &str) -> SendError {
         let retry_after = retry_after.and_then(|v| parse_retry_after(v, SystemTime::now()));
         let message = format!("server returned HTTP status {status}: {body}");
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return SendError::TooLarge(message);
+        }
         if is_recoverable(status, self.retry_on_http_429) {
             SendError::Recoverable {
                 message,

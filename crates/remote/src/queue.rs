@@ -1028,7 +1028,7 @@ async fn send_metadata_chunk<P>(
                 m.metadata_bytes.inc_by(body.len() as u64);
                 return true;
             }
-            Err(SendError::NonRecoverable(msg)) => {
+            Err(SendError::NonRecoverable(msg) | SendError::TooLarge(msg)) => {
                 m.metadata.failed.inc_by(n);
                 tracing::error!(remote_name = %shared.settings.name, error = %msg, "non-recoverable error while sending metadata");
                 return true;
@@ -1322,9 +1322,19 @@ struct Batch {
 }
 
 enum Delivery {
+    /// Every sample sent or dropped (`dropped` of them).
+    Done { dropped: usize },
+    /// A hard stop came first: nothing is acknowledged.
+    Cancelled,
+}
+
+/// How sending one part of a batch ended.
+enum PartDelivery {
     Sent,
     Dropped,
     Cancelled,
+    /// Refused for its size (413), and it has more than one sample.
+    TooLarge,
 }
 
 impl Batch {
@@ -1379,14 +1389,14 @@ impl Batch {
     ) -> bool {
         let count = self.samples.len();
         let by_kind = self.kinds;
-        let delivery = self.deliver(shared, hard_stop).await;
-        if matches!(delivery, Delivery::Cancelled) {
-            return false;
-        }
-        if matches!(delivery, Delivery::Dropped) {
+        let dropped = match self.deliver(shared, hard_stop).await {
+            Delivery::Cancelled => return false,
+            Delivery::Done { dropped } => dropped,
+        };
+        if dropped > 0 {
             shared
                 .samples_dropped
-                .fetch_add(count as u64, Ordering::Relaxed);
+                .fetch_add(dropped as u64, Ordering::Relaxed);
         }
         let mut moved = None;
         {
@@ -1411,11 +1421,49 @@ impl Batch {
         true
     }
 
+    /// Sends the batch, in parts if the receiver refuses it for its size:
+    /// a request refused with 413 is split in halves, sent in order, down
+    /// to a single sample, which is dropped as a non-recoverable failure.
+    /// Prometheus drops the whole batch at the 413, as at any 4xx; a proxy's
+    /// body limit (nginx's `client_max_body_size`, 1 MiB by default) must
+    /// not cost data that smaller requests would have delivered.
     async fn deliver<P>(
         &mut self,
         shared: &Shared<P>,
         hard_stop: &mut watch::Receiver<bool>,
     ) -> Delivery {
+        // The parts still to send, the next last.
+        let mut parked: Vec<Vec<QueuedSample>> = Vec::new();
+        let mut dropped = 0;
+        loop {
+            let len = self.samples.len();
+            match self.deliver_part(shared, hard_stop).await {
+                PartDelivery::Cancelled => return Delivery::Cancelled,
+                PartDelivery::Sent => {}
+                PartDelivery::Dropped => dropped += len,
+                PartDelivery::TooLarge => {
+                    parked.push(self.samples.split_off(len / 2));
+                    self.recount();
+                    continue;
+                }
+            }
+            let Some(mut next) = parked.pop() else {
+                return Delivery::Done { dropped };
+            };
+            // Into the batch's own vector, which keeps its capacity.
+            self.samples.clear();
+            self.samples.append(&mut next);
+            self.recount();
+        }
+    }
+
+    /// Sends the batch's samples as one request, retrying recoverable
+    /// failures.
+    async fn deliver_part<P>(
+        &mut self,
+        shared: &Shared<P>,
+        hard_stop: &mut watch::Receiver<bool>,
+    ) -> PartDelivery {
         let s = &shared.settings;
         let m = &shared.metrics;
         let mut attempt = 0u32;
@@ -1425,25 +1473,25 @@ impl Batch {
                 self.drop_too_old(shared);
             }
             if self.samples.is_empty() {
-                return Delivery::Dropped;
+                return PartDelivery::Dropped;
             }
             let protocol = shared.client.protocol();
             let encoded = self.encode(shared, protocol);
             if self.samples.is_empty() {
-                return Delivery::Dropped;
+                return PartDelivery::Dropped;
             }
             let body = match encoded {
                 Ok(b) => b,
                 Err(e) => {
                     tally(m, self.kinds, Tally::Failed);
                     record_error(shared, format!("encoding batch: {e}"));
-                    return Delivery::Dropped;
+                    return PartDelivery::Dropped;
                 }
             };
             let started = Instant::now();
             let result = tokio::select! {
                 biased;
-                _ = hard_stop.wait_for(|v| *v) => return Delivery::Cancelled,
+                _ = hard_stop.wait_for(|v| *v) => return PartDelivery::Cancelled,
                 r = shared.client.send_as(body.clone(), attempt, protocol, self.samples.len() as u64) => r,
             };
             let took = started.elapsed();
@@ -1456,20 +1504,25 @@ impl Batch {
             match result {
                 Ok(()) => {
                     self.record_success(shared, sent_bytes, took);
-                    return Delivery::Sent;
+                    return PartDelivery::Sent;
                 }
-                Err(SendError::NonRecoverable(msg)) => {
+                Err(SendError::TooLarge(msg)) if self.samples.len() > 1 => {
+                    tracing::warn!(remote_name = %s.name, url = %shared.client.url(), samples = self.samples.len(), error = %msg, "request too large for the receiver, sending it in halves (lower queue_config.max_samples_per_send to avoid this)");
+                    record_error(shared, msg);
+                    return PartDelivery::TooLarge;
+                }
+                Err(SendError::NonRecoverable(msg) | SendError::TooLarge(msg)) => {
                     tally(m, self.kinds, Tally::Failed);
                     tracing::error!(remote_name = %s.name, url = %shared.client.url(), samples = self.samples.len(), error = %msg, "non-recoverable error, dropping batch");
                     record_error(shared, msg);
-                    return Delivery::Dropped;
+                    return PartDelivery::Dropped;
                 }
                 Err(SendError::Recoverable { message, .. })
                     if shared.stopping.load(Ordering::Acquire) =>
                 {
                     record_error(shared, message);
                     tracing::warn!(remote_name = %s.name, samples = self.samples.len(), "send failed while stopping; the samples stay in the WAL for the next start");
-                    return Delivery::Cancelled;
+                    return PartDelivery::Cancelled;
                 }
                 Err(SendError::Recoverable {
                     message,
@@ -1482,7 +1535,7 @@ impl Batch {
                     shared.outcome.lock().no_reshard_until = Some(Instant::now() + sleep * 2);
                     tokio::select! {
                         biased;
-                        _ = hard_stop.wait_for(|v| *v) => return Delivery::Cancelled,
+                        _ = hard_stop.wait_for(|v| *v) => return PartDelivery::Cancelled,
                         // One more attempt at once; if it fails too, the
                         // samples stay in the WAL (see the module docs).
                         _ = shared.stop_notify.notified() => {}

@@ -236,6 +236,74 @@ async fn client_errors_drop_the_batch_without_resending() {
     q.stop(Duration::from_secs(1)).await;
 }
 
+/// A receiver (or the proxy in front of it) that refuses requests over a
+/// size with 413 gets the batch in halves until they pass: every sample
+/// once, each series in order, none failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_too_large_for_the_receiver_is_sent_in_halves() {
+    let rx = start_receiver().await;
+    *rx.state.max_samples.lock() = Some(3);
+    let wal = MemWal::default();
+    fill(&wal, 5, 4);
+    let m = metrics();
+    let q = start_queue(&rx, &wal, 1, m.clone());
+    assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 5).await);
+    let sizes: Vec<(usize, u16)> = rx
+        .state
+        .requests
+        .lock()
+        .iter()
+        .map(|r| (r.samples.len(), r.status.as_u16()))
+        .collect();
+    // Each batch of 10: refused, then 5 refused, 2 and 3 sent, 5 refused,
+    // 2 and 3 sent.
+    let one_batch = [
+        (10, 413),
+        (5, 413),
+        (2, 200),
+        (3, 200),
+        (5, 413),
+        (2, 200),
+        (3, 200),
+    ];
+    assert_eq!(sizes, [one_batch, one_batch].concat());
+    let got = rx.state.accepted_samples();
+    let mut want = Vec::new();
+    for t in 0..4 {
+        for i in 1..=5 {
+            want.push((format!("__name__=m,cluster=c1,i={i}"), 1000 + t, t as f64));
+        }
+    }
+    assert_eq!(got, want, "every sample once, in the order read");
+    assert_eq!(m.samples_failed.get(), 0);
+    assert_eq!(m.samples.get(), 20);
+    q.stop(Duration::from_secs(1)).await;
+}
+
+/// A single sample refused for its size is dropped as a non-recoverable
+/// failure, and the queue goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_sample_too_large_for_the_receiver_is_dropped() {
+    let rx = start_receiver().await;
+    *rx.state.max_samples.lock() = Some(0);
+    let wal = MemWal::default();
+    fill(&wal, 5, 4);
+    let m = metrics();
+    let q = start_queue(&rx, &wal, 1, m.clone());
+    assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 5).await);
+    assert_eq!(m.samples_failed.get(), 20);
+    assert_eq!(m.samples.get(), 0);
+    let singles = rx
+        .state
+        .requests
+        .lock()
+        .iter()
+        .filter(|r| r.samples.len() == 1)
+        .count();
+    assert_eq!(singles, 20, "each sample tried alone once");
+    q.stop(Duration::from_secs(1)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_requests_honours_retry_after_only_when_enabled() {
     for retry in [true, false] {

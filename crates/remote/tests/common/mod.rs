@@ -61,6 +61,9 @@ pub struct ReceiverState {
     pub script: Mutex<VecDeque<(StatusCode, Option<String>)>>,
     /// Answer used when the script is empty.
     pub default_status: Mutex<Option<StatusCode>>,
+    /// Requests of more samples than this are refused with 413 (as a
+    /// proxy's body limit refuses them), before the script is consulted.
+    pub max_samples: Mutex<Option<usize>>,
     pub requests: Mutex<Vec<Received>>,
 }
 
@@ -97,7 +100,7 @@ async fn handle(
         .decompress_vec(&body)
         .expect("snappy block body");
     let req = PbWriteRequest::decode(raw.as_slice()).expect("protobuf body");
-    let samples = req
+    let samples: Vec<_> = req
         .timeseries
         .iter()
         .flat_map(|ts| {
@@ -107,11 +110,19 @@ async fn handle(
                 .map(move |s| (l.clone(), s.timestamp, s.value))
         })
         .collect();
-    let (status, retry_after) = state
-        .script
+    let too_large = state
+        .max_samples
         .lock()
-        .pop_front()
-        .unwrap_or((state.default_status.lock().unwrap_or(StatusCode::OK), None));
+        .is_some_and(|max| samples.len() > max);
+    let (status, retry_after) = if too_large {
+        (StatusCode::PAYLOAD_TOO_LARGE, None)
+    } else {
+        state
+            .script
+            .lock()
+            .pop_front()
+            .unwrap_or((state.default_status.lock().unwrap_or(StatusCode::OK), None))
+    };
     state.requests.lock().push(Received {
         at: Instant::now(),
         headers,
