@@ -240,9 +240,9 @@ struct Shared {
     persisting: Mutex<CursorStore>,
     /// Persisting cursors failed at the last attempt (logged once).
     cursors_failing: AtomicBool,
-    /// Where consumers start while the cursors the file lost are being
-    /// recreated (see `AgentStorage::consumer`).
-    lost_cursors_start: Mutex<Option<Position>>,
+    /// The cursor file was damaged and the consumers it lost are not all
+    /// recreated yet (see `AgentStorage::consumer`).
+    cursors_lost: AtomicBool,
     commit_tx: watch::Sender<u64>,
     /// The newest records, for readers at the head (see `tail`).
     tail: Arc<WalTail>,
@@ -326,11 +326,9 @@ impl AgentStorage {
         let reserve = CheckpointReserve::open(dir, &wal_dir);
 
         let generation = Arc::new(AtomicU64::new(0));
-        let lost_cursors_start = persisted.damaged.then(|| {
-            let oldest = Position::new(segments.keys().next().copied().unwrap_or(writer.segment()), 0);
-            tracing::warn!(segment = oldest.segment, "WAL consumer cursors lost; endpoints start at the WAL's oldest record and may send some samples again");
-            oldest
-        });
+        if persisted.damaged {
+            tracing::warn!("WAL consumer cursors lost; endpoints start at the WAL's oldest record and may send some samples again");
+        }
         let mut consumers = BTreeMap::new();
         for (name, mut pos) in persisted.cursors {
             // A cursor past the end read what this WAL never held: the
@@ -368,7 +366,7 @@ impl AgentStorage {
             consumers: Mutex::new(consumers),
             cursor_generation: generation,
             persisted_generation: AtomicU64::new(0),
-            lost_cursors_start: Mutex::new(lost_cursors_start),
+            cursors_lost: AtomicBool::new(persisted.damaged),
             persisting: Mutex::new(cursor_store),
             cursors_failing: AtomicBool::new(false),
             commit_tx,
@@ -481,9 +479,12 @@ impl AgentStorage {
                 state: Arc::clone(st),
             });
         }
-        let start = match *s.lost_cursors_start.lock() {
-            Some(oldest) => oldest,
-            None => s.writer.lock().writer.end(),
+        let start = {
+            let w = s.writer.lock();
+            match w.segments.keys().next() {
+                Some(&oldest) if s.cursors_lost.load(Ordering::Acquire) => Position::new(oldest, 0),
+                _ => w.writer.end(),
+            }
         };
         let st = Arc::new(ConsumerState::new(
             name,
@@ -501,7 +502,7 @@ impl AgentStorage {
     /// cursors created from now on start at the WAL's end, whether or not
     /// the cursor file was damaged at open.
     pub fn end_cursor_recovery(&self) {
-        self.shared.lost_cursors_start.lock().take();
+        self.shared.cursors_lost.store(false, Ordering::Release);
     }
 
     /// Forgets a consumer's cursor (its endpoint left the configuration), so
