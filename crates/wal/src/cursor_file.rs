@@ -54,11 +54,22 @@ struct Payload {
 /// Reads the persisted cursors of the storage directory `dir`; none if
 /// there are none or the file cannot be read (logged).
 pub fn read_cursors(dir: &Path) -> BTreeMap<String, Position> {
+    read_persisted(dir).cursors
+}
+
+/// What `read_cursors` reads, and whether the file was damaged.
+pub(crate) fn read_persisted(dir: &Path) -> Persisted {
     match read(dir) {
-        Ok(found) => found.cursors.unwrap_or_default(),
+        Ok(found) => Persisted {
+            damaged: found.damaged,
+            cursors: found.cursors.unwrap_or_default(),
+        },
         Err(e) => {
             tracing::warn!(error = %e, "consumer cursor file unreadable");
-            BTreeMap::new()
+            Persisted {
+                cursors: BTreeMap::new(),
+                damaged: false,
+            }
         }
     }
 }

@@ -148,6 +148,9 @@ pub struct WalInspection {
     pub min_time: Option<Timestamp>,
     pub max_time: Option<Timestamp>,
     pub consumers: Vec<ConsumerBacklog>,
+    /// The cursor file is there but holds no readable cursors: the next
+    /// start sends every endpoint the WAL from its oldest record.
+    pub cursors_damaged: bool,
 }
 
 impl WalInspection {
@@ -234,7 +237,10 @@ pub fn inspect(dir: &Path) -> Result<WalInspection, WalError> {
     }
     out.missing_segments = missing_between(&segs);
     out.series = refs.len() as u64;
-    out.consumers = cursor_file::read_cursors(&storage_dir)
+    let persisted = cursor_file::read_persisted(&storage_dir);
+    out.cursors_damaged = persisted.damaged;
+    out.consumers = persisted
+        .cursors
         .into_iter()
         .map(|(name, position)| backlog(name, position, &segs, &out.segments, &sample_marks))
         .collect();
@@ -640,6 +646,12 @@ impl fmt::Display for WalInspection {
                 } else {
                     ""
                 }
+            )?;
+        }
+        if self.cursors_damaged {
+            writeln!(
+                f,
+                "consumer cursor file damaged: at the next start every endpoint sends the WAL from its oldest record"
             )?;
         }
         let damage: Vec<&Damage> = self.damage().collect();

@@ -63,6 +63,31 @@ fn samples_from(wal_dir: &Path, start: Position) -> (Vec<RefSample>, usize) {
 }
 
 #[test]
+fn inspect_names_a_damaged_cursor_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.consumer("rw").unwrap();
+    write_rounds(&s, 2);
+    s.close().unwrap();
+    drop(s);
+    let healthy = inspect(dir.path()).unwrap();
+    assert!(!healthy.cursors_damaged);
+    assert!(!healthy.to_string().contains("cursor file damaged"));
+
+    let cursors = dir.path().join("cursors");
+    let len = fs::metadata(&cursors).unwrap().len() as usize;
+    fs::write(&cursors, vec![0xa5; len]).unwrap();
+    let report = inspect(dir.path()).unwrap();
+    assert!(report.cursors_damaged);
+    assert!(report.consumers.is_empty());
+    let text = report.to_string();
+    assert!(
+        text.contains("consumer cursor file damaged: at the next start every endpoint sends the WAL from its oldest record"),
+        "{text}"
+    );
+}
+
+#[test]
 fn inspect_counts_records_series_samples_and_backlog() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
