@@ -236,18 +236,26 @@ async fn client_errors_drop_the_batch_without_resending() {
     q.stop(Duration::from_secs(1)).await;
 }
 
-/// A receiver (or the proxy in front of it) that refuses requests over a
-/// size with 413 gets the batch in halves until they pass: every sample
-/// once, each series in order, none failed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_too_large_for_the_receiver_is_sent_in_halves() {
+/// Five series of four samples each, queued (one shard, ten samples a
+/// request) to a receiver that answers 413 to a request of more than
+/// `max` samples, until every record is acknowledged.
+async fn deliver_with_a_size_limit(max: usize) -> (Receiver, QueueMetrics, QueueManager) {
     let rx = start_receiver().await;
-    *rx.state.max_samples.lock() = Some(3);
+    *rx.state.max_samples.lock() = Some(max);
     let wal = MemWal::default();
     fill(&wal, 5, 4);
     let m = metrics();
     let q = start_queue(&rx, &wal, 1, m.clone());
     assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 5).await);
+    (rx, m, q)
+}
+
+/// A receiver (or the proxy in front of it) that refuses requests over a
+/// size with 413 gets the batch in halves until they pass: every sample
+/// once, each series in order, none failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_too_large_for_the_receiver_is_sent_in_halves() {
+    let (rx, m, q) = deliver_with_a_size_limit(3).await;
     let sizes: Vec<(usize, u16)> = rx
         .state
         .requests
@@ -284,13 +292,7 @@ async fn a_request_too_large_for_the_receiver_is_sent_in_halves() {
 /// failure, and the queue goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_sample_too_large_for_the_receiver_is_dropped() {
-    let rx = start_receiver().await;
-    *rx.state.max_samples.lock() = Some(0);
-    let wal = MemWal::default();
-    fill(&wal, 5, 4);
-    let m = metrics();
-    let q = start_queue(&rx, &wal, 1, m.clone());
-    assert!(eventually(WAIT, || wal.acked.load(Ordering::SeqCst) == 5).await);
+    let (rx, m, q) = deliver_with_a_size_limit(0).await;
     assert_eq!(m.samples_failed.get(), 20);
     assert_eq!(m.samples.get(), 0);
     let singles = rx
