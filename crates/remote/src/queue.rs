@@ -1507,6 +1507,9 @@ impl Batch {
                     return PartDelivery::Sent;
                 }
                 Err(SendError::TooLarge(msg)) if self.samples.len() > 1 => {
+                    // Sent again, in halves: counted as retried, so the
+                    // dashboards that watch retries see it.
+                    tally(m, self.kinds, Tally::Retried);
                     tracing::warn!(remote_name = %s.name, url = %shared.client.url(), samples = self.samples.len(), error = %msg, "request too large for the receiver, sending it in halves (lower queue_config.max_samples_per_send to avoid this)");
                     record_error(shared, msg);
                     return PartDelivery::TooLarge;

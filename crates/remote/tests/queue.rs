@@ -285,6 +285,8 @@ async fn a_request_too_large_for_the_receiver_is_sent_in_halves() {
     assert_eq!(got, want, "every sample once, in the order read");
     assert_eq!(m.samples_failed.get(), 0);
     assert_eq!(m.samples.get(), 20);
+    // Each refused request's samples, counted as retried: 10 + 5 + 5 a batch.
+    assert_eq!(m.samples_retried.get(), 40);
     q.stop(Duration::from_secs(1)).await;
 }
 
@@ -295,6 +297,8 @@ async fn a_single_sample_too_large_for_the_receiver_is_dropped() {
     let (rx, m, q) = deliver_with_a_size_limit(0).await;
     assert_eq!(m.samples_failed.get(), 20);
     assert_eq!(m.samples.get(), 0);
+    // Split down to single samples: 10, then 5, 2 and 3 (then 2) twice.
+    assert_eq!(m.samples_retried.get(), 2 * (10 + 2 * (5 + 2 + 3 + 2)));
     let singles = rx
         .state
         .requests
