@@ -60,10 +60,7 @@ pub fn read_cursors(dir: &Path) -> BTreeMap<String, Position> {
 /// What `read_cursors` reads, and whether the file was damaged.
 pub(crate) fn read_persisted(dir: &Path) -> Persisted {
     match read(dir) {
-        Ok(found) => Persisted {
-            damaged: found.damaged,
-            cursors: found.cursors.unwrap_or_default(),
-        },
+        Ok(found) => found.into_persisted(),
         Err(e) => {
             tracing::warn!(error = %e, "consumer cursor file unreadable");
             Persisted {
@@ -84,6 +81,15 @@ struct Found {
     from_slots: bool,
     /// A cursor file is there but no cursors could be read from it.
     damaged: bool,
+}
+
+impl Found {
+    fn into_persisted(self) -> Persisted {
+        Persisted {
+            cursors: self.cursors.unwrap_or_default(),
+            damaged: self.damaged,
+        }
+    }
 }
 
 /// What `dir` holds. A file that is there but cannot be read (permissions,
@@ -238,11 +244,7 @@ impl CursorStore {
             file,
             sequence: found.sequence,
         };
-        let persisted = Persisted {
-            damaged: found.damaged,
-            cursors: found.cursors.unwrap_or_default(),
-        };
-        Ok((store, persisted))
+        Ok((store, found.into_persisted()))
     }
 
     /// Makes `cursors` what a restart reads: durable when this returns.
