@@ -1,4 +1,12 @@
-//! The C library allocator's knobs the agent turns, behind a safe API.
+//! The agent's memory allocation: where its blocks come from, and the C
+//! library allocator's knobs, behind a safe API.
+//!
+//! [`HugePageAlloc`] (the binary's global allocator) keeps blocks of at
+//! least 16 KiB on transparent huge pages, which the host of a virtual
+//! machine takes back and gives again a 2 MiB page at a time rather than
+//! 4 KiB (see [`huge_pages`]): up to 256 KiB in a region of its own, larger
+//! ones in malloc's own mappings of them, advised. Smaller blocks stay with
+//! malloc as they are.
 //!
 //! glibc's malloc keeps memory the agent has freed: it raises its mmap
 //! threshold to the largest mapped block freed so far (up to 32 MiB), so
@@ -14,15 +22,28 @@
 //! # Audit
 //!
 //! This is one of the workspace's two crates that may use `unsafe` (the
-//! workspace lints forbid it everywhere else; the other is `cmath`). It
-//! makes exactly two foreign calls, `mallopt(3)` and `malloc_trim(3)`:
-//! both take integers only (no pointer crosses the boundary), both are
-//! documented MT-Safe (they take malloc's own arena locks), and neither
-//! invalidates any allocation the program holds — they change where
-//! future blocks come from and release pages
-//! that hold no live block. On a C library other than glibc both
-//! functions do nothing and report so.
+//! workspace lints forbid it everywhere else; the other is `cmath`).
+//!
+//! - `mallopt(3)` and `malloc_trim(3)` take integers only (no pointer
+//!   crosses the boundary), are documented MT-Safe (they take malloc's own
+//!   arena locks), and invalidate no allocation the program holds — they
+//!   change where future blocks come from and release pages that hold no
+//!   live block. On a C library other than glibc both do nothing and
+//!   report so.
+//! - The global allocator (`global.rs`) maps one reserved range of address
+//!   space (`mmap`), makes pieces of it writable (`mprotect`), advises them
+//!   (`madvise`: huge pages, or free pages given back), and hands out
+//!   disjoint page runs of it under one lock; its bookkeeping
+//!   ([`huge_pages::Region`]) is safe code with its own tests, and the
+//!   `unsafe` is only the system calls and the `GlobalAlloc` contract.
 #![deny(rust_2018_idioms)]
+
+#[cfg(target_os = "linux")]
+mod global;
+pub mod huge_pages;
+
+#[cfg(target_os = "linux")]
+pub use global::{region_stats, HugePageAlloc, LARGE_BLOCK};
 
 /// Fixes glibc's mmap threshold (blocks of at least this size get their
 /// own mapping, unmapped when freed) and trim threshold (free memory at an

@@ -187,6 +187,8 @@ pub struct ScrapeCache {
     index: Option<HashTable<u32>>,
     /// Scrapes in a row that did not need the index.
     index_idle: u8,
+    /// Whether the cache was empty when this scrape began.
+    began_empty: bool,
     /// Where the next lookup looks first: the slot after the last hit.
     cursor: usize,
     /// Set when this scrape left the vector's order: positions in the
@@ -233,6 +235,7 @@ impl ScrapeCache {
         }
         self.cursor = 0;
         self.visits = None;
+        self.began_empty = self.slots.is_empty();
         self.iter
     }
 
@@ -372,6 +375,13 @@ impl ScrapeCache {
             u32::from(iter.wrapping_sub(s.last) & SLOT_ITER_MASK) > EVICT_AFTER_ITERATIONS
         });
         if reordered || evicted {
+            self.index = None;
+        }
+        if self.began_empty {
+            // On a target's first scrape the index only told new series
+            // from repeats. Kept a few scrapes more, every target's first
+            // index would be freed together after the blocks allocated
+            // since, leaving holes among them (each in a huge page).
             self.index = None;
         }
         if self.visits.take().is_some() {

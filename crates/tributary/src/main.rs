@@ -5,6 +5,11 @@
 // Linked for the C math functions it defines (not called by name).
 use tributary_cmath as _;
 
+/// Large blocks on transparent huge pages (see `tributary_alloc`).
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tributary_alloc::HugePageAlloc = tributary_alloc::HugePageAlloc;
+
 mod agent;
 mod check;
 mod cli;

@@ -72,6 +72,15 @@ fn process_metrics(out: &mut String, s: &WebState) {
             fds.count() as f64,
         );
     }
+    #[cfg(target_os = "linux")]
+    if let Some(region) = tributary_alloc::region_stats() {
+        let name = "tributary_allocator_region_bytes";
+        let _ = writeln!(
+            out,
+            "# HELP {name} The huge-page region of the allocator (blocks of 16 KiB and more): bytes in live blocks, and bytes committed (of which whole free huge pages are given back).\n# TYPE {name} gauge\n{name}{{state=\"used\"}} {}\n{name}{{state=\"committed\"}} {}",
+            region.used, region.committed
+        );
+    }
 }
 
 struct ProcStat {

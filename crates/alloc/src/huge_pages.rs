@@ -1,0 +1,410 @@
+//! The agent's large blocks, kept on transparent huge pages.
+//!
+//! The agent touches most of its per-series memory once a scrape interval
+//! (a target's scrape cache when it is scraped, its label sets when they are
+//! encoded into a request) and little of it in between. Where the host
+//! takes back guest pages that sat idle for a few seconds (the 2-core KVM
+//! guest this is measured on; `docs/performance.md`, "Memory the host lets
+//! go cold"), the first touch of such a 4 KiB page costs about 10 µs of the
+//! agent's CPU: at 400k series that was a third of it. A 2 MiB page is
+//! taken back and touched again as one, so the same memory costs about a
+//! five-hundredth as many of those touches.
+//!
+//! glibc's malloc cannot be asked for huge pages after the process started
+//! (`glibc.malloc.hugetlb` is read from the environment at start, and even
+//! then leaves its thread arenas on small pages), so blocks of at least
+//! [`MIN_BLOCK`] bytes (and below the global allocator's large-block size,
+//! which malloc maps on its own) come from one [`Region`] of address space
+//! reserved at the first such block and advised `MADV_HUGEPAGE` past its
+//! first [`SMALL_PAGES_UNTIL`] bytes (so that an idle agent does not take
+//! 2 MiB for a few buffers). Smaller blocks stay with malloc. A block is
+//! freed by the allocator that owns its address, whatever its size.
+//!
+//! The region is a best-fit allocator of 4 KiB page runs: free runs are
+//! kept by address (to merge neighbours) and by size (to find the best
+//! fit). Whole huge pages inside a free run go back to the kernel
+//! (`MADV_DONTNEED`); a huge page that still holds a live block stays,
+//! which bounds the memory a freed block can keep to less than 2 MiB at
+//! each end of a run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Blocks this large or larger live in the region.
+pub const MIN_BLOCK: usize = 16 << 10;
+
+/// The region's unit of allocation.
+pub const PAGE: usize = 4 << 10;
+
+/// A transparent huge page on x86-64 and aarch64 (4 KiB base pages).
+pub const HUGE_PAGE: usize = 2 << 20;
+
+/// The region's first bytes are not advised for huge pages: an idle agent's
+/// few large buffers fit here at 4 KiB a page.
+pub const SMALL_PAGES_UNTIL: usize = 4 << 20;
+
+/// Address space reserved for the region (not memory: `PROT_NONE`, no swap
+/// reserved); beyond it blocks go to malloc.
+pub const RESERVE: usize = 64 << 30;
+
+/// What the region needs from the kernel; `Kernel` in production, a
+/// recording fake in the tests of the bookkeeping.
+pub trait Memory {
+    /// Makes `[addr, addr + len)` readable and writable; false on failure.
+    fn commit(&mut self, addr: usize, len: usize) -> bool;
+    /// Asks for huge pages in `[addr, addr + len)` (advice only).
+    fn advise_huge(&mut self, addr: usize, len: usize);
+    /// Gives the memory of `[addr, addr + len)` back; it reads as zero after.
+    fn release(&mut self, addr: usize, len: usize);
+}
+
+/// Page runs of a reserved range of address space: which are free, how much
+/// of the range is committed, and below which offset memory was ever
+/// handed out (above it, it still reads as zero).
+#[derive(Debug)]
+pub struct Region {
+    base: usize,
+    reserved: usize,
+    committed: usize,
+    handed_out: usize,
+    by_addr: BTreeMap<usize, usize>,
+    by_size: BTreeSet<(usize, usize)>,
+    used: usize,
+}
+
+/// The region's occupancy, for the agent's self-metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionStats {
+    /// Bytes in live blocks (page-rounded).
+    pub used: usize,
+    /// Bytes of address space made readable and writable.
+    pub committed: usize,
+    /// Runs of free pages between and after the blocks.
+    pub free_runs: usize,
+}
+
+/// A block the region handed out: where, and whether it may hold old bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub addr: usize,
+    pub reused: bool,
+}
+
+impl Region {
+    /// A region over `[base, base + reserved)`; `base` must be aligned to
+    /// [`HUGE_PAGE`] and `reserved` a multiple of it.
+    pub fn new(base: usize, reserved: usize) -> Region {
+        debug_assert!(base % HUGE_PAGE == 0 && reserved % HUGE_PAGE == 0);
+        Region {
+            base,
+            reserved,
+            committed: 0,
+            handed_out: 0,
+            by_addr: BTreeMap::new(),
+            by_size: BTreeSet::new(),
+            used: 0,
+        }
+    }
+
+    pub fn contains(&self, addr: usize) -> bool {
+        addr >= self.base && addr - self.base < self.reserved
+    }
+
+    /// Bytes in live blocks (page-rounded).
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    /// Bytes made readable and writable so far.
+    pub fn committed(&self) -> usize {
+        self.committed
+    }
+
+    pub fn stats(&self) -> RegionStats {
+        RegionStats {
+            used: self.used,
+            committed: self.committed,
+            free_runs: self.by_addr.len(),
+        }
+    }
+
+    /// A block of `size` bytes (rounded up to whole pages), or `None` when
+    /// the reserved range is full or the kernel refuses to commit more.
+    pub fn alloc(&mut self, size: usize, mem: &mut impl Memory) -> Option<Block> {
+        let size = round_up(size, PAGE)?;
+        let (len, addr) = match self.best_fit(size) {
+            Some(run) => run,
+            None => {
+                self.commit_more(size, mem)?;
+                self.best_fit(size)?
+            }
+        };
+        self.remove_run(addr, len);
+        if len > size {
+            self.insert_run(addr + size, len - size);
+        }
+        self.used += size;
+        let offset_end = addr - self.base + size;
+        let reused = addr - self.base < self.handed_out;
+        self.handed_out = self.handed_out.max(offset_end);
+        Some(Block { addr, reused })
+    }
+
+    /// Returns the block at `addr` of `size` bytes (as allocated).
+    pub fn free(&mut self, addr: usize, size: usize, mem: &mut impl Memory) {
+        let Some(size) = round_up(size, PAGE) else {
+            return;
+        };
+        self.used -= size;
+        let (start, len) = self.merge_free(addr, size);
+        let first_huge = start.next_multiple_of(HUGE_PAGE);
+        let end_huge = (start + len) / HUGE_PAGE * HUGE_PAGE;
+        if end_huge > first_huge {
+            mem.release(first_huge, end_huge - first_huge);
+        }
+    }
+
+    /// Grows or shrinks the block at `addr` from `old` to `new` bytes where
+    /// it lies; false when the pages after it are taken (then the caller
+    /// moves it).
+    pub fn resize_in_place(
+        &mut self,
+        addr: usize,
+        old: usize,
+        new: usize,
+        mem: &mut impl Memory,
+    ) -> bool {
+        let (Some(old), Some(new)) = (round_up(old, PAGE), round_up(new, PAGE)) else {
+            return false;
+        };
+        if new <= old {
+            if new < old {
+                // The tail is returned as a block of its own.
+                self.free(addr + new, old - new, mem);
+            }
+            return true;
+        }
+        let (next, extra) = (addr + old, new - old);
+        let top = self.base + self.committed;
+        let free_after = match self.by_addr.get(&next) {
+            Some(&len) => len,
+            None if next == top => 0,
+            None => return false,
+        };
+        if free_after < extra {
+            // Only the free pages up to the committed end can be added to.
+            if next + free_after != top || self.commit_more(extra - free_after, mem).is_none() {
+                return false;
+            }
+        }
+        let Some(&len) = self.by_addr.get(&next) else {
+            return false;
+        };
+        self.remove_run(next, len);
+        if len > extra {
+            self.insert_run(next + extra, len - extra);
+        }
+        self.used += extra;
+        self.handed_out = self.handed_out.max(addr - self.base + new);
+        true
+    }
+
+    fn best_fit(&self, size: usize) -> Option<(usize, usize)> {
+        self.by_size.range((size, 0)..).next().copied()
+    }
+
+    /// Commits at least `size` more bytes, whole huge pages at a time, and
+    /// adds them to the free runs.
+    fn commit_more(&mut self, size: usize, mem: &mut impl Memory) -> Option<()> {
+        let step = round_up(size, HUGE_PAGE)?;
+        if step > self.reserved - self.committed {
+            return None;
+        }
+        let start = self.base + self.committed;
+        if !mem.commit(start, step) {
+            return None;
+        }
+        let huge_from = start.max(self.base + SMALL_PAGES_UNTIL);
+        if huge_from < start + step {
+            mem.advise_huge(huge_from, start + step - huge_from);
+        }
+        self.committed += step;
+        self.merge_free(start, step);
+        Some(())
+    }
+
+    /// Adds `[addr, addr + len)` to the free runs, merged with free
+    /// neighbours; returns the merged run.
+    fn merge_free(&mut self, addr: usize, len: usize) -> (usize, usize) {
+        let (mut start, mut len) = (addr, len);
+        if let Some((&prev, &prev_len)) = self.by_addr.range(..start).next_back() {
+            if prev + prev_len == start {
+                self.remove_run(prev, prev_len);
+                start = prev;
+                len += prev_len;
+            }
+        }
+        if let Some(&next_len) = self.by_addr.get(&(start + len)) {
+            self.remove_run(start + len, next_len);
+            len += next_len;
+        }
+        self.insert_run(start, len);
+        (start, len)
+    }
+
+    fn insert_run(&mut self, addr: usize, len: usize) {
+        self.by_addr.insert(addr, len);
+        self.by_size.insert((len, addr));
+    }
+
+    fn remove_run(&mut self, addr: usize, len: usize) {
+        self.by_addr.remove(&addr);
+        self.by_size.remove(&(len, addr));
+    }
+}
+
+fn round_up(size: usize, to: usize) -> Option<usize> {
+    size.checked_next_multiple_of(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what the region asked of the kernel.
+    #[derive(Default)]
+    struct Recorder {
+        committed: Vec<(usize, usize)>,
+        huge: Vec<(usize, usize)>,
+        released: Vec<(usize, usize)>,
+        refuse_commit: bool,
+    }
+
+    impl Memory for Recorder {
+        fn commit(&mut self, addr: usize, len: usize) -> bool {
+            if self.refuse_commit {
+                return false;
+            }
+            self.committed.push((addr, len));
+            true
+        }
+        fn advise_huge(&mut self, addr: usize, len: usize) {
+            self.huge.push((addr, len));
+        }
+        fn release(&mut self, addr: usize, len: usize) {
+            self.released.push((addr, len));
+        }
+    }
+
+    const BASE: usize = 1 << 40;
+
+    fn region() -> Region {
+        Region::new(BASE, 64 * HUGE_PAGE)
+    }
+
+    #[test]
+    fn blocks_are_whole_pages_side_by_side_and_fresh_memory_is_not_reused() {
+        let (mut r, mut m) = (region(), Recorder::default());
+        let a = r.alloc(MIN_BLOCK + 1, &mut m).unwrap();
+        let b = r.alloc(MIN_BLOCK, &mut m).unwrap();
+        assert_eq!(
+            a,
+            Block {
+                addr: BASE,
+                reused: false
+            }
+        );
+        assert_eq!(
+            b,
+            Block {
+                addr: BASE + MIN_BLOCK + PAGE,
+                reused: false
+            }
+        );
+        assert_eq!(r.used(), 2 * MIN_BLOCK + PAGE);
+        assert_eq!(m.committed, vec![(BASE, HUGE_PAGE)]);
+        r.free(a.addr, MIN_BLOCK + 1, &mut m);
+        let c = r.alloc(MIN_BLOCK, &mut m).unwrap();
+        assert_eq!(
+            c,
+            Block {
+                addr: BASE,
+                reused: true
+            },
+            "best fit: the freed hole"
+        );
+    }
+
+    #[test]
+    fn huge_pages_are_advised_past_the_small_page_start_only() {
+        let (mut r, mut m) = (region(), Recorder::default());
+        r.alloc(SMALL_PAGES_UNTIL + 3 * HUGE_PAGE, &mut m).unwrap();
+        assert_eq!(m.committed, vec![(BASE, SMALL_PAGES_UNTIL + 3 * HUGE_PAGE)]);
+        assert_eq!(m.huge, vec![(BASE + SMALL_PAGES_UNTIL, 3 * HUGE_PAGE)]);
+    }
+
+    #[test]
+    fn freed_runs_merge_and_give_back_only_whole_huge_pages() {
+        let (mut r, mut m) = (region(), Recorder::default());
+        let size = HUGE_PAGE / 2;
+        let blocks: Vec<usize> = (0..8)
+            .map(|_| r.alloc(size, &mut m).unwrap().addr)
+            .collect();
+        // Two halves of two huge pages: nothing whole is free yet.
+        r.free(blocks[2], size, &mut m);
+        r.free(blocks[5], size, &mut m);
+        assert!(m.released.is_empty());
+        // Their neighbours merge them into whole huge pages.
+        r.free(blocks[3], size, &mut m);
+        assert_eq!(m.released, vec![(BASE + HUGE_PAGE, HUGE_PAGE)]);
+        r.free(blocks[4], size, &mut m);
+        assert_eq!(m.released.last(), Some(&(BASE + HUGE_PAGE, 2 * HUGE_PAGE)));
+        assert_eq!(r.used(), 4 * size);
+        // The whole committed range free again: one run, all of it released.
+        for i in [0, 1, 6, 7] {
+            r.free(blocks[i], size, &mut m);
+        }
+        assert_eq!(r.by_addr.len(), 1);
+        assert_eq!(m.released.last(), Some(&(BASE, 4 * HUGE_PAGE)));
+        assert_eq!(r.used(), 0);
+    }
+
+    #[test]
+    fn a_block_grows_into_the_free_pages_after_it_and_shrinks_where_it_is() {
+        let (mut r, mut m) = (region(), Recorder::default());
+        let a = r.alloc(MIN_BLOCK, &mut m).unwrap().addr;
+        assert!(
+            r.resize_in_place(a, MIN_BLOCK, 3 * HUGE_PAGE, &mut m),
+            "grows past the committed end"
+        );
+        assert_eq!(r.committed(), 3 * HUGE_PAGE);
+        assert_eq!(r.used(), 3 * HUGE_PAGE);
+        let b = r.alloc(MIN_BLOCK, &mut m).unwrap().addr;
+        assert_eq!(b, a + 3 * HUGE_PAGE);
+        assert_eq!(r.committed(), 4 * HUGE_PAGE);
+        assert!(
+            !r.resize_in_place(a, 3 * HUGE_PAGE, 3 * HUGE_PAGE + PAGE, &mut m),
+            "b is in the way"
+        );
+        assert!(r.resize_in_place(a, 3 * HUGE_PAGE, PAGE, &mut m));
+        assert_eq!(r.used(), PAGE + MIN_BLOCK);
+        assert_eq!(m.released, vec![(BASE + HUGE_PAGE, 2 * HUGE_PAGE)]);
+        let c = r.alloc(2 * HUGE_PAGE, &mut m).unwrap();
+        assert_eq!(
+            c,
+            Block {
+                addr: a + PAGE,
+                reused: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_full_reservation_or_a_refused_commit_gives_none() {
+        let (mut r, mut m) = (region(), Recorder::default());
+        assert!(r.alloc(65 * HUGE_PAGE, &mut m).is_none());
+        assert!(r.alloc(usize::MAX - 10, &mut m).is_none());
+        m.refuse_commit = true;
+        assert!(r.alloc(MIN_BLOCK, &mut m).is_none());
+        assert_eq!(r.used(), 0);
+    }
+}

@@ -1,0 +1,132 @@
+//! The huge-page global allocator against the real kernel: blocks keep
+//! their bytes through growth and moves between malloc, the region and
+//! large mappings; large blocks and the region past its start are advised
+//! for huge pages; freed huge pages leave the resident set; zeroed blocks
+//! are zero even over reused memory.
+#![cfg(target_os = "linux")]
+
+use tributary_alloc::huge_pages::{MIN_BLOCK, SMALL_PAGES_UNTIL};
+use tributary_alloc::{region_stats, HugePageAlloc, LARGE_BLOCK};
+
+#[global_allocator]
+static ALLOC: HugePageAlloc = HugePageAlloc;
+
+/// The tests assert where blocks land, so they take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The smaps entry of the mapping holding `addr`: its Rss in KiB and its
+/// VmFlags.
+fn mapping_of(addr: usize) -> (u64, String) {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    let (mut rss, mut flags) = (None, None);
+    for line in smaps.lines() {
+        let head = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = head.split_once('-') {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                if inside {
+                    break;
+                }
+                inside = addr >= a && addr < b;
+                continue;
+            }
+        }
+        if !inside {
+            continue;
+        }
+        if let Some(v) = line.strip_prefix("Rss:") {
+            rss = Some(v.trim().trim_end_matches("kB").trim().parse().unwrap());
+        }
+        if let Some(v) = line.strip_prefix("VmFlags:") {
+            flags = Some(v.trim().to_string());
+        }
+    }
+    (
+        rss.expect("no mapping holds the address"),
+        flags.unwrap_or_default(),
+    )
+}
+
+#[test]
+fn blocks_keep_their_bytes_moving_between_malloc_the_region_and_large_mappings() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let small = vec![7u8; MIN_BLOCK - 1];
+
+    // Growing from small through the region to a large block, bytes kept.
+    let mut v: Vec<u64> = Vec::new();
+    let mut in_region = false;
+    for i in 0..(LARGE_BLOCK as u64) {
+        v.push(i);
+        let stats = region_stats();
+        in_region |=
+            stats.is_some_and(|s| s.used >= v.capacity() * 8 && v.capacity() * 8 >= MIN_BLOCK);
+    }
+    assert!(in_region, "the vector never lived in the region");
+    assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64));
+
+    // A large block is malloc's own mapping, advised for huge pages.
+    let (_, flags) = mapping_of(v.as_ptr() as usize + v.len() * 4);
+    assert!(flags.split(' ').any(|f| f == "hg"), "not advised: {flags}");
+
+    // Shrunk below the threshold, a block moves back to malloc intact.
+    v.truncate(100);
+    v.shrink_to_fit();
+    assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64));
+    assert_eq!(small.len(), MIN_BLOCK - 1);
+}
+
+#[test]
+fn the_region_gives_whole_free_huge_pages_back_and_zeroes_reused_memory() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Enough blocks just below the large size to reach past the region's
+    // small-page start, each written.
+    let blocks: Vec<Vec<u8>> = (0..(2 * SMALL_PAGES_UNTIL / (LARGE_BLOCK / 2) + 4))
+        .map(|i| vec![i as u8 | 1; LARGE_BLOCK / 2])
+        .collect();
+    let last = blocks.last().unwrap().as_ptr() as usize;
+    let (rss_before, flags) = mapping_of(last);
+    assert!(flags.split(' ').any(|f| f == "hg"), "not advised: {flags}");
+    let used_before = region_stats().unwrap().used;
+    drop(blocks);
+    let (rss_after, _) = mapping_of(last);
+    assert!(
+        rss_before >= rss_after + 4 * 1024,
+        "resident {rss_before} KiB before the free, {rss_after} after"
+    );
+    assert!(region_stats().unwrap().used + 4 * SMALL_PAGES_UNTIL / 2 <= used_before);
+
+    // A zeroed block over reused memory is zero.
+    let dirty = vec![0xffu8; 4 * MIN_BLOCK];
+    let addr = dirty.as_ptr() as usize;
+    drop(dirty);
+    let zeroed = vec![0u8; 4 * MIN_BLOCK];
+    assert_eq!(zeroed.as_ptr() as usize, addr, "best fit reuses the hole");
+    assert!(zeroed.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn threads_allocate_and_free_large_blocks_concurrently() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                for i in 0..200usize {
+                    let size = MIN_BLOCK + (i * 7919 + t * 104_729) % (256 << 10);
+                    let mut b = vec![t as u8; size];
+                    b[size - 1] = i as u8;
+                    if i % 3 == 0 {
+                        kept.push(b);
+                    }
+                }
+                kept.iter().enumerate().all(|(k, b)| {
+                    b[..b.len() - 1].iter().all(|&x| x == t as u8)
+                        && b[b.len() - 1] == (k * 3) as u8
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap());
+    }
+}
