@@ -93,7 +93,7 @@ impl Region {
     /// A region over `[base, base + reserved)`; `base` must be aligned to
     /// [`HUGE_PAGE`] and `reserved` a multiple of it.
     pub fn new(base: usize, reserved: usize) -> Region {
-        debug_assert!(base % HUGE_PAGE == 0 && reserved % HUGE_PAGE == 0);
+        debug_assert!(base.is_multiple_of(HUGE_PAGE) && reserved.is_multiple_of(HUGE_PAGE));
         Region {
             base,
             reserved,
@@ -267,6 +267,7 @@ fn round_up(size: usize, to: usize) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -4,6 +4,7 @@
 //! for huge pages; freed huge pages leave the resident set; zeroed blocks
 //! are zero even over reused memory.
 #![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use tributary_alloc::huge_pages::{MIN_BLOCK, SMALL_PAGES_UNTIL};
 use tributary_alloc::{region_stats, HugePageAlloc, LARGE_BLOCK};
