@@ -126,7 +126,7 @@ unsafe impl GlobalAlloc for HugePageAlloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let old_size = layout.size();
         if owns(ptr) {
-            let in_place = new_size >= MIN_BLOCK
+            let in_place = (MIN_BLOCK..LARGE_BLOCK).contains(&new_size)
                 && with_region(|r| {
                     r.resize_in_place(ptr as usize, old_size, new_size, &mut Kernel)
                         .then_some(())
