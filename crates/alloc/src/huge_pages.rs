@@ -29,7 +29,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Blocks this large or larger live in the region.
+/// Blocks this large or larger (and below the global allocator's
+/// large-block size) live in the region.
 pub const MIN_BLOCK: usize = 16 << 10;
 
 /// The region's unit of allocation.
