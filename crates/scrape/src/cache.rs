@@ -612,7 +612,7 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_order_is_learnt_and_the_index_dropped_once_idle() {
+    fn a_changed_order_is_learnt_and_the_index_dropped_once_idle_or_after_a_first_scrape() {
         let mut c = ScrapeCache::new(false);
         let mut stale = Vec::new();
         let order_a: Vec<u128> = (0..50).collect();
@@ -630,6 +630,10 @@ mod tests {
             c.finish_success(stale);
         };
         scrape(&mut c, &order_a, &mut stale);
+        assert!(
+            c.index.is_none(),
+            "a first scrape's index is dropped at its end"
+        );
         scrape(&mut c, &order_b, &mut stale);
         assert!(stale.is_empty());
         let keys: Vec<u64> = c.slots.iter().map(|s| s.series().0 - 1).collect();
