@@ -79,8 +79,6 @@ pub struct RegionStats {
     pub used: usize,
     /// Bytes of address space made readable and writable.
     pub committed: usize,
-    /// Runs of free pages between and after the blocks.
-    pub free_runs: usize,
 }
 
 /// A block the region handed out: where, and whether it may hold old bytes.
@@ -106,10 +104,6 @@ impl Region {
         }
     }
 
-    pub fn contains(&self, addr: usize) -> bool {
-        addr >= self.base && addr - self.base < self.reserved
-    }
-
     /// Bytes in live blocks (page-rounded).
     pub fn used(&self) -> usize {
         self.used
@@ -124,7 +118,6 @@ impl Region {
         RegionStats {
             used: self.used,
             committed: self.committed,
-            free_runs: self.by_addr.len(),
         }
     }
 
