@@ -1,20 +1,23 @@
 //! [`HugePageAlloc`], the agent's global allocator: blocks of at least
 //! [`MIN_BLOCK`] bytes and less than [`LARGE_BLOCK`] from the huge-page
-//! [`Region`]; larger ones from malloc, which maps each on its own (the
-//! agent pins its mmap threshold far below), advised for huge pages; the
-//! rest from malloc as they are.
+//! [`Region`]; blocks of [`HUGE_BLOCK`] and more are mappings of their own
+//! on huge pages (`kernel`); the rest come from malloc as they are (which
+//! maps those of 128 KiB and more on their own: the agent pins its mmap
+//! threshold there).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::huge_pages::{Memory, Region, RegionStats, HUGE_PAGE, MIN_BLOCK, PAGE, RESERVE};
+use crate::huge_pages::{Region, RegionStats, HUGE_PAGE, MIN_BLOCK, PAGE, RESERVE};
+use crate::kernel::{map_large, remap_large, unmap_large, Kernel, HUGE_BLOCK};
 
-/// Blocks this large or larger are malloc's own mappings (the agent pins
-/// malloc's mmap threshold at 128 KiB), advised for huge pages: freed, they
-/// go straight back to the kernel, where in the region a short-lived one
-/// would leave a hole in the huge pages around it. At 400k series 3 MiB
-/// less resident than with a limit of 2 MiB (58.4 against 61.4 MiB).
+/// Blocks this large or larger are mappings of their own, malloc's (the
+/// agent pins malloc's mmap threshold at 128 KiB) or, from
+/// [`HUGE_BLOCK`], ours: freed, they go straight back to the kernel, where
+/// in the region a short-lived one would leave a hole in the huge pages
+/// around it. At 400k series 3 MiB less resident than with a limit of
+/// 2 MiB (58.4 against 61.4 MiB).
 pub const LARGE_BLOCK: usize = 256 << 10;
 
 /// The global allocator the `tributary` binary installs.
@@ -89,26 +92,40 @@ fn region_alloc(layout: Layout, zeroed: bool) -> Option<*mut u8> {
     Some(ptr)
 }
 
-// SAFETY: every block is either malloc's (`System`, returned to it) or the
-// region's, told apart by address; the region hands out page-aligned,
-// disjoint runs of committed memory (alignment above a page goes to
-// malloc), and a block moved by `realloc` is copied before it is freed.
+/// Whether a block of this layout is a mapping of our own.
+fn is_huge_block(size: usize, align: usize) -> bool {
+    size >= HUGE_BLOCK && align <= HUGE_PAGE
+}
+
+// SAFETY: every block is the region's, told apart by address, or a huge
+// block of our own, told apart by its layout's size, or malloc's
+// (`System`, returned to it). The region hands out page-aligned, disjoint
+// runs of committed memory and a huge block is a whole mapping aligned to
+// a huge page (alignment beyond either goes to malloc); a block moved
+// between them by `realloc` is copied before it is freed.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for HugePageAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match region_alloc(layout, false) {
-            Some(ptr) => ptr,
-            // SAFETY: the caller's layout contract, passed on.
-            None => advise_large(unsafe { System.alloc(layout) }, layout.size()),
+        if let Some(ptr) = region_alloc(layout, false) {
+            return ptr;
         }
+        if is_huge_block(layout.size(), layout.align()) {
+            return map_large(layout.size());
+        }
+        // SAFETY: the caller's layout contract, passed on.
+        unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match region_alloc(layout, true) {
-            Some(ptr) => ptr,
-            // SAFETY: as above.
-            None => advise_large(unsafe { System.alloc_zeroed(layout) }, layout.size()),
+        if let Some(ptr) = region_alloc(layout, true) {
+            return ptr;
         }
+        if is_huge_block(layout.size(), layout.align()) {
+            // A fresh mapping reads as zero.
+            return map_large(layout.size());
+        }
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -117,16 +134,21 @@ unsafe impl GlobalAlloc for HugePageAlloc {
                 r.free(ptr as usize, layout.size(), &mut Kernel);
                 Some(())
             });
+        } else if is_huge_block(layout.size(), layout.align()) {
+            unmap_large(ptr, layout.size());
         } else {
-            // SAFETY: not the region's, so malloc's, with this layout.
+            // SAFETY: neither the region's nor ours, so malloc's, with
+            // this layout.
             unsafe { System.dealloc(ptr, layout) }
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let old_size = layout.size();
+        let in_region = |size| (MIN_BLOCK..LARGE_BLOCK).contains(&size) && layout.align() <= PAGE;
+        let huge = |size| is_huge_block(size, layout.align());
         if owns(ptr) {
-            let in_place = (MIN_BLOCK..LARGE_BLOCK).contains(&new_size)
+            let in_place = in_region(new_size)
                 && with_region(|r| {
                     r.resize_in_place(ptr as usize, old_size, new_size, &mut Kernel)
                         .then_some(())
@@ -135,11 +157,16 @@ unsafe impl GlobalAlloc for HugePageAlloc {
             if in_place {
                 return ptr;
             }
-        } else if !(MIN_BLOCK..LARGE_BLOCK).contains(&new_size) || layout.align() > PAGE {
+        } else if huge(old_size) {
+            if huge(new_size) {
+                return remap_large(ptr, old_size, new_size);
+            }
+        } else if !in_region(new_size) && !huge(new_size) {
             // SAFETY: malloc's block, the caller's contract passed on.
-            return advise_large(unsafe { System.realloc(ptr, layout, new_size) }, new_size);
+            return unsafe { System.realloc(ptr, layout, new_size) };
         }
-        // Moved between the two, or within the region.
+        // Moved between the region, our mappings and malloc, or within
+        // the region.
         // SAFETY: `new_size` with the old alignment is a valid layout (the
         // caller's contract for `realloc`).
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
@@ -154,92 +181,5 @@ unsafe impl GlobalAlloc for HugePageAlloc {
             }
         }
         new
-    }
-}
-
-/// Advises malloc's block at `ptr` for huge pages if it is a large one:
-/// the whole pages it spans, so that malloc's own mapping of it stays one
-/// mapping (which its `realloc` moves with `mremap`). Returns `ptr`.
-fn advise_large(ptr: *mut u8, size: usize) -> *mut u8 {
-    if size >= LARGE_BLOCK && !ptr.is_null() {
-        let start = ptr as usize / PAGE * PAGE;
-        let end = (ptr as usize).saturating_add(size).next_multiple_of(PAGE);
-        Kernel.advise_huge(start, end - start);
-    }
-    ptr
-}
-
-/// The region's memory calls.
-struct Kernel;
-
-impl Kernel {
-    /// Reserves `len` bytes of address space aligned to a huge page, with
-    /// no access and no swap reserved (committed piece by piece later).
-    fn reserve(len: usize) -> Option<usize> {
-        let padded = len.checked_add(HUGE_PAGE)?;
-        // SAFETY: a new private anonymous mapping at an address of the
-        // kernel's choosing; no existing memory is touched.
-        #[allow(unsafe_code)]
-        let start = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                padded,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if start == libc::MAP_FAILED {
-            return None;
-        }
-        let start = start as usize;
-        let base = start.next_multiple_of(HUGE_PAGE);
-        let (head, tail) = (base - start, start + padded - (base + len));
-        // SAFETY: the unaligned ends of the mapping just made, which
-        // nothing uses.
-        #[allow(unsafe_code)]
-        unsafe {
-            if head > 0 {
-                libc::munmap(start as *mut libc::c_void, head);
-            }
-            if tail > 0 {
-                libc::munmap((base + len) as *mut libc::c_void, tail);
-            }
-        }
-        Some(base)
-    }
-}
-
-impl Memory for Kernel {
-    fn commit(&mut self, addr: usize, len: usize) -> bool {
-        // SAFETY: a range inside the region's own reservation, not yet
-        // handed out.
-        #[allow(unsafe_code)]
-        let rc = unsafe {
-            libc::mprotect(
-                addr as *mut libc::c_void,
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-            )
-        };
-        rc == 0
-    }
-
-    fn advise_huge(&mut self, addr: usize, len: usize) {
-        // SAFETY: advice on the region's committed range; no data changes.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE)
-        };
-    }
-
-    fn release(&mut self, addr: usize, len: usize) {
-        // SAFETY: a range of free pages inside the region (no live block),
-        // which reads as zero afterwards.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED)
-        };
     }
 }

@@ -4,9 +4,10 @@
 //! [`HugePageAlloc`] (the binary's global allocator) keeps blocks of at
 //! least 16 KiB on transparent huge pages, which the host of a virtual
 //! machine takes back and gives again a 2 MiB page at a time rather than
-//! 4 KiB (see [`huge_pages`]): up to 256 KiB in a region of its own, larger
-//! ones in malloc's own mappings of them, advised. Smaller blocks stay with
-//! malloc as they are.
+//! 4 KiB (see [`huge_pages`]): up to 256 KiB in a region of its own, from
+//! 2 MiB in mappings of their own that start on a huge page. Blocks in
+//! between (which cannot hold a whole huge page) and smaller ones stay
+//! with malloc as they are.
 //!
 //! glibc's malloc keeps memory the agent has freed: it raises its mmap
 //! threshold to the largest mapped block freed so far (up to 32 MiB), so
@@ -32,15 +33,19 @@
 //!   report so.
 //! - The global allocator (`global.rs`) maps one reserved range of address
 //!   space (`mmap`), makes pieces of it writable (`mprotect`), advises them
-//!   (`madvise`: huge pages, or free pages given back), and hands out
-//!   disjoint page runs of it under one lock; its bookkeeping
-//!   ([`huge_pages::Region`]) is safe code with its own tests, and the
-//!   `unsafe` is only the system calls and the `GlobalAlloc` contract.
+//!   (`madvise`: huge pages, made now or later, or free pages given back),
+//!   and hands out disjoint page runs of it under one lock; its bookkeeping
+//!   ([`huge_pages::Region`]) is safe code with its own tests. A block of
+//!   2 MiB or more is a whole mapping (`mmap`, `mremap` to grow or move
+//!   it, `munmap`), told from malloc's by its size. The system calls are in
+//!   `kernel.rs`; the `unsafe` is only they and the `GlobalAlloc` contract.
 #![deny(rust_2018_idioms)]
 
 #[cfg(target_os = "linux")]
 mod global;
 pub mod huge_pages;
+#[cfg(target_os = "linux")]
+mod kernel;
 
 #[cfg(target_os = "linux")]
 pub use global::{region_stats, HugePageAlloc, LARGE_BLOCK};

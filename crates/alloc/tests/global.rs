@@ -6,7 +6,7 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use tributary_alloc::huge_pages::{MIN_BLOCK, SMALL_PAGES_UNTIL};
+use tributary_alloc::huge_pages::{HUGE_PAGE, MIN_BLOCK, PAGE, SMALL_PAGES_UNTIL};
 use tributary_alloc::{region_stats, HugePageAlloc, LARGE_BLOCK};
 
 #[global_allocator]
@@ -87,6 +87,12 @@ fn the_region_gives_whole_free_huge_pages_back_and_zeroes_reused_memory() {
     let last = blocks.last().unwrap().as_ptr() as usize;
     let (rss_before, flags) = mapping_of(last);
     assert!(flags.split(' ').any(|f| f == "hg"), "not advised: {flags}");
+    // Committed past HEAD_HUGE_FROM, the region's start is advised too.
+    let (_, flags) = mapping_of(blocks[0].as_ptr() as usize);
+    assert!(
+        flags.split(' ').any(|f| f == "hg"),
+        "start not advised: {flags}"
+    );
     let used_before = region_stats().unwrap().used;
     drop(blocks);
     let (rss_after, _) = mapping_of(last);
@@ -130,4 +136,60 @@ fn threads_allocate_and_free_large_blocks_concurrently() {
     for h in handles {
         assert!(h.join().unwrap());
     }
+}
+
+fn pattern(len: usize) -> impl Iterator<Item = u8> {
+    (0..len).map(|i| (i % 251) as u8)
+}
+
+#[test]
+fn a_huge_block_starts_on_a_huge_page_through_growth_moves_and_shrinking() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let len = HUGE_PAGE + 5;
+    let mut v: Vec<u8> = Vec::with_capacity(len);
+    v.extend(pattern(len));
+    let first = v.as_ptr() as usize;
+    assert_eq!(first % HUGE_PAGE, 0, "a huge block starts on a huge page");
+    let (_, flags) = mapping_of(first);
+    assert!(flags.split(' ').any(|f| f == "hg"), "not advised: {flags}");
+
+    // A page taken right after the block: it cannot grow where it is.
+    let end = (first + v.capacity()).next_multiple_of(PAGE);
+    // SAFETY: a new mapping at a fixed address that fails rather than
+    // replace anything there.
+    #[allow(unsafe_code)]
+    let blocker = unsafe {
+        libc::mmap(
+            end as *mut libc::c_void,
+            PAGE,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    assert_eq!(blocker as usize, end, "the page after the block was taken");
+    v.reserve_exact(2 * HUGE_PAGE);
+    let moved = v.as_ptr() as usize;
+    assert_ne!(moved, first, "grown past a taken page, the block moves");
+    assert_eq!(moved % HUGE_PAGE, 0, "moved, it starts on a huge page");
+    assert!(v.iter().copied().eq(pattern(len)), "bytes kept by the move");
+    let (_, flags) = mapping_of(moved + HUGE_PAGE);
+    assert!(flags.split(' ').any(|f| f == "hg"), "advice lost: {flags}");
+    // SAFETY: the page this test mapped, which nothing else uses.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::munmap(blocker, PAGE)
+    };
+
+    // Shrunk, it stays where it is; shrunk below a huge page, it goes to
+    // malloc, bytes kept.
+    v.extend(pattern(HUGE_PAGE));
+    v.truncate(len);
+    v.shrink_to_fit();
+    assert_eq!(v.as_ptr() as usize, moved);
+    assert!(v.iter().copied().eq(pattern(len)));
+    v.truncate(LARGE_BLOCK);
+    v.shrink_to_fit();
+    assert!(v.iter().copied().eq(pattern(LARGE_BLOCK)));
 }
