@@ -29,15 +29,20 @@ impl Format {
             content_type: content_type.to_owned(),
             reason,
         };
-        let mut parts = trimmed.split(';');
-        let media_type = parts.next().unwrap_or_default().trim();
+        let (media_type, params) = trimmed.split_once(';').unwrap_or((trimmed, ""));
+        let media_type = media_type.trim();
         validate_media_type(media_type).map_err(malformed)?;
-        validate_parameters(parts).map_err(malformed)?;
-        match media_type.to_ascii_lowercase().as_str() {
-            "text/plain" => Ok(Format::PrometheusText),
-            "application/openmetrics-text" => Ok(Format::OpenMetrics),
-            "application/vnd.google.protobuf" => Ok(Format::Protobuf),
-            _ => Err(UnsupportedContentType::Unknown(content_type.to_owned())),
+        validate_parameters(params).map_err(malformed)?;
+        // Compared without a lowercased copy: every scrape chooses here.
+        let is = |known: &str| media_type.eq_ignore_ascii_case(known);
+        if is("text/plain") {
+            Ok(Format::PrometheusText)
+        } else if is("application/openmetrics-text") {
+            Ok(Format::OpenMetrics)
+        } else if is("application/vnd.google.protobuf") {
+            Ok(Format::Protobuf)
+        } else {
+            Err(UnsupportedContentType::Unknown(content_type.to_owned()))
         }
     }
 }
@@ -53,13 +58,11 @@ fn validate_media_type(media_type: &str) -> Result<(), &'static str> {
 
 /// `; name=value` pairs: names are tokens, values tokens or quoted strings,
 /// and no name may repeat (case-insensitively), as in Go's mime package.
-fn validate_parameters<'a>(params: impl Iterator<Item = &'a str>) -> Result<(), &'static str> {
-    let mut seen: Vec<String> = Vec::new();
-    for param in params {
-        let param = param.trim();
-        if param.is_empty() {
-            continue;
-        }
+/// Repeats are found by looking back over the pairs before (a header has a
+/// few), which needs no list of the names seen.
+fn validate_parameters(params: &str) -> Result<(), &'static str> {
+    let pairs = || params.split(';').map(str::trim).filter(|p| !p.is_empty());
+    for (i, param) in pairs().enumerate() {
         let (name, value) = param.split_once('=').ok_or("invalid media parameter")?;
         let name = name.trim();
         let value = value.trim();
@@ -70,11 +73,10 @@ fn validate_parameters<'a>(params: impl Iterator<Item = &'a str>) -> Result<(), 
         if !quoted && !is_token(value) {
             return Err("invalid media parameter");
         }
-        let lower = name.to_ascii_lowercase();
-        if seen.contains(&lower) {
+        let mut earlier = pairs().take(i).filter_map(|p| p.split_once('='));
+        if earlier.any(|(n, _)| n.trim().eq_ignore_ascii_case(name)) {
             return Err("duplicate parameter name");
         }
-        seen.push(lower);
     }
     Ok(())
 }
@@ -96,6 +98,7 @@ mod tests {
             "text/plain",
             "text/plain; version=0.0.4",
             "text/plain;version=1.0.0;escaping=allow-utf-8",
+            "Text/Plain; Version=0.0.4; charset=utf-8",
         ] {
             assert_eq!(
                 Format::from_content_type(ct),
@@ -130,6 +133,8 @@ mod tests {
             "invalid/invalid/invalid",
             "/",
             "text/plain; charset=utf-8; charset=utf-8",
+            "text/plain; Charset=utf-8; version=0.0.4; CHARSET=utf-8",
+            "text/plain; version=0.0.4; charset",
         ] {
             assert!(
                 matches!(

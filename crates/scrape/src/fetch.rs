@@ -11,6 +11,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::buffers::BodyBuf;
+use crate::ResponseHeaders;
 use tributary_model::ScrapeProtocol;
 
 mod gzip;
@@ -43,7 +44,7 @@ pub struct FetchedBody {
     /// Bytes received on the wire (compressed when gzip).
     pub wire_bytes: u64,
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub headers: ResponseHeaders,
 }
 
 /// The `Accept` header for the configured protocols, weights as Prometheus
@@ -226,16 +227,10 @@ async fn fetch_inner(
     };
     let content_type = header("content-type");
     let gzip = header("content-encoding").eq_ignore_ascii_case("gzip");
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let mut headers = ResponseHeaders::default();
+    for (name, value) in resp.headers() {
+        headers.push(name.as_str(), value.as_bytes());
+    }
     let cap = req.body_limit;
     // The compressed bytes are held to the cap too: a valid gzip body is
     // hardly larger than its content, and an endless stream of empty

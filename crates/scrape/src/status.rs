@@ -27,7 +27,7 @@ impl Health {
 pub struct LastScrape {
     pub http_status: u16,
     pub content_type: String,
-    pub headers: Vec<(String, String)>,
+    pub headers: crate::ResponseHeaders,
     pub wire_bytes: u64,
     pub body_bytes: u64,
     pub body_head: String,

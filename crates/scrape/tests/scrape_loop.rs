@@ -449,8 +449,8 @@ async fn the_last_scrape_shows_each_body_head_content_type_and_headers() {
         let sent: Vec<&str> = last
             .headers
             .iter()
-            .filter(|(name, _)| name == "content-type")
-            .map(|(_, value)| value.as_str())
+            .filter(|&(name, _)| name == "content-type")
+            .map(|(_, value)| value)
             .collect();
         assert_eq!(sent, [ct]);
         odd |= n % 2 == 1;

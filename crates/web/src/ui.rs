@@ -429,7 +429,7 @@ async fn target(State(s): State<Arc<WebState>>, Query(q): Params) -> Html<String
     let prefix = esc(s.options.prefix());
     let position = parse_error_position(&h.last_error);
     let mut headers = String::new();
-    for (k, v) in &l.headers {
+    for (k, v) in l.headers.iter() {
         let _ = writeln!(headers, "{}: {}", esc(k), esc(v));
     }
     let error = if h.last_error.is_empty() {

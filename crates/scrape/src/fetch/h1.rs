@@ -25,6 +25,7 @@ use tributary_http::{find_head_end, parse_chunk_size, PlainHttpUrl};
 
 use super::{CappedWriter, FetchError, FetchedBody, ScrapeRequest};
 use crate::buffers::BodyBuf;
+use crate::ResponseHeaders;
 
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 << 10;
@@ -160,7 +161,7 @@ struct Head {
     keep_alive: bool,
     gzip: bool,
     content_type: String,
-    headers: Vec<(String, String)>,
+    headers: ResponseHeaders,
 }
 
 fn parse_head(bytes: &[u8]) -> Result<Head, FetchError> {
@@ -180,46 +181,44 @@ fn parse_head(bytes: &[u8]) -> Result<Head, FetchError> {
         keep_alive: resp.version == Some(1),
         gzip: false,
         content_type: String::new(),
-        headers: Vec::with_capacity(resp.headers.len()),
+        headers: ResponseHeaders::default(),
     };
     let mut chunked = false;
     let mut length = None;
     for hd in resp.headers.iter() {
-        let value = String::from_utf8_lossy(hd.value).into_owned();
-        let name = hd.name.to_ascii_lowercase();
-        match name.as_str() {
-            "content-length" => {
-                let n = value
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| FetchError::Http(format!("invalid Content-Length {value:?}")))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(FetchError::Http(
-                        "conflicting Content-Length headers".into(),
-                    ));
-                }
-                length = Some(n);
+        let value = String::from_utf8_lossy(hd.value);
+        let is = |name: &str| hd.name.eq_ignore_ascii_case(name);
+        if is("content-length") {
+            let n = value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| FetchError::Http(format!("invalid Content-Length {value:?}")))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(FetchError::Http(
+                    "conflicting Content-Length headers".into(),
+                ));
             }
-            "transfer-encoding" => {
-                chunked = value
-                    .rsplit(',')
-                    .next()
-                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-            }
-            "connection" => {
-                for token in value.split(',').map(str::trim) {
-                    if token.eq_ignore_ascii_case("close") {
-                        h.keep_alive = false;
-                    } else if token.eq_ignore_ascii_case("keep-alive") {
-                        h.keep_alive = true;
-                    }
+            length = Some(n);
+        } else if is("transfer-encoding") {
+            chunked = value
+                .rsplit(',')
+                .next()
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        } else if is("connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    h.keep_alive = false;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    h.keep_alive = true;
                 }
             }
-            "content-encoding" => h.gzip = value.trim().eq_ignore_ascii_case("gzip"),
-            "content-type" => h.content_type.clone_from(&value),
-            _ => {}
+        } else if is("content-encoding") {
+            h.gzip = value.trim().eq_ignore_ascii_case("gzip");
+        } else if is("content-type") {
+            h.content_type.clear();
+            h.content_type.push_str(&value);
         }
-        h.headers.push((name, value));
+        h.headers.push(hd.name, hd.value);
     }
     // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3).
     h.framing = match (chunked, length) {
