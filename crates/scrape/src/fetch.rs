@@ -40,11 +40,9 @@ pub enum FetchError {
 /// Everything the scrape loop keeps from a response.
 #[derive(Debug, Default)]
 pub struct FetchedBody {
-    pub content_type: String,
     /// Bytes received on the wire (compressed when gzip).
     pub wire_bytes: u64,
     pub status: u16,
-    pub headers: ResponseHeaders,
 }
 
 /// The `Accept` header for the configured protocols, weights as Prometheus
@@ -135,6 +133,9 @@ impl Write for CappedWriter<'_> {
 pub struct Connection {
     target: Option<h1::H1Target>,
     stream: Option<tokio::net::TcpStream>,
+    /// The last response's headers (its `Content-Type` chooses the
+    /// parser), read into the same buffers each time.
+    pub headers: ResponseHeaders,
 }
 
 impl Connection {
@@ -142,6 +143,7 @@ impl Connection {
         Connection {
             target: client.is_plain().then(|| h1::H1Target::new(req)).flatten(),
             stream: None,
+            headers: ResponseHeaders::default(),
         }
     }
 }
@@ -154,6 +156,7 @@ pub async fn fetch(
     body: &mut BodyBuf,
 ) -> Result<FetchedBody, FetchError> {
     body.clear();
+    conn.headers.clear();
     // A gzip'd body's compressed bytes, kept until it is inflated, and the
     // response head: pooled like the body buffer, so a scrape allocates
     // none of them in steady state.
@@ -161,24 +164,23 @@ pub async fn fetch(
     let mut head = crate::buffers::take();
     let work = async {
         if let Some(target) = &conn.target {
-            let outcome = h1::fetch(
-                target,
-                req,
-                &mut conn.stream,
-                &mut head,
+            let bufs = h1::Buffers {
+                head: &mut head,
+                headers: &mut conn.headers,
                 body,
-                &mut compressed,
-            )
-            .await?;
+                compressed: &mut compressed,
+            };
+            let outcome = h1::fetch(target, req, &mut conn.stream, bufs).await?;
             match outcome {
                 h1::Outcome::Done(f) => return Ok(f),
                 h1::Outcome::Redirect => {
                     body.clear();
                     compressed.clear();
+                    conn.headers.clear();
                 }
             }
         }
-        fetch_inner(client, req, body, &mut compressed).await
+        fetch_inner(client, req, body, &mut compressed, &mut conn.headers).await
     };
     let result = tokio::time::timeout(req.timeout, work)
         .await
@@ -197,6 +199,7 @@ async fn fetch_inner(
     req: &ScrapeRequest,
     body: &mut BodyBuf,
     compressed: &mut Vec<u8>,
+    headers: &mut ResponseHeaders,
 ) -> Result<FetchedBody, FetchError> {
     let builder = client
         .client()
@@ -218,16 +221,10 @@ async fn fetch_inner(
     if status.as_u16() != 200 {
         return Err(FetchError::Status(status.to_string()));
     }
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let content_type = header("content-type");
-    let gzip = header("content-encoding").eq_ignore_ascii_case("gzip");
-    let mut headers = ResponseHeaders::default();
+    let gzip = resp
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     for (name, value) in resp.headers() {
         headers.push(name.as_str(), value.as_bytes());
     }
@@ -258,10 +255,8 @@ async fn fetch_inner(
         inflate_gzip(compressed, body, cap)?;
     }
     Ok(FetchedBody {
-        content_type,
         wire_bytes,
         status: status.as_u16(),
-        headers,
     })
 }
 

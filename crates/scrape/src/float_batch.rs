@@ -13,6 +13,7 @@
 //! the batch keeps a parser positioned at its first line, which replays the
 //! page from there to the lines it needs (`ScrapeLoop::flush_floats`).
 
+use parking_lot::Mutex;
 use tributary_exposition::Parser;
 use tributary_model::{AppendError, Appender, RefSample};
 
@@ -29,11 +30,22 @@ pub(crate) struct FloatBatch<'a> {
     refused: Vec<(usize, AppendError)>,
 }
 
+/// Idle batches' vectors, so that a scrape allocates none: a few, as many
+/// as scrapes append at once.
+static SPARE: Mutex<Vec<(Vec<RefSample>, Vec<usize>)>> = Mutex::new(Vec::new());
+const MAX_SPARE: usize = 4;
+
 impl<'a> FloatBatch<'a> {
     pub fn new() -> Self {
+        let (samples, lines) = SPARE.lock().pop().unwrap_or_else(|| {
+            (
+                Vec::with_capacity(FLOAT_BATCH),
+                Vec::with_capacity(FLOAT_BATCH),
+            )
+        });
         FloatBatch {
-            samples: Vec::with_capacity(FLOAT_BATCH),
-            lines: Vec::with_capacity(FLOAT_BATCH),
+            samples,
+            lines,
             start: None,
             refused: Vec::new(),
         }
@@ -77,6 +89,21 @@ impl<'a> FloatBatch<'a> {
         self.lines.clear();
         self.refused.clear();
         self.start = None;
+    }
+}
+
+impl Drop for FloatBatch<'_> {
+    fn drop(&mut self) {
+        let (mut samples, mut lines) = (
+            std::mem::take(&mut self.samples),
+            std::mem::take(&mut self.lines),
+        );
+        samples.clear();
+        lines.clear();
+        let mut spare = SPARE.lock();
+        if spare.len() < MAX_SPARE {
+            spare.push((samples, lines));
+        }
     }
 }
 

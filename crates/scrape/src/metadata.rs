@@ -127,6 +127,16 @@ pub(crate) struct FamilyState {
 }
 
 impl FamilyState {
+    /// As new, keeping the strings' buffers.
+    pub(crate) fn reset(&mut self) {
+        self.name.clear();
+        self.kind = MetricType::Unknown;
+        self.help.clear();
+        self.unit.clear();
+        self.dirty = false;
+        self.changed = false;
+    }
+
     /// Switches to family `name` (resetting its metadata) unless it is the
     /// current one.
     pub(crate) fn enter(&mut self, name: &str) {

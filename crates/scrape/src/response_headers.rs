@@ -28,6 +28,14 @@ impl ResponseHeaders {
         }
     }
 
+    /// The first `Content-Type` header's value (as Go's `Header.Get`), or
+    /// "" when there is none.
+    pub fn content_type(&self) -> &str {
+        self.iter()
+            .find(|&(name, _)| name == "content-type")
+            .map_or("", |(_, value)| value)
+    }
+
     pub fn clear(&mut self) {
         self.text.clear();
         self.ends.clear();
@@ -50,6 +58,16 @@ impl ResponseHeaders {
             start = v;
             pair
         })
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for ResponseHeaders {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(headers: I) -> Self {
+        let mut list = ResponseHeaders::default();
+        for (name, value) in headers {
+            list.push(name, value.as_bytes());
+        }
+        list
     }
 }
 
@@ -87,6 +105,9 @@ mod tests {
             ]
         );
         assert_eq!(h.len(), 3);
+        assert_eq!(h.content_type(), "text/plain; version=0.0.4");
+        h.push("content-type", b"application/openmetrics-text");
+        assert_eq!(h.content_type(), "text/plain; version=0.0.4", "the first");
         h.clear();
         assert!(h.is_empty() && h.iter().next().is_none());
     }

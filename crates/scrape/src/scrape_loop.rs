@@ -114,6 +114,9 @@ pub(crate) struct ScrapeLoop {
     pub storage: Arc<dyn Storage>,
     pub request: ScrapeRequest,
     connection: Connection,
+    /// The metadata lines of the family being parsed; kept between scrapes
+    /// so that its strings' buffers are reused.
+    family: FamilyState,
     pub options: LoopOptions,
     pub status: Arc<Mutex<TargetHealth>>,
     pub metrics: ScrapeMetrics,
@@ -197,6 +200,7 @@ impl ScrapeLoop {
             storage,
             request,
             connection,
+            family: FamilyState::default(),
             options,
             status,
             metrics,
@@ -346,7 +350,7 @@ impl ScrapeLoop {
         let mut counts = Counts::default();
         let body_read = fetched.is_ok();
         let result = match &fetched {
-            Ok(f) => match self.format_for(&f.content_type) {
+            Ok(_) => match self.format_for(self.connection.headers.content_type()) {
                 Ok(format) => self.append_body(app.as_mut(), format, ts, &mut counts),
                 Err(e) => Err(e),
             },
@@ -468,8 +472,10 @@ impl ScrapeLoop {
                 st.last_error = storage_error.unwrap_or_default();
                 st.last.http_status = f.status;
                 // Into the buffers of the scrape before, not new ones.
-                st.last.content_type.clone_from(&f.content_type);
-                st.last.headers.clone_from(&f.headers);
+                let headers = &self.connection.headers;
+                st.last.content_type.clear();
+                st.last.content_type.push_str(headers.content_type());
+                st.last.headers.clone_from(headers);
                 st.last.wire_bytes = f.wire_bytes;
             }
             Err(e) => {
@@ -586,7 +592,9 @@ impl ScrapeLoop {
         // Held for the scrape (milliseconds): one lock instead of one per
         // family; the API only reads it.
         let mut store = store.lock();
-        let mut family = FamilyState::default();
+        // The last scrape's, for its strings' buffers.
+        let mut family = std::mem::take(&mut self.family);
+        family.reset();
         // native_histogram_min_bucket_factor as a maximum schema, and
         // native_histogram_bucket_limit; a histogram over either is
         // reduced in this scratch copy, the parser's stays untouched.
@@ -799,6 +807,7 @@ impl ScrapeLoop {
             }
             self.append_exemplars(app, &parser, series, t, histogram);
         }
+        self.family = family;
         self.flush_floats(app, &mut floats)?;
         store.evict_unseen(iter);
         drop(store);

@@ -479,7 +479,7 @@ async fn last_scrape_reports_the_response() {
         let mut h = down("expected a value at line 2, column 9");
         h.last.http_status = 200;
         h.last.content_type = "text/plain".into();
-        h.last.headers = vec![("content-type".into(), "text/plain".into())];
+        h.last.headers = [("content-type", "text/plain")].into_iter().collect();
         h.last.body_head = "ok 1\nbad_metric{\n".into();
         h.last.wire_bytes = 17;
         h

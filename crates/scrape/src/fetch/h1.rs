@@ -75,20 +75,27 @@ pub enum Outcome {
     Redirect,
 }
 
-/// Fetches `target` into `body` (`compressed` holds a gzip'd body until
-/// it is inflated), reusing and keeping the loop's connection in `conn`.
+/// What one fetch reads into: the response head's bytes, its headers,
+/// the body, and a gzip'd body's compressed bytes until it is inflated.
+pub struct Buffers<'a> {
+    pub head: &'a mut Vec<u8>,
+    pub headers: &'a mut ResponseHeaders,
+    pub body: &'a mut BodyBuf,
+    pub compressed: &'a mut Vec<u8>,
+}
+
+/// Fetches `target` into `bufs`, reusing and keeping the loop's
+/// connection in `conn`.
 pub async fn fetch(
     target: &H1Target,
     req: &ScrapeRequest,
     conn: &mut Option<TcpStream>,
-    head: &mut Vec<u8>,
-    body: &mut BodyBuf,
-    compressed: &mut Vec<u8>,
+    bufs: Buffers<'_>,
 ) -> Result<Outcome, FetchError> {
     if let Some(mut stream) = conn.take() {
-        head.clear();
-        if let Ok(Some(end)) = send_and_read_head(&mut stream, target, head).await {
-            return read_response(stream, end, req, conn, head, body, compressed).await;
+        bufs.head.clear();
+        if let Ok(Some(end)) = send_and_read_head(&mut stream, target, bufs.head).await {
+            return read_response(stream, end, req, conn, bufs).await;
         }
         // The server closed the kept connection (or it broke) before
         // answering: ask again on a new one.
@@ -98,9 +105,9 @@ pub async fn fetch(
         .map_err(|e| FetchError::Http(format!("connecting to {}: {e}", target.connect)))?;
     // As reqwest: no Nagle delay on the request.
     let _ = stream.set_nodelay(true);
-    head.clear();
-    let end = head_end(send_and_read_head(&mut stream, target, head).await)?;
-    read_response(stream, end, req, conn, head, body, compressed).await
+    bufs.head.clear();
+    let end = head_end(send_and_read_head(&mut stream, target, bufs.head).await)?;
+    read_response(stream, end, req, conn, bufs).await
 }
 
 /// The end of a response head that was read, or why there is none.
@@ -160,13 +167,13 @@ struct Head {
     framing: Framing,
     keep_alive: bool,
     gzip: bool,
-    content_type: String,
-    headers: ResponseHeaders,
 }
 
-fn parse_head(bytes: &[u8]) -> Result<Head, FetchError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
+/// Parses a response head, its headers into `headers`.
+fn parse_head(bytes: &[u8], headers: &mut ResponseHeaders) -> Result<Head, FetchError> {
+    headers.clear();
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
     match resp.parse(bytes) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => {
@@ -180,8 +187,6 @@ fn parse_head(bytes: &[u8]) -> Result<Head, FetchError> {
         framing: Framing::UntilClose,
         keep_alive: resp.version == Some(1),
         gzip: false,
-        content_type: String::new(),
-        headers: ResponseHeaders::default(),
     };
     let mut chunked = false;
     let mut length = None;
@@ -214,11 +219,8 @@ fn parse_head(bytes: &[u8]) -> Result<Head, FetchError> {
             }
         } else if is("content-encoding") {
             h.gzip = value.trim().eq_ignore_ascii_case("gzip");
-        } else if is("content-type") {
-            h.content_type.clear();
-            h.content_type.push_str(&value);
         }
-        h.headers.push(hd.name, hd.value);
+        headers.push(hd.name, hd.value);
     }
     // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3).
     h.framing = match (chunked, length) {
@@ -244,13 +246,17 @@ async fn read_response(
     mut end: usize,
     req: &ScrapeRequest,
     conn: &mut Option<TcpStream>,
-    buf: &mut Vec<u8>,
-    body: &mut BodyBuf,
-    compressed: &mut Vec<u8>,
+    bufs: Buffers<'_>,
 ) -> Result<Outcome, FetchError> {
+    let Buffers {
+        head: buf,
+        headers,
+        body,
+        compressed,
+    } = bufs;
     let mut skipped = 0;
     let head = loop {
-        let head = parse_head(buf.get(..end).unwrap_or_default())?;
+        let head = parse_head(buf.get(..end).unwrap_or_default(), headers)?;
         // An informational response (103 Early Hints, …) precedes the real
         // one on the same connection.
         if !(100..200).contains(&head.status) || head.status == 101 || skipped == 8 {
@@ -301,10 +307,8 @@ async fn read_response(
         super::gzip::inflate_gzip(gz, body, cap)?;
     }
     Ok(Outcome::Done(FetchedBody {
-        content_type: head.content_type,
         wire_bytes,
         status: head.status,
-        headers: head.headers,
     }))
 }
 
@@ -481,20 +485,28 @@ mod tests {
 
     #[test]
     fn head_framing_and_connection() {
-        let h =
-            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n")
-                .unwrap();
+        let mut headers = ResponseHeaders::default();
+        let h = parse_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n",
+            &mut headers,
+        )
+        .unwrap();
         assert!(matches!(h.framing, Framing::Length(5)) && h.keep_alive);
-        assert_eq!(h.content_type, "text/plain");
-        let h = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\nConnection: close\r\n\r\n").unwrap();
+        assert_eq!(headers.content_type(), "text/plain");
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\nConnection: close\r\n\r\n", &mut headers).unwrap();
         assert!(matches!(h.framing, Framing::Chunked) && !h.keep_alive);
-        let h = parse_head(b"HTTP/1.0 200 OK\r\nContent-Encoding: GZIP\r\n\r\n").unwrap();
+        let h = parse_head(
+            b"HTTP/1.0 200 OK\r\nContent-Encoding: GZIP\r\n\r\n",
+            &mut headers,
+        )
+        .unwrap();
         assert!(matches!(h.framing, Framing::UntilClose) && !h.keep_alive && h.gzip);
-        assert!(
-            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
-                .is_err()
-        );
-        assert!(parse_head(b"garbage\r\n\r\n").is_err());
+        assert!(parse_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            &mut headers
+        )
+        .is_err());
+        assert!(parse_head(b"garbage\r\n\r\n", &mut headers).is_err());
     }
 
     #[test]

@@ -301,13 +301,12 @@ pub fn demo_health(url: &str) -> TargetHealth {
         last: LastScrape {
             http_status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8".into(),
-            headers: vec![
-                (
-                    "content-type".into(),
-                    "text/plain; version=0.0.4; charset=utf-8".into(),
-                ),
-                ("content-encoding".into(), "gzip".into()),
-            ],
+            headers: [
+                ("content-type", "text/plain; version=0.0.4; charset=utf-8"),
+                ("content-encoding", "gzip"),
+            ]
+            .into_iter()
+            .collect(),
             wire_bytes: 3_512,
             body_bytes: 18_230,
             body_head: ok_body.into(),
