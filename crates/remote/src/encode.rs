@@ -345,6 +345,8 @@ pub struct WriteRequestEncoder {
     stream: SnappyStream,
     /// The non-label part of the TimeSeries being written.
     tail: Vec<u8>,
+    /// [`ItemScratch::pairs`] between requests, for its memory.
+    pairs: Vec<(PairId, Occurrence)>,
 }
 
 impl Default for WriteRequestEncoder {
@@ -361,6 +363,7 @@ impl WriteRequestEncoder {
             snappy: snap::raw::Encoder::new(),
             stream: SnappyStream::default(),
             tail: Vec::new(),
+            pairs: Vec::new(),
         }
     }
 
@@ -378,7 +381,10 @@ impl WriteRequestEncoder {
         let samples = samples.into_iter();
         // One item's labels, gathered once: their total length heads the
         // TimeSeries entry.
-        let mut scratch = ItemScratch::default();
+        let mut scratch = ItemScratch {
+            pairs: std::mem::take(&mut self.pairs),
+            ..ItemScratch::default()
+        };
         // Optimistically one pass as a stream: finding an item's labels
         // costs a label-store lookup, so a separate pass to check that all
         // are interned would cost as many. An item with owned labels ends
@@ -393,6 +399,7 @@ impl WriteRequestEncoder {
             }
             write_item(&mut self.stream, &mut self.tail, &mut scratch, &s, labels);
         }
+        self.pairs = std::mem::take(&mut scratch.pairs);
         if interned {
             return Ok(self.stream.finish());
         }

@@ -88,12 +88,17 @@ impl H1Endpoint {
     /// POSTs `body`; `attempt` > 0 adds `Retry-Attempt`. The caller bounds
     /// the time it may take.
     pub async fn post(&self, body: &Bytes, attempt: u32) -> io::Result<Reply> {
-        let mut tail = format!("Content-Length: {}\r\n", body.len());
+        // Written on the stack: two decimal numbers fit many times over.
+        const TAIL: usize = 96;
+        let mut tail = [0u8; TAIL];
+        let mut w = &mut tail[..];
+        let _ = io::Write::write_fmt(&mut w, format_args!("Content-Length: {}\r\n", body.len()));
         if attempt > 0 {
-            tail.push_str(&format!("Retry-Attempt: {attempt}\r\n"));
+            let _ = io::Write::write_fmt(&mut w, format_args!("Retry-Attempt: {attempt}\r\n"));
         }
-        tail.push_str("\r\n");
-        let parts = [self.head.as_slice(), tail.as_bytes(), body];
+        let _ = io::Write::write_all(&mut w, b"\r\n");
+        let used = TAIL - w.len();
+        let parts = [self.head.as_slice(), &tail[..used], body];
         let kept = self.take_idle();
         if let Some(mut stream) = kept {
             match exchange(&mut stream, &parts).await {
@@ -141,7 +146,7 @@ fn is_reset(e: &io::Error) -> bool {
 
 /// Sends the request and reads the response; whether the connection can
 /// carry another request.
-async fn exchange(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<(Reply, bool)> {
+async fn exchange(stream: &mut TcpStream, parts: &[&[u8]; 3]) -> io::Result<(Reply, bool)> {
     write_all_vectored(stream, parts).await?;
     let mut buf = Vec::with_capacity(READ_CHUNK);
     loop {
@@ -165,23 +170,24 @@ async fn exchange(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<(Reply,
     }
 }
 
-async fn write_all_vectored(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
+async fn write_all_vectored(stream: &mut TcpStream, parts: &[&[u8]; 3]) -> io::Result<()> {
     let mut skip: usize = 0;
     loop {
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len());
-        let mut left = skip;
+        let mut slices = [IoSlice::new(&[]); 3];
+        let (mut n, mut left) = (0, skip);
         for p in parts {
             if left >= p.len() {
                 left -= p.len();
                 continue;
             }
-            slices.push(IoSlice::new(p.get(left..).unwrap_or_default()));
+            slices[n] = IoSlice::new(p.get(left..).unwrap_or_default());
+            n += 1;
             left = 0;
         }
-        if slices.is_empty() {
+        if n == 0 {
             return Ok(());
         }
-        let n = stream.write_vectored(&slices).await?;
+        let n = stream.write_vectored(&slices[..n]).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

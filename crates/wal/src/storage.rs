@@ -1531,20 +1531,41 @@ impl RecordBufs {
         ]
     }
 
-    /// The non-empty records, in write order.
-    fn records(&self) -> Vec<&[u8]> {
-        [
+    /// The non-empty records, in write order (on the stack: a commit
+    /// allocates nothing for the list).
+    fn records(&self) -> RecordList<'_> {
+        let mut list = RecordList {
+            items: [&[]; 6],
+            len: 0,
+        };
+        for b in [
             &self.series,
             &self.metadata,
             &self.samples,
             &self.histograms,
             &self.float_histograms,
             &self.exemplars,
-        ]
-        .into_iter()
-        .filter(|b| !b.is_empty())
-        .map(Vec::as_slice)
-        .collect()
+        ] {
+            if !b.is_empty() {
+                list.items[list.len] = b.as_slice();
+                list.len += 1;
+            }
+        }
+        list
+    }
+}
+
+/// A commit's non-empty records: at most one of each kind.
+struct RecordList<'a> {
+    items: [&'a [u8]; 6],
+    len: usize,
+}
+
+impl<'a> std::ops::Deref for RecordList<'a> {
+    type Target = [&'a [u8]];
+
+    fn deref(&self) -> &Self::Target {
+        &self.items[..self.len]
     }
 }
 
