@@ -76,6 +76,7 @@ pub struct Region {
     reserved: usize,
     committed: usize,
     handed_out: usize,
+    head_huge: bool,
     by_addr: BTreeMap<usize, usize>,
     by_size: BTreeSet<(usize, usize)>,
     used: usize,
@@ -107,6 +108,7 @@ impl Region {
             reserved,
             committed: 0,
             handed_out: 0,
+            head_huge: false,
             by_addr: BTreeMap::new(),
             by_size: BTreeSet::new(),
             used: 0,
@@ -230,10 +232,9 @@ impl Region {
         if huge_from < start + step {
             mem.advise_huge(huge_from, start + step - huge_from);
         }
-        let was = self.committed;
         self.committed += step;
-        // Committed only grows: the start is made huge once, as it passes.
-        if was < HEAD_HUGE_FROM && self.committed >= HEAD_HUGE_FROM {
+        if !self.head_huge && self.committed >= HEAD_HUGE_FROM {
+            self.head_huge = true;
             mem.advise_huge(self.base, SMALL_PAGES_UNTIL);
             mem.collapse(self.base, SMALL_PAGES_UNTIL);
         }
