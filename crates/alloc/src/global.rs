@@ -76,7 +76,7 @@ pub fn region_stats() -> Option<RegionStats> {
 /// A block for `layout` from the region, zeroed if asked; `None` if the
 /// layout is not the region's or the region has no room.
 fn region_alloc(layout: Layout, zeroed: bool) -> Option<*mut u8> {
-    if !(MIN_BLOCK..LARGE_BLOCK).contains(&layout.size()) || layout.align() > PAGE {
+    if !is_region_block(layout.size(), layout.align()) {
         return None;
     }
     let block = with_region(|r| r.alloc(layout.size(), &mut Kernel))?;
@@ -90,6 +90,11 @@ fn region_alloc(layout: Layout, zeroed: bool) -> Option<*mut u8> {
         };
     }
     Some(ptr)
+}
+
+/// Whether a block of this layout is the region's size and alignment.
+fn is_region_block(size: usize, align: usize) -> bool {
+    (MIN_BLOCK..LARGE_BLOCK).contains(&size) && align <= PAGE
 }
 
 /// Whether a block of this layout is a mapping of our own.
@@ -145,7 +150,7 @@ unsafe impl GlobalAlloc for HugePageAlloc {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let old_size = layout.size();
-        let in_region = |size| (MIN_BLOCK..LARGE_BLOCK).contains(&size) && layout.align() <= PAGE;
+        let in_region = |size| is_region_block(size, layout.align());
         let huge = |size| is_huge_block(size, layout.align());
         if owns(ptr) {
             let in_place = in_region(new_size)

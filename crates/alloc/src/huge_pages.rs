@@ -76,7 +76,6 @@ pub struct Region {
     reserved: usize,
     committed: usize,
     handed_out: usize,
-    head_huge: bool,
     by_addr: BTreeMap<usize, usize>,
     by_size: BTreeSet<(usize, usize)>,
     used: usize,
@@ -108,7 +107,6 @@ impl Region {
             reserved,
             committed: 0,
             handed_out: 0,
-            head_huge: false,
             by_addr: BTreeMap::new(),
             by_size: BTreeSet::new(),
             used: 0,
@@ -232,9 +230,10 @@ impl Region {
         if huge_from < start + step {
             mem.advise_huge(huge_from, start + step - huge_from);
         }
+        let was = self.committed;
         self.committed += step;
-        if !self.head_huge && self.committed >= HEAD_HUGE_FROM {
-            self.head_huge = true;
+        // Committed only grows: the start is made huge once, as it passes.
+        if was < HEAD_HUGE_FROM && self.committed >= HEAD_HUGE_FROM {
             mem.advise_huge(self.base, SMALL_PAGES_UNTIL);
             mem.collapse(self.base, SMALL_PAGES_UNTIL);
         }

@@ -134,7 +134,8 @@ pub struct Connection {
     target: Option<h1::H1Target>,
     stream: Option<tokio::net::TcpStream>,
     /// The last response's headers (its `Content-Type` chooses the
-    /// parser), read into the same buffers each time.
+    /// parser), read into the same buffers each time; a failed fetch may
+    /// leave an earlier response's, which nothing reads then.
     pub headers: ResponseHeaders,
 }
 
@@ -156,7 +157,6 @@ pub async fn fetch(
     body: &mut BodyBuf,
 ) -> Result<FetchedBody, FetchError> {
     body.clear();
-    conn.headers.clear();
     // A gzip'd body's compressed bytes, kept until it is inflated, and the
     // response head: pooled like the body buffer, so a scrape allocates
     // none of them in steady state.
@@ -176,7 +176,6 @@ pub async fn fetch(
                 h1::Outcome::Redirect => {
                     body.clear();
                     compressed.clear();
-                    conn.headers.clear();
                 }
             }
         }
@@ -225,6 +224,7 @@ async fn fetch_inner(
         .headers()
         .get("content-encoding")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    headers.clear();
     for (name, value) in resp.headers() {
         headers.push(name.as_str(), value.as_bytes());
     }

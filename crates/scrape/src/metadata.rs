@@ -141,12 +141,8 @@ impl FamilyState {
     /// current one.
     pub(crate) fn enter(&mut self, name: &str) {
         if self.name != name {
-            self.name.clear();
+            self.reset();
             self.name.push_str(name);
-            self.kind = MetricType::Unknown;
-            self.help.clear();
-            self.unit.clear();
-            self.changed = false;
         }
         self.dirty = true;
     }
