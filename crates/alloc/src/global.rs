@@ -1,9 +1,10 @@
-//! [`HugePageAlloc`], the agent's global allocator: blocks of at least
-//! [`MIN_BLOCK`] bytes and less than [`LARGE_BLOCK`] from the huge-page
-//! [`Region`]; blocks of [`HUGE_BLOCK`] and more are mappings of their own
-//! on huge pages (`kernel`); the rest come from malloc as they are (which
-//! maps those of 128 KiB and more on their own: the agent pins its mmap
-//! threshold there).
+//! [`HugePageAlloc`], the agent's global allocator: blocks under
+//! [`MIN_BLOCK`] bytes from the [`SmallBlocks`]' size classes; blocks of at
+//! least [`MIN_BLOCK`] bytes and less than [`LARGE_BLOCK`] from the
+//! huge-page [`Region`]; blocks of [`HUGE_BLOCK`] and more are mappings of
+//! their own on huge pages (`kernel`); the rest come from malloc as they
+//! are (which maps those of 128 KiB and more on their own: the agent pins
+//! its mmap threshold there), and so do small ones aligned beyond a page.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +12,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::huge_pages::{Region, RegionStats, HUGE_PAGE, MIN_BLOCK, PAGE, RESERVE};
 use crate::kernel::{map_large, remap_large, unmap_large, Kernel, HUGE_BLOCK};
+use crate::small_blocks::{self, class_of, SmallBlocks, SmallStats};
 
 /// Blocks this large or larger are mappings of their own, malloc's (the
 /// agent pins malloc's mmap threshold at 128 KiB) or, from
@@ -23,54 +25,106 @@ pub const LARGE_BLOCK: usize = 256 << 10;
 /// The global allocator the `tributary` binary installs.
 pub struct HugePageAlloc;
 
-enum State {
-    /// No large block asked for yet: nothing reserved.
+enum State<T> {
+    /// No block asked for yet: nothing reserved.
     Unreserved,
-    /// The address space could not be reserved; malloc serves every block.
+    /// The address space could not be reserved; malloc serves the blocks.
     Unavailable,
-    Ready(Region),
+    Ready(T),
 }
 
-static STATE: Mutex<State> = Mutex::new(State::Unreserved);
-
-/// The region's bounds, readable without the lock so that freeing a block
-/// can tell whose it is. Zero until the region exists.
-static BASE: AtomicUsize = AtomicUsize::new(0);
-static END: AtomicUsize = AtomicUsize::new(0);
-
-fn owns(ptr: *mut u8) -> bool {
-    let base = BASE.load(Ordering::Acquire);
-    let addr = ptr as usize;
-    base != 0 && addr >= base && addr < END.load(Ordering::Acquire)
+/// A range of address space reserved at its first block, and the
+/// bookkeeping of the blocks in it, under one lock.
+struct Space<T> {
+    state: Mutex<State<T>>,
+    /// The range's bounds, readable without the lock so that freeing a
+    /// block can tell whose it is. Zero until the range is reserved.
+    base: AtomicUsize,
+    end: AtomicUsize,
+    reserve: usize,
+    make: fn(usize, usize) -> T,
 }
 
-/// Runs `f` on the region, reserving it first if need be. Blocks are
-/// never taken from malloc inside: the region's own bookkeeping allocates
-/// only small nodes, which go to malloc without this lock.
-fn with_region<T>(f: impl FnOnce(&mut Region) -> Option<T>) -> Option<T> {
-    let mut state = STATE.lock().unwrap_or_else(PoisonError::into_inner);
-    if let State::Unreserved = *state {
-        *state = match Kernel::reserve(RESERVE) {
-            Some(base) => {
-                END.store(base + RESERVE, Ordering::Release);
-                BASE.store(base, Ordering::Release);
-                State::Ready(Region::new(base, RESERVE))
-            }
-            None => State::Unavailable,
-        };
+/// Blocks of [`MIN_BLOCK`] up to [`LARGE_BLOCK`].
+static REGION: Space<Region> = Space::new(RESERVE, Region::new);
+
+/// Blocks under [`MIN_BLOCK`]. The region's bookkeeping allocates its
+/// nodes here under the region's lock; the small blocks allocate nothing,
+/// so the two locks are only ever taken in that order.
+static SMALL: Space<SmallBlocks> = Space::new(small_blocks::RESERVE, SmallBlocks::new);
+
+impl<T> Space<T> {
+    const fn new(reserve: usize, make: fn(usize, usize) -> T) -> Self {
+        Space {
+            state: Mutex::new(State::Unreserved),
+            base: AtomicUsize::new(0),
+            end: AtomicUsize::new(0),
+            reserve,
+            make,
+        }
     }
-    match &mut *state {
-        State::Ready(region) => f(region),
-        State::Unreserved | State::Unavailable => None,
+
+    fn owns(&self, ptr: *mut u8) -> bool {
+        let base = self.base.load(Ordering::Acquire);
+        let addr = ptr as usize;
+        base != 0 && addr >= base && addr < self.end.load(Ordering::Acquire)
+    }
+
+    fn reserved(&self) -> bool {
+        self.base.load(Ordering::Acquire) != 0
+    }
+
+    /// Runs `f` on the bookkeeping, reserving the range first if need be.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> Option<R>) -> Option<R> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let State::Unreserved = *state {
+            *state = match Kernel::reserve(self.reserve) {
+                Some(base) => {
+                    self.end.store(base + self.reserve, Ordering::Release);
+                    self.base.store(base, Ordering::Release);
+                    State::Ready((self.make)(base, self.reserve))
+                }
+                None => State::Unavailable,
+            };
+        }
+        match &mut *state {
+            State::Ready(space) => f(space),
+            State::Unreserved | State::Unavailable => None,
+        }
     }
 }
 
 /// The region's bytes in live blocks and committed, once it exists.
 pub fn region_stats() -> Option<RegionStats> {
-    if BASE.load(Ordering::Acquire) == 0 {
+    if !REGION.reserved() {
         return None;
     }
-    with_region(|r| Some(r.stats()))
+    REGION.with(|r| Some(r.stats()))
+}
+
+/// The small blocks' bytes in live blocks and committed, once they exist.
+pub fn small_stats() -> Option<SmallStats> {
+    if !SMALL.reserved() {
+        return None;
+    }
+    SMALL.with(|s| Some(s.stats()))
+}
+
+/// A small block for `layout`, zeroed if asked; `None` if the layout is
+/// not small or the small blocks' range has no room.
+fn small_alloc(layout: Layout, zeroed: bool) -> Option<*mut u8> {
+    let class = class_of(layout.size(), layout.align())?;
+    let block = SMALL.with(|s| s.alloc(class, &mut Kernel))?;
+    let ptr = block.addr as *mut u8;
+    if zeroed && block.reused {
+        // SAFETY: the small blocks just handed out at least
+        // `layout.size()` writable bytes at `ptr`, owned by no one else.
+        #[allow(unsafe_code)]
+        unsafe {
+            ptr.write_bytes(0, layout.size())
+        };
+    }
+    Some(ptr)
 }
 
 /// A block for `layout` from the region, zeroed if asked; `None` if the
@@ -79,7 +133,7 @@ fn region_alloc(layout: Layout, zeroed: bool) -> Option<*mut u8> {
     if !is_region_block(layout.size(), layout.align()) {
         return None;
     }
-    let block = with_region(|r| r.alloc(layout.size(), &mut Kernel))?;
+    let block = REGION.with(|r| r.alloc(layout.size(), &mut Kernel))?;
     let ptr = block.addr as *mut u8;
     if zeroed && block.reused {
         // SAFETY: the region just handed out `layout.size()` writable bytes
@@ -102,15 +156,20 @@ fn is_huge_block(size: usize, align: usize) -> bool {
     size >= HUGE_BLOCK && align <= HUGE_PAGE
 }
 
-// SAFETY: every block is the region's, told apart by address, or a huge
-// block of our own, told apart by its layout's size, or malloc's
-// (`System`, returned to it). The region hands out page-aligned, disjoint
-// runs of committed memory and a huge block is a whole mapping aligned to
-// a huge page (alignment beyond either goes to malloc); a block moved
-// between them by `realloc` is copied before it is freed.
+// SAFETY: every block is a small one or the region's, told apart by
+// address, or a huge block of our own, told apart by its layout's size, or
+// malloc's (`System`, returned to it). The small blocks are disjoint pieces
+// of committed memory of their class's size, aligned to the layout's
+// alignment (`class_of`); the region hands out page-aligned, disjoint runs
+// of committed memory and a huge block is a whole mapping aligned to a huge
+// page (alignment beyond any of them goes to malloc); a block moved between
+// them by `realloc` is copied before it is freed.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for HugePageAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if let Some(ptr) = small_alloc(layout, false) {
+            return ptr;
+        }
         if let Some(ptr) = region_alloc(layout, false) {
             return ptr;
         }
@@ -122,6 +181,9 @@ unsafe impl GlobalAlloc for HugePageAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if let Some(ptr) = small_alloc(layout, true) {
+            return ptr;
+        }
         if let Some(ptr) = region_alloc(layout, true) {
             return ptr;
         }
@@ -134,8 +196,16 @@ unsafe impl GlobalAlloc for HugePageAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if owns(ptr) {
-            with_region(|r| {
+        if SMALL.owns(ptr) {
+            // A small block's layout always has a class (it was given one).
+            if let Some(class) = class_of(layout.size(), layout.align()) {
+                SMALL.with(|s| {
+                    s.free(ptr as usize, class, &mut Kernel);
+                    Some(())
+                });
+            }
+        } else if REGION.owns(ptr) {
+            REGION.with(|r| {
                 r.free(ptr as usize, layout.size(), &mut Kernel);
                 Some(())
             });
@@ -152,13 +222,18 @@ unsafe impl GlobalAlloc for HugePageAlloc {
         let old_size = layout.size();
         let in_region = |size| is_region_block(size, layout.align());
         let huge = |size| is_huge_block(size, layout.align());
-        if owns(ptr) {
+        if SMALL.owns(ptr) {
+            if class_of(new_size, layout.align()) == class_of(old_size, layout.align()) {
+                return ptr;
+            }
+        } else if REGION.owns(ptr) {
             let in_place = in_region(new_size)
-                && with_region(|r| {
-                    r.resize_in_place(ptr as usize, old_size, new_size, &mut Kernel)
-                        .then_some(())
-                })
-                .is_some();
+                && REGION
+                    .with(|r| {
+                        r.resize_in_place(ptr as usize, old_size, new_size, &mut Kernel)
+                            .then_some(())
+                    })
+                    .is_some();
             if in_place {
                 return ptr;
             }

@@ -17,7 +17,8 @@
 //! which malloc maps on its own) come from one [`Region`] of address space
 //! reserved at the first such block and advised `MADV_HUGEPAGE` past its
 //! first [`SMALL_PAGES_UNTIL`] bytes (so that an idle agent does not take
-//! 2 MiB for a few buffers). Smaller blocks stay with malloc. A block is
+//! 2 MiB for a few buffers). Smaller blocks have size classes of their own
+//! (`small_blocks`), committed the same way ([`Reservation`]). A block is
 //! freed by the allocator that owns its address, whatever its size.
 //!
 //! The region is a best-fit allocator of 4 KiB page runs: free runs are
@@ -67,14 +68,79 @@ pub trait Memory {
     fn release(&mut self, addr: usize, len: usize);
 }
 
+/// A reserved range of address space, committed from its start whole huge
+/// pages at a time and advised for huge pages past its first
+/// `small_until` bytes; those too once `huge_from` bytes are committed
+/// (then the range is a busy agent's, and its start as hot as the rest).
+#[derive(Debug)]
+pub struct Reservation {
+    base: usize,
+    reserved: usize,
+    committed: usize,
+    small_until: usize,
+    huge_from: usize,
+}
+
+impl Reservation {
+    /// `[base, base + reserved)`, both aligned to [`HUGE_PAGE`].
+    pub fn new(base: usize, reserved: usize, small_until: usize, huge_from: usize) -> Self {
+        debug_assert!(base.is_multiple_of(HUGE_PAGE) && reserved.is_multiple_of(HUGE_PAGE));
+        Reservation {
+            base,
+            reserved,
+            committed: 0,
+            small_until,
+            huge_from,
+        }
+    }
+
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Bytes made readable and writable so far.
+    pub fn committed(&self) -> usize {
+        self.committed
+    }
+
+    /// The end of the committed part.
+    pub fn top(&self) -> usize {
+        self.base + self.committed
+    }
+
+    /// Commits at least `size` more bytes, whole huge pages at a time;
+    /// returns the new part, `(start, len)`.
+    pub fn commit_more(&mut self, size: usize, mem: &mut impl Memory) -> Option<(usize, usize)> {
+        let step = round_up(size, HUGE_PAGE)?;
+        if step > self.reserved - self.committed {
+            return None;
+        }
+        let start = self.top();
+        if !mem.commit(start, step) {
+            return None;
+        }
+        let huge_from = start.max(self.base + self.small_until);
+        if huge_from < start + step {
+            mem.advise_huge(huge_from, start + step - huge_from);
+        }
+        let was = self.committed;
+        self.committed += step;
+        // Committed only grows: the start is made huge once, as it passes.
+        if was < self.huge_from && self.committed >= self.huge_from {
+            mem.advise_huge(self.base, self.small_until);
+            mem.collapse(self.base, self.small_until);
+        }
+        Some((start, step))
+    }
+}
+
 /// Page runs of a reserved range of address space: which are free, how much
 /// of the range is committed, and below which offset memory was ever
 /// handed out (above it, it still reads as zero).
 #[derive(Debug)]
 pub struct Region {
+    space: Reservation,
     base: usize,
-    reserved: usize,
-    committed: usize,
     handed_out: usize,
     by_addr: BTreeMap<usize, usize>,
     by_size: BTreeSet<(usize, usize)>,
@@ -101,11 +167,9 @@ impl Region {
     /// A region over `[base, base + reserved)`; `base` must be aligned to
     /// [`HUGE_PAGE`] and `reserved` a multiple of it.
     pub fn new(base: usize, reserved: usize) -> Region {
-        debug_assert!(base.is_multiple_of(HUGE_PAGE) && reserved.is_multiple_of(HUGE_PAGE));
         Region {
+            space: Reservation::new(base, reserved, SMALL_PAGES_UNTIL, HEAD_HUGE_FROM),
             base,
-            reserved,
-            committed: 0,
             handed_out: 0,
             by_addr: BTreeMap::new(),
             by_size: BTreeSet::new(),
@@ -120,13 +184,13 @@ impl Region {
 
     /// Bytes made readable and writable so far.
     pub fn committed(&self) -> usize {
-        self.committed
+        self.space.committed()
     }
 
     pub fn stats(&self) -> RegionStats {
         RegionStats {
             used: self.used,
-            committed: self.committed,
+            committed: self.committed(),
         }
     }
 
@@ -187,7 +251,7 @@ impl Region {
             return true;
         }
         let (next, extra) = (addr + old, new - old);
-        let top = self.base + self.committed;
+        let top = self.space.top();
         let free_after = match self.by_addr.get(&next) {
             Some(&len) => len,
             None if next == top => 0,
@@ -215,29 +279,10 @@ impl Region {
         self.by_size.range((size, 0)..).next().copied()
     }
 
-    /// Commits at least `size` more bytes, whole huge pages at a time, and
-    /// adds them to the free runs.
+    /// Commits at least `size` more bytes and adds them to the free runs.
     fn commit_more(&mut self, size: usize, mem: &mut impl Memory) -> Option<()> {
-        let step = round_up(size, HUGE_PAGE)?;
-        if step > self.reserved - self.committed {
-            return None;
-        }
-        let start = self.base + self.committed;
-        if !mem.commit(start, step) {
-            return None;
-        }
-        let huge_from = start.max(self.base + SMALL_PAGES_UNTIL);
-        if huge_from < start + step {
-            mem.advise_huge(huge_from, start + step - huge_from);
-        }
-        let was = self.committed;
-        self.committed += step;
-        // Committed only grows: the start is made huge once, as it passes.
-        if was < HEAD_HUGE_FROM && self.committed >= HEAD_HUGE_FROM {
-            mem.advise_huge(self.base, SMALL_PAGES_UNTIL);
-            mem.collapse(self.base, SMALL_PAGES_UNTIL);
-        }
-        self.merge_free(start, step);
+        let (start, len) = self.space.commit_more(size, mem)?;
+        self.merge_free(start, len);
         Some(())
     }
 

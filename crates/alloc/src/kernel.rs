@@ -12,6 +12,7 @@
 //! untouched capacity of a growing table.
 
 use crate::huge_pages::{Memory, HUGE_PAGE, PAGE};
+use crate::small_blocks::FreeLinks;
 
 /// Blocks this large or larger are mappings of their own; smaller ones
 /// cannot hold a whole huge page.
@@ -60,6 +61,26 @@ impl Memory for Kernel {
 
     fn release(&mut self, addr: usize, len: usize) {
         advise(addr, len, libc::MADV_DONTNEED);
+    }
+}
+
+impl FreeLinks for Kernel {
+    fn next(&self, addr: usize) -> usize {
+        // SAFETY: `addr` is a free small block (at least 16 bytes, aligned
+        // to 16) whose first word the small blocks wrote with `set_next`.
+        #[allow(unsafe_code)]
+        unsafe {
+            (addr as *const usize).read()
+        }
+    }
+
+    fn set_next(&mut self, addr: usize, next: usize) {
+        // SAFETY: `addr` is a small block just freed: committed memory of
+        // at least 16 bytes, aligned to 16, that no one holds any more.
+        #[allow(unsafe_code)]
+        unsafe {
+            (addr as *mut usize).write(next)
+        };
     }
 }
 

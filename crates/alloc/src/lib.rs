@@ -1,13 +1,14 @@
 //! The agent's memory allocation: where its blocks come from, and the C
 //! library allocator's knobs, behind a safe API.
 //!
-//! [`HugePageAlloc`] (the binary's global allocator) keeps blocks of at
-//! least 16 KiB on transparent huge pages, which the host of a virtual
+//! [`HugePageAlloc`] (the binary's global allocator) keeps its blocks
+//! where they can be transparent huge pages, which the host of a virtual
 //! machine takes back and gives again a 2 MiB page at a time rather than
-//! 4 KiB (see [`huge_pages`]): up to 256 KiB in a region of its own, from
-//! 2 MiB in mappings of their own that start on a huge page. Blocks in
-//! between (which cannot hold a whole huge page) and smaller ones stay
-//! with malloc as they are.
+//! 4 KiB (see [`huge_pages`]): those under 16 KiB in size classes of their
+//! own ([`small_blocks`]), from 16 up to 256 KiB in a region of its own,
+//! from 2 MiB in mappings of their own that start on a huge page. Blocks in
+//! between (which cannot hold a whole huge page) stay with malloc as they
+//! are.
 //!
 //! glibc's malloc keeps memory the agent has freed: it raises its mmap
 //! threshold to the largest mapped block freed so far (up to 32 MiB), so
@@ -35,7 +36,10 @@
 //!   space (`mmap`), makes pieces of it writable (`mprotect`), advises them
 //!   (`madvise`: huge pages, made now or later, or free pages given back),
 //!   and hands out disjoint page runs of it under one lock; its bookkeeping
-//!   ([`huge_pages::Region`]) is safe code with its own tests. A block of
+//!   ([`huge_pages::Region`]) is safe code with its own tests. Small blocks
+//!   come the same way from a second range ([`small_blocks::SmallBlocks`],
+//!   safe code too), whose free lists keep their links in the first word
+//!   of each free block: those two reads and writes are `kernel.rs`'s. A block of
 //!   2 MiB or more is a whole mapping (`mmap`, `mremap` to grow or move
 //!   it, `munmap`), told from malloc's by its size. The system calls are in
 //!   `kernel.rs`; the `unsafe` is only they and the `GlobalAlloc` contract.
@@ -46,9 +50,10 @@ mod global;
 pub mod huge_pages;
 #[cfg(target_os = "linux")]
 mod kernel;
+pub mod small_blocks;
 
 #[cfg(target_os = "linux")]
-pub use global::{region_stats, HugePageAlloc, LARGE_BLOCK};
+pub use global::{region_stats, small_stats, HugePageAlloc, LARGE_BLOCK};
 
 /// Fixes glibc's mmap threshold (blocks of at least this size get their
 /// own mapping, unmapped when freed) and trim threshold (free memory at an

@@ -2,12 +2,16 @@
 //! their bytes through growth and moves between malloc, the region and
 //! large mappings; large blocks and the region past its start are advised
 //! for huge pages; freed huge pages leave the resident set; zeroed blocks
-//! are zero even over reused memory.
+//! are zero even over reused memory; small blocks take their class's size,
+//! keep their alignment and are shared between threads.
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::alloc::{GlobalAlloc, Layout};
 use tributary_alloc::huge_pages::{HUGE_PAGE, MIN_BLOCK, PAGE, SMALL_PAGES_UNTIL};
-use tributary_alloc::{region_stats, HugePageAlloc, LARGE_BLOCK};
+
+use tributary_alloc::small_blocks::{class_of, CLASS_SIZES};
+use tributary_alloc::{region_stats, small_stats, HugePageAlloc, LARGE_BLOCK};
 
 #[global_allocator]
 static ALLOC: HugePageAlloc = HugePageAlloc;
@@ -192,4 +196,120 @@ fn a_huge_block_starts_on_a_huge_page_through_growth_moves_and_shrinking() {
     v.truncate(LARGE_BLOCK);
     v.shrink_to_fit();
     assert!(v.iter().copied().eq(pattern(LARGE_BLOCK)));
+}
+
+#[test]
+fn small_blocks_take_their_class_size_and_a_freed_one_is_reused_zeroed() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let used = || small_stats().unwrap().used;
+    let before = used();
+    let blocks: Vec<Box<[u8; 100]>> = (0..1000).map(|i| Box::new([i as u8; 100])).collect();
+    let grown = used() - before;
+    // The blocks and the vector of them (8,000 bytes: class 8 KiB); other
+    // threads (the test harness) may allocate meanwhile, a little.
+    let expected = 1000 * 112 + 8192;
+    assert!(
+        (expected..expected + 4096).contains(&grown),
+        "1,000 blocks of 100 bytes (class 112) and their vector took {grown}"
+    );
+    assert!(blocks
+        .iter()
+        .enumerate()
+        .all(|(i, b)| b.iter().all(|&x| x == i as u8)));
+    drop(blocks);
+    assert!(used() <= before + 4096);
+
+    let layout = Layout::from_size_align(200, 8).unwrap();
+    // SAFETY: a valid non-zero layout; each block is freed once, with it.
+    #[allow(unsafe_code)]
+    unsafe {
+        let dirty = ALLOC.alloc(layout);
+        dirty.write_bytes(0xff, 200);
+        ALLOC.dealloc(dirty, layout);
+        let zeroed = ALLOC.alloc_zeroed(layout);
+        assert_eq!(zeroed, dirty, "the last block freed is taken first");
+        assert!(std::slice::from_raw_parts(zeroed, 200)
+            .iter()
+            .all(|&b| b == 0));
+        ALLOC.dealloc(zeroed, layout);
+    }
+}
+
+#[test]
+fn a_small_block_grows_in_its_class_where_it_is_and_keeps_its_bytes_moving_out() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut v: Vec<u8> = Vec::with_capacity(100);
+    v.extend(pattern(100));
+    let first = v.as_ptr();
+    v.reserve_exact(12);
+    assert_eq!(v.as_ptr(), first, "112 bytes are the same class");
+    for size in [113, 500, 4000, MIN_BLOCK - 1, MIN_BLOCK, 3 * MIN_BLOCK] {
+        v.reserve_exact(size - v.len());
+        v.extend(pattern(size).skip(v.len()));
+        assert!(v.iter().copied().eq(pattern(size)), "grown to {size}");
+    }
+    v.truncate(50);
+    v.shrink_to_fit();
+    assert!(v.iter().copied().eq(pattern(50)), "shrunk back to small");
+}
+
+#[test]
+fn aligned_small_blocks_are_aligned() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for align in [16, 32, 64, 128, 512, PAGE] {
+        for size in [1, 24, 100, 1000, 5000, MIN_BLOCK - 1] {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            assert!(CLASS_SIZES[class_of(size, align).unwrap()].is_multiple_of(align));
+            // SAFETY: a valid non-zero layout, freed once with it.
+            #[allow(unsafe_code)]
+            unsafe {
+                let p = ALLOC.alloc(layout);
+                assert!(!p.is_null());
+                assert_eq!(p as usize % align, 0, "{size} bytes aligned to {align}");
+                p.write_bytes(0xab, size);
+                ALLOC.dealloc(p, layout);
+            }
+        }
+    }
+    // Aligned beyond a page: malloc's.
+    let layout = Layout::from_size_align(100, 2 * PAGE).unwrap();
+    // SAFETY: as above.
+    #[allow(unsafe_code)]
+    unsafe {
+        let p = ALLOC.alloc(layout);
+        assert_eq!(p as usize % (2 * PAGE), 0);
+        ALLOC.dealloc(p, layout);
+    }
+}
+
+#[test]
+fn threads_share_small_blocks_allocating_and_freeing_each_others() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let producers: Vec<_> = (0..3)
+        .map(|t| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for i in 0..20_000usize {
+                    let size = 2 + (i * 7919 + t * 104_729) % (MIN_BLOCK - 2);
+                    let mut b = vec![t as u8; size];
+                    b[0] = (i % 251) as u8;
+                    if i % 2 == 0 {
+                        tx.send(b).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    // Freed on this thread, which allocated none of them.
+    let mut received = 0;
+    for b in rx {
+        assert!(b[1..].iter().all(|&x| x == b[1]) && b[1] < 3);
+        received += 1;
+    }
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert_eq!(received, 30_000);
 }

@@ -81,6 +81,15 @@ fn process_metrics(out: &mut String, s: &WebState) {
             region.used, region.committed
         );
     }
+    #[cfg(target_os = "linux")]
+    if let Some(small) = tributary_alloc::small_stats() {
+        let name = "tributary_allocator_small_bytes";
+        let _ = writeln!(
+            out,
+            "# HELP {name} The allocator's small blocks (under 16 KiB, in size classes): bytes in live blocks, and bytes committed (kept at their peak).\n# TYPE {name} gauge\n{name}{{state=\"used\"}} {}\n{name}{{state=\"committed\"}} {}",
+            small.used, small.committed
+        );
+    }
 }
 
 struct ProcStat {
