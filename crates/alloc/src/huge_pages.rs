@@ -68,29 +68,52 @@ pub trait Memory {
     fn release(&mut self, addr: usize, len: usize);
 }
 
-/// A reserved range of address space, committed from its start whole huge
-/// pages at a time and advised for huge pages past its first
-/// `small_until` bytes; those too once `huge_from` bytes are committed
-/// (then the range is a busy agent's, and its start as hot as the rest).
+/// How a [`Reservation`] is committed and made huge pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Committed this many bytes at a time (a divisor or a multiple of
+    /// [`HUGE_PAGE`]).
+    pub commit_step: usize,
+    /// The first bytes stay on small pages until `huge_from` are committed.
+    pub small_until: usize,
+    /// Committed this far, the range is a busy agent's, and its start as
+    /// hot as the rest: then it is advised and collapsed too.
+    pub huge_from: usize,
+}
+
+/// The region's: whole huge pages, its first 4 MiB small until 8 MiB are
+/// committed.
+pub const REGION_POLICY: Policy = Policy {
+    commit_step: HUGE_PAGE,
+    small_until: SMALL_PAGES_UNTIL,
+    huge_from: HEAD_HUGE_FROM,
+};
+
+/// A reserved range of address space, committed from its start
+/// ([`Policy::commit_step`] at a time) and advised for huge pages past its
+/// first [`Policy::small_until`] bytes, a huge page at a time as each is
+/// committed whole; the first bytes too once [`Policy::huge_from`] are
+/// committed. A huge page committed in more than one step may hold small
+/// pages already, so it is collapsed as it is completed; the part of one
+/// that is not committed whole stays on small pages, resident only where
+/// touched.
 #[derive(Debug)]
 pub struct Reservation {
     base: usize,
     reserved: usize,
     committed: usize,
-    small_until: usize,
-    huge_from: usize,
+    policy: Policy,
 }
 
 impl Reservation {
     /// `[base, base + reserved)`, both aligned to [`HUGE_PAGE`].
-    pub fn new(base: usize, reserved: usize, small_until: usize, huge_from: usize) -> Self {
+    pub fn new(base: usize, reserved: usize, policy: Policy) -> Self {
         debug_assert!(base.is_multiple_of(HUGE_PAGE) && reserved.is_multiple_of(HUGE_PAGE));
         Reservation {
             base,
             reserved,
             committed: 0,
-            small_until,
-            huge_from,
+            policy,
         }
     }
 
@@ -108,29 +131,39 @@ impl Reservation {
         self.base + self.committed
     }
 
-    /// Commits at least `size` more bytes, whole huge pages at a time;
-    /// returns the new part, `(start, len)`.
+    /// Commits at least `size` more bytes; returns the new part,
+    /// `(start, len)`.
     pub fn commit_more(&mut self, size: usize, mem: &mut impl Memory) -> Option<(usize, usize)> {
-        let step = round_up(size, HUGE_PAGE)?;
-        if step > self.reserved - self.committed {
+        let len = round_up(size, self.policy.commit_step)?;
+        if len > self.reserved - self.committed {
             return None;
         }
         let start = self.top();
-        if !mem.commit(start, step) {
+        if !mem.commit(start, len) {
             return None;
         }
-        let huge_from = start.max(self.base + self.small_until);
-        if huge_from < start + step {
-            mem.advise_huge(huge_from, start + step - huge_from);
-        }
         let was = self.committed;
-        self.committed += step;
-        // Committed only grows: the start is made huge once, as it passes.
-        if was < self.huge_from && self.committed >= self.huge_from {
-            mem.advise_huge(self.base, self.small_until);
-            mem.collapse(self.base, self.small_until);
+        self.committed += len;
+        let Policy {
+            small_until,
+            huge_from,
+            ..
+        } = self.policy;
+        // The huge pages completed by this commit, past the small start.
+        let first = (was / HUGE_PAGE * HUGE_PAGE).max(small_until);
+        let end = self.committed / HUGE_PAGE * HUGE_PAGE;
+        if first < end {
+            mem.advise_huge(self.base + first, end - first);
+            if !was.is_multiple_of(HUGE_PAGE) && first < was {
+                mem.collapse(self.base + first, HUGE_PAGE);
+            }
         }
-        Some((start, step))
+        // Committed only grows: the start is made huge once, as it passes.
+        if was < huge_from && self.committed >= huge_from {
+            mem.advise_huge(self.base, small_until);
+            mem.collapse(self.base, small_until);
+        }
+        Some((start, len))
     }
 }
 
@@ -168,7 +201,7 @@ impl Region {
     /// [`HUGE_PAGE`] and `reserved` a multiple of it.
     pub fn new(base: usize, reserved: usize) -> Region {
         Region {
-            space: Reservation::new(base, reserved, SMALL_PAGES_UNTIL, HEAD_HUGE_FROM),
+            space: Reservation::new(base, reserved, REGION_POLICY),
             base,
             handed_out: 0,
             by_addr: BTreeMap::new(),
