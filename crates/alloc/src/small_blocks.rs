@@ -19,7 +19,7 @@
 //! malloc arena's mostly is; the agent's small blocks are per target and
 //! per request, not per series.
 
-use crate::huge_pages::{Block, Memory, Policy, Reservation, HUGE_PAGE, MIN_BLOCK, PAGE};
+use crate::huge_pages::{Block, Memory, Policy, Reservation, MIN_BLOCK, PAGE};
 
 /// The number of size classes.
 pub const CLASS_COUNT: usize = 8 + 4 * 7;
@@ -38,16 +38,16 @@ pub fn span_of(class: usize) -> usize {
     (4 * CLASS_SIZES[class]).max(MIN_SPAN)
 }
 
-/// Committed 256 KiB at a time: the huge page being filled stays on small
-/// pages, resident only where touched, until it is committed whole. (In
-/// whole huge pages, each resident as a whole, the range took 6 MiB for
-/// 3.6 MiB of blocks at 400k series, 2 MiB more than malloc's arenas.)
-/// The first huge page stays on small pages until the range has two more:
-/// an idle agent's small blocks take a few hundred KiB.
+/// Committed 256 KiB at a time, each huge page made as it is committed
+/// whole, the first one included: the huge page being filled stays on
+/// small pages, resident only where touched. An idle agent's small blocks
+/// (a few hundred KiB) so never take a huge page. (In whole huge pages,
+/// each resident as a whole, the range took 6 MiB for 3.6 MiB of blocks at
+/// 400k series, 2 MiB more than malloc's arenas.)
 pub const POLICY: Policy = Policy {
     commit_step: 256 << 10,
-    small_until: HUGE_PAGE,
-    huge_from: 3 * HUGE_PAGE,
+    small_until: 0,
+    huge_from: 0,
 };
 
 /// Address space reserved for small blocks (not memory); beyond it they go
@@ -132,7 +132,7 @@ pub struct SmallStats {
 
 impl SmallBlocks {
     /// Small blocks in `[base, base + reserved)`, both aligned to
-    /// [`HUGE_PAGE`].
+    /// [`crate::huge_pages::HUGE_PAGE`].
     pub fn new(base: usize, reserved: usize) -> Self {
         SmallBlocks {
             space: Reservation::new(base, reserved, POLICY),
@@ -205,6 +205,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::huge_pages::HUGE_PAGE;
 
     /// Records what the small blocks asked of the kernel, and keeps the
     /// free lists' links.
@@ -318,10 +319,10 @@ mod tests {
 
     #[test]
     fn spans_hold_four_blocks_or_more_in_whole_pages() {
-        for class in 0..CLASS_COUNT {
+        for (class, size) in CLASS_SIZES.iter().enumerate() {
             let span = span_of(class);
             assert!(span.is_multiple_of(PAGE) && span >= MIN_SPAN, "{class}");
-            assert!(span / CLASS_SIZES[class] >= 4, "{class}");
+            assert!(span / size >= 4, "{class}");
         }
         assert_eq!(span_of(0), MIN_SPAN);
         assert_eq!(span_of(CLASS_COUNT - 2), 4 * (14 << 10));
@@ -335,26 +336,24 @@ mod tests {
         let addrs: Vec<usize> = (0..5).map(|_| s.alloc(c, &mut m).unwrap().addr).collect();
         let expected: Vec<usize> = (0..5).map(|i| BASE + i * size).collect();
         assert_eq!(addrs, expected, "spans side by side");
-        // Committed a step at a time; each huge page past the first is
-        // advised and collapsed as it is completed, and the first once
-        // three are.
+        // Committed a step at a time; each huge page is advised and
+        // collapsed as it is completed.
         let step = POLICY.commit_step;
         let mut n = 5;
-        while s.stats().committed < 3 * HUGE_PAGE && n < 1000 {
+        while s.stats().committed < 2 * HUGE_PAGE && n < 1000 {
+            if s.stats().committed < HUGE_PAGE {
+                assert!(m.huge.is_empty(), "the first huge page is not whole yet");
+            }
             s.alloc(c, &mut m).unwrap();
             n += 1;
         }
-        let steps: Vec<(usize, usize)> = (0..3 * HUGE_PAGE / step)
+        let steps: Vec<(usize, usize)> = (0..2 * HUGE_PAGE / step)
             .map(|i| (BASE + i * step, step))
             .collect();
         assert_eq!(m.committed, steps);
-        let (second, third) = (
-            (BASE + HUGE_PAGE, HUGE_PAGE),
-            (BASE + 2 * HUGE_PAGE, HUGE_PAGE),
-        );
-        let first = (BASE, HUGE_PAGE);
-        assert_eq!(m.huge, vec![second, third, first]);
-        assert_eq!(m.collapsed, vec![second, third, first]);
+        let made = vec![(BASE, HUGE_PAGE), (BASE + HUGE_PAGE, HUGE_PAGE)];
+        assert_eq!(m.huge, made);
+        assert_eq!(m.collapsed, made);
     }
 
     #[test]
