@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::huge_pages::{Region, RegionStats, HUGE_PAGE, MIN_BLOCK, PAGE, RESERVE};
+use crate::huge_pages::{Block, Region, RegionStats, HUGE_PAGE, MIN_BLOCK, PAGE, RESERVE};
 use crate::kernel::{map_large, remap_large, unmap_large, Kernel, HUGE_BLOCK};
 use crate::small_blocks::{self, class_of, SmallBlocks, SmallStats};
 
@@ -115,16 +115,7 @@ pub fn small_stats() -> Option<SmallStats> {
 fn small_alloc(layout: Layout, zeroed: bool) -> Option<*mut u8> {
     let class = class_of(layout.size(), layout.align())?;
     let block = SMALL.with(|s| s.alloc(class, &mut Kernel))?;
-    let ptr = block.addr as *mut u8;
-    if zeroed && block.reused {
-        // SAFETY: the small blocks just handed out at least
-        // `layout.size()` writable bytes at `ptr`, owned by no one else.
-        #[allow(unsafe_code)]
-        unsafe {
-            ptr.write_bytes(0, layout.size())
-        };
-    }
-    Some(ptr)
+    Some(handed_out(block, layout, zeroed))
 }
 
 /// A block for `layout` from the region, zeroed if asked; `None` if the
@@ -134,16 +125,22 @@ fn region_alloc(layout: Layout, zeroed: bool) -> Option<*mut u8> {
         return None;
     }
     let block = REGION.with(|r| r.alloc(layout.size(), &mut Kernel))?;
+    Some(handed_out(block, layout, zeroed))
+}
+
+/// The pointer to a block just handed out for `layout`, zeroed if asked
+/// and it may hold old bytes (fresh memory reads as zero).
+fn handed_out(block: Block, layout: Layout, zeroed: bool) -> *mut u8 {
     let ptr = block.addr as *mut u8;
     if zeroed && block.reused {
-        // SAFETY: the region just handed out `layout.size()` writable bytes
-        // at `ptr`, owned by no one else.
+        // SAFETY: the small blocks or the region just handed out at least
+        // `layout.size()` writable bytes at `ptr`, owned by no one else.
         #[allow(unsafe_code)]
         unsafe {
             ptr.write_bytes(0, layout.size())
         };
     }
-    Some(ptr)
+    ptr
 }
 
 /// Whether a block of this layout is the region's size and alignment.

@@ -353,19 +353,24 @@ fn round_up(size: usize, to: usize) -> Option<usize> {
     size.checked_next_multiple_of(to)
 }
 
+/// A recording fake of the kernel, for the tests of the bookkeeping.
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
+pub(crate) mod recorder {
+    use std::collections::HashMap;
 
-    /// Records what the region asked of the kernel.
+    use super::Memory;
+    use crate::small_blocks::FreeLinks;
+
+    /// Records what the bookkeeping asked of the kernel, and keeps the
+    /// small blocks' free-list links.
     #[derive(Default)]
-    struct Recorder {
-        committed: Vec<(usize, usize)>,
-        huge: Vec<(usize, usize)>,
-        collapsed: Vec<(usize, usize)>,
-        released: Vec<(usize, usize)>,
-        refuse_commit: bool,
+    pub struct Recorder {
+        pub committed: Vec<(usize, usize)>,
+        pub huge: Vec<(usize, usize)>,
+        pub collapsed: Vec<(usize, usize)>,
+        pub released: Vec<(usize, usize)>,
+        pub links: HashMap<usize, usize>,
+        pub refuse_commit: bool,
     }
 
     impl Memory for Recorder {
@@ -386,6 +391,22 @@ mod tests {
             self.released.push((addr, len));
         }
     }
+
+    impl FreeLinks for Recorder {
+        fn next(&self, addr: usize) -> usize {
+            self.links[&addr]
+        }
+        fn set_next(&mut self, addr: usize, next: usize) {
+            self.links.insert(addr, next);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::recorder::Recorder;
+    use super::*;
 
     const BASE: usize = 1 << 40;
 

@@ -202,49 +202,9 @@ impl SmallBlocks {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
+    use crate::huge_pages::recorder::Recorder;
     use crate::huge_pages::HUGE_PAGE;
-
-    /// Records what the small blocks asked of the kernel, and keeps the
-    /// free lists' links.
-    #[derive(Default)]
-    struct Fake {
-        committed: Vec<(usize, usize)>,
-        huge: Vec<(usize, usize)>,
-        collapsed: Vec<(usize, usize)>,
-        links: HashMap<usize, usize>,
-        refuse_commit: bool,
-    }
-
-    impl Memory for Fake {
-        fn commit(&mut self, addr: usize, len: usize) -> bool {
-            if self.refuse_commit {
-                return false;
-            }
-            self.committed.push((addr, len));
-            true
-        }
-        fn advise_huge(&mut self, addr: usize, len: usize) {
-            self.huge.push((addr, len));
-        }
-        fn collapse(&mut self, addr: usize, len: usize) {
-            self.collapsed.push((addr, len));
-        }
-        fn release(&mut self, _addr: usize, _len: usize) {
-            unreachable!("small blocks give nothing back");
-        }
-    }
-
-    impl FreeLinks for Fake {
-        fn next(&self, addr: usize) -> usize {
-            self.links[&addr]
-        }
-        fn set_next(&mut self, addr: usize, next: usize) {
-            self.links.insert(addr, next);
-        }
-    }
 
     const BASE: usize = 1 << 40;
 
@@ -278,7 +238,7 @@ mod tests {
 
     #[test]
     fn blocks_are_carved_side_by_side_and_a_freed_one_is_taken_first() {
-        let (mut s, mut m) = (SmallBlocks::new(BASE, 64 * HUGE_PAGE), Fake::default());
+        let (mut s, mut m) = (SmallBlocks::new(BASE, 64 * HUGE_PAGE), Recorder::default());
         let c = class_of(24, 8).unwrap();
         let a = s.alloc(c, &mut m).unwrap();
         let b = s.alloc(c, &mut m).unwrap();
@@ -330,7 +290,7 @@ mod tests {
 
     #[test]
     fn a_full_span_starts_another_and_huge_pages_are_made_as_they_are_committed_whole() {
-        let (mut s, mut m) = (SmallBlocks::new(BASE, 64 * HUGE_PAGE), Fake::default());
+        let (mut s, mut m) = (SmallBlocks::new(BASE, 64 * HUGE_PAGE), Recorder::default());
         let c = CLASS_COUNT - 2; // 14 KiB, four a span
         let size = CLASS_SIZES[c];
         let addrs: Vec<usize> = (0..5).map(|_| s.alloc(c, &mut m).unwrap().addr).collect();
@@ -354,11 +314,12 @@ mod tests {
         let made = vec![(BASE, HUGE_PAGE), (BASE + HUGE_PAGE, HUGE_PAGE)];
         assert_eq!(m.huge, made);
         assert_eq!(m.collapsed, made);
+        assert!(m.released.is_empty(), "small blocks give nothing back");
     }
 
     #[test]
     fn a_full_reservation_or_a_refused_commit_gives_none() {
-        let (mut s, mut m) = (SmallBlocks::new(BASE, HUGE_PAGE), Fake::default());
+        let (mut s, mut m) = (SmallBlocks::new(BASE, HUGE_PAGE), Recorder::default());
         let c = class_of(MIN_BLOCK - 1, 8).unwrap();
         for _ in 0..HUGE_PAGE / MIN_BLOCK {
             s.alloc(c, &mut m).unwrap();
@@ -368,7 +329,7 @@ mod tests {
         s.free(freed, c, &mut m);
         assert_eq!(s.alloc(c, &mut m).unwrap().addr, freed, "a freed one still");
 
-        let (mut s, mut m) = (SmallBlocks::new(BASE, HUGE_PAGE), Fake::default());
+        let (mut s, mut m) = (SmallBlocks::new(BASE, HUGE_PAGE), Recorder::default());
         m.refuse_commit = true;
         assert!(s.alloc(0, &mut m).is_none());
         assert_eq!(s.stats().used, 0);

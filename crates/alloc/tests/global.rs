@@ -206,10 +206,10 @@ fn small_blocks_take_their_class_size_and_a_freed_one_is_reused_zeroed() {
     let blocks: Vec<Box<[u8; 100]>> = (0..1000).map(|i| Box::new([i as u8; 100])).collect();
     let grown = used() - before;
     // The blocks and the vector of them (8,000 bytes: class 8 KiB); other
-    // threads (the test harness) may allocate meanwhile, a little.
+    // threads (the test harness) may allocate or free meanwhile, a little.
     let expected = 1000 * 112 + 8192;
     assert!(
-        (expected..expected + 4096).contains(&grown),
+        (expected - 4096..expected + 4096).contains(&grown),
         "1,000 blocks of 100 bytes (class 112) and their vector took {grown}"
     );
     assert!(blocks

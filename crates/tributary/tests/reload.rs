@@ -167,6 +167,20 @@ fn lifecycle_endpoints_are_off_by_default() {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // The binary's allocator: its small blocks are in use from the start.
+    let allocator = |state: &str| -> f64 {
+        let series = format!("tributary_allocator_small_bytes{{state=\"{state}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series}missing from /metrics"))
+    };
+    let (used, committed) = (allocator("used"), allocator("committed"));
+    assert!(
+        used > 0.0 && committed >= used,
+        "small blocks: {used} bytes in use, {committed} committed"
+    );
     let (code, body) = http_get(
         &format!("http://127.0.0.1:{port}/-/healthy"),
         Duration::from_secs(5),

@@ -74,22 +74,33 @@ fn process_metrics(out: &mut String, s: &WebState) {
     }
     #[cfg(target_os = "linux")]
     if let Some(region) = tributary_alloc::region_stats() {
-        let name = "tributary_allocator_region_bytes";
-        let _ = writeln!(
+        allocator_bytes(
             out,
-            "# HELP {name} The huge-page region of the allocator (blocks of 16 KiB and more): bytes in live blocks, and bytes committed (of which whole free huge pages are given back).\n# TYPE {name} gauge\n{name}{{state=\"used\"}} {}\n{name}{{state=\"committed\"}} {}",
-            region.used, region.committed
+            "tributary_allocator_region_bytes",
+            "The huge-page region of the allocator (blocks of 16 KiB and more): bytes in live blocks, and bytes committed (of which whole free huge pages are given back).",
+            region.used,
+            region.committed,
         );
     }
     #[cfg(target_os = "linux")]
     if let Some(small) = tributary_alloc::small_stats() {
-        let name = "tributary_allocator_small_bytes";
-        let _ = writeln!(
+        allocator_bytes(
             out,
-            "# HELP {name} The allocator's small blocks (under 16 KiB, in size classes): bytes in live blocks, and bytes committed (kept at their peak).\n# TYPE {name} gauge\n{name}{{state=\"used\"}} {}\n{name}{{state=\"committed\"}} {}",
-            small.used, small.committed
+            "tributary_allocator_small_bytes",
+            "The allocator's small blocks (under 16 KiB, in size classes): bytes in live blocks, and bytes committed (kept at their peak).",
+            small.used,
+            small.committed,
         );
     }
+}
+
+/// A gauge of the allocator's bytes in live blocks and committed.
+#[cfg(target_os = "linux")]
+fn allocator_bytes(out: &mut String, name: &str, help: &str, used: usize, committed: usize) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{state=\"used\"}} {used}\n{name}{{state=\"committed\"}} {committed}"
+    );
 }
 
 struct ProcStat {
