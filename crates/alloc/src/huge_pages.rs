@@ -173,7 +173,6 @@ impl Reservation {
 #[derive(Debug)]
 pub struct Region {
     space: Reservation,
-    base: usize,
     handed_out: usize,
     by_addr: BTreeMap<usize, usize>,
     by_size: BTreeSet<(usize, usize)>,
@@ -202,7 +201,6 @@ impl Region {
     pub fn new(base: usize, reserved: usize) -> Region {
         Region {
             space: Reservation::new(base, reserved, REGION_POLICY),
-            base,
             handed_out: 0,
             by_addr: BTreeMap::new(),
             by_size: BTreeSet::new(),
@@ -243,9 +241,9 @@ impl Region {
             self.insert_run(addr + size, len - size);
         }
         self.used += size;
-        let offset_end = addr - self.base + size;
-        let reused = addr - self.base < self.handed_out;
-        self.handed_out = self.handed_out.max(offset_end);
+        let offset = addr - self.space.base();
+        let reused = offset < self.handed_out;
+        self.handed_out = self.handed_out.max(offset + size);
         Some(Block { addr, reused })
     }
 
@@ -304,7 +302,7 @@ impl Region {
             self.insert_run(next + extra, len - extra);
         }
         self.used += extra;
-        self.handed_out = self.handed_out.max(addr - self.base + new);
+        self.handed_out = self.handed_out.max(addr - self.space.base() + new);
         true
     }
 
