@@ -10,9 +10,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::huge_pages::{Block, Region, RegionStats, HUGE_PAGE, MIN_BLOCK, PAGE, RESERVE};
+use crate::huge_pages::{Block, Occupancy, Region, HUGE_PAGE, MIN_BLOCK, PAGE, RESERVE};
 use crate::kernel::{map_large, remap_large, unmap_large, Kernel, HUGE_BLOCK};
-use crate::small_blocks::{self, class_of, SmallBlocks, SmallStats};
+use crate::small_blocks::{self, class_of, SmallBlocks};
 
 /// Blocks this large or larger are mappings of their own, malloc's (the
 /// agent pins malloc's mmap threshold at 128 KiB) or, from
@@ -95,7 +95,7 @@ impl<T> Space<T> {
 }
 
 /// The region's bytes in live blocks and committed, once it exists.
-pub fn region_stats() -> Option<RegionStats> {
+pub fn region_stats() -> Option<Occupancy> {
     if !REGION.reserved() {
         return None;
     }
@@ -103,7 +103,7 @@ pub fn region_stats() -> Option<RegionStats> {
 }
 
 /// The small blocks' bytes in live blocks and committed, once they exist.
-pub fn small_stats() -> Option<SmallStats> {
+pub fn small_stats() -> Option<Occupancy> {
     if !SMALL.reserved() {
         return None;
     }

@@ -179,10 +179,11 @@ pub struct Region {
     used: usize,
 }
 
-/// The region's occupancy, for the agent's self-metrics.
+/// The occupancy of the region or of the small blocks, for the agent's
+/// self-metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RegionStats {
-    /// Bytes in live blocks (page-rounded).
+pub struct Occupancy {
+    /// Bytes in live blocks (as the region or the size class rounds them).
     pub used: usize,
     /// Bytes of address space made readable and writable.
     pub committed: usize,
@@ -218,8 +219,8 @@ impl Region {
         self.space.committed()
     }
 
-    pub fn stats(&self) -> RegionStats {
-        RegionStats {
+    pub fn stats(&self) -> Occupancy {
+        Occupancy {
             used: self.used,
             committed: self.committed(),
         }
