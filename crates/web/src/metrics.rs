@@ -72,35 +72,29 @@ fn process_metrics(out: &mut String, s: &WebState) {
             fds.count() as f64,
         );
     }
+    // The allocator's two ranges, each once it exists: bytes in live
+    // blocks and bytes committed.
     #[cfg(target_os = "linux")]
-    if let Some(region) = tributary_alloc::region_stats() {
-        allocator_bytes(
-            out,
+    for (name, help, occupancy) in [
+        (
             "tributary_allocator_region_bytes",
             "The huge-page region of the allocator (blocks of 16 KiB and more): bytes in live blocks, and bytes committed (of which whole free huge pages are given back).",
-            region.used,
-            region.committed,
-        );
-    }
-    #[cfg(target_os = "linux")]
-    if let Some(small) = tributary_alloc::small_stats() {
-        allocator_bytes(
-            out,
+            tributary_alloc::region_stats(),
+        ),
+        (
             "tributary_allocator_small_bytes",
             "The allocator's small blocks (under 16 KiB, in size classes): bytes in live blocks, and bytes committed (kept at their peak).",
-            small.used,
-            small.committed,
-        );
+            tributary_alloc::small_stats(),
+        ),
+    ] {
+        if let Some(o) = occupancy {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{state=\"used\"}} {}\n{name}{{state=\"committed\"}} {}",
+                o.used, o.committed
+            );
+        }
     }
-}
-
-/// A gauge of the allocator's bytes in live blocks and committed.
-#[cfg(target_os = "linux")]
-fn allocator_bytes(out: &mut String, name: &str, help: &str, used: usize, committed: usize) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{state=\"used\"}} {used}\n{name}{{state=\"committed\"}} {committed}"
-    );
 }
 
 struct ProcStat {
