@@ -47,6 +47,16 @@ pub(crate) fn give_back_body(body: BodyBuf) {
     park(&BODIES, body.bytes);
 }
 
+/// Heap bytes held by idle buffers of both pools: a fixed cost, at most
+/// `2 × MAX_IDLE` buffers whatever the number of series, which a count of
+/// bytes per series leaves out.
+pub fn idle_buffer_bytes() -> usize {
+    [&POOL, &BODIES]
+        .iter()
+        .map(|pool| pool.lock().iter().map(Vec::capacity).sum::<usize>())
+        .sum()
+}
+
 fn park(pool: &Mutex<Vec<Vec<u8>>>, buf: Vec<u8>) {
     if buf.capacity() == 0 || buf.capacity() > MAX_POOLED_CAPACITY {
         return;
@@ -134,6 +144,7 @@ mod tests {
             give_back(Vec::with_capacity(16));
         }
         assert!(POOL.lock().len() <= MAX_IDLE);
+        assert!(idle_buffer_bytes() <= 2 * MAX_IDLE * MAX_POOLED_CAPACITY);
     }
 
     #[test]

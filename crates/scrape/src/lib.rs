@@ -28,7 +28,7 @@ mod scrape_loop;
 mod status;
 pub mod target;
 
-pub use buffers::BodyBuf;
+pub use buffers::{idle_buffer_bytes, BodyBuf};
 pub use cache::ScrapeCache;
 pub use manager::{PoolSnapshot, ScrapeManager};
 pub use metadata::{FamilyMetadata, TargetMetadata, MAX_FAMILIES_PER_TARGET};
