@@ -424,6 +424,38 @@ struct Shared<P> {
     stop_notify: tokio::sync::Notify,
     /// Latest metadata per metric family, for 1.0 metadata requests.
     family_metadata: Mutex<std::collections::BTreeMap<String, Arc<MetricMetadata>>>,
+    /// Bodies at least this large are split before they are sent.
+    refused_size: Mutex<RefusedSize>,
+}
+
+/// How long a size the receiver refused keeps bodies of that size from
+/// being sent. After it, one full batch is tried again, so that a limit
+/// raised on the receiver's side (a proxy's `client_max_body_size`) is
+/// found without a restart, at the cost of a refused request or a few.
+const REFUSED_SIZE_KEPT: Duration = Duration::from_secs(600);
+
+/// The smallest body the receiver refused for its size (413) within
+/// [`REFUSED_SIZE_KEPT`], and when it was last refused.
+#[derive(Debug, Default)]
+struct RefusedSize(Option<(usize, Instant)>);
+
+impl RefusedSize {
+    /// Whether a body of `len` bytes is known to be too large.
+    fn covers(&mut self, len: usize, now: Instant) -> bool {
+        match self.0 {
+            Some((_, at)) if now.saturating_duration_since(at) >= REFUSED_SIZE_KEPT => {
+                self.0 = None;
+                false
+            }
+            Some((size, _)) => len >= size,
+            None => false,
+        }
+    }
+
+    fn remember(&mut self, len: usize, now: Instant) {
+        let size = self.0.map_or(len, |(size, _)| size.min(len));
+        self.0 = Some((size, now));
+    }
 }
 
 /// One running queue: watcher, shards and resharder.
@@ -473,6 +505,7 @@ impl QueueManager {
             stopping: std::sync::atomic::AtomicBool::new(false),
             stop_notify: tokio::sync::Notify::new(),
             family_metadata: Mutex::new(std::collections::BTreeMap::new()),
+            refused_size: Mutex::new(RefusedSize::default()),
             settings,
             client,
             metrics,
@@ -1426,7 +1459,10 @@ impl Batch {
     /// to a single sample, which is dropped as a non-recoverable failure.
     /// Prometheus drops the whole batch at the 413, as at any 4xx; a proxy's
     /// body limit (nginx's `client_max_body_size`, 1 MiB by default) must
-    /// not cost data that smaller requests would have delivered.
+    /// not cost data that smaller requests would have delivered. Bodies as
+    /// large as one refused within [`REFUSED_SIZE_KEPT`] are split without
+    /// being sent, so that each batch does not pay a refused request (and
+    /// a warning) for every halving.
     async fn deliver<P>(
         &mut self,
         shared: &Shared<P>,
@@ -1488,6 +1524,17 @@ impl Batch {
                     return PartDelivery::Dropped;
                 }
             };
+            if self.samples.len() > 1
+                && shared
+                    .refused_size
+                    .lock()
+                    .covers(body.len(), Instant::now())
+            {
+                if protocol == Protocol::V1 {
+                    self.encoder.recycle(body);
+                }
+                return PartDelivery::TooLarge;
+            }
             let started = Instant::now();
             let result = tokio::select! {
                 biased;
@@ -1500,6 +1547,12 @@ impl Batch {
             // Only the 1.0 stream writes into recycled buffers.
             if protocol == Protocol::V1 {
                 self.encoder.recycle(body);
+            }
+            if matches!(result, Err(SendError::TooLarge(_))) {
+                shared
+                    .refused_size
+                    .lock()
+                    .remember(sent_bytes, Instant::now());
             }
             match result {
                 Ok(()) => {
@@ -1771,6 +1824,25 @@ fn desired_shards(r: &RateInputs, current: usize, s: &QueueSettings) -> Option<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_size_covers_larger_bodies_until_it_expires() {
+        let t0 = Instant::now();
+        let mut refused = RefusedSize::default();
+        assert!(!refused.covers(usize::MAX, t0), "nothing refused yet");
+        refused.remember(1000, t0);
+        refused.remember(2000, t0);
+        assert!(refused.covers(1000, t0));
+        assert!(!refused.covers(999, t0));
+        refused.remember(800, t0 + Duration::from_secs(1));
+        assert!(refused.covers(800, t0 + Duration::from_secs(2)));
+        // Kept from the last refusal, then forgotten: the next full batch
+        // is tried.
+        let later = t0 + Duration::from_secs(1) + REFUSED_SIZE_KEPT;
+        assert!(refused.covers(800, later - Duration::from_millis(1)));
+        assert!(!refused.covers(usize::MAX, later));
+        assert!(!refused.covers(usize::MAX, later - Duration::from_millis(1)));
+    }
 
     fn settings() -> QueueSettings {
         QueueSettings {

@@ -252,29 +252,38 @@ async fn deliver_with_a_size_limit(max: usize) -> (Receiver, QueueMetrics, Queue
 
 /// A receiver (or the proxy in front of it) that refuses requests over a
 /// size with 413 gets the batch in halves until they pass: every sample
-/// once, each series in order, none failed.
+/// once, each series in order, none failed. Once a body was refused, none
+/// as large is sent again: the second batch is split before it is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_too_large_for_the_receiver_is_sent_in_halves() {
     let (rx, m, q) = deliver_with_a_size_limit(3).await;
-    let sizes: Vec<(usize, u16)> = rx
+    let requests: Vec<(usize, u16, usize)> = rx
         .state
         .requests
         .lock()
         .iter()
-        .map(|r| (r.samples.len(), r.status.as_u16()))
+        .map(|r| (r.samples.len(), r.status.as_u16(), r.body_len))
         .collect();
-    // Each batch of 10: refused, then 5 refused, 2 and 3 sent, 5 refused,
-    // 2 and 3 sent.
-    let one_batch = [
-        (10, 413),
-        (5, 413),
-        (2, 200),
-        (3, 200),
-        (5, 413),
-        (2, 200),
-        (3, 200),
-    ];
-    assert_eq!(sizes, [one_batch, one_batch].concat());
+    // The first batch of 10 is refused, then its first half of 5.
+    assert_eq!(
+        requests[..2].iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        [(10, 413), (5, 413)]
+    );
+    // Without the memory, the second batch repeats the first: 10 and
+    // both its halves refused again.
+    let whole = requests.iter().filter(|r| r.0 == 10).count();
+    assert_eq!(whole, 1, "the second batch sent whole: {requests:?}");
+    for (i, later) in requests.iter().enumerate() {
+        let refused_before = requests[..i].iter().filter(|r| r.1 == 413);
+        for earlier in refused_before {
+            assert!(
+                later.2 < earlier.2,
+                "request {i} of {} bytes sent after {} bytes were refused: {requests:?}",
+                later.2,
+                earlier.2
+            );
+        }
+    }
     let got = rx.state.accepted_samples();
     let mut want = Vec::new();
     for t in 0..4 {
@@ -285,8 +294,10 @@ async fn a_request_too_large_for_the_receiver_is_sent_in_halves() {
     assert_eq!(got, want, "every sample once, in the order read");
     assert_eq!(m.samples_failed.get(), 0);
     assert_eq!(m.samples.get(), 20);
-    // Each refused request's samples, counted as retried: 10 + 5 + 5 a batch.
-    assert_eq!(m.samples_retried.get(), 40);
+    // Each refused request's samples count as retried; the parts split
+    // before they were sent do not.
+    let refused: usize = requests.iter().filter(|r| r.1 == 413).map(|r| r.0).sum();
+    assert_eq!(m.samples_retried.get(), refused as u64);
     q.stop(Duration::from_secs(1)).await;
 }
 
@@ -297,16 +308,19 @@ async fn a_single_sample_too_large_for_the_receiver_is_dropped() {
     let (rx, m, q) = deliver_with_a_size_limit(0).await;
     assert_eq!(m.samples_failed.get(), 20);
     assert_eq!(m.samples.get(), 0);
-    // Split down to single samples: 10, then 5, 2 and 3 (then 2) twice.
-    assert_eq!(m.samples_retried.get(), 2 * (10 + 2 * (5 + 2 + 3 + 2)));
-    let singles = rx
+    // Sent and refused: 10, 5 and 2, then the first sample alone. From
+    // then on every request of more than one sample is split unsent.
+    assert_eq!(m.samples_retried.get(), 10 + 5 + 2);
+    let requests: Vec<usize> = rx
         .state
         .requests
         .lock()
         .iter()
-        .filter(|r| r.samples.len() == 1)
-        .count();
-    assert_eq!(singles, 20, "each sample tried alone once");
+        .map(|r| r.samples.len())
+        .collect();
+    let singles = requests.iter().filter(|&&n| n == 1).count();
+    assert_eq!(singles, 20, "each sample tried alone once: {requests:?}");
+    assert_eq!(requests.len(), 3 + 20, "{requests:?}");
     q.stop(Duration::from_secs(1)).await;
 }
 

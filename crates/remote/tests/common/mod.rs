@@ -53,6 +53,8 @@ pub struct Received {
     pub samples: Vec<(String, i64, f64)>,
     /// The status we answered.
     pub status: StatusCode,
+    /// The body's size as sent (compressed).
+    pub body_len: usize,
 }
 
 #[derive(Default)]
@@ -128,6 +130,7 @@ async fn handle(
         headers,
         samples,
         status,
+        body_len: body.len(),
     });
     let mut resp = (status, "scripted").into_response();
     if let Some(ra) = retry_after {
