@@ -48,15 +48,6 @@ if [ "$stale" -gt 0 ]; then
     sort -rn | head -5 | { command -v c++filt >/dev/null && c++filt || cat; } | sed 's/^/  /'
   echo "retrain with scripts/pgo_train.sh if any of them is on a hot path"
 fi
-# Names in the order file that this build does not have (renamed, removed or
-# now inlined) leave their callers' code where the compiler put it.
-missing=$(awk 'NR == FNR { want[$0] = 1; total++; next }
-  match($0, /:\(\.text\.[^)]*\)/) {
-    name = substr($0, RSTART + 2, RLENGTH - 3)
-    sub(/^\.text\.(hot\.|unlikely\.|startup\.|exit\.|split\.)?/, "", name)
-    if (name in want) { found++; delete want[name] }
-  }
-  END { print total - found }' pgo/tributary.order target/release/tributary.map)
-if [ "$missing" -gt 0 ]; then
-  echo "layout: $missing of the $(wc -l <pgo/tributary.order) functions in pgo/tributary.order are not in this build; retake it with scripts/layout_train.sh if the idle agent's resident code grows"
-fi
+# Names in the order file that this build does not have.
+. scripts/link_order.sh
+report_missing pgo/tributary.order target/release/tributary.map scripts/layout_train.sh

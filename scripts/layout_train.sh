@@ -22,17 +22,24 @@
 # victoria-metrics) and target/release/tributary with its link map from
 # scripts/build_release.sh.
 #
+# The edge builds have orders of their own (their functions are compiled
+# differently and their symbols carry other hashes): `BIN` names the binary
+# trained (its map beside it as BIN.map) and `ORDER` the file written, as
+# scripts/build_edge.sh prints them.
+#
 #   scripts/layout_train.sh
+#   BIN=target/edge/tributary ORDER=pgo/tributary-edge.order scripts/layout_train.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 farm_dir=$repo/../shared/bench
-bin=$repo/target/release/tributary
+bin=$repo/${BIN:-target/release/tributary}
 map=$bin.map
+order=${ORDER:-pgo/tributary.order}
 for tool in valgrind python3 curl; do
   command -v "$tool" >/dev/null || { echo "no $tool" >&2; exit 1; }
 done
-[ -x "$bin" ] && [ -s "$map" ] || { echo "no $bin or $map: run scripts/build_release.sh" >&2; exit 1; }
+[ -x "$bin" ] && [ -s "$map" ] || { echo "no $bin or $map: run scripts/build_release.sh (or scripts/build_edge.sh)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/tributary-layout.XXXXXX)
 sink_port=18638
@@ -80,5 +87,5 @@ stop "$agent" 60
 
 python3 scripts/layout_order.py "$map" "$bin" "$work"/callgrind.*.out >"$work/order"
 mkdir -p pgo
-mv "$work/order" pgo/tributary.order
-echo "wrote pgo/tributary.order ($(wc -l <pgo/tributary.order) functions)"
+mv "$work/order" "$order"
+echo "wrote $order ($(wc -l <"$order") functions)"
