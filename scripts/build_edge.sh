@@ -25,13 +25,13 @@
 #   MUSL=1 scripts/build_edge.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-host=$(rustc -vV | awk '/^host:/ {print $2}')
 if [ "${MUSL:-0}" = 1 ]; then
   target=(--target x86_64-unknown-linux-musl)
   dir=target/x86_64-unknown-linux-musl/edge
   order=pgo/tributary-edge-musl.order
   # The musl target links with the C compiler's default linker, which has
   # no symbol ordering; Rust's own lld has (`ld.lld` in gcc-ld).
+  host=$(rustc -vV | awk '/^host:/ {print $2}')
   linker=(-Clink-arg=-fuse-ld=lld "-Clink-arg=-B$(rustc --print sysroot)/lib/rustlib/$host/bin/gcc-ld")
 else
   target=()

@@ -33,7 +33,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 farm_dir=$repo/../shared/bench
-bin=$repo/${BIN:-target/release/tributary}
+bin=${BIN:-target/release/tributary}
+[[ $bin = /* ]] || bin=$repo/$bin
 map=$bin.map
 order=${ORDER:-pgo/tributary.order}
 for tool in valgrind python3 curl; do

@@ -1,9 +1,10 @@
 # Sourced by scripts/build_release.sh and scripts/build_edge.sh.
 #
-# report_missing ORDER MAP: says how many names of the link order ORDER the
-# build whose linker map is MAP no longer has (renamed, removed or now
-# inlined): the linker leaves their callers' code where the compiler put
-# it, among the cold code, and an idle agent maps more pages of it.
+# report_missing ORDER MAP RETAKE: says how many names of the link order
+# ORDER the build whose linker map is MAP no longer has (renamed, removed
+# or now inlined), and that RETAKE retakes it: the linker leaves their
+# callers' code where the compiler put it, among the cold code, and an
+# idle agent maps more pages of it.
 report_missing() {
   local order=$1 map=$2 retake=$3 missing
   missing=$(awk 'NR == FNR { want[$0] = 1; total++; next }
